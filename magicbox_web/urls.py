@@ -1,0 +1,22 @@
+"""URL routes (HTTP). Websocket routes are in magicbox_web/asgi.py."""
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+from django.views.generic import RedirectView
+
+from orchestration.views import plans, runs, schema
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="run-list", permanent=False)),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("plans/", plans.plan_list, name="plan-list"),
+    path("plans/import/", plans.plan_import, name="plan-import"),
+    path("plans/<int:plan_id>/", plans.plan_detail, name="plan-detail"),
+    path("plans/<int:plan_id>/start/", runs.run_start, name="run-start"),
+    path("runs/", runs.run_list, name="run-list"),
+    path("runs/<int:run_id>/", runs.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
+    path("schema/plan.json", schema.plan_schema_view, name="plan-schema"),
+]

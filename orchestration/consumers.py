@@ -1,0 +1,68 @@
+"""Channels consumers: the engine's background consumer and the live run page's websocket."""
+from __future__ import annotations
+
+import asyncio
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from orchestration.engine.runtime import get_engine
+from orchestration.engine.signals import run_group
+from orchestration.live import RunView
+
+COALESCE_SECONDS = 0.25  # viewers get at most ~4 updates a second per run
+
+
+class EngineConsumer(AsyncConsumer):
+    """`runworker magicbox.engine`: each message is a wake-up; the work happens in asyncio tasks.
+
+    A Channels consumer awaits each handler before reading the next message (channels#1924),
+    so handlers only start the engine's work and return.
+    """
+
+    async def engine_wake(self, message: dict) -> None:
+        engine = get_engine()
+        engine.start_sweeping()
+        asyncio.create_task(engine.wake())
+
+
+class RunConsumer(AsyncWebsocketConsumer):
+    """Websocket of a run page: sends a full snapshot on connect, then coalesced updates.
+
+    Pushed HTML fragments are swapped by htmx's ws extension by id (out of band); output is
+    appended from the stored chunks the page has not been sent yet, so a dropped message only
+    delays an update.
+    """
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        if not user or not user.is_authenticated or not await self._run_exists():
+            await self.close(code=4403)
+            return
+        self.view = RunView(self.run_id)
+        self._pending: asyncio.Task | None = None
+        await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        await self.accept()
+        await self.send(text_data=await database_sync_to_async(self.view.snapshot)())
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "view"):
+            await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
+
+    async def run_changed(self, event: dict) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._push_update())
+
+    async def _push_update(self) -> None:
+        await asyncio.sleep(COALESCE_SECONDS)
+        html = await database_sync_to_async(self.view.update)()
+        if html:
+            await self.send(text_data=html)
+
+    @database_sync_to_async
+    def _run_exists(self) -> bool:
+        from orchestration.models import Run
+
+        return Run.objects.filter(pk=self.run_id).exists()

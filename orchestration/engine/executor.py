@@ -1,0 +1,199 @@
+"""Run one attempt of one task run: prepare, start the worker, stream output, record the end."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration.engine import scheduler, workspace
+from orchestration.engine.output import OutputBuffer
+from orchestration.engine.prompts import compose_prompt
+from orchestration.engine.signals import anotify_run
+from orchestration.models import TaskRun, TaskState
+from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
+from orchestration.workers.process import run_process
+from orchestration.workers.registry import UnknownWorker, get_adapter, worker_config
+
+log = logging.getLogger(__name__)
+
+BASE_ENV_NAMES = ("LANG", "LC_ALL", "TZ", "TERM")
+
+
+@dataclass
+class AttemptPlan:
+    """What the executor read from the database before starting an attempt."""
+
+    task_run_id: int
+    run_id: int
+    task_id: str
+    worker: str
+    attempt: int
+    timeout: float
+    stored_bytes: int
+    task: dict
+    spec: dict
+    upstream_results: dict[str, str]
+
+
+def base_environment(worker: str) -> dict[str, str]:
+    """The explicit environment every worker process starts from (an allowlist, never os.environ).
+
+    PATH: MAGICBOX_EXTRA_PATH, the directory of the Python running Magic Box (so `python` in a
+    shell task means this one), then the server's PATH. Plus LANG/LC_ALL/TZ/TERM and the
+    worker's env_passthrough variables when the server has them.
+    """
+    path = [*settings.MAGICBOX_EXTRA_PATH, str(Path(sys.executable).parent), *os.environ.get("PATH", "").split(os.pathsep)]
+    env = {"PATH": os.pathsep.join(dict.fromkeys(p for p in path if p)), "LANG": "C.UTF-8"}
+    env.update({k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ})
+    try:
+        passthrough = worker_config(worker).env_passthrough
+    except UnknownWorker:
+        passthrough = []
+    env.update({k: os.environ[k] for k in passthrough if k in os.environ})
+    for nested in ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"):
+        env.pop(nested, None)
+    return env
+
+
+def _load(task_run_id: int) -> AttemptPlan:
+    task_run = TaskRun.objects.select_related("run__revision").get(pk=task_run_id)
+    spec = task_run.run.revision.spec
+    task = next(t for t in spec["tasks"] if t["id"] == task_run.task_id)
+    results = dict(
+        TaskRun.objects.filter(run_id=task_run.run_id, task_id__in=task_run.upstream).values_list("task_id", "result")
+    )
+    return AttemptPlan(
+        task_run_id=task_run.pk,
+        run_id=task_run.run_id,
+        task_id=task_run.task_id,
+        worker=task_run.worker,
+        attempt=task_run.attempt,
+        timeout=float(task_run.timeout or settings.MAGICBOX_TASK_TIMEOUT),
+        stored_bytes=task_run.output_bytes,
+        task=task,
+        spec=spec,
+        upstream_results={u: results.get(u, "") for u in task_run.upstream},
+    )
+
+
+def _record_prompt(task_run_id: int, prompt: str) -> None:
+    TaskRun.objects.filter(pk=task_run_id).update(prompt=prompt)
+
+
+def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> None:
+    """Record the attempt's end; re-queue it instead when it failed and attempts are left."""
+    now = timezone.now()
+    with transaction.atomic():
+        task_run = TaskRun.objects.get(pk=plan.task_run_id)
+        if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner:
+            return  # cancelled, or declared lost and taken over: the other party decides
+        fields = dict(
+            result=outcome.result,
+            error=outcome.error,
+            exit_code=exit_code,
+            cost_usd=outcome.cost_usd,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            session_id=outcome.session_id[:200],
+            lease_expires_at=None,
+        )
+        if state != TaskState.SUCCEEDED and task_run.attempt < task_run.max_attempts:
+            reason = f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying"
+            task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="", **fields)
+        else:
+            task_run.transition(state, outcome.error, expect=TaskState.RUNNING, finished_at=now, **fields)
+        scheduler.advance_run(plan.run_id)
+
+
+async def execute(task_run_id: int, owner: str) -> None:
+    """Run the current attempt of a task run that `owner` has claimed (state running).
+
+    Never raises for a task's own failure: every outcome is recorded on the task run.
+    """
+    plan = await sync_to_async(_load)(task_run_id)
+    output = OutputBuffer(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
+
+    async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
+        await output.flush()
+        await sync_to_async(_finish)(plan, owner, state, outcome, exit_code)
+        await anotify_run(plan.run_id)
+
+    try:
+        adapter = get_adapter(plan.worker)
+        dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.spec.get("workspace"), plan.upstream_results)
+        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, _prompt_template(plan.task))
+        await sync_to_async(_record_prompt)(plan.task_run_id, prompt)
+        invocation = adapter.build(
+            TaskContext(
+                task_id=plan.task_id,
+                prompt=prompt,
+                command=plan.task.get("command"),
+                workdir=dirs.workdir,
+                home=dirs.home,
+                tmpdir=dirs.tmpdir,
+                upstream_dir=dirs.upstream,
+                base_env=base_environment(plan.worker),
+            )
+        )
+    except (UnknownWorker, WorkerUnavailable, workspace.WorkspaceError, ValueError) as error:
+        output.add([f"[Magic Box] {error}"])
+        await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
+        return
+
+    parser = adapter.parser()
+    output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
+    flusher = asyncio.create_task(output.flush_forever())
+    lease = asyncio.create_task(_keep_lease(plan.task_run_id, owner))
+    try:
+        result = await run_process(
+            invocation,
+            on_stdout=lambda line: output.add(parser.feed_stdout(line)),
+            on_stderr=lambda line: output.add(parser.feed_stderr(line)),
+            timeout=plan.timeout,
+        )
+    except OSError as error:
+        message = f"could not start {invocation.argv[0]}: {error}"
+        output.add([f"[Magic Box] {message}"])
+        await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
+        return
+    finally:
+        flusher.cancel()
+        lease.cancel()
+        if plan.spec.get("workspace"):
+            await workspace.remove_worktree(plan.spec["workspace"], dirs.workdir)
+
+    if result.timed_out:
+        outcome = parser.finish(-1, result.stderr_tail)
+        outcome.succeeded = False
+        outcome.error = f"timed out after {plan.timeout:g} s; the worker's process group was killed"
+        await end(TaskState.TIMED_OUT, outcome)
+        return
+    outcome = parser.finish(result.exit_code, result.stderr_tail)
+    await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
+
+
+async def _keep_lease(task_run_id: int, owner: str) -> None:
+    interval = max(1.0, settings.MAGICBOX_LEASE_SECONDS / 3)
+    while True:
+        await asyncio.sleep(interval)
+        await sync_to_async(scheduler.renew_lease)(task_run_id, owner)
+
+
+def _prompt_template(task: dict) -> str:
+    """The text of the task's prompt_file, looked up in MAGICBOX_PROMPTS_DIR ("" if absent)."""
+    name = task.get("prompt_file")
+    if not name:
+        return ""
+    root = Path(settings.MAGICBOX_PROMPTS_DIR).resolve()
+    path = (root / name).resolve()
+    if root not in path.parents or not path.is_file():
+        return ""
+    return path.read_text(errors="replace")

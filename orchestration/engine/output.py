@@ -1,0 +1,73 @@
+"""Store a task's live output as it arrives: buffered lines flushed as chunks a few times a second."""
+from __future__ import annotations
+
+import asyncio
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from orchestration.engine.signals import anotify_run
+from orchestration.models import OutputChunk, TaskRun
+
+FLUSH_INTERVAL = 0.3  # seconds between flushes (and between viewer notifications)
+TRUNCATION_MARKER = "\n[Magic Box: output truncated here: the task wrote more than {limit} bytes; later output was not kept]\n"
+
+
+class OutputBuffer:
+    """Collects display lines of one attempt and appends them to the task run's stored output.
+
+    At most `limit` bytes (settings.MAGICBOX_OUTPUT_LIMIT) are kept per task run; past that a
+    truncation marker is stored once and further lines are dropped.
+    """
+
+    def __init__(self, task_run_id: int, run_id: int, attempt: int, stored_bytes: int) -> None:
+        self.task_run_id = task_run_id
+        self.run_id = run_id
+        self.attempt = attempt
+        self.limit = settings.MAGICBOX_OUTPUT_LIMIT
+        self._stored = stored_bytes
+        self._lines: list[str] = []
+        self._pending = 0
+        self._truncated = stored_bytes >= self.limit
+
+    def add(self, lines: list[str]) -> None:
+        """Queue display lines (without newlines) for the next flush."""
+        for line in lines:
+            if self._truncated:
+                return
+            size = len(line.encode("utf-8", "replace")) + 1
+            if self._stored + self._pending + size > self.limit:
+                self._lines.append(TRUNCATION_MARKER.format(limit=self.limit).strip("\n"))
+                self._truncated = True
+                return
+            self._lines.append(line)
+            self._pending += size
+
+    async def flush(self) -> None:
+        """Write the queued lines as one chunk and notify the run's viewers."""
+        if not self._lines:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines, size, self._pending = [], self._pending, 0
+        await sync_to_async(_append_chunk)(self.task_run_id, self.attempt, text)
+        self._stored += size
+        await anotify_run(self.run_id)
+
+    async def flush_forever(self) -> None:
+        """Flush every FLUSH_INTERVAL seconds until cancelled."""
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+
+
+def _append_chunk(task_run_id: int, attempt: int, text: str) -> None:
+    # NUL cannot be stored in PostgreSQL text; show it as the replacement symbol.
+    text = text.replace("\x00", "\ufffd")
+    with transaction.atomic():
+        TaskRun.objects.filter(pk=task_run_id).update(
+            output_seq=F("output_seq") + 1, output_bytes=F("output_bytes") + len(text.encode("utf-8", "replace"))
+        )
+        seq = TaskRun.objects.values_list("output_seq", flat=True).get(pk=task_run_id)
+        OutputChunk.objects.create(task_run_id=task_run_id, seq=seq, attempt=attempt, text=text)

@@ -1,0 +1,42 @@
+"""Compose the prompt a worker receives: the task, its contracts, and its upstream results."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+UPSTREAM_RESULT_LIMIT = 20_000  # characters of each upstream result put into a prompt
+
+
+def compose_prompt(task: dict[str, Any], spec: dict[str, Any], upstream_results: dict[str, str],
+                   prompt_template: str = "") -> str:
+    """Return the full prompt of `task` (a spec task dict, see plans.loader).
+
+    upstream_results: {task_id: result text} of the task's upstream tasks, in depends_on order.
+    prompt_template: the text of the task's prompt_file, when it was found.
+    """
+    parts: list[str] = []
+    if prompt_template.strip():
+        parts.append(prompt_template.strip())
+    if task.get("description"):
+        parts.append(f"# Task {task['id']}\n{task['description'].strip()}")
+    if task.get("prompt"):
+        parts.append(task["prompt"].strip())
+    if task.get("output_format"):
+        parts.append(f"## Expected output format\n{task['output_format'].strip()}")
+    if task.get("integration"):
+        parts.append(f"## How this integrates with the other tasks\n{task['integration'].strip()}")
+    for name, contract in spec.get("contracts", {}).items():
+        if task["id"] in (contract["provider"], contract["consumer"]):
+            role = "provide" if task["id"] == contract["provider"] else "consume"
+            body = json.dumps(contract.get("specification", {}), indent=2, sort_keys=False)
+            parts.append(
+                f"## Contract '{name}' (you {role} it; honour it exactly)\n"
+                f"Provider: {contract['provider_note']}. Consumer: {contract['consumer_note']}.\n```json\n{body}\n```"
+            )
+    for point in spec.get("integration_points", []):
+        if task["id"] in point["between"] and point.get("contract"):
+            parts.append(f"## Integration point between {', '.join(point['between'])}\n{point['contract'].strip()}")
+    for task_id, result in upstream_results.items():
+        text = result if len(result) <= UPSTREAM_RESULT_LIMIT else result[-UPSTREAM_RESULT_LIMIT:] + "\n[…truncated]"
+        parts.append(f"## Result of upstream task {task_id}\n{text.strip() or '(empty)'}")
+    return "\n\n".join(parts)

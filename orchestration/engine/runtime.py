@@ -1,0 +1,112 @@
+"""The engine of one worker process: claims work from the database and runs it concurrently.
+
+Channel messages and the periodic sweep only call `wake()`; the database decides what to do.
+Executors run as asyncio tasks, so the consumer that received a wake-up returns at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from orchestration.engine import scheduler
+from orchestration.engine.executor import execute
+from orchestration.engine.signals import anotify_run, awake_engine
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Claims queued task runs while limits allow and executes them; one instance per process.
+
+    owner: the name written into claimed task runs ("host:pid:n").
+    """
+
+    _count = 0
+
+    def __init__(self) -> None:
+        Engine._count += 1
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{Engine._count}"
+        self.executing: dict[int, asyncio.Task] = {}
+        self._lock = asyncio.Lock()
+        self._sweeper: asyncio.Task | None = None
+
+    async def wake(self) -> None:
+        """Advance every unfinished run, then claim and start whatever may start now."""
+        async with self._lock:
+            for run_id in await sync_to_async(scheduler.active_run_ids)():
+                await sync_to_async(scheduler.advance_run)(run_id)
+            while True:
+                task_run_id = await sync_to_async(scheduler.claim_next)(self.owner)
+                if task_run_id is None:
+                    break
+                self.executing[task_run_id] = asyncio.create_task(self._execute(task_run_id))
+
+    async def _execute(self, task_run_id: int) -> None:
+        try:
+            await execute(task_run_id, self.owner)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("executor crashed on task run %s", task_run_id)
+            await sync_to_async(_fail_internal)(task_run_id, self.owner)
+        finally:
+            self.executing.pop(task_run_id, None)
+        # A slot is free and downstream tasks may be queued: take work here, and let other
+        # processes know in case this one is at its limit.
+        await self.wake()
+        await awake_engine()
+
+    async def sweep(self) -> None:
+        """Recover task runs whose executor died, then wake."""
+        for run_id in await sync_to_async(scheduler.recover_lost_tasks)():
+            await sync_to_async(scheduler.advance_run)(run_id)
+            await anotify_run(run_id)
+        await self.wake()
+
+    def start_sweeping(self) -> None:
+        """Start the periodic sweep (every MAGICBOX_SWEEP_INTERVAL seconds) if not running."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("engine sweep failed; trying again in %s s", settings.MAGICBOX_SWEEP_INTERVAL)
+            await asyncio.sleep(settings.MAGICBOX_SWEEP_INTERVAL)
+
+    async def stop(self) -> None:
+        """Cancel the sweep and every executing attempt (their process groups are killed)."""
+        tasks = [t for t in [self._sweeper, *self.executing.values()] if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fail_internal(task_run_id: int, owner: str) -> None:
+    from django.utils import timezone
+
+    from orchestration.models import TaskRun, TaskState
+
+    task_run = TaskRun.objects.get(pk=task_run_id)
+    if task_run.claimed_by == owner:
+        message = "internal error in Magic Box while running this task (see the worker process's log)"
+        task_run.transition(TaskState.FAILED, message, expect=TaskState.RUNNING, error=message, finished_at=timezone.now())
+        scheduler.advance_run(task_run.run_id)
+
+
+_engine: Engine | None = None
+
+
+def get_engine() -> Engine:
+    """The process's engine, created on first use (inside the running event loop)."""
+    global _engine
+    if _engine is None:
+        _engine = Engine()
+    return _engine

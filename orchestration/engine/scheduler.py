@@ -1,0 +1,198 @@
+"""The scheduler: create runs, release tasks whose upstream tasks succeeded, claim work, end runs.
+
+All functions here are synchronous and transactional; the database is the source of truth.
+A task is queued the moment every upstream task has succeeded (not phase by phase), and
+skipped, naming the failed upstream task, the moment one of them did not succeed.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
+from orchestration.models import (
+    RUN_TERMINAL,
+    TASK_TERMINAL,
+    TASK_UNSUCCESSFUL,
+    Plan,
+    PlanRevision,
+    Run,
+    RunState,
+    TaskRun,
+    TaskState,
+)
+from orchestration.workers.registry import UnknownWorker, worker_config
+
+
+def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict[str, str] | None = None,
+              revision: PlanRevision | None = None) -> Run:
+    """Create a run of the plan's latest revision (or `revision`) and its task runs; wake the engine.
+
+    worker_map: {"gemini": "claude"} runs the plan's gemini tasks with the claude worker.
+    Raises UnknownWorker if the map names a worker that is not configured.
+    """
+    revision = revision or plan.latest_revision
+    worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
+    for target in worker_map.values():
+        worker_config(target)
+    with transaction.atomic():
+        run = Run.objects.create(plan=plan, revision=revision, started_by=user, worker_map=worker_map)
+        TaskRun.objects.bulk_create(
+            [
+                TaskRun(
+                    run=run,
+                    task_id=task["id"],
+                    position=index,
+                    worker=worker_map.get(task["worker"], task["worker"]),
+                    upstream=task["depends_on"],
+                    max_attempts=1 + int(task.get("retries") or 0),
+                    timeout=task.get("timeout"),
+                )
+                for index, task in enumerate(revision.spec["tasks"])
+            ]
+        )
+        advance_run(run.pk)
+        wake_engine_on_commit()
+    return run
+
+
+def advance_run(run_id: int) -> bool:
+    """Queue or skip pending tasks by their upstream states; start or finish the run.
+
+    Idempotent; safe to call from any process at any time. Returns True if anything changed.
+    """
+    now = timezone.now()
+    changed = False
+    with transaction.atomic():
+        run = Run.objects.get(pk=run_id)
+        if run.state in RUN_TERMINAL:
+            return False
+        task_runs = list(run.task_runs.all())
+        by_id = {t.task_id: t for t in task_runs}
+        progress = True
+        while progress:
+            progress = False
+            for task_run in task_runs:
+                if task_run.state != TaskState.PENDING:
+                    continue
+                upstream = [by_id[u] for u in task_run.upstream if u in by_id]
+                blocked = next((u for u in upstream if u.state in TASK_UNSUCCESSFUL), None)
+                if blocked is not None:
+                    root = blocked.task_id if blocked.state != TaskState.SKIPPED else _root_cause(blocked)
+                    reason = f"upstream task '{root}' did not succeed"
+                    if task_run.transition(TaskState.SKIPPED, reason, expect=TaskState.PENDING, finished_at=now):
+                        task_run.skip_root = root
+                        progress = changed = True
+                elif all(u.state == TaskState.SUCCEEDED for u in upstream):
+                    if task_run.transition(TaskState.QUEUED, expect=TaskState.PENDING, queued_at=now):
+                        progress = changed = True
+        states = [t.state for t in task_runs]
+        if run.state == RunState.QUEUED and any(s != TaskState.PENDING for s in states):
+            changed |= run.transition(RunState.RUNNING, started_at=now)
+        if all(s in TASK_TERMINAL for s in states):
+            changed |= _finish(run, task_runs, now)
+        if changed:
+            notify_run_on_commit(run_id)
+    return changed
+
+
+def _root_cause(skipped: TaskRun) -> str:
+    root = getattr(skipped, "skip_root", None)
+    if root:
+        return root
+    # "upstream task 'x' did not succeed" -> x
+    reason = skipped.state_reason
+    return reason.split("'")[1] if reason.count("'") >= 2 else skipped.task_id
+
+
+def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
+    bad = [t for t in task_runs if t.state != TaskState.SUCCEEDED]
+    if not bad:
+        return run.transition(RunState.SUCCEEDED, f"all {len(task_runs)} tasks succeeded", finished_at=now,
+                              started_at=run.started_at or now)
+    failed = [t for t in bad if t.state not in (TaskState.SKIPPED, TaskState.CANCELLED)]
+    parts = [f"{t.task_id} {t.get_state_display().lower()}" for t in failed[:5]]
+    skipped = sum(1 for t in bad if t.state == TaskState.SKIPPED)
+    reason = f"{len(failed)} of {len(task_runs)} tasks did not succeed: {', '.join(parts)}"
+    if len(failed) > 5:
+        reason += ", …"
+    if skipped:
+        reason += f"; {skipped} skipped"
+    if not failed:
+        return run.transition(RunState.CANCELLED, "cancelled", finished_at=now, started_at=run.started_at or now)
+    return run.transition(RunState.FAILED, reason, finished_at=now, started_at=run.started_at or now)
+
+
+def active_run_ids() -> list[int]:
+    """Ids of runs that are not finished, oldest first."""
+    return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))
+
+
+def claim_next(owner: str) -> int | None:
+    """Atomically move the oldest claimable queued task run to running, owned by `owner`.
+
+    Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes.
+    Returns the task run's id, or None when nothing may start now.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        running = dict(
+            TaskRun.objects.filter(state=TaskState.RUNNING).values_list("worker").annotate(n=Count("id")).values_list("worker", "n")
+        )
+        if sum(running.values()) >= settings.MAGICBOX_MAX_PARALLEL:
+            return None
+        candidates = (
+            TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now)
+            .exclude(run__state__in=RUN_TERMINAL)
+            .order_by("queued_at", "id")[:100]
+        )
+        for candidate in candidates:
+            try:
+                limit = worker_config(candidate.worker).max_parallel
+            except UnknownWorker:
+                limit = None  # the executor fails it with the message
+            if limit is not None and running.get(candidate.worker, 0) >= limit:
+                continue
+            if candidate.transition(
+                TaskState.RUNNING,
+                expect=TaskState.QUEUED,
+                attempt=F("attempt") + 1,
+                claimed_by=owner,
+                lease_expires_at=now + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS),
+                started_at=Coalesce(F("started_at"), now),
+                exit_code=None,
+                error="",
+            ):
+                notify_run_on_commit(candidate.run_id)
+                return candidate.pk
+    return None
+
+
+def renew_lease(task_run_id: int, owner: str) -> bool:
+    """Extend the lease of a running task run held by `owner`. False if it is no longer ours."""
+    expires = timezone.now() + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS)
+    return bool(TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).update(lease_expires_at=expires))
+
+
+def recover_lost_tasks() -> list[int]:
+    """Re-queue (attempts left) or fail ("worker lost") running task runs whose lease expired.
+
+    Returns the ids of the runs touched.
+    """
+    now = timezone.now()
+    touched = set()
+    for task_run in TaskRun.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now):
+        reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
+        if task_run.attempt < task_run.max_attempts:
+            done = task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="")
+        else:
+            done = task_run.transition(TaskState.FAILED, reason, expect=TaskState.RUNNING, error=reason, finished_at=now)
+        if done:
+            touched.add(task_run.run_id)
+    return sorted(touched)

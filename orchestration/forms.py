@@ -1,0 +1,49 @@
+"""Forms: plan import and run start."""
+from __future__ import annotations
+
+from django import forms
+
+from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.loader import MAX_PLAN_BYTES, load_plan
+
+
+class PlanImportForm(forms.Form):
+    """Upload a plan file or paste its YAML. A valid form carries the loaded spec in `spec`."""
+
+    file = forms.FileField(required=False, help_text="A plan in the seed's parallel_execution: form (.yaml).")
+    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+                           label="…or paste YAML")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        upload = data.get("file")
+        if upload:
+            if upload.size > MAX_PLAN_BYTES:
+                raise forms.ValidationError(f"{upload.name}: the file is larger than {MAX_PLAN_BYTES // 1024} KiB.")
+            text = upload.read().decode("utf-8", errors="replace")
+            source = upload.name
+        elif data.get("text", "").strip():
+            text, source = data["text"], "pasted plan"
+        else:
+            raise forms.ValidationError("Choose a plan file or paste its YAML.")
+        try:
+            self.spec = load_plan(text, source)
+        except PlanInvalid as error:
+            self.problems = error.problems
+            raise forms.ValidationError([p.format(source) for p in error.problems]) from None
+        self.source_text, self.source_name = text, source
+        return data
+
+
+class RunStartForm(forms.Form):
+    """Start a run; optionally map each worker the plan uses to another configured worker."""
+
+    def __init__(self, *args, plan_workers: list[str], all_workers: list[str], available: dict[str, bool], **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(w, f"{w}{'' if available.get(w) else ' (not installed here)'}") for w in all_workers]
+        for worker in plan_workers:
+            self.fields[f"map_{worker}"] = forms.ChoiceField(choices=choices, initial=worker, label=f"Run {worker} tasks with")
+
+    def worker_map(self) -> dict[str, str]:
+        """{"gemini": "claude", ...} for the workers the user remapped."""
+        return {name[4:]: value for name, value in self.cleaned_data.items() if name.startswith("map_") and name[4:] != value}

@@ -1,0 +1,115 @@
+"""`manage.py runplan FILE|PLAN`: run a plan headless, printing each task's state changes.
+
+It imports the file (or reuses an identical stored revision), starts a run, and executes it
+through the same background consumer as `runworker magicbox.engine`, in this process. Other
+worker processes sharing the database and channel layer may take part. Exits 0 only if the
+run succeeded.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import get_default_application
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from orchestration import embedded_redis
+from orchestration.engine.scheduler import start_run
+from orchestration.management.commands.runworker import EngineWorker
+from orchestration.models import Plan, Run
+from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.store import import_file
+from orchestration.workers.registry import UnknownWorker
+
+
+def parse_worker_map(items: list[str]) -> dict[str, str]:
+    """["gemini=claude"] -> {"gemini": "claude"}. Raises CommandError on a malformed item."""
+    mapping = {}
+    for item in items:
+        source, sep, target = item.partition("=")
+        if not sep or not source or not target:
+            raise CommandError(f"--map {item!r}: write it as FROM=TO, e.g. --map gemini=claude")
+        mapping[source] = target
+    return mapping
+
+
+class Command(BaseCommand):
+    help = "Run a plan file (or a stored plan, by name or id) and wait for it; exit 0 only on success."
+
+    def add_arguments(self, parser):
+        parser.add_argument("plan", help="a plan file, or the name or id of a stored plan")
+        parser.add_argument("--map", action="append", default=[], metavar="FROM=TO",
+                            help="run FROM's tasks with worker TO (repeatable)")
+
+    def handle(self, *args, plan: str, map: list[str], **options):
+        call_command("migrate", verbosity=0, interactive=False)
+        stored = self._plan(plan)
+        try:
+            redis = embedded_redis.ensure_running()
+        except embedded_redis.EmbeddedRedisError as error:
+            raise CommandError(str(error)) from None
+        try:
+            try:
+                run = start_run(stored, None, parse_worker_map(map))
+            except UnknownWorker as error:
+                raise CommandError(str(error)) from None
+            self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks")
+            state = asyncio.run(self._watch(run.pk))
+        finally:
+            embedded_redis.stop(redis)
+        if state != "succeeded":
+            sys.exit(1)
+
+    def _plan(self, ref: str) -> Plan:
+        path = Path(ref)
+        if path.is_file():
+            try:
+                revision, created = import_file(path)
+            except PlanInvalid as error:
+                raise CommandError(f"the plan was rejected:\n{error.report()}") from None
+            self.stdout.write(f"{path}: {'imported' if created else 'reusing'} '{revision.plan.name}' r{revision.number}")
+            return revision.plan
+        found = Plan.objects.filter(name=ref).first() or (Plan.objects.filter(pk=ref).first() if ref.isdigit() else None)
+        if found is None:
+            raise CommandError(f"'{ref}' is neither a plan file nor a stored plan's name or id.")
+        return found
+
+    async def _watch(self, run_id: int) -> str:
+        worker = EngineWorker(
+            application=get_default_application(),
+            channels=[settings.MAGICBOX_ENGINE_CHANNEL],
+            channel_layer=get_channel_layer(),
+        )
+        serving = asyncio.create_task(worker.handle())
+        seen: dict[str, str] = {}
+        try:
+            while True:
+                run, rows = await sync_to_async(_snapshot)(run_id)
+                for task_id, state, detail in rows:
+                    if seen.get(task_id) != state:
+                        seen[task_id] = state
+                        self.stdout.write(f"  {task_id}: {state}" + (f" — {detail}" if detail else ""))
+                if run.is_finished:
+                    self.stdout.write(f"run #{run_id} {run.state}: {run.state_reason} ({run.duration or 0:.1f} s)")
+                    return run.state
+                if serving.done():
+                    serving.result()  # re-raise the worker's failure
+                    raise CommandError("the background consumer stopped unexpectedly")
+                await asyncio.sleep(0.2)
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+
+
+def _snapshot(run_id: int) -> tuple[Run, list[tuple[str, str, str]]]:
+    run = Run.objects.get(pk=run_id)
+    rows = [
+        (t.task_id, t.state, t.error or (t.state_reason if t.state == "skipped" else ""))
+        for t in run.task_runs.order_by("position")
+    ]
+    return run, rows

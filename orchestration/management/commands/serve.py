@@ -1,0 +1,120 @@
+"""`manage.py serve`: the embedded all-in-one start.
+
+Migrates the database, loads the example plans, starts the embedded Redis (when REDIS_URL is
+unset), the daphne web server and background worker processes, prints the URL and a login,
+and stops them all on Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from orchestration import embedded_redis
+from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.store import import_file
+
+EXAMPLES_DIR = Path(settings.BASE_DIR) / "examples"
+
+
+def ensure_admin(username: str = "admin") -> str | None:
+    """Create the superuser `username` on first start; return its new password, else None.
+
+    The password is also written to DATA_DIR/admin-password.txt (mode 600) so it can be found
+    again; delete the file once you have changed the password.
+    """
+    users = get_user_model()
+    if users.objects.filter(username=username).exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    users.objects.create_superuser(username=username, email="", password=password)
+    path = Path(settings.DATA_DIR) / "admin-password.txt"
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return password
+
+
+class Command(BaseCommand):
+    help = "Start Magic Box: database, example plans, Redis (embedded unless REDIS_URL), web server and workers."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("MAGICBOX_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("MAGICBOX_PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("MAGICBOX_WORKER_PROCESSES", "2")),
+                            help="background worker processes (each runs many tasks at once)")
+        parser.add_argument("--no-examples", action="store_true", help="do not load the example plans")
+
+    def handle(self, *args, host: str, port: int, workers: int, no_examples: bool, **options):
+        Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", verbosity=0, interactive=False)
+        password = ensure_admin()
+        if not no_examples:
+            self._load_examples()
+        try:
+            redis = embedded_redis.ensure_running()
+        except embedded_redis.EmbeddedRedisError as error:
+            raise CommandError(str(error)) from None
+        env = dict(os.environ)
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        commands = [[sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "magicbox_web.asgi:application"]]
+        commands += [[sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL] for _ in range(max(1, workers))]
+        children = [
+            subprocess.Popen(argv, cwd=str(settings.BASE_DIR), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+            for argv in commands
+        ]
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+        self.stdout.write(self.style.SUCCESS(f"\nMagic Box is running at {url}"))
+        if password:
+            self.stdout.write(f"Log in as admin with password {password} (also in {Path(settings.DATA_DIR) / 'admin-password.txt'})")
+        else:
+            self.stdout.write("Log in as admin (first start's password is in "
+                              f"{Path(settings.DATA_DIR) / 'admin-password.txt'}; or run `manage.py changepassword admin`)")
+        self.stdout.write("Press Ctrl-C to stop.\n")
+
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while not stopping:
+                dead = [c for c in children if c.poll() is not None]
+                if dead:
+                    self.stderr.write(f"{' '.join(dead[0].args[1:4])} exited with code {dead[0].returncode}; stopping.")
+                    break
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    os.killpg(child.pid, signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+            embedded_redis.stop(redis)
+        if not stopping:
+            raise CommandError("a Magic Box process stopped unexpectedly (see its output above)")
+
+    def _load_examples(self) -> None:
+        for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
+            try:
+                revision, created = import_file(path)
+            except PlanInvalid as error:
+                self.stderr.write(f"example plan not loaded:\n{error.report()}")
+                continue
+            if created:
+                self.stdout.write(f"loaded example plan '{revision.plan.name}' ({len(revision.spec['tasks'])} tasks)")

@@ -1,0 +1,224 @@
+"""Plans, their immutable revisions, runs, task runs and their stored output.
+
+State changes of runs and task runs go through `Run.transition` / `TaskRun.transition`, which
+check the transition is legal and apply it with one conditional UPDATE, so that of several
+processes racing for the same change exactly one wins.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Plan(models.Model):
+    """A named plan. Its content lives in revisions; `latest_revision` is the current one."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def latest_revision(self) -> PlanRevision | None:
+        return self.revisions.order_by("-number").first()
+
+
+class PlanRevision(models.Model):
+    """An immutable version of a plan: the normalised spec (see plans.loader) and its source text."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    spec = models.JSONField()
+    source_text = models.TextField(blank=True)
+    source_name = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["plan", "number"], name="unique_revision_number")]
+        ordering = ["plan", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.plan.name} r{self.number}"
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskState(models.TextChoices):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+TASK_TERMINAL = {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+TASK_UNSUCCESSFUL = TASK_TERMINAL - {TaskState.SUCCEEDED}
+RUN_TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
+
+RUN_TRANSITIONS: dict[str, set[str]] = {
+    RunState.QUEUED: {RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED},
+    RunState.RUNNING: {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED},
+}
+TASK_TRANSITIONS: dict[str, set[str]] = {
+    TaskState.PENDING: {TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED},
+    TaskState.QUEUED: {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED},
+    # running -> queued: a retry of a failed or lost attempt.
+    TaskState.RUNNING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.QUEUED},
+}
+
+
+class IllegalTransition(Exception):
+    """A programming error: a state change the state machine does not allow."""
+
+
+class Run(models.Model):
+    """One execution of a plan revision."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="runs")
+    revision = models.ForeignKey(PlanRevision, on_delete=models.PROTECT, related_name="runs")
+    state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    state_reason = models.TextField(blank=True)
+    worker_map = models.JSONField(default=dict, blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} of {self.plan.name}"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or to now while running); None before it starts."""
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in RUN_TERMINAL
+
+    def transition(self, new_state: str, reason: str = "", **fields) -> bool:
+        """Move to `new_state` if the run is still in a state that allows it.
+
+        Returns True if this call made the change (False: another process got there first or
+        the run already left the states that allow it). Raises IllegalTransition if no state
+        can reach `new_state`. Extra fields (started_at, finished_at) are written with it.
+        """
+        sources = [s for s, targets in RUN_TRANSITIONS.items() if new_state in targets]
+        if not sources:
+            raise IllegalTransition(f"no run state leads to {new_state}")
+        changed = Run.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
+        if changed:
+            self.state, self.state_reason = new_state, reason
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return bool(changed)
+
+
+class TaskRun(models.Model):
+    """One task of a plan in one run. Each retry is a new attempt of the same task run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="task_runs")
+    task_id = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=50)
+    upstream = models.JSONField(default=list)
+    state = models.CharField(max_length=20, choices=TaskState.choices, default=TaskState.PENDING, db_index=True)
+    state_reason = models.TextField(blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=1)
+    timeout = models.FloatField(null=True, blank=True)
+    prompt = models.TextField(blank=True)
+    result = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    cost_usd = models.FloatField(null=True, blank=True)
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    output_seq = models.PositiveIntegerField(default=0)
+    output_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "task_id"], name="unique_task_per_run")]
+        indexes = [models.Index(fields=["state", "queued_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} in run #{self.run_id}"
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or to now while running); None before it starts."""
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in TASK_TERMINAL
+
+    def transition(self, new_state: str, reason: str = "", expect: str | None = None, **fields) -> bool:
+        """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given).
+
+        Returns True if this call made the change. Raises IllegalTransition if `new_state`
+        cannot be reached from `expect` (or from any state). Extra fields are written with it.
+        """
+        sources = [s for s, targets in TASK_TRANSITIONS.items() if new_state in targets]
+        if expect is not None:
+            if expect not in sources:
+                raise IllegalTransition(f"task run cannot go from {expect} to {new_state}")
+            sources = [expect]
+        if not sources:
+            raise IllegalTransition(f"no task state leads to {new_state}")
+        changed = TaskRun.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
+        if changed:
+            self.state, self.state_reason = new_state, reason
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return bool(changed)
+
+    def output_text(self) -> str:
+        """The whole stored output of every attempt, in order."""
+        return "".join(self.output_chunks.order_by("seq").values_list("text", flat=True))
+
+
+class OutputChunk(models.Model):
+    """A piece of a task run's live output, stored as it arrives (one flush of the executor)."""
+
+    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="output_chunks")
+    seq = models.PositiveIntegerField()
+    attempt = models.PositiveIntegerField(default=1)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task_run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["task_run", "seq"], name="unique_chunk_seq")]

@@ -1,0 +1,58 @@
+"""Write a stored plan spec back as YAML in the seed's parallel_execution form (re-importable)."""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+SCHEMA_URL_PATH = "/schema/plan.json"
+
+
+def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
+    """The YAML document (as Python data) that load_plan turns back into `spec`."""
+    tasks = []
+    for task in spec["tasks"]:
+        item: dict[str, Any] = {"id": task["id"], "worker": task["worker"]}
+        for key in ("description", "prompt", "prompt_file", "output_format", "integration"):
+            if task.get(key):
+                item[key] = task[key]
+        if task.get("depends_on"):
+            item["depends_on"] = list(task["depends_on"])
+        if task.get("command"):
+            item["command"] = list(task["command"])
+        if task.get("timeout") is not None:
+            item["timeout"] = task["timeout"]
+        if task.get("retries"):
+            item["retries"] = task["retries"]
+        tasks.append(item)
+    execution: dict[str, Any] = {}
+    if spec.get("source_id"):
+        execution["id"] = spec["source_id"]
+    execution["total_tasks"] = len(tasks)
+    execution["tasks"] = tasks
+    if spec.get("integration_points"):
+        execution["integration_points"] = [
+            {"between": p["between"], **({"contract": p["contract"]} if p.get("contract") else {})}
+            for p in spec["integration_points"]
+        ]
+    if spec.get("completion_criteria"):
+        execution["completion_criteria"] = list(spec["completion_criteria"])
+    document: dict[str, Any] = {"name": spec["name"]}
+    if spec.get("description"):
+        document["description"] = spec["description"]
+    if spec.get("workspace"):
+        document["workspace"] = dict(spec["workspace"])
+    document["parallel_execution"] = execution
+    if spec.get("contracts"):
+        document["contracts"] = {
+            name: {"provider": c["provider_note"], "consumer": c["consumer_note"],
+                   **({"specification": c["specification"]} if c.get("specification") else {})}
+            for name, c in spec["contracts"].items()
+        }
+    return document
+
+
+def spec_to_yaml(spec: dict[str, Any], schema_url: str = SCHEMA_URL_PATH) -> str:
+    """YAML text with a yaml-language-server $schema line, block style, keys in plan order."""
+    body = yaml.safe_dump(spec_to_document(spec), sort_keys=False, allow_unicode=True, width=100)
+    return f"# yaml-language-server: $schema={schema_url}\n{body}"

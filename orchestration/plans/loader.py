@@ -1,0 +1,263 @@
+"""Load a plan file in the seed's `parallel_execution:` form into a validated, normalised spec.
+
+The seed's form (shared design note, "Output Format" and "Integration Contracts"):
+
+    parallel_execution:
+      id: "exec_12345"
+      total_tasks: 3
+      tasks: [{id, worker, description, output_format, integration, depends_on, prompt_file}, ...]
+      integration_points: [{between: [a, b], contract: "..."}]
+      completion_criteria: ["All tasks completed", ...]
+    contracts: {name: {provider, consumer, specification}}
+
+Magic Box adds per task: prompt, command (shell worker), timeout (seconds), retries; and at the
+top level: name, description, workspace. The JSON Schema is plan.schema.json beside this file.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from orchestration.plans import graph
+from orchestration.plans.errors import PlanInvalid, PlanProblem
+from orchestration.plans.yaml_source import LocatedYaml, format_path, yaml_error_problem
+
+SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
+MAX_PLAN_BYTES = 2 * 1024 * 1024
+
+
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    """The plan JSON Schema (draft 2020-12) as a dict."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None, workers: list[str] | None = None) -> dict[str, Any]:
+    """Parse and validate plan YAML; return the normalised spec.
+
+    text: the file's contents. source: the name used in messages. base_dir: the plan file's
+    directory, against which a relative workspace.repository is resolved (None: must be absolute).
+    workers: the allowed worker names (default: the configured registry).
+
+    Returns {"name", "description", "source_id", "workspace": {"repository", "base"} | None,
+    "tasks": [{"id", "worker", "description", "prompt", "prompt_file", "output_format",
+    "integration", "depends_on": [...], "command": [argv] | None, "timeout": seconds | None,
+    "retries": int}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
+
+    Raises PlanInvalid listing every problem with its line, column and field.
+    """
+    if workers is None:
+        from orchestration.workers.registry import worker_names
+
+        workers = worker_names()
+    if len(text.encode("utf-8", "replace")) > MAX_PLAN_BYTES:
+        raise PlanInvalid(source, [PlanProblem("", f"the file is larger than {MAX_PLAN_BYTES // 1024} KiB")])
+    try:
+        doc = LocatedYaml(text)
+    except yaml.YAMLError as error:
+        raise PlanInvalid(source, [yaml_error_problem(error)]) from None
+    problems = doc.duplicate_keys()
+    if doc.data is None:
+        raise PlanInvalid(source, [PlanProblem("", "the file is empty: a plan needs a `parallel_execution:` mapping with `tasks:`", 1, 1)])
+    schema_problems = _schema_problems(doc)
+    problems += schema_problems
+    # Unknown keys leave the structure intact, so the deeper checks can still run and report
+    # everything in one go; any other schema fault would only make them fail confusingly.
+    if all(p.message.startswith("unknown key") for p in schema_problems):
+        problems += _semantic_problems(doc, workers, base_dir)
+    if problems:
+        raise PlanInvalid(source, problems)
+    return _normalise(doc.data, source, base_dir)
+
+
+def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    problems = []
+    for error in validator.iter_errors(doc.data):
+        path = list(error.absolute_path)
+        at_key = False
+        message = error.message
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            allowed = ", ".join(error.schema.get("properties", {}))
+            for key in extra:
+                near = difflib.get_close_matches(key, list(error.schema.get("properties", {})), 1)
+                hint = f" Did you mean '{near[0]}'?" if near else f" Allowed keys here: {allowed}."
+                line, column = doc.locate([*path, key], at_key=True)
+                problems.append(PlanProblem(format_path([*path, key]), f"unknown key '{key}'.{hint}", line, column))
+            continue
+        if error.validator == "required":
+            message = f"missing required key {error.message.split(' is a required')[0]}"
+        elif error.validator == "pattern" and path and path[-1] == "id" or "task_id" in str(error.schema_path):
+            message = f"{error.instance!r} is not a valid task id: use letters, digits, '_', '.' and '-' (at most 100 characters)"
+        elif error.validator == "oneOf" and path and path[-1] == "command":
+            message = "command must be a non-empty string or a list of strings (an argv list)"
+        elif error.validator == "type":
+            message = f"must be {_type_words(error.validator_value)}, not {_describe(error.instance)}"
+        line, column = doc.locate(path, at_key=at_key)
+        problems.append(PlanProblem(format_path(path), message, line, column))
+    return problems
+
+
+def _type_words(expected: Any) -> str:
+    names = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
+    if isinstance(expected, list):
+        return " or ".join(names.get(e, e) for e in expected)
+    return names.get(expected, str(expected))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _task_ref(text: str) -> str:
+    """"task_2 (backend)" -> "task_2": contracts name a task id, optionally followed by a note."""
+    return text.strip().split()[0] if text.strip() else ""
+
+
+def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | None) -> list[PlanProblem]:
+    data = doc.data
+    pe = data["parallel_execution"]
+    tasks = pe["tasks"]
+    problems: list[PlanProblem] = []
+
+    def add(path: list, message: str, at_key: bool = False) -> None:
+        line, column = doc.locate(path, at_key=at_key)
+        problems.append(PlanProblem(format_path(path), message, line, column))
+
+    first_seen: dict[str, int] = {}
+    for index, task in enumerate(tasks):
+        tid = task["id"]
+        if tid in first_seen:
+            line, _ = doc.locate(["parallel_execution", "tasks", first_seen[tid], "id"])
+            add(["parallel_execution", "tasks", index, "id"], f"duplicate task id '{tid}' (first used on line {line}). Give each task its own id.")
+        else:
+            first_seen[tid] = index
+    ids = list(first_seen)
+
+    def unknown(name: str) -> str:
+        near = difflib.get_close_matches(name, ids, 1)
+        hint = f"Did you mean '{near[0]}'?" if near else f"Tasks of this plan: {', '.join(ids)}."
+        return f"'{name}' is not a task of this plan. {hint}"
+
+    for index, task in enumerate(tasks):
+        base = ["parallel_execution", "tasks", index]
+        for dep_index, dep in enumerate(task.get("depends_on", [])):
+            if dep == task["id"]:
+                add([*base, "depends_on", dep_index], f"task '{dep}' depends on itself. Remove this entry.")
+            elif dep not in first_seen:
+                add([*base, "depends_on", dep_index], unknown(dep))
+        worker = task["worker"]
+        if worker not in workers:
+            near = difflib.get_close_matches(worker, workers, 1)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            add([*base, "worker"], f"unknown worker '{worker}'.{hint} Configured workers: {', '.join(workers)}.")
+        if worker == "shell":
+            if "command" not in task:
+                add(base, "the shell worker needs a `command:` (an argv list, or a string split like a shell would).")
+            elif isinstance(task["command"], str):
+                try:
+                    if not shlex.split(task["command"]):
+                        add([*base, "command"], "the command is empty.")
+                except ValueError as error:
+                    add([*base, "command"], f"cannot split the command into arguments: {error}. Check its quotes, or write it as a list.")
+        elif "command" in task and worker in workers:
+            add([*base, "command"], f"`command` is only for the shell worker; a {worker} task takes a `description` or `prompt`.", at_key=True)
+        if worker != "shell" and worker in workers and not any(task.get(k, "").strip() for k in ("description", "prompt", "prompt_file")):
+            add(base, f"task '{task['id']}' has nothing to do: give it a `description` or a `prompt`.")
+
+    upstream = {t["id"]: [d for d in t.get("depends_on", []) if d != t["id"]] for t in tasks}
+    cycle = graph.find_cycle(upstream)
+    if cycle:
+        index = next(i for i, t in enumerate(tasks) if t["id"] == cycle[0])
+        add(
+            ["parallel_execution", "tasks", index, "depends_on"],
+            f"dependency cycle: {' → '.join(cycle)}. A task cannot wait for itself; remove one of these depends_on entries.",
+        )
+
+    if "total_tasks" in pe and pe["total_tasks"] != len(tasks):
+        add(
+            ["parallel_execution", "total_tasks"],
+            f"total_tasks is {pe['total_tasks']} but the plan lists {len(tasks)} tasks. Correct total_tasks or remove it.",
+        )
+
+    for index, point in enumerate(pe.get("integration_points", [])):
+        for member_index, member in enumerate(point["between"]):
+            if member not in first_seen:
+                add(["parallel_execution", "integration_points", index, "between", member_index], unknown(member))
+
+    for name, contract in (data.get("contracts") or {}).items():
+        for role in ("provider", "consumer"):
+            ref = _task_ref(contract[role])
+            if ref not in first_seen:
+                add(["contracts", name, role], f"{unknown(ref)} Write the task id first, e.g. \"{ids[0]} (note)\".")
+
+    workspace = data.get("workspace")
+    if workspace and base_dir is None and not Path(workspace["repository"]).is_absolute():
+        add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path.")
+    return problems
+
+
+def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict[str, Any]:
+    pe = data["parallel_execution"]
+    tasks = []
+    for task in pe["tasks"]:
+        command = task.get("command")
+        if isinstance(command, str):
+            command = shlex.split(command)
+        tasks.append(
+            {
+                "id": task["id"],
+                "worker": task["worker"],
+                "description": task.get("description", ""),
+                "prompt": task.get("prompt", ""),
+                "prompt_file": task.get("prompt_file", ""),
+                "output_format": task.get("output_format", ""),
+                "integration": task.get("integration", ""),
+                "depends_on": list(task.get("depends_on", [])),
+                "command": command,
+                "timeout": task.get("timeout"),
+                "retries": task.get("retries", 0),
+            }
+        )
+    workspace = data.get("workspace")
+    if workspace:
+        repository = Path(workspace["repository"])
+        if not repository.is_absolute() and base_dir is not None:
+            repository = (base_dir / repository).resolve()
+        workspace = {"repository": str(repository), "base": workspace.get("base", "HEAD")}
+    stem = Path(source).stem
+    return {
+        "name": data.get("name") or pe.get("name") or pe.get("id") or stem,
+        "description": data.get("description") or pe.get("description", ""),
+        "source_id": pe.get("id", ""),
+        "workspace": workspace,
+        "tasks": tasks,
+        "integration_points": [
+            {"between": list(p["between"]), "contract": p.get("contract", "")} for p in pe.get("integration_points", [])
+        ],
+        "completion_criteria": list(pe.get("completion_criteria", [])),
+        "contracts": {
+            name: {
+                "provider": _task_ref(c["provider"]),
+                "consumer": _task_ref(c["consumer"]),
+                "provider_note": c["provider"],
+                "consumer_note": c["consumer"],
+                "specification": c.get("specification", {}),
+            }
+            for name, c in (data.get("contracts") or {}).items()
+        },
+    }

@@ -1,0 +1,49 @@
+"""Store validated plans: a Plan per name, a new immutable revision whenever its spec changes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration.models import Plan, PlanRevision
+from orchestration.plans.loader import load_plan
+
+
+def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None) -> tuple[PlanRevision, bool]:
+    """Store `spec` (from plans.loader.load_plan) under its name.
+
+    Returns (revision, created): an identical spec reuses the plan's latest revision.
+    """
+    with transaction.atomic():
+        plan, _ = Plan.objects.select_for_update().get_or_create(
+            name=spec["name"], defaults={"description": spec["description"], "created_by": user}
+        )
+        latest = plan.latest_revision
+        if latest is not None and latest.spec == spec:
+            return latest, False
+        revision = PlanRevision.objects.create(
+            plan=plan,
+            number=(latest.number + 1) if latest else 1,
+            spec=spec,
+            source_text=source_text,
+            source_name=source_name,
+            created_by=user,
+        )
+        plan.description = spec["description"]
+        plan.updated_at = timezone.now()
+        plan.save(update_fields=["description", "updated_at"])
+    return revision, True
+
+
+def import_text(text: str, source_name: str, base_dir: Path | None = None, user=None) -> tuple[PlanRevision, bool]:
+    """Validate plan YAML and store it. Raises plans.errors.PlanInvalid; then nothing is stored."""
+    spec = load_plan(text, source_name, base_dir)
+    return save_spec(spec, text, source_name, user)
+
+
+def import_file(path: Path, user=None) -> tuple[PlanRevision, bool]:
+    """Read, validate and store a plan file. Raises PlanInvalid (located in the file) or OSError."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    return import_text(text, str(path), path.resolve().parent, user)

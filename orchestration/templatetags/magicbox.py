@@ -1,0 +1,27 @@
+"""Template filters for run pages."""
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """12.3 -> "12.3 s", 125 -> "2 min 05 s", 7322 -> "2 h 02 min"; None -> "–"."""
+    if value is None:
+        return "–"
+    value = float(value)
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@register.filter
+def usd(value: float | None) -> str:
+    """0.01234 -> "$0.0123"; None -> ""."""
+    return "" if value is None else f"${value:.4f}"

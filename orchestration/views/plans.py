@@ -1,0 +1,62 @@
+"""Plan pages: the list with the import form, and one plan with its tasks and the start form."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from orchestration.forms import PlanImportForm, RunStartForm
+from orchestration.models import Plan
+from orchestration.plans import graph
+from orchestration.plans.store import save_spec
+from orchestration.workers.registry import availability, worker_names
+
+
+def plan_list(request: HttpRequest) -> HttpResponse:
+    """GET /plans/: every plan with its latest revision and last run."""
+    plans = Plan.objects.prefetch_related("revisions").order_by("name")
+    return render(request, "plans/list.html", {"plans": plans, "form": PlanImportForm()})
+
+
+@require_POST
+def plan_import(request: HttpRequest) -> HttpResponse:
+    """POST /plans/import/: validate an uploaded or pasted plan; store it only if valid."""
+    form = PlanImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        plans = Plan.objects.order_by("name")
+        return render(request, "plans/list.html", {"plans": plans, "form": form}, status=400)
+    revision, created = save_spec(form.spec, form.source_text, form.source_name, request.user)
+    if created:
+        messages.success(request, f"Imported {revision.plan.name} (revision {revision.number}).")
+    else:
+        messages.info(request, f"{revision.plan.name} is unchanged since revision {revision.number}.")
+    return redirect("plan-detail", plan_id=revision.plan_id)
+
+
+def start_form(plan: Plan, data=None) -> RunStartForm:
+    """The run start form of `plan`'s latest revision."""
+    spec = plan.latest_revision.spec
+    used = sorted({t["worker"] for t in spec["tasks"]})
+    return RunStartForm(data, plan_workers=used, all_workers=worker_names(), available=availability())
+
+
+def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """GET /plans/<id>/: tasks, shape figures, recent runs and the start form."""
+    plan = get_object_or_404(Plan, pk=plan_id)
+    revision = plan.latest_revision
+    spec = revision.spec
+    upstream = {t["id"]: t["depends_on"] for t in spec["tasks"]}
+    length, path = graph.critical_path(upstream, dict.fromkeys(upstream, 1.0))
+    context = {
+        "plan": plan,
+        "revision": revision,
+        "spec": spec,
+        "critical_path": path,
+        "critical_length": int(length),
+        "width": graph.max_width(upstream),
+        "runs": plan.runs.select_related("started_by")[:10],
+        "form": start_form(plan),
+        "available": availability(),
+    }
+    return render(request, "plans/detail.html", context)

@@ -1,0 +1,53 @@
+"""Run pages: start a run, the runs list (history) and the live run page."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from orchestration.engine.scheduler import start_run
+from orchestration.live import run_context
+from orchestration.models import Plan, Run, TaskRun
+from orchestration.views.plans import start_form
+from orchestration.workers.registry import UnknownWorker
+
+
+@require_POST
+def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """POST /plans/<id>/start/: create a run of the latest revision and open its page."""
+    plan = get_object_or_404(Plan, pk=plan_id)
+    form = start_form(plan, request.POST)
+    if not form.is_valid():
+        messages.error(request, "The worker mapping is not valid: " + "; ".join(str(e) for e in form.errors.values()))
+        return redirect("plan-detail", plan_id=plan.pk)
+    try:
+        run = start_run(plan, request.user, form.worker_map())
+    except UnknownWorker as error:
+        messages.error(request, str(error))
+        return redirect("plan-detail", plan_id=plan.pk)
+    return redirect("run-detail", run_id=run.pk)
+
+
+def run_list(request: HttpRequest) -> HttpResponse:
+    """GET /runs/: every run, newest first, 50 a page."""
+    runs = Run.objects.select_related("plan", "started_by", "revision")
+    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    return render(request, "runs/list.html", {"page": page})
+
+
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """GET /runs/<id>/: the live run page (the websocket keeps it current)."""
+    run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
+    task_runs = list(run.task_runs.order_by("position"))
+    return render(request, "runs/detail.html", run_context(run, task_runs))
+
+
+def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:
+    """GET /runs/<id>/tasks/<task run id>/output.txt: the task's whole stored output."""
+    task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
+    chunks = task_run.output_chunks.order_by("seq").values_list("text", flat=True).iterator(chunk_size=100)
+    response = StreamingHttpResponse((c.encode("utf-8", "replace") for c in chunks), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run{run_id}-{task_run.task_id}.txt"'
+    return response

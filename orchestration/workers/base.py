@@ -1,0 +1,173 @@
+"""The contract between the engine and a worker adapter: how to start one task, how to read it.
+
+An adapter turns a task into an `Invocation` (argv, environment, working directory, optional
+stdin bytes) and supplies an `EventParser` that reads the process's stdout line by line and
+finally says how the task ended (`Outcome`). Adapters never start processes themselves; the
+engine's process runner does, so every worker gets the same process-group, timeout and
+output handling.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class WorkerUnavailable(Exception):
+    """The worker's program is not installed (or not executable). The message says how to fix it."""
+
+
+@dataclass
+class TaskContext:
+    """Everything an adapter may need to build the command of one task attempt.
+
+    prompt: the full prompt text (task prompt, contracts, upstream results), already composed.
+    command: the task's argv for the `shell` worker (None for agent workers).
+    workdir: the directory the task works in (created, may be a git worktree).
+    home: an empty private directory used as HOME / CLI config dir for this attempt.
+    tmpdir: an empty private directory used as TMPDIR for this attempt.
+    upstream_dir: a directory holding `<task_id>.result` files of the upstream tasks.
+    base_env: the explicit environment the engine built (PATH, LANG, passthrough variables).
+    """
+
+    task_id: str
+    prompt: str
+    command: list[str] | None
+    workdir: Path
+    home: Path
+    tmpdir: Path
+    upstream_dir: Path
+    base_env: dict[str, str]
+
+
+@dataclass
+class Invocation:
+    """A process to start: argv list (never a shell string), env, cwd and optional stdin bytes.
+
+    stdin None means the process gets /dev/null (agent CLIs such as codex block on an open pipe).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    stdin: bytes | None = None
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, as read from the worker's output and exit code.
+
+    succeeded: whether the task did its job (a CLI can exit 0 on an API error: check its events).
+    result: the final result text handed to downstream tasks.
+    error: a one-paragraph message for people when not succeeded ("" otherwise).
+    cost_usd: the cost the CLI reported, or None. input_tokens / output_tokens: None when unknown.
+    session_id: the CLI's session / thread id, when it gives one.
+    """
+
+    succeeded: bool
+    result: str = ""
+    error: str = ""
+    cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    session_id: str = ""
+
+
+class EventParser:
+    """Reads one attempt's output. Subclasses parse their CLI's JSON events.
+
+    The base class treats stdout as plain text: every line is shown, and the result is the
+    whole of stdout (its last 64 KiB).
+    """
+
+    RESULT_LIMIT = 64 * 1024
+
+    def __init__(self) -> None:
+        self._stdout_tail: list[str] = []
+        self._stdout_size = 0
+
+    def feed_stdout(self, line: str) -> list[str]:
+        """Take one stdout line (without its newline); return the lines to show people."""
+        self._remember(line)
+        return [line]
+
+    def feed_stderr(self, line: str) -> list[str]:
+        """Take one stderr line (without its newline); return the lines to show people."""
+        return [line]
+
+    def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
+        """Say how the attempt ended, given the process's exit code and the end of its stderr."""
+        result = "\n".join(self._stdout_tail)
+        if exit_code == 0:
+            return Outcome(succeeded=True, result=result)
+        detail = stderr_tail.strip().splitlines()[-1:] or [""]
+        return Outcome(
+            succeeded=False,
+            result=result,
+            error=f"exited with code {exit_code}" + (f": {detail[0]}" if detail[0] else ""),
+        )
+
+    def _remember(self, line: str) -> None:
+        self._stdout_tail.append(line)
+        self._stdout_size += len(line) + 1
+        while self._stdout_size > self.RESULT_LIMIT and len(self._stdout_tail) > 1:
+            self._stdout_size -= len(self._stdout_tail.pop(0)) + 1
+
+
+@dataclass
+class WorkerConfig:
+    """One entry of settings.MAGICBOX_WORKERS, resolved. See the settings module for the keys."""
+
+    name: str
+    adapter: str
+    program: str | None
+    install_hint: str = ""
+    env_passthrough: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    args: list[str] | None = None
+    max_parallel: int | None = None
+
+
+class WorkerAdapter:
+    """Base adapter. Subclasses set nothing but `build` and `parser` when they need to."""
+
+    def __init__(self, config: WorkerConfig, search_path: list[str]) -> None:
+        self.config = config
+        self.search_path = search_path
+
+    def find_program(self, program: str) -> str:
+        """Return the absolute path of `program`.
+
+        Raises WorkerUnavailable naming the program and the install hint when it is not found.
+        """
+        if os.sep in program:
+            if os.access(program, os.X_OK):
+                return program
+        else:
+            for directory in self.search_path:
+                candidate = os.path.join(directory, program)
+                if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                    return candidate
+        hint = f" Install it with: {self.config.install_hint}" if self.config.install_hint else ""
+        raise WorkerUnavailable(
+            f"The {self.config.name} worker needs the program '{program}', which is not installed "
+            f"on this host (searched: {', '.join(self.search_path) or 'nothing'}).{hint}"
+        )
+
+    def is_available(self) -> bool:
+        """Whether the worker's program can be found on this host."""
+        if not self.config.program:
+            return True
+        try:
+            self.find_program(self.config.program)
+        except WorkerUnavailable:
+            return False
+        return True
+
+    def build(self, ctx: TaskContext) -> Invocation:
+        """Return the process to start for this attempt. Raises WorkerUnavailable."""
+        raise NotImplementedError
+
+    def parser(self) -> EventParser:
+        """Return a fresh parser for one attempt's output."""
+        return EventParser()

@@ -1,0 +1,128 @@
+"""Start one worker process and stream its output: argv, explicit env, own process group, timeout.
+
+Output is read in chunks and split into lines here rather than with StreamReader.readline, so a
+single JSON line of many megabytes (agent CLIs emit them) never trips asyncio's line limit.
+Invalid UTF-8 is replaced, never raised.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestration.workers.base import Invocation
+
+READ_CHUNK = 256 * 1024  # bytes read from a pipe at once
+MAX_LINE = 64 * 1024 * 1024  # bytes; a longer line is delivered in pieces of this size
+STDERR_TAIL = 8 * 1024  # characters of stderr kept for the error message
+
+
+@dataclass
+class ProcessResult:
+    """How the process ended. exit_code is None when it was killed for a timeout."""
+
+    exit_code: int | None
+    timed_out: bool
+    stderr_tail: str
+
+
+async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None]) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    while True:
+        chunk = await stream.read(READ_CHUNK)
+        if not chunk:
+            break
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            on_line(line.removesuffix("\r"))
+        while len(pending) > MAX_LINE:
+            on_line(pending[:MAX_LINE])
+            pending = pending[MAX_LINE:]
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        on_line(pending.removesuffix("\r"))
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Send `sig` to the process group led by `pid`; a group already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it; reap the process."""
+    kill_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        pass
+    kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def run_process(
+    invocation: Invocation,
+    on_stdout: Callable[[str], None],
+    on_stderr: Callable[[str], None],
+    timeout: float,
+    kill_grace: float = 3.0,
+) -> ProcessResult:
+    """Run `invocation` to the end, calling on_stdout / on_stderr with each line (no newline).
+
+    timeout: seconds before the whole process group is killed (SIGTERM, then SIGKILL after
+    kill_grace seconds). If the calling asyncio task is cancelled, the group is killed the same
+    way before CancelledError propagates. Raises OSError when the program cannot be started.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *invocation.argv,
+        stdin=asyncio.subprocess.PIPE if invocation.stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(invocation.cwd),
+        env=invocation.env,
+        start_new_session=True,
+    )
+    stderr_tail: list[str] = []
+
+    def keep_stderr(line: str) -> None:
+        stderr_tail.append(line)
+        while sum(len(x) for x in stderr_tail) > STDERR_TAIL and len(stderr_tail) > 1:
+            stderr_tail.pop(0)
+        on_stderr(line)
+
+    async def feed_stdin() -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(invocation.stdin or b"")
+            await proc.stdin.drain()
+        proc.stdin.close()
+
+    jobs = [_pump(proc.stdout, on_stdout), _pump(proc.stderr, keep_stderr)]
+    if invocation.stdin is not None:
+        jobs.append(feed_stdin())
+    pumps = asyncio.gather(*jobs)
+    timed_out = False
+    try:
+        exit_code: int | None = await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        timed_out = True
+        exit_code = None
+        await terminate(proc, kill_grace)
+    except asyncio.CancelledError:
+        await asyncio.shield(terminate(proc, kill_grace))
+        pumps.cancel()
+        raise
+    # Whatever the task left running in its group (background children) goes with it, so the
+    # pipes close and nothing outlives the task.
+    kill_group(proc.pid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(pumps, kill_grace)
+    except TimeoutError:
+        pumps.cancel()  # a process outside the group (it called setsid) still holds a pipe
+    return ProcessResult(exit_code=exit_code, timed_out=timed_out, stderr_tail="\n".join(stderr_tail))

@@ -1,0 +1,39 @@
+// Magic Box page behaviour: live elapsed times, the socket status badge, logs that follow output.
+(function () {
+  "use strict";
+
+  function fmt(s) {
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60), sec = Math.floor(s % 60);
+    if (m < 60) return m + " min " + String(sec).padStart(2, "0") + " s";
+    return Math.floor(m / 60) + " h " + String(m % 60).padStart(2, "0") + " min";
+  }
+
+  // Durations of running things tick here; the server sends the final figure when they end.
+  setInterval(function () {
+    var now = Date.now() / 1000;
+    document.querySelectorAll("[data-since]").forEach(function (el) {
+      el.textContent = fmt(Math.max(0, now - Number(el.dataset.since)));
+    });
+  }, 1000);
+
+  function setStatus(text, cls) {
+    var el = document.getElementById("socket-status");
+    if (el) { el.textContent = text; el.className = "socket " + cls; }
+  }
+  document.addEventListener("htmx:wsOpen", function () { setStatus("live", "open"); document.body.dataset.socket = "open"; });
+  document.addEventListener("htmx:wsClose", function () { setStatus("reconnecting…", "closed"); document.body.dataset.socket = "closed"; });
+
+  // Keep a log scrolled to its end while the reader is at its end.
+  var atEnd = new WeakMap();
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    document.querySelectorAll("pre.log").forEach(function (log) {
+      atEnd.set(log, log.scrollHeight - log.scrollTop - log.clientHeight < 24);
+    });
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    document.querySelectorAll("pre.log").forEach(function (log) {
+      if (atEnd.get(log) !== false) log.scrollTop = log.scrollHeight;
+    });
+  });
+})();
