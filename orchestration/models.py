@@ -129,8 +129,10 @@ class Run(models.Model):
         sources = [s for s, targets in RUN_TRANSITIONS.items() if new_state in targets]
         if not sources:
             raise IllegalTransition(f"no run state leads to {new_state}")
+        old = Run.objects.filter(pk=self.pk).values_list("state", flat=True).first()
         changed = Run.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
         if changed:
+            StateChange.objects.create(run_id=self.pk, from_state=old or "", to_state=new_state, reason=reason)
             self.state, self.state_reason = new_state, reason
             for key, value in fields.items():
                 setattr(self, key, value)
@@ -198,8 +200,12 @@ class TaskRun(models.Model):
             sources = [expect]
         if not sources:
             raise IllegalTransition(f"no task state leads to {new_state}")
+        old = TaskRun.objects.filter(pk=self.pk).values_list("state", flat=True).first()
         changed = TaskRun.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
         if changed:
+            StateChange.objects.create(
+                run_id=self.run_id, task_run_id=self.pk, from_state=old or "", to_state=new_state, reason=reason
+            )
             self.state, self.state_reason = new_state, reason
             for key, value in fields.items():
                 setattr(self, key, value)
@@ -222,3 +228,17 @@ class OutputChunk(models.Model):
     class Meta:
         ordering = ["task_run", "seq"]
         constraints = [models.UniqueConstraint(fields=["task_run", "seq"], name="unique_chunk_seq")]
+
+
+class StateChange(models.Model):
+    """A record of one state change of a run (task_run empty) or of one of its task runs: when and why."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="state_changes")
+    task_run = models.ForeignKey(TaskRun, null=True, blank=True, on_delete=models.CASCADE, related_name="state_changes")
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from orchestration.engine.signals import anotify_run
 from orchestration.models import TaskRun, TaskState
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.process import run_process
-from orchestration.workers.registry import UnknownWorker, get_adapter, worker_config
+from orchestration.workers.registry import UnknownWorker, get_adapter, search_path, worker_config
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +45,10 @@ class AttemptPlan:
 def base_environment(worker: str) -> dict[str, str]:
     """The explicit environment every worker process starts from (an allowlist, never os.environ).
 
-    PATH: MAGICBOX_EXTRA_PATH, the directory of the Python running Magic Box (so `python` in a
-    shell task means this one), then the server's PATH. Plus LANG/LC_ALL/TZ/TERM and the
-    worker's env_passthrough variables when the server has them.
+    PATH: the registry's search path (the same directories worker programs are found in).
+    Plus LANG/LC_ALL/TZ/TERM and the worker's env_passthrough variables when the server has them.
     """
-    path = [*settings.MAGICBOX_EXTRA_PATH, str(Path(sys.executable).parent), *os.environ.get("PATH", "").split(os.pathsep)]
-    env = {"PATH": os.pathsep.join(dict.fromkeys(p for p in path if p)), "LANG": "C.UTF-8"}
+    env = {"PATH": os.pathsep.join(search_path()), "LANG": "C.UTF-8"}
     env.update({k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ})
     try:
         passthrough = worker_config(worker).env_passthrough

@@ -1,12 +1,17 @@
 """The worker registry: settings.MAGICBOX_WORKERS resolved into adapters, looked up by name."""
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from orchestration.workers.base import WorkerAdapter, WorkerConfig
+
+log = logging.getLogger(__name__)
 
 
 class UnknownWorker(Exception):
@@ -19,9 +24,13 @@ def worker_names() -> list[str]:
 
 
 def search_path() -> list[str]:
-    """Directories searched for worker programs: MAGICBOX_EXTRA_PATH, then the server's PATH."""
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
-    return [*settings.MAGICBOX_EXTRA_PATH, *path]
+    """Directories searched for worker programs, and the PATH workers get.
+
+    MAGICBOX_EXTRA_PATH, then the directory of the Python running Magic Box (so `python` in a
+    shell task means this one, with its packages), then the server's PATH.
+    """
+    path = [*settings.MAGICBOX_EXTRA_PATH, str(Path(sys.executable).parent), *os.environ.get("PATH", "").split(os.pathsep)]
+    return list(dict.fromkeys(p for p in path if p))
 
 
 def worker_config(name: str) -> WorkerConfig:
@@ -42,5 +51,16 @@ def get_adapter(name: str) -> WorkerAdapter:
 
 
 def availability() -> dict[str, bool]:
-    """Map each configured worker name to whether its program is installed on this host."""
-    return {name: get_adapter(name).is_available() for name in worker_names()}
+    """Map each configured worker name to whether its program is installed on this host.
+
+    A worker whose adapter cannot be imported (a settings mistake) is logged and reported
+    unavailable, so one bad entry does not take the pages down.
+    """
+    result = {}
+    for name in worker_names():
+        try:
+            result[name] = get_adapter(name).is_available()
+        except ImportError:
+            log.exception("the adapter of worker %r cannot be imported", name)
+            result[name] = False
+    return result

@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from orchestration import embedded_redis
 from orchestration.engine.scheduler import start_run
 from orchestration.management.commands.runworker import EngineWorker
-from orchestration.models import Plan, Run
+from orchestration.models import Plan, Run, StateChange
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.store import import_file
 from orchestration.workers.registry import UnknownWorker
@@ -86,14 +86,17 @@ class Command(BaseCommand):
             channel_layer=get_channel_layer(),
         )
         serving = asyncio.create_task(worker.handle())
-        seen: dict[str, str] = {}
+        seen: set[int] = set()
         try:
             while True:
-                run, rows = await sync_to_async(_snapshot)(run_id)
-                for task_id, state, detail in rows:
-                    if seen.get(task_id) != state:
-                        seen[task_id] = state
-                        self.stdout.write(f"  {task_id}: {state}" + (f" — {detail}" if detail else ""))
+                run, changes = await sync_to_async(_changes)(run_id, seen)
+                for change in changes:
+                    seen.add(change.pk)
+                    if change.task_run_id is None:
+                        continue
+                    detail = change.task_run.error if change.to_state in ("failed", "timed_out") else ""
+                    detail = detail or (change.reason if change.to_state in ("skipped", "queued") else "")
+                    self.stdout.write(f"  {change.task_run.task_id}: {change.to_state}" + (f" — {detail}" if detail else ""))
                 if run.is_finished:
                     self.stdout.write(f"run #{run_id} {run.state}: {run.state_reason} ({run.duration or 0:.1f} s)")
                     return run.state
@@ -106,10 +109,8 @@ class Command(BaseCommand):
             await asyncio.gather(serving, return_exceptions=True)
 
 
-def _snapshot(run_id: int) -> tuple[Run, list[tuple[str, str, str]]]:
+def _changes(run_id: int, seen: set[int]) -> tuple[Run, list[StateChange]]:
+    """The run, and its state changes not yet printed, in the order they happened."""
     run = Run.objects.get(pk=run_id)
-    rows = [
-        (t.task_id, t.state, t.error or (t.state_reason if t.state == "skipped" else ""))
-        for t in run.task_runs.order_by("position")
-    ]
-    return run, rows
+    changes = StateChange.objects.filter(run_id=run_id).exclude(pk__in=seen).select_related("task_run").order_by("at", "id")
+    return run, list(changes)

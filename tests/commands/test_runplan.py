@@ -1,0 +1,67 @@
+"""`manage.py runplan` runs a plan headless, on its own, with the embedded Redis."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def runplan(tmp_path: Path, plan_text: str, *extra: str) -> subprocess.CompletedProcess:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(plan_text)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "runplan", str(plan), *extra],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+
+
+GOOD = """
+name: headless
+parallel_execution:
+  tasks:
+    - {id: first, worker: shell, command: [python, -c, "print('one')"]}
+    - {id: second, worker: shell, command: [python, -c, "print('two')"], depends_on: [first]}
+"""
+
+BAD = """
+name: headless-failing
+parallel_execution:
+  tasks:
+    - {id: first, worker: shell, command: [python, -c, "import sys; sys.exit(2)"]}
+    - {id: second, worker: shell, command: [python, -c, "print('two')"], depends_on: [first]}
+"""
+
+
+def test_runplan_prints_state_changes_and_exits_0_when_the_run_succeeds(tmp_path):
+    result = runplan(tmp_path, GOOD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "first: running" in out and "first: succeeded" in out and "second: succeeded" in out
+    assert out.index("first: succeeded") < out.index("second: running")
+    assert "succeeded: all 2 tasks succeeded" in out
+
+
+def test_runplan_exits_1_and_names_the_failure_when_the_run_fails(tmp_path):
+    result = runplan(tmp_path, BAD)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "first: failed — exited with code 2" in result.stdout
+    assert "second: skipped — upstream task 'first' did not succeed" in result.stdout
+
+
+def test_runplan_rejects_an_invalid_plan_with_its_line(tmp_path):
+    result = runplan(tmp_path, "parallel_execution:\n  tasks:\n    - {id: a, worker: nobody, description: x}\n")
+    assert result.returncode != 0
+    assert "plan.yaml:3:" in result.stderr and "unknown worker 'nobody'" in result.stderr
+
+
+@pytest.mark.parametrize("mapping", ["gemini", "gemini=", "=claude"])
+def test_runplan_explains_a_malformed_worker_map(tmp_path, mapping):
+    result = runplan(tmp_path, GOOD, "--map", mapping)
+    assert result.returncode != 0 and "write it as FROM=TO" in result.stderr

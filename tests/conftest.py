@@ -1,0 +1,71 @@
+"""Shared fixtures: an in-memory channel layer, users, plans from YAML, and an engine driver."""
+from __future__ import annotations
+
+import asyncio
+import textwrap
+
+import pytest
+from asgiref.sync import sync_to_async
+
+
+@pytest.fixture(autouse=True)
+def in_memory_channel_layer(settings):
+    """Unit tests get a private in-memory channel layer (end-to-end tests start a real Redis)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}}
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    """Task working directories and logs go to a fresh temporary directory per test."""
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    return settings.DATA_DIR
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="ada", password="pw-ada-123")
+
+
+def make_plan(text: str, name: str = "plan.yaml"):
+    """Import dedented plan YAML and return the stored Plan (raises PlanInvalid)."""
+    from orchestration.plans.store import import_text
+
+    revision, _ = import_text(textwrap.dedent(text), name)
+    return revision.plan
+
+
+async def run_to_end(run_id: int, engine=None):
+    """Execute a run with an in-process engine until nothing is left to do; return the Run.
+
+    Awaits the executors themselves (no sleeping): each finishing executor wakes the engine,
+    which may start downstream tasks, so this loops until no executor is left.
+    """
+    from orchestration.engine.runtime import Engine
+    from orchestration.models import Run
+
+    engine = engine or Engine()
+    await engine.wake()
+    while engine.executing:
+        await asyncio.gather(*list(engine.executing.values()))
+    return await sync_to_async(Run.objects.get)(pk=run_id)
+
+
+def py(code: str) -> list[str]:
+    """argv running `code` with Magic Box's own Python (found on the workers' PATH as `python`)."""
+    return ["python", "-c", textwrap.dedent(code)]
+
+
+async def wait_for_run(run_id: int, timeout: float):
+    """Poll the database until the run is finished; fail the test after `timeout` seconds."""
+    from orchestration.models import Run
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        run = await sync_to_async(Run.objects.get)(pk=run_id)
+        if run.is_finished:
+            return run
+        if loop.time() > deadline:
+            pytest.fail(f"run {run_id} still {run.state} after {timeout} s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,114 @@
+"""What a task attempt does: its environment, results handed downstream, failures, timeouts."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.engine.scheduler import start_run
+from orchestration.models import TaskRun
+from tests.conftest import make_plan, run_to_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def process_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie (a killed orphan may wait to be reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def run_plan(tasks: list[dict], **plan_fields) -> tuple:
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "t", "parallel_execution": {"tasks": tasks}, **plan_fields}))
+    run = await sync_to_async(start_run)(plan)
+    run = await run_to_end(run.pk)
+    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
+    return run, {t.task_id: t for t in rows}
+
+
+async def output_of(task_run: TaskRun) -> str:
+    return await sync_to_async(task_run.output_text)()
+
+
+async def test_a_downstream_task_receives_its_upstream_results():
+    reader = (
+        "import os, pathlib\n"
+        "d = pathlib.Path(os.environ['MAGICBOX_UPSTREAM_DIR'])\n"
+        "print('file:', (d / 'backend.result').read_text().strip())\n"
+        "print('prompt has it:', 'POST /api/login ready' in os.environ['MAGICBOX_PROMPT'])\n"
+    )
+    run, t = await run_plan([
+        {"id": "backend", "worker": "shell", "command": ["python", "-c", "print('POST /api/login ready')"]},
+        {"id": "frontend", "worker": "shell", "command": ["python", "-c", reader], "depends_on": ["backend"],
+         "description": "Build the login form"},
+    ])
+    assert run.state == "succeeded"
+    assert "file: POST /api/login ready" in t["frontend"].result
+    assert "prompt has it: True" in t["frontend"].result
+    assert "## Result of upstream task backend\nPOST /api/login ready" in t["frontend"].prompt
+
+
+async def test_a_worker_whose_program_is_missing_fails_at_once_saying_what_to_install():
+    run, t = await run_plan([{"id": "a", "worker": "shell", "command": ["no-such-program-xyz", "--version"]}])
+    assert t["a"].state == "failed"
+    assert "needs the program 'no-such-program-xyz', which is not installed" in t["a"].error
+    assert "needs the program 'no-such-program-xyz'" in await output_of(t["a"])
+    assert run.state == "failed"
+
+
+async def test_each_task_runs_in_its_own_working_directory_with_a_private_home():
+    code = "import os; print(os.getcwd()); print(os.environ['HOME']); open('mine.txt', 'w').write('x')"
+    run, t = await run_plan([
+        {"id": "one", "worker": "shell", "command": ["python", "-c", code]},
+        {"id": "two", "worker": "shell", "command": ["python", "-c", code]},
+    ])
+    one, two = t["one"].result.split(), t["two"].result.split()
+    assert one[0] != two[0] and one[1] != two[1]
+    assert one[0].endswith("/one/work") and os.path.exists(os.path.join(one[0], "mine.txt"))
+
+
+async def test_the_environment_is_an_allowlist_not_the_servers(monkeypatch):
+    monkeypatch.setenv("DATABASE_PASSWORD_FOR_TEST", "hunter2")
+    monkeypatch.setenv("CLAUDECODE", "1")
+    code = "import os; print(sorted(k for k in os.environ if k in ('DATABASE_PASSWORD_FOR_TEST', 'CLAUDECODE')))"
+    run, t = await run_plan([{"id": "a", "worker": "shell", "command": ["python", "-c", code]}])
+    assert t["a"].result.strip() == "[]"
+
+
+async def test_a_task_that_runs_too_long_is_killed_with_its_children(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    run, t = await run_plan([{"id": "slow", "worker": "shell", "command": ["python", "-c", code], "timeout": 1.5}])
+    assert t["slow"].state == "timed_out"
+    assert "timed out after 1.5 s" in t["slow"].error
+    assert "started" in await output_of(t["slow"])
+    assert not process_alive(int(pid_file.read_text()))
+
+
+async def test_a_failed_attempt_is_retried_when_the_task_allows_it(tmp_path):
+    marker = tmp_path / "tried-once"
+    code = f"import os, sys; p = {str(marker)!r}\nif os.path.exists(p): print('second try'); sys.exit(0)\nopen(p, 'w').close(); print('first try'); sys.exit(1)"
+    run, t = await run_plan([{"id": "flaky", "worker": "shell", "command": ["python", "-c", code], "retries": 1}])
+    assert t["flaky"].state == "succeeded" and t["flaky"].attempt == 2
+    output = await output_of(t["flaky"])
+    assert output.index("first try") < output.index("second try")
+
+
+async def test_invalid_utf8_and_a_ten_megabyte_line_are_stored_whole():
+    code = "import sys; sys.stdout.buffer.write(b'bad \\xff\\xfe bytes\\n' + b'x' * 10_000_000 + b'\\nend\\n')"
+    run, t = await run_plan([{"id": "noisy", "worker": "shell", "command": ["python", "-c", code]}])
+    assert t["noisy"].state == "succeeded"
+    output = await output_of(t["noisy"])
+    assert "bad \ufffd\ufffd bytes" in output
+    assert "x" * 10_000_000 in output and output.rstrip().endswith("end")

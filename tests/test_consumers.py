@@ -1,0 +1,86 @@
+"""The run page's websocket: who may join, the snapshot on connect, and live updates."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from magicbox_web.asgi import application
+from orchestration.engine.scheduler import start_run
+from tests.conftest import make_plan, run_to_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+PLAN = json.dumps({
+    "name": "live",
+    "parallel_execution": {"tasks": [
+        {"id": "hello", "worker": "shell", "command": ["python", "-c", "print('line one'); print('<b>line two</b>')"]},
+    ]},
+})
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def socket(run_id: int, cookie: bytes | None, origin: bytes = b"http://testserver") -> WebsocketCommunicator:
+    headers = [(b"origin", origin), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=headers)
+
+
+async def new_run():
+    plan = await sync_to_async(make_plan)(PLAN)
+    return await sync_to_async(start_run)(plan)
+
+
+async def test_a_viewer_gets_a_snapshot_then_state_changes_and_output_lines(user):
+    run = await new_run()
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user))
+    connected, _ = await ws.connect()
+    assert connected
+    snapshot = await ws.receive_from(timeout=5)
+    assert 'id="run-header"' in snapshot and 'data-task="hello"' in snapshot and "Queued" in snapshot
+
+    await run_to_end(run.pk)
+    received = ""
+    while "line two" not in received or 'data-state="succeeded"' not in received:
+        received += await ws.receive_from(timeout=5)
+    assert "line one" in received
+    assert "&lt;b&gt;line two&lt;/b&gt;" in received, "output must be escaped"
+    assert 'hx-swap-oob="beforeend:#log-' in received
+    await ws.disconnect()
+
+
+async def test_a_reconnecting_viewer_gets_the_whole_stored_output(user):
+    run = await new_run()
+    await run_to_end(run.pk)
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user))
+    assert (await ws.connect())[0]
+    snapshot = await ws.receive_from(timeout=5)
+    assert "line one" in snapshot and 'data-state="succeeded"' in snapshot
+    await ws.disconnect()
+
+
+async def test_an_anonymous_viewer_is_refused():
+    run = await new_run()
+    connected, _ = await socket(run.pk, None).connect()
+    assert not connected
+
+
+async def test_a_viewer_of_a_run_that_does_not_exist_is_refused(user):
+    connected, _ = await socket(999_999, await sync_to_async(session_cookie)(user)).connect()
+    assert not connected
+
+
+async def test_a_socket_from_a_foreign_origin_is_refused(user):
+    run = await new_run()
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user), origin=b"http://evil.example")
+    connected, _ = await ws.connect()
+    assert not connected

@@ -1,0 +1,58 @@
+"""Importing a plan through the browser form."""
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from orchestration.models import Plan
+
+pytestmark = pytest.mark.django_db
+
+GOOD = b"name: Build\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: [python, -V]}\n"
+CYCLE = b"parallel_execution:\n  tasks:\n    - {id: a, worker: shell, command: 'true', depends_on: [b]}\n    - {id: b, worker: shell, command: 'true', depends_on: [a]}\n"
+
+
+@pytest.fixture
+def client(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_an_uploaded_plan_is_stored_and_opened(client):
+    response = client.post("/plans/import/", {"file": SimpleUploadedFile("build.yaml", GOOD)})
+    plan = Plan.objects.get(name="Build")
+    assert response.status_code == 302 and response.url == f"/plans/{plan.pk}/"
+    page = client.get(response.url).content.decode()
+    assert "Start run" in page and "<code>build</code>" in page
+
+
+def test_a_rejected_upload_shows_each_fault_with_its_line_and_stores_nothing(client):
+    response = client.post("/plans/import/", {"file": SimpleUploadedFile("loop.yaml", CYCLE)})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The plan was not imported" in page
+    assert "loop.yaml:3:" in page and "dependency cycle: a → b → a" in page
+    assert Plan.objects.count() == 0
+
+
+def test_pasted_yaml_imports_too(client):
+    response = client.post("/plans/import/", {"text": GOOD.decode()})
+    assert response.status_code == 302 and Plan.objects.filter(name="Build").exists()
+
+
+def test_an_empty_form_says_what_to_do(client):
+    response = client.post("/plans/import/", {})
+    assert "Choose a plan file or paste its YAML." in response.content.decode()
+
+
+def test_pages_need_a_login(client, django_user_model):
+    anonymous = type(client)()
+    for url in ["/plans/", "/runs/", "/plans/import/"]:
+        response = anonymous.get(url)
+        assert response.status_code == 302 and response.url.startswith("/accounts/login/")
+
+
+def test_the_plan_schema_is_served_at_a_stable_url(client):
+    schema = type(client)().get("/schema/plan.json").json()
+    assert schema["required"] == ["parallel_execution"]
+    assert "depends_on" in schema["$defs"]["task"]["properties"]

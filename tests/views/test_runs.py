@@ -1,0 +1,66 @@
+"""Starting runs from the browser and finding them afterwards in the history."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestration.models import Run
+from tests.conftest import make_plan, run_to_end
+
+PLAN = """
+name: Checks
+parallel_execution:
+  tasks:
+    - {id: lint, worker: shell, command: [python, -c, "print('lint ok')"]}
+    - {id: test, worker: shell, command: [python, -c, "import sys; print('1 failed'); sys.exit(1)"]}
+"""
+
+
+@pytest.fixture
+def client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_starting_a_run_records_who_started_it_and_opens_its_page(client, user):
+    plan = make_plan(PLAN)
+    response = client.post(f"/plans/{plan.pk}/start/", {"map_shell": "shell"})
+    run = Run.objects.get()
+    assert response.status_code == 302 and response.url == f"/runs/{run.pk}/"
+    assert run.started_by == user and run.revision == plan.latest_revision
+    page = client.get(response.url).content.decode()
+    assert f'ws-connect="/ws/runs/{run.pk}/"' in page and 'data-task="lint"' in page
+
+
+@pytest.mark.django_db
+def test_a_run_can_map_a_worker_to_another(client):
+    plan = make_plan(PLAN)
+    client.post(f"/plans/{plan.pk}/start/", {"map_shell": "claude"})
+    run = Run.objects.get()
+    assert run.worker_map == {"shell": "claude"}
+    assert set(run.task_runs.values_list("worker", flat=True)) == {"claude"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_history_lists_runs_newest_first_and_keeps_every_output(client, user):
+    from orchestration.engine.scheduler import start_run
+
+    plan = make_plan(PLAN)
+    first = start_run(plan, user)
+    asyncio.run(run_to_end(first.pk))
+    second = start_run(plan, user)
+    asyncio.run(run_to_end(second.pk))
+
+    listing = client.get("/runs/").content.decode()
+    assert listing.index(f"#{second.pk}<") < listing.index(f"#{first.pk}<")
+    assert "Checks" in listing and "ada" in listing and "Failed" in listing
+
+    page = client.get(f"/runs/{first.pk}/").content.decode()
+    assert "lint ok" in page and "1 failed" in page
+    assert "exited with code 1" in page and "1 of 2 tasks did not succeed: test failed" in page
+
+    test_run = first.task_runs.get(task_id="test")
+    download = client.get(f"/runs/{first.pk}/tasks/{test_run.pk}/output.txt")
+    assert b"1 failed" in b"".join(download.streaming_content)
