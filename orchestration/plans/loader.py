@@ -207,7 +207,8 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
 
     workspace = data.get("workspace")
     if workspace and base_dir is None and not Path(workspace["repository"]).is_absolute():
-        add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path.")
+        add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path on the server (a relative path "
+            "is only understood by `manage.py importplan FILE`, relative to the file).")
     return problems
 
 

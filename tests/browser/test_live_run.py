@@ -1,0 +1,58 @@
+"""A user uploads a plan, starts a run and watches it live, without reloading the page."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_task_goes_from_running_to_succeeded_with_its_output_appearing_live(page, stack, tmp_path):
+    go = tmp_path / "go"
+    plan = tmp_path / "watch.yaml"
+    # The task waits for a file the test creates once it has seen the task running: the test
+    # controls when the task ends, so nothing depends on timing.
+    plan.write_text(
+        "name: Watch me\n"
+        "parallel_execution:\n"
+        "  tasks:\n"
+        "    - id: waiter\n"
+        "      worker: shell\n"
+        "      command:\n"
+        "        - python\n"
+        "        - -c\n"
+        "        - |\n"
+        "          import pathlib, time\n"
+        "          print('waiting for the go signal', flush=True)\n"
+        f"          while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.05)\n"
+        "          print('<i>all done</i>', flush=True)\n"
+    )
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Watch me")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    page.evaluate("window.__sameDocument = true")
+
+    row = page.locator(".task-row[data-task=waiter]")
+    row.and_(page.locator("[data-state=running]")).wait_for()
+    page.locator("pre.log", has_text="waiting for the go signal").wait_for()
+    go.touch()
+    row.and_(page.locator("[data-state=succeeded]")).wait_for()
+    page.locator("pre.log", has_text="<i>all done</i>").wait_for()  # shown as text, not markup
+    page.locator("#run-header[data-state=succeeded]").wait_for()
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+    assert page.locator("pre.log i").count() == 0
+
+
+def test_the_shell_example_plan_runs_to_the_end_in_the_browser(page, stack):
+    # `serve` loaded the example plans; a new user finds them on the plans page.
+    page.click("text=Magic Box repository checks")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    page.locator("#run-header[data-state=succeeded], #run-header[data-state=failed]").wait_for(timeout=300_000)
+    header = page.inner_text("#run-header")
+    assert "5 of 5 tasks finished" in header
+    assert page.locator("#run-header[data-state=succeeded]").count() == 1, header + page.inner_text(".tasks")
+    page.locator(".task-row[data-task=summary][data-state=succeeded]").wait_for()
+    page.goto(f"{stack.url}/runs/")
+    assert "Magic Box repository checks" in page.inner_text("#runs")
