@@ -24,7 +24,7 @@ class EngineConsumer(AsyncConsumer):
     async def engine_wake(self, message: dict) -> None:
         engine = get_engine()
         engine.start_sweeping()
-        asyncio.create_task(engine.wake())
+        engine.wake_soon()
 
 
 class RunConsumer(AsyncWebsocketConsumer):

@@ -34,6 +34,19 @@ class Engine:
         self.executing: dict[int, asyncio.Task] = {}
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    def wake_soon(self) -> None:
+        """Schedule `wake()` without waiting for it (for message handlers that must return)."""
+        task = asyncio.create_task(self._wake_logged())
+        self._background.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._background.discard)
+
+    async def _wake_logged(self) -> None:
+        try:
+            await self.wake()
+        except Exception:
+            log.exception("engine wake-up failed; the next sweep tries again")
 
     async def wake(self) -> None:
         """Advance every unfinished run, then claim and start whatever may start now."""

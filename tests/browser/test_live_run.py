@@ -36,12 +36,25 @@ def test_a_task_goes_from_running_to_succeeded_with_its_output_appearing_live(pa
     row = page.locator(".task-row[data-task=waiter]")
     row.and_(page.locator("[data-state=running]")).wait_for()
     page.locator("pre.log", has_text="waiting for the go signal").wait_for()
+
+    # A second viewer who opens the page mid-run sees the same state, and then the same end.
+    second = page.context.browser.new_context().new_page()
+    second.context.add_cookies(page.context.cookies())
+    second.goto(page.url)
+    second.wait_for_selector("body[data-socket=open]")
+    second.locator(".task-row[data-task=waiter][data-state=running]").wait_for()
+    second.locator("pre.log", has_text="waiting for the go signal").wait_for()
+
     go.touch()
     row.and_(page.locator("[data-state=succeeded]")).wait_for()
     page.locator("pre.log", has_text="<i>all done</i>").wait_for()  # shown as text, not markup
     page.locator("#run-header[data-state=succeeded]").wait_for()
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
     assert page.locator("pre.log i").count() == 0
+    second.locator(".task-row[data-task=waiter][data-state=succeeded]").wait_for()
+    second.locator("pre.log", has_text="<i>all done</i>").wait_for()
+    assert second.locator("pre.log", has_text="waiting for the go signal").count() == 1
+    second.context.close()
 
 
 def test_the_shell_example_plan_runs_to_the_end_in_the_browser(page, stack):
