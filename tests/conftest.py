@@ -7,6 +7,8 @@ import textwrap
 import pytest
 from asgiref.sync import sync_to_async
 
+pytest_plugins = ["tests.fakes.clis"]
+
 
 @pytest.fixture(autouse=True)
 def in_memory_channel_layer(settings):

@@ -1,0 +1,65 @@
+"""The seed's login plan through the whole engine, with the real agent CLIs and a fake model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.engine.scheduler import start_run
+from orchestration.models import TaskRun
+from tests.conftest import make_plan, run_to_end
+from tests.fakes.model_server import Fail, Text, WriteFile
+
+pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+LOGIN_PLAN = (Path(__file__).resolve().parents[2] / "examples" / "login-feature.yaml").read_text()
+
+
+@pytest.fixture
+def model(model_server, agent_clis, monkeypatch):
+    """The fake model server, with every CLI pointed at it through the server's environment."""
+    for cli in ("claude", "codex", "gemini"):
+        for name, value in model_server.client_env(cli).items():
+            monkeypatch.setenv(name, value)
+    return model_server
+
+
+async def run_login_plan():
+    plan = await sync_to_async(make_plan)(LOGIN_PLAN, "login-feature.yaml")
+    run = await sync_to_async(start_run)(plan)
+    run = await run_to_end(run.pk)
+    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
+    return run, {t.task_id: t for t in rows}
+
+
+async def test_the_login_plan_runs_each_task_with_its_cli_and_hands_results_downstream(model, data_dir):
+    model.when("Verify frontend-backend integration", Text("APPROVE: the component posts {email, password} as the contract says"))
+    model.when("Build React login component", WriteFile("Login.jsx", "export default function Login() { return null }\n"))
+    model.when("Build authentication API", Text("POST /api/auth/login returns {token, user} - endpoint ready"))
+    model.when("Write auth documentation", Text("# Authentication\nPOST /api/auth/login"))
+
+    run, t = await run_login_plan()
+
+    assert {k: v.state for k, v in t.items()} == dict.fromkeys(["frontend", "backend", "docs", "integration"], "succeeded")
+    assert (t["frontend"].worker, t["backend"].worker, t["integration"].worker) == ("gemini", "codex", "claude")
+    assert (data_dir / "runs" / str(run.pk) / "frontend" / "work" / "Login.jsx").read_text().startswith("export default")
+    assert t["integration"].result.startswith("APPROVE")
+    # The integration task's prompt carried both upstream results; the builders got the contract.
+    integration_prompt = next(p for p in model.prompts() if "Verify frontend-backend integration" in p)
+    assert "endpoint ready" in integration_prompt and "## Result of upstream task frontend" in integration_prompt
+    frontend_prompt = next(p for p in model.prompts() if "Build React login component" in p)
+    assert "Contract 'auth_api' (you consume it" in frontend_prompt and '"minLength": 8' in frontend_prompt
+    # Usage as the CLIs report it: claude gives a cost, every CLI gives tokens.
+    assert t["integration"].cost_usd is not None and all(x.input_tokens for x in t.values())
+    assert run.state == "succeeded"
+
+
+async def test_an_api_error_fails_the_task_with_its_message_and_skips_what_depends_on_it(model):
+    model.when("Build authentication API", Fail(400, "context window exceeded for this request"))
+    run, t = await run_login_plan()
+    assert t["backend"].state == "failed"
+    assert "context window exceeded for this request" in t["backend"].error
+    assert t["integration"].state == "skipped" and "'backend'" in t["integration"].state_reason
+    assert t["frontend"].state == "succeeded" and t["docs"].state == "succeeded"
+    assert run.state == "failed"
