@@ -70,8 +70,10 @@ def stack(tmp_path_factory):
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium through Playwright's sync API. Module scope: the sync API keeps an event loop
+    running in this thread while it is open, which would break later tests' asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     if not os.access(CHROMIUM, os.X_OK):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,20 @@ def ensure_admin(username: str = "admin") -> str | None:
     return password
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Raise CommandError saying what to do when host:port cannot be listened on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise CommandError(
+                f"cannot listen on {host}:{port} ({error.strerror}): is Magic Box already running? "
+                f"Stop it, or start this one with --port {port + 1}."
+            ) from None
+
+
 class Command(BaseCommand):
     help = "Start Magic Box: database, example plans, Redis (embedded unless REDIS_URL), web server and workers."
 
@@ -54,6 +69,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-examples", action="store_true", help="do not load the example plans")
 
     def handle(self, *args, host: str, port: int, workers: int, no_examples: bool, **options):
+        _check_port_free(host, port)
         Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
         call_command("migrate", verbosity=0, interactive=False)
         password = ensure_admin()
