@@ -144,10 +144,12 @@ MAGICBOX_ENGINE_CHANNEL = "magicbox.engine"
 # "program" is looked up in MAGICBOX_EXTRA_PATH, then PATH. "args" may hold {prompt} and
 # {workdir}. "env" is set for every task of the worker; "env_passthrough" names variables
 # copied from the server's environment when set (API keys, base URLs). "max_parallel" limits
-# that worker's task runs at once (None: only the global limit).
+# that worker's task runs at once (None: only the global limit). "kind" is "agent" (takes a
+# prompt) or "command" (takes a task's command); a run may map a worker only to one of its kind.
 MAGICBOX_WORKERS = {
     "claude": {
         "adapter": "orchestration.workers.claude.ClaudeAdapter",
+        "kind": "agent",
         "program": "claude",
         "install_hint": "npm install -g @anthropic-ai/claude-code",
         "env_passthrough": ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN"],
@@ -155,6 +157,7 @@ MAGICBOX_WORKERS = {
     },
     "codex": {
         "adapter": "orchestration.workers.codex.CodexAdapter",
+        "kind": "agent",
         "program": "codex",
         "install_hint": "npm install -g @openai/codex",
         "env_passthrough": ["OPENAI_API_KEY", "CODEX_PROVIDER_BASE_URL", "CODEX_MODEL"],
@@ -162,6 +165,7 @@ MAGICBOX_WORKERS = {
     },
     "gemini": {
         "adapter": "orchestration.workers.gemini.GeminiAdapter",
+        "kind": "agent",
         "program": "gemini",
         "install_hint": "npm install -g @google/gemini-cli",
         "env_passthrough": ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL"],
@@ -169,6 +173,7 @@ MAGICBOX_WORKERS = {
     },
     "shell": {
         "adapter": "orchestration.workers.shell.ShellAdapter",
+        "kind": "command",
         "program": None,
         "install_hint": "install the program the task's command names",
         "env_passthrough": [],

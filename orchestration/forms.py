@@ -36,13 +36,23 @@ class PlanImportForm(forms.Form):
 
 
 class RunStartForm(forms.Form):
-    """Start a run; optionally map each worker the plan uses to another configured worker."""
+    """Start a run; optionally map each agent worker the plan uses to another agent worker.
 
-    def __init__(self, *args, plan_workers: list[str], all_workers: list[str], available: dict[str, bool], **kwargs):
+    plan_workers: the workers the plan's tasks name. kinds: worker name -> "agent" | "command"
+    for every configured worker. available: worker name -> installed on this host.
+    """
+
+    def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], available: dict[str, bool], **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [(w, f"{w}{'' if available.get(w) else ' (not installed here)'}") for w in all_workers]
+        self.unavailable = []
         for worker in plan_workers:
+            kind = kinds.get(worker)
+            peers = [w for w in sorted(kinds) if kinds[w] == kind]
+            if len(peers) < 2:
+                continue  # nothing to map to (a command worker's tasks need their command)
+            choices = [(w, f"{w}{'' if available.get(w) else ' (not installed here)'}") for w in peers]
             self.fields[f"map_{worker}"] = forms.ChoiceField(choices=choices, initial=worker, label=f"Run {worker} tasks with")
+        self.unavailable = [w for w in plan_workers if not available.get(w)]
 
     def worker_map(self) -> dict[str, str]:
         """{"gemini": "claude", ...} for the workers the user remapped."""

@@ -14,6 +14,24 @@ from orchestration.models import OutputChunk, Run, TaskRun
 TEMPLATE = "runs/detail.html"
 
 
+def attach_output(task_runs: list[TaskRun]) -> None:
+    """Set `task_run.shown_output`: its stored output up to `output_seq` as loaded, not beyond.
+
+    A viewer is told it has everything up to output_seq; rendering chunks written after the
+    task run was loaded would make the next update send them a second time.
+    """
+    if not task_runs:
+        return
+    upto = {t.pk: t.output_seq for t in task_runs}
+    texts: dict[int, list[str]] = {pk: [] for pk in upto}
+    chunks = OutputChunk.objects.filter(task_run_id__in=list(upto)).order_by("task_run_id", "seq")
+    for task_run_id, seq, text in chunks.values_list("task_run_id", "seq", "text").iterator():
+        if seq <= upto[task_run_id]:
+            texts[task_run_id].append(text)
+    for task_run in task_runs:
+        task_run.shown_output = "".join(texts[task_run.pk])
+
+
 def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     """Template context shared by the run page and its pushed fragments."""
     counts: dict[str, int] = {}
@@ -47,6 +65,7 @@ class RunView:
     def snapshot(self) -> str:
         """Every fragment of the page, outputs included in full (for a (re)connecting viewer)."""
         run, task_runs = self._load()
+        attach_output(task_runs)
         context = run_context(run, task_runs)
         parts = [render_to_string(f"{TEMPLATE}#run-header", context)]
         for task_run in task_runs:

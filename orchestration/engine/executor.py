@@ -126,7 +126,10 @@ async def execute(task_run_id: int, owner: str) -> None:
     try:
         adapter = get_adapter(plan.worker)
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.spec.get("workspace"), plan.upstream_results)
-        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, _prompt_template(plan.task))
+        template, warning = _prompt_template(plan.task)
+        if warning:
+            output.add([f"[Magic Box] {warning}"])
+        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template)
         await sync_to_async(_record_prompt)(plan.task_run_id, prompt)
         invocation = adapter.build(
             TaskContext(
@@ -184,13 +187,15 @@ async def _keep_lease(task_run_id: int, owner: str) -> None:
         await sync_to_async(scheduler.renew_lease)(task_run_id, owner)
 
 
-def _prompt_template(task: dict) -> str:
-    """The text of the task's prompt_file, looked up in MAGICBOX_PROMPTS_DIR ("" if absent)."""
+def _prompt_template(task: dict) -> tuple[str, str]:
+    """(text of the task's prompt_file under MAGICBOX_PROMPTS_DIR, warning) — ("", why) if absent."""
     name = task.get("prompt_file")
     if not name:
-        return ""
+        return "", ""
     root = Path(settings.MAGICBOX_PROMPTS_DIR).resolve()
     path = (root / name).resolve()
-    if root not in path.parents or not path.is_file():
-        return ""
-    return path.read_text(errors="replace")
+    if root not in path.parents:
+        return "", f"prompt_file {name!r} points outside {root}; running without it"
+    if not path.is_file():
+        return "", f"prompt_file {name!r} was not found under {root}; running without it"
+    return path.read_text(errors="replace"), ""

@@ -129,6 +129,24 @@ def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
     return run.transition(RunState.FAILED, reason, finished_at=now, started_at=run.started_at or now)
 
 
+def cancel_run(run_id: int, reason: str) -> bool:
+    """Cancel every unfinished task run of the run, then the run. Returns False if it had ended.
+
+    Executors of running task runs notice at their end (their finish is then ignored); the
+    caller that owns them should stop them first so their process groups are killed.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.get(pk=run_id)
+        if run.state in RUN_TERMINAL:
+            return False
+        for task_run in run.task_runs.exclude(state__in=TASK_TERMINAL):
+            task_run.transition(TaskState.CANCELLED, reason, finished_at=now, lease_expires_at=None)
+        run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
+        notify_run_on_commit(run_id)
+    return True
+
+
 def active_run_ids() -> list[int]:
     """Ids of runs that are not finished, oldest first."""
     return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))

@@ -1,6 +1,8 @@
 """Template filters for run pages."""
 from __future__ import annotations
 
+import shlex
+
 from django import template
 
 register = template.Library()
@@ -25,3 +27,9 @@ def seconds(value: float | None) -> str:
 def usd(value: float | None) -> str:
     """0.01234 -> "$0.0123"; None -> ""."""
     return "" if value is None else f"${value:.4f}"
+
+
+@register.filter
+def argv(value: list[str] | None) -> str:
+    """["grep", "-m", "not cli"] -> "grep -m 'not cli'": a command shown as a shell would quote it."""
+    return shlex.join(value or [])

@@ -10,7 +10,7 @@ from orchestration.forms import PlanImportForm, RunStartForm
 from orchestration.models import Plan
 from orchestration.plans import graph
 from orchestration.plans.store import save_spec
-from orchestration.workers.registry import availability, worker_names
+from orchestration.workers.registry import availability, worker_config, worker_names
 
 
 def plan_list(request: HttpRequest) -> HttpResponse:
@@ -38,7 +38,8 @@ def start_form(plan: Plan, data=None) -> RunStartForm:
     """The run start form of `plan`'s latest revision."""
     spec = plan.latest_revision.spec
     used = sorted({t["worker"] for t in spec["tasks"]})
-    return RunStartForm(data, plan_workers=used, all_workers=worker_names(), available=availability())
+    kinds = {name: worker_config(name).kind for name in worker_names()}
+    return RunStartForm(data, plan_workers=used, kinds=kinds, available=availability())
 
 
 def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration.engine.scheduler import start_run
-from orchestration.live import run_context
+from orchestration.live import attach_output, run_context
 from orchestration.models import Plan, Run, TaskRun
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker
@@ -41,6 +41,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """GET /runs/<id>/: the live run page (the websocket keeps it current)."""
     run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
     task_runs = list(run.task_runs.order_by("position"))
+    attach_output(task_runs)
     return render(request, "runs/detail.html", run_context(run, task_runs))
 
 

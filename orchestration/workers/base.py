@@ -121,6 +121,7 @@ class WorkerConfig:
     name: str
     adapter: str
     program: str | None
+    kind: str = "agent"
     install_hint: str = ""
     env_passthrough: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -148,10 +149,10 @@ class WorkerAdapter:
                 candidate = os.path.join(directory, program)
                 if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
                     return candidate
-        hint = f" Install it with: {self.config.install_hint}" if self.config.install_hint else ""
+        hint = f" Install it with: {self.config.install_hint}." if self.config.install_hint else ""
         raise WorkerUnavailable(
             f"The {self.config.name} worker needs the program '{program}', which is not installed "
-            f"on this host (searched: {', '.join(self.search_path) or 'nothing'}).{hint}"
+            f"on this host.{hint} (Searched: {', '.join(self.search_path) or 'nothing'}.)"
         )
 
     def is_available(self) -> bool:

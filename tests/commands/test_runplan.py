@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.engine.test_executor import process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,3 +69,30 @@ def test_runplan_rejects_an_invalid_plan_with_its_line(tmp_path):
 def test_runplan_explains_a_malformed_worker_map(tmp_path, mapping):
     result = runplan(tmp_path, GOOD, "--map", mapping)
     assert result.returncode != 0 and "write it as FROM=TO" in result.stderr
+
+
+def test_ctrl_c_cancels_the_run_and_kills_its_tasks(tmp_path):
+    pid_file = tmp_path / "task.pid"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "name: interrupted\nparallel_execution:\n  tasks:\n"
+        "    - id: long\n      worker: shell\n      command:\n        - python\n        - -c\n"
+        f"        - \"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); print('started', flush=True); time.sleep(300)\"\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runplan", str(plan)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # wait for the state change, not a fixed delay
+        if "long: running" in line:
+            break
+    deadline = time.monotonic() + 60
+    while not pid_file.exists():  # the task writes it as its first act
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "cancelled" in out and "Traceback" not in out
+    task_pid = int(pid_file.read_text())
+    assert not process_alive(task_pid)

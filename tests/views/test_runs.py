@@ -34,13 +34,31 @@ def test_starting_a_run_records_who_started_it_and_opens_its_page(client, user):
     assert f'ws-connect="/ws/runs/{run.pk}/"' in page and 'data-task="lint"' in page
 
 
+AGENT_PLAN = """
+name: Agents
+parallel_execution:
+  tasks:
+    - {id: ui, worker: gemini, description: Build the page}
+    - {id: api, worker: codex, description: Build the API}
+"""
+
+
 @pytest.mark.django_db
-def test_a_run_can_map_a_worker_to_another(client):
-    plan = make_plan(PLAN)
-    client.post(f"/plans/{plan.pk}/start/", {"map_shell": "claude"})
+def test_a_run_can_map_an_agent_worker_to_another(client):
+    plan = make_plan(AGENT_PLAN)
+    client.post(f"/plans/{plan.pk}/start/", {"map_gemini": "claude", "map_codex": "codex"})
     run = Run.objects.get()
-    assert run.worker_map == {"shell": "claude"}
-    assert set(run.task_runs.values_list("worker", flat=True)) == {"claude"}
+    assert run.worker_map == {"gemini": "claude"}
+    assert dict(run.task_runs.values_list("task_id", "worker")) == {"ui": "claude", "api": "codex"}
+
+
+@pytest.mark.django_db
+def test_agent_tasks_cannot_be_mapped_to_the_shell_worker(client):
+    plan = make_plan(AGENT_PLAN)
+    page = client.get(f"/plans/{plan.pk}/").content.decode()
+    assert 'name="map_gemini"' in page and '<option value="shell"' not in page
+    response = client.post(f"/plans/{plan.pk}/start/", {"map_gemini": "shell", "map_codex": "codex"})
+    assert response.status_code == 302 and not Run.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

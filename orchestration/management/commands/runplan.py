@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration import embedded_redis
-from orchestration.engine.scheduler import start_run
+from orchestration.engine.scheduler import cancel_run, start_run
 from orchestration.management.commands.runworker import EngineWorker
 from orchestration.models import Plan, Run, StateChange
 from orchestration.plans.errors import PlanInvalid
@@ -59,7 +59,13 @@ class Command(BaseCommand):
             except UnknownWorker as error:
                 raise CommandError(str(error)) from None
             self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks")
-            state = asyncio.run(self._watch(run.pk))
+            try:
+                state = asyncio.run(self._watch(run.pk))
+            except KeyboardInterrupt:
+                # asyncio.run cancelled the engine, which killed the workers' process groups.
+                cancel_run(run.pk, "cancelled from runplan (Ctrl-C)")
+                self.stdout.write(f"run #{run.pk} cancelled")
+                sys.exit(130)
         finally:
             embedded_redis.stop(redis)
         if state != "succeeded":
