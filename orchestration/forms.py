@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import forms
 
 from orchestration.plans.errors import PlanInvalid
-from orchestration.plans.loader import MAX_PLAN_BYTES, load_plan
+from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
 
 
 class PlanImportForm(forms.Form):
@@ -17,16 +17,16 @@ class PlanImportForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         upload = data.get("file")
-        if upload:
-            if upload.size > MAX_PLAN_BYTES:
-                raise forms.ValidationError(f"{upload.name}: the file is larger than {MAX_PLAN_BYTES // 1024} KiB.")
-            text = upload.read().decode("utf-8", errors="replace")
-            source = upload.name
-        elif data.get("text", "").strip():
-            text, source = data["text"], "pasted plan"
-        else:
-            raise forms.ValidationError("Choose a plan file or paste its YAML.")
         try:
+            if upload:
+                if upload.size > MAX_PLAN_BYTES:
+                    raise forms.ValidationError(f"{upload.name}: the file is larger than {MAX_PLAN_BYTES // 1024} KiB.")
+                source = upload.name
+                text = decode_plan(upload.read(), source)
+            elif data.get("text", "").strip():
+                text, source = data["text"], "pasted plan"
+            else:
+                raise forms.ValidationError("Choose a plan file or paste its YAML.")
             self.spec = load_plan(text, source)
         except PlanInvalid as error:
             self.problems = error.problems

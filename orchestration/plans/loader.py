@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,27 @@ import yaml
 
 from orchestration.plans import graph
 from orchestration.plans.errors import PlanInvalid, PlanProblem
-from orchestration.plans.yaml_source import LocatedYaml, format_path, yaml_error_problem
+from orchestration.plans.yaml_source import LocatedYaml, TooLarge, format_path, yaml_error_problem
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 MAX_PLAN_BYTES = 2 * 1024 * 1024
+MAX_TASKS = 2000
+
+
+def decode_plan(raw: bytes, source: str) -> str:
+    """Decode a plan file's bytes as UTF-8 (a BOM is allowed).
+
+    Raises PlanInvalid naming the line and column of the first byte that is not UTF-8.
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        raise PlanInvalid(source, [PlanProblem(
+            "", f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x} here). Save it as UTF-8.", line, column
+        )]) from None
 
 
 @functools.cache
@@ -63,9 +81,16 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
         doc = LocatedYaml(text)
     except yaml.YAMLError as error:
         raise PlanInvalid(source, [yaml_error_problem(error)]) from None
+    except TooLarge as error:
+        raise PlanInvalid(source, [error.problem]) from None
+    except RecursionError:
+        raise PlanInvalid(source, [PlanProblem("", "the document is nested too deeply (hundreds of levels); a plan needs a few.")]) from None
     problems = doc.duplicate_keys()
     if doc.data is None:
         raise PlanInvalid(source, [PlanProblem("", "the file is empty: a plan needs a `parallel_execution:` mapping with `tasks:`", 1, 1)])
+    unstorable = _unstorable_values(doc)
+    if unstorable:
+        raise PlanInvalid(source, problems + unstorable)
     schema_problems = _schema_problems(doc)
     problems += schema_problems
     # Unknown keys leave the structure intact, so the deeper checks can still run and report
@@ -85,24 +110,54 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
         at_key = False
         message = error.message
         if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            extra = sorted((k for k in error.instance if k not in error.schema.get("properties", {})), key=str)
             allowed = ", ".join(error.schema.get("properties", {}))
             for key in extra:
-                near = difflib.get_close_matches(key, list(error.schema.get("properties", {})), 1)
+                near = difflib.get_close_matches(str(key), list(error.schema.get("properties", {})), 1)
                 hint = f" Did you mean '{near[0]}'?" if near else f" Allowed keys here: {allowed}."
                 line, column = doc.locate([*path, key], at_key=True)
                 problems.append(PlanProblem(format_path([*path, key]), f"unknown key '{key}'.{hint}", line, column))
             continue
         if error.validator == "required":
             message = f"missing required key {error.message.split(' is a required')[0]}"
-        elif error.validator == "pattern" and path and path[-1] == "id" or "task_id" in str(error.schema_path):
+        elif error.validator == "pattern" and error.validator_value == "\\S":
+            message = "must not be blank"
+        elif error.validator == "pattern":
             message = f"{error.instance!r} is not a valid task id: use letters, digits, '_', '.' and '-' (at most 100 characters)"
         elif error.validator == "oneOf" and path and path[-1] == "command":
-            message = "command must be a non-empty string or a list of strings (an argv list)"
+            message = "command must be a non-empty string or a list of strings (an argv list) whose first item names a program"
         elif error.validator == "type":
             message = f"must be {_type_words(error.validator_value)}, not {_describe(error.instance)}"
         line, column = doc.locate(path, at_key=at_key)
         problems.append(PlanProblem(format_path(path), message, line, column))
+    return problems
+
+
+def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
+    """Keys that are not strings, numbers that are not finite, text with NUL characters."""
+    problems: list[PlanProblem] = []
+
+    def add(path: list, message: str, at_key: bool = False) -> None:
+        line, column = doc.locate(path, at_key=at_key)
+        problems.append(PlanProblem(format_path(path), message, line, column))
+
+    def walk(value: Any, path: list) -> None:
+        if len(problems) >= 20:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    add([*path, key], f"the key {key!r} is not text: quote it (\"{key}\").", at_key=True)
+                walk(item, [*path, key])
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, [*path, index])
+        elif isinstance(value, float) and not math.isfinite(value):
+            add(path, f"{value} is not a number a plan can hold: write a finite number.")
+        elif isinstance(value, str) and "\x00" in value:
+            add(path, "the text contains a NUL character (\\0), which no program argument or prompt can carry.")
+
+    walk(doc.data, [])
     return problems
 
 
@@ -138,6 +193,9 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         line, column = doc.locate(path, at_key=at_key)
         problems.append(PlanProblem(format_path(path), message, line, column))
 
+    if len(tasks) > MAX_TASKS:
+        add(["parallel_execution", "tasks"], f"the plan has {len(tasks)} tasks; at most {MAX_TASKS} are allowed. Split it into several plans.")
+        return problems
     first_seen: dict[str, int] = {}
     for index, task in enumerate(tasks):
         tid = task["id"]

@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import Plan, PlanRevision
-from orchestration.plans.loader import load_plan
+from orchestration.plans.errors import PlanInvalid, PlanProblem
+from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
 
 
 def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None) -> tuple[PlanRevision, bool]:
@@ -45,5 +46,6 @@ def import_text(text: str, source_name: str, base_dir: Path | None = None, user=
 def import_file(path: Path, user=None) -> tuple[PlanRevision, bool]:
     """Read, validate and store a plan file. Raises PlanInvalid (located in the file) or OSError."""
     raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
-    return import_text(text, str(path), path.resolve().parent, user)
+    if len(raw) > MAX_PLAN_BYTES:
+        raise PlanInvalid(str(path), [PlanProblem("", f"the file is larger than {MAX_PLAN_BYTES // 1024} KiB")])
+    return import_text(decode_plan(raw, str(path)), str(path), path.resolve().parent, user)

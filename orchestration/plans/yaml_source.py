@@ -8,19 +8,43 @@ import yaml
 
 from orchestration.plans.errors import PlanProblem
 
-PathPart = str | int
+PathPart = object  # a mapping key (usually str) or a list index (int)
+
+
+MAX_VALUES = 100_000  # values in the document once aliases are expanded
+MAX_EXPANDED_CHARS = 8 * 1024 * 1024  # characters of scalars once aliases are expanded
+
+
+class TooLarge(Exception):
+    """The document expands (through anchors and aliases) beyond what a plan may hold."""
+
+    def __init__(self, problem: PlanProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 class LocatedYaml:
     """A parsed YAML document plus its node tree, so a field path can be turned into a position.
 
-    data: the document as plain Python (dicts, lists, scalars), via yaml.SafeLoader.
-    Raises PlanProblem-carrying YamlError when the text is not valid YAML.
+    data: the document as plain Python (dicts, lists, scalars), via yaml.SafeLoader, parsed once.
+    Raises yaml.YAMLError when the text is not valid YAML, TooLarge when aliases would expand it
+    past MAX_VALUES values or MAX_EXPANDED_CHARS characters (an "alias bomb"), RecursionError
+    when it is nested too deeply.
     """
 
     def __init__(self, text: str) -> None:
-        self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-        self.data = yaml.load(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)
+        try:
+            self.root = loader.get_single_node()
+            self.data = None
+            self._duplicates: list[PlanProblem] = []
+            if self.root is not None:
+                _check_expansion(self.root)
+                # Before construction: resolving merge keys (<<) rewrites the mapping nodes.
+                self._duplicates = self._find_duplicate_keys()
+                self.data = loader.construct_document(self.root)
+        finally:
+            loader.dispose()
 
     def locate(self, path: Sequence[PathPart], at_key: bool = False) -> tuple[int, int]:
         """Return the 1-based (line, column) of the value at `path`, or of its key when at_key.
@@ -33,7 +57,7 @@ class LocatedYaml:
             if isinstance(node, yaml.MappingNode):
                 found = None
                 for key_node, value_node in node.value:
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                    if isinstance(key_node, yaml.ScalarNode) and _key_matches(key_node, part):
                         found = (key_node, value_node)
                 if found is None:
                     break
@@ -50,9 +74,16 @@ class LocatedYaml:
 
     def duplicate_keys(self) -> list[PlanProblem]:
         """Problems for mapping keys that appear twice (YAML loaders silently keep the last)."""
+        return list(self._duplicates)
+
+    def _find_duplicate_keys(self) -> list[PlanProblem]:
         problems: list[PlanProblem] = []
+        visited: set[int] = set()
 
         def walk(node: yaml.Node, path: list[PathPart]) -> None:
+            if id(node) in visited:  # an alias: its node was (or is being) checked where anchored
+                return
+            visited.add(id(node))
             if isinstance(node, yaml.MappingNode):
                 seen: dict[str, int] = {}
                 for key_node, value_node in node.value:
@@ -77,6 +108,52 @@ class LocatedYaml:
         if self.root is not None:
             walk(self.root, [])
         return problems
+
+
+def _key_matches(key_node: yaml.ScalarNode, part: object) -> bool:
+    if isinstance(part, str):
+        return key_node.value == part and key_node.tag == "tag:yaml.org,2002:str"
+    try:  # a key YAML reads as a number, bool or null (5, 3.5, yes, ~)
+        return yaml.constructor.SafeConstructor().construct_object(key_node) == part
+    except yaml.YAMLError:
+        return False
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise TooLarge if the node graph expands past the limits; linear in the number of nodes."""
+    sizes: dict[int, tuple[int, int]] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise TooLarge(PlanProblem("", "an alias refers to a mapping or list that contains it, so it never ends. "
+                                           "Remove the alias (*name).", node.start_mark.line + 1, node.start_mark.column + 1))
+        active.add(key)
+        if isinstance(node, yaml.ScalarNode):
+            result = (1, len(node.value))
+        else:
+            children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else node.value
+            values, chars = 1, 0
+            for child in children:
+                child_values, child_chars = size(child)
+                values, chars = values + child_values, chars + child_chars
+                if values > MAX_VALUES or chars > MAX_EXPANDED_CHARS:
+                    raise TooLarge(PlanProblem(
+                        "",
+                        f"with its aliases (*name) expanded, this document holds more than {MAX_VALUES:,} values or "
+                        f"{MAX_EXPANDED_CHARS // (1024 * 1024)} MiB of text, more than any plan needs. Write the values out "
+                        "instead of repeating them through anchors and aliases.",
+                        node.start_mark.line + 1, node.start_mark.column + 1,
+                    ))
+            result = (values, chars)
+        active.discard(key)
+        sizes[key] = result
+        return result
+
+    size(root)
 
 
 def yaml_error_problem(error: yaml.YAMLError) -> PlanProblem:
