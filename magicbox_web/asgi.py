@@ -11,15 +11,23 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
-from orchestration.consumers import EngineConsumer, RunConsumer  # noqa: E402
+from orchestration.consumers import EngineConsumer, RefusingConsumer, RunConsumer  # noqa: E402
+from orchestration.security import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([path("ws/runs/<int:run_id>/", RunConsumer.as_asgi())]))
+            SameOriginValidator(
+                AuthMiddlewareStack(
+                    URLRouter([
+                        path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
+                        re_path(r"", RefusingConsumer.as_asgi()),  # any other path: a 403, not a 500
+                    ])
+                )
+            )
         ),
         "channel": ChannelNameRouter({settings.MAGICBOX_ENGINE_CHANNEL: EngineConsumer.as_asgi()}),
     }

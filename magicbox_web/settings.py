@@ -96,6 +96,8 @@ CHANNEL_LAYERS = {
 }
 
 AUTH_PASSWORD_VALIDATORS = []
+# Room for a pasted plan of the loader's 2 MiB limit, so the form can say it is too large.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

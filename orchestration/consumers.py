@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -10,6 +11,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from orchestration.engine.runtime import get_engine
 from orchestration.engine.signals import run_group
 from orchestration.live import RunView
+
+log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.25  # viewers get at most ~4 updates a second per run
 
@@ -45,7 +48,8 @@ class RunConsumer(AsyncWebsocketConsumer):
         self._pending: asyncio.Task | None = None
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()
-        await self.send(text_data=await database_sync_to_async(self.view.snapshot)())
+        for message in await database_sync_to_async(self.view.snapshot)():
+            await self.send(text_data=message)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "view"):
@@ -57,12 +61,24 @@ class RunConsumer(AsyncWebsocketConsumer):
 
     async def _push_update(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
-        html = await database_sync_to_async(self.view.update)()
-        if html:
-            await self.send(text_data=html)
+        try:
+            for message in await database_sync_to_async(self.view.update)():
+                await self.send(text_data=message)
+        except Exception:
+            # The viewer can no longer be kept exact: close abnormally so the page reconnects
+            # and receives a fresh snapshot.
+            log.exception("update of run %s failed; asking the viewer to reconnect", self.run_id)
+            await self.close(code=1011)
 
     @database_sync_to_async
     def _run_exists(self) -> bool:
         from orchestration.models import Run
 
         return Run.objects.filter(pk=self.run_id).exists()
+
+
+class RefusingConsumer(AsyncWebsocketConsumer):
+    """Any websocket path that is not a run's: refused at the handshake."""
+
+    async def connect(self) -> None:
+        await self.close(code=4404)

@@ -25,6 +25,8 @@ class PlanImportForm(forms.Form):
                 text = decode_plan(upload.read(), source)
             elif data.get("text", "").strip():
                 text, source = data["text"], "pasted plan"
+                if len(text.encode("utf-8", "replace")) > MAX_PLAN_BYTES:
+                    raise forms.ValidationError(f"The pasted plan is larger than {MAX_PLAN_BYTES // 1024} KiB.")
             else:
                 raise forms.ValidationError("Choose a plan file or paste its YAML.")
             self.spec = load_plan(text, source)

@@ -3,6 +3,10 @@
 The page and the push render the same named partials of templates/runs/detail.html, so they
 cannot drift. A RunView remembers what it already sent to one viewer, so updates carry only
 the rows that changed and the output chunks the viewer has not had.
+
+Messages stay well under daphne's 1 MiB websocket frame limit: a page shows the last
+OUTPUT_TAIL characters of each task's output (the rest is a download), appends are sent in
+pieces, and fragments are packed into messages of at most MESSAGE_BUDGET characters.
 """
 from __future__ import annotations
 
@@ -12,24 +16,30 @@ from django.utils.html import escape
 from orchestration.models import OutputChunk, Run, TaskRun
 
 TEMPLATE = "runs/detail.html"
+OUTPUT_TAIL = 128 * 1024  # characters of a task's output shown on its page (escaping may grow it 5x)
+APPEND_PIECE = 32 * 1024  # characters of new output per appended fragment
+MESSAGE_BUDGET = 256 * 1024  # characters per websocket message, fragments permitting
 
 
 def attach_output(task_runs: list[TaskRun]) -> None:
-    """Set `task_run.shown_output`: its stored output up to `output_seq` as loaded, not beyond.
+    """Set `shown_output` (the last OUTPUT_TAIL characters of the stored output, up to the
+    task run's output_seq as loaded) and `hidden_output` (characters left out) on each.
 
-    A viewer is told it has everything up to output_seq; rendering chunks written after the
-    task run was loaded would make the next update send them a second time.
+    Only output up to output_seq is rendered: a viewer is told it has everything up to there,
+    so chunks written after the task run was loaded are left for the next update.
     """
-    if not task_runs:
-        return
-    upto = {t.pk: t.output_seq for t in task_runs}
-    texts: dict[int, list[str]] = {pk: [] for pk in upto}
-    chunks = OutputChunk.objects.filter(task_run_id__in=list(upto)).order_by("task_run_id", "seq")
-    for task_run_id, seq, text in chunks.values_list("task_run_id", "seq", "text").iterator():
-        if seq <= upto[task_run_id]:
-            texts[task_run_id].append(text)
     for task_run in task_runs:
-        task_run.shown_output = "".join(texts[task_run.pk])
+        pieces: list[str] = []
+        size = 0
+        chunks = OutputChunk.objects.filter(task_run=task_run, seq__lte=task_run.output_seq).order_by("-seq")
+        for text in chunks.values_list("text", flat=True).iterator(chunk_size=50):
+            pieces.append(text)
+            size += len(text)
+            if size >= OUTPUT_TAIL:
+                break
+        text = "".join(reversed(pieces))
+        task_run.shown_output = text[-OUTPUT_TAIL:]
+        task_run.hidden_output = max(0, task_run.output_bytes - len(task_run.shown_output.encode("utf-8", "replace")))
 
 
 def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
@@ -49,6 +59,22 @@ def _row_fingerprint(task_run: TaskRun) -> tuple:
             task_run.finished_at, task_run.state_reason, task_run.cost_usd)
 
 
+def _pack(fragments: list[str]) -> list[str]:
+    """Join fragments into as few messages as MESSAGE_BUDGET allows (a fragment is never split)."""
+    messages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for fragment in fragments:
+        if current and size + len(fragment) > MESSAGE_BUDGET:
+            messages.append("\n".join(current))
+            current, size = [], 0
+        current.append(fragment)
+        size += len(fragment)
+    if current:
+        messages.append("\n".join(current))
+    return messages
+
+
 class RunView:
     """The state one viewer of one run has been sent."""
 
@@ -59,45 +85,61 @@ class RunView:
         self.header: tuple | None = None
 
     def _load(self) -> tuple[Run, list[TaskRun]]:
-        run = Run.objects.select_related("plan", "started_by").get(pk=self.run_id)
+        run = Run.objects.select_related("plan", "started_by", "revision").get(pk=self.run_id)
         return run, list(run.task_runs.order_by("position"))
 
-    def snapshot(self) -> str:
-        """Every fragment of the page, outputs included in full (for a (re)connecting viewer)."""
+    def _header_key(self, run: Run, context: dict) -> tuple:
+        return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
+
+    def _render(self, name: str, context: dict, task_run: TaskRun | None = None) -> str:
+        return render_to_string(f"{TEMPLATE}#{name}", {**context, "task_run": task_run} if task_run else context)
+
+    def snapshot(self) -> list[str]:
+        """Messages holding every fragment of the page (for a viewer that (re)connects)."""
         run, task_runs = self._load()
         attach_output(task_runs)
         context = run_context(run, task_runs)
-        parts = [render_to_string(f"{TEMPLATE}#run-header", context)]
+        fragments = [self._render("run-header", context)]
         for task_run in task_runs:
-            parts.append(render_to_string(f"{TEMPLATE}#task-row", {**context, "task_run": task_run}))
-            parts.append(render_to_string(f"{TEMPLATE}#task-output", {**context, "task_run": task_run}))
+            fragments.append(self._render("task-row", context, task_run))
+            fragments.append(self._render("task-output", context, task_run))
             self.rows[task_run.pk] = _row_fingerprint(task_run)
             self.sent_seq[task_run.pk] = task_run.output_seq
-        self.header = (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
-        return "\n".join(parts)
+        self.header = self._header_key(run, context)
+        return _pack(fragments)
 
-    def update(self) -> str:
-        """The fragments that changed since the last snapshot or update ("" if none)."""
+    def update(self) -> list[str]:
+        """Messages with the fragments that changed since the last snapshot or update ([] if none)."""
         run, task_runs = self._load()
         context = run_context(run, task_runs)
-        parts = []
-        header = (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
+        fragments = []
+        header = self._header_key(run, context)
         if header != self.header:
-            parts.append(render_to_string(f"{TEMPLATE}#run-header", context))
+            fragments.append(self._render("run-header", context))
             self.header = header
         for task_run in task_runs:
             fingerprint = _row_fingerprint(task_run)
             if self.rows.get(task_run.pk) != fingerprint:
-                parts.append(render_to_string(f"{TEMPLATE}#task-row", {**context, "task_run": task_run}))
-                parts.append(render_to_string(f"{TEMPLATE}#task-result", {**context, "task_run": task_run}))
+                fragments.append(self._render("task-row", context, task_run))
+                fragments.append(self._render("task-result", context, task_run))
                 self.rows[task_run.pk] = fingerprint
-            sent = self.sent_seq.get(task_run.pk, 0)
-            if task_run.output_seq > sent:
-                text = "".join(
-                    OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq)
-                    .order_by("seq")
-                    .values_list("text", flat=True)
-                )
-                parts.append(f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{escape(text)}</div>')
-                self.sent_seq[task_run.pk] = task_run.output_seq
-        return "\n".join(parts)
+            fragments += self._new_output(context, task_run)
+        return _pack(fragments)
+
+    def _new_output(self, context: dict, task_run: TaskRun) -> list[str]:
+        sent = self.sent_seq.get(task_run.pk, 0)
+        if task_run.output_seq <= sent:
+            return []
+        self.sent_seq[task_run.pk] = task_run.output_seq
+        chunks = OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq).order_by("seq")
+        text = ""
+        for piece in chunks.values_list("text", flat=True).iterator(chunk_size=50):
+            text += piece
+            if len(text) > OUTPUT_TAIL:
+                # Too much at once to append: show the tail, like a page opened now would.
+                attach_output([task_run])
+                return [self._render("task-output", context, task_run)]
+        return [
+            f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{escape(text[i:i + APPEND_PIECE])}</div>'
+            for i in range(0, len(text), APPEND_PIECE)
+        ]

@@ -84,3 +84,16 @@ async def test_a_socket_from_a_foreign_origin_is_refused(user):
     ws = socket(run.pk, await sync_to_async(session_cookie)(user), origin=b"http://evil.example")
     connected, _ = await ws.connect()
     assert not connected
+
+
+async def test_a_socket_from_another_port_of_the_same_host_is_refused(user):
+    run = await new_run()
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user), origin=b"http://testserver:9999")
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_a_socket_to_an_unknown_path_is_refused_not_an_error(user):
+    ws = WebsocketCommunicator(application, "/ws/runs/abc/", headers=[(b"origin", b"http://testserver"), (b"host", b"testserver")])
+    connected, _ = await ws.connect()
+    assert not connected

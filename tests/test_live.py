@@ -30,9 +30,31 @@ def test_output_written_after_a_task_run_was_loaded_is_left_for_the_next_update(
 def test_a_viewer_gets_each_line_once_across_snapshot_and_updates(task_run):
     _append_chunk(task_run.pk, 1, "alpha-line\n")
     view = RunView(task_run.run_id)
-    snapshot = view.snapshot()
+    snapshot = "".join(view.snapshot())
     _append_chunk(task_run.pk, 1, "beta-line\n")
-    first, second = view.update(), view.update()
+    first, second = "".join(view.update()), "".join(view.update())
     assert snapshot.count("alpha-line") == 1 and "beta-line" not in snapshot
     assert first.count("beta-line") == 1 and "alpha-line" not in first
     assert second == ""
+
+
+FRAME_LIMIT = 1024 * 1024  # daphne refuses to send a websocket message larger than this
+
+
+def test_a_huge_output_reaches_a_new_viewer_as_its_tail_in_messages_daphne_can_send(task_run):
+    for i in range(20):
+        _append_chunk(task_run.pk, 1, f"<chunk {i}>" + "<" * 1_000_000 + "\n")  # escaping makes '<' 4x longer
+    messages = RunView(task_run.run_id).snapshot()
+    assert all(len(m.encode()) < FRAME_LIMIT for m in messages)
+    page = "".join(messages)
+    assert "download the whole output" in page and "&lt;chunk 0&gt;" not in page
+    assert "&lt;" * 10_000 in page  # the end of the last chunk
+
+
+def test_a_burst_of_output_is_sent_in_pieces_daphne_can_send(task_run):
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    _append_chunk(task_run.pk, 1, ("b" * 199 + "\n") * 6000 + "done\n")
+    messages = view.update()
+    assert messages and all(len(m.encode()) < FRAME_LIMIT for m in messages)
+    assert "done" in messages[-1]

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration.engine import scheduler, workspace
-from orchestration.engine.output import OutputBuffer
+from orchestration.engine.output import OutputBuffer, storable
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.signals import anotify_run
 from orchestration.models import TaskRun, TaskState
@@ -85,6 +85,15 @@ def _record_prompt(task_run_id: int, prompt: str) -> None:
     TaskRun.objects.filter(pk=task_run_id).update(prompt=prompt)
 
 
+RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
+
+
+def _capped(result: str) -> str:
+    if len(result) <= RESULT_LIMIT:
+        return result
+    return result[:RESULT_LIMIT] + f"\n[Magic Box: result truncated: {len(result) - RESULT_LIMIT} more characters not kept]"
+
+
 def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> None:
     """Record the attempt's end; re-queue it instead when it failed and attempts are left."""
     now = timezone.now()
@@ -93,8 +102,8 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
         if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner:
             return  # cancelled, or declared lost and taken over: the other party decides
         fields = dict(
-            result=outcome.result,
-            error=outcome.error,
+            result=storable(_capped(outcome.result)),
+            error=storable(outcome.error),
             exit_code=exit_code,
             cost_usd=outcome.cost_usd,
             input_tokens=outcome.input_tokens,
@@ -159,11 +168,15 @@ async def execute(task_run_id: int, owner: str) -> None:
             on_stderr=lambda line: output.add(parser.feed_stderr(line)),
             timeout=plan.timeout,
         )
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: an argument or variable holds a NUL
         message = f"could not start {invocation.argv[0]}: {error}"
         output.add([f"[Magic Box] {message}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
         return
+    except asyncio.CancelledError:
+        output.add(["[Magic Box] interrupted: the worker process is stopping; its processes were killed"])
+        await output.flush()
+        raise
     finally:
         flusher.cancel()
         lease.cancel()

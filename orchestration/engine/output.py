@@ -62,9 +62,14 @@ class OutputBuffer:
             await self.flush()
 
 
+def storable(text: str) -> str:
+    """`text` with NUL characters shown as U+FFFD: PostgreSQL text, argv and environment
+    values cannot carry NUL, and a result is handed to downstream tasks in all three."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _append_chunk(task_run_id: int, attempt: int, text: str) -> None:
-    # NUL cannot be stored in PostgreSQL text; show it as the replacement symbol.
-    text = text.replace("\x00", "\ufffd")
+    text = storable(text)
     with transaction.atomic():
         TaskRun.objects.filter(pk=task_run_id).update(
             output_seq=F("output_seq") + 1, output_bytes=F("output_bytes") + len(text.encode("utf-8", "replace"))

@@ -95,11 +95,20 @@ class Engine:
             await asyncio.sleep(settings.MAGICBOX_SWEEP_INTERVAL)
 
     async def stop(self) -> None:
-        """Cancel the sweep and every executing attempt (their process groups are killed)."""
+        """Cancel the sweep and every executing attempt, then queue those task runs again.
+
+        Cancelling an attempt kills its process group (SIGTERM, then SIGKILL). The interrupted
+        attempts do not count against the tasks' retries; any worker process may take them.
+        """
+        interrupted = list(self.executing)
         tasks = [t for t in [self._sweeper, *self.executing.values()] if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if interrupted:
+            for run_id in await sync_to_async(scheduler.requeue_interrupted)(interrupted, self.owner):
+                await anotify_run(run_id)
+            await awake_engine()
 
 
 def _fail_internal(task_run_id: int, owner: str) -> None:

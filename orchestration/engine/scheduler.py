@@ -198,6 +198,21 @@ def renew_lease(task_run_id: int, owner: str) -> bool:
     return bool(TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).update(lease_expires_at=expires))
 
 
+def requeue_interrupted(task_run_ids: list[int], owner: str) -> list[int]:
+    """Queue again the running task runs `owner` stopped executing (not counted as an attempt).
+
+    Returns the ids of the runs touched.
+    """
+    now = timezone.now()
+    touched = set()
+    for task_run in TaskRun.objects.filter(pk__in=task_run_ids, state=TaskState.RUNNING, claimed_by=owner):
+        if task_run.transition(TaskState.QUEUED, "interrupted: its worker process stopped; queued again",
+                               expect=TaskState.RUNNING, queued_at=now, claimed_by="", lease_expires_at=None,
+                               attempt=F("attempt") - 1):
+            touched.add(task_run.run_id)
+    return sorted(touched)
+
+
 def recover_lost_tasks() -> list[int]:
     """Re-queue (attempts left) or fail ("worker lost") running task runs whose lease expired.
 

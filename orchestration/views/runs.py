@@ -20,7 +20,9 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan = get_object_or_404(Plan, pk=plan_id)
     form = start_form(plan, request.POST)
     if not form.is_valid():
-        messages.error(request, "The worker mapping is not valid: " + "; ".join(str(e) for e in form.errors.values()))
+        problems = [f"{form.fields[name].label if name in form.fields else name}: {error}"
+                    for name, errors in form.errors.items() for error in errors]
+        messages.error(request, "The run was not started. " + "; ".join(problems))
         return redirect("plan-detail", plan_id=plan.pk)
     try:
         run = start_run(plan, request.user, form.worker_map())

@@ -108,6 +108,8 @@ class EventParser:
         )
 
     def _remember(self, line: str) -> None:
+        if len(line) > self.RESULT_LIMIT:  # one huge line: keep its end
+            line = line[-self.RESULT_LIMIT:]
         self._stdout_tail.append(line)
         self._stdout_size += len(line) + 1
         while self._stdout_size > self.RESULT_LIMIT and len(self._stdout_tail) > 1:

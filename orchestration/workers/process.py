@@ -55,15 +55,40 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+async def exited(proc: asyncio.subprocess.Process) -> int:
+    """Wait until the process itself has exited and return its exit status.
+
+    Process.wait() on Python 3.11 also waits for the pipes to close, so a background child that
+    inherited stdout would keep it waiting after the task's own process ended. Linux's pidfd
+    becomes readable at the exit itself; asyncio's child watcher then sets returncode.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or already reaped
+        pidfd = None
+    if pidfd is not None:
+        gone = loop.create_future()
+        loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+        try:
+            await gone
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    while proc.returncode is None:  # the watcher sets it a moment after the exit
+        await asyncio.sleep(0.01)
+    return proc.returncode
+
+
 async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
     """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it; reap the process."""
     kill_group(proc.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(proc.wait(), grace)
+        await asyncio.wait_for(exited(proc), grace)
     except TimeoutError:
         pass
     kill_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
+    await exited(proc)
 
 
 async def run_process(
@@ -109,7 +134,7 @@ async def run_process(
     pumps = asyncio.gather(*jobs)
     timed_out = False
     try:
-        exit_code: int | None = await asyncio.wait_for(proc.wait(), timeout)
+        exit_code: int | None = await asyncio.wait_for(exited(proc), timeout)
     except TimeoutError:
         timed_out = True
         exit_code = None
@@ -124,5 +149,8 @@ async def run_process(
     try:
         await asyncio.wait_for(pumps, kill_grace)
     except TimeoutError:
-        pumps.cancel()  # a process outside the group (it called setsid) still holds a pipe
+        # A process that left the group (it called setsid) still holds a pipe: stop reading
+        # and close our ends, so nothing waits for it.
+        pumps.cancel()
+        proc._transport.close()  # noqa: SLF001 — asyncio offers no public way to close the pipes
     return ProcessResult(exit_code=exit_code, timed_out=timed_out, stderr_tail="\n".join(stderr_tail))

@@ -56,3 +56,8 @@ def test_the_plan_schema_is_served_at_a_stable_url(client):
     schema = type(client)().get("/schema/plan.json").json()
     assert schema["required"] == ["parallel_execution"]
     assert "depends_on" in schema["$defs"]["task"]["properties"]
+
+
+def test_an_empty_file_is_called_empty(client):
+    response = client.post("/plans/import/", {"file": SimpleUploadedFile("empty.yaml", b"")})
+    assert "The submitted file is empty." in response.content.decode()

@@ -82,3 +82,12 @@ def test_the_history_lists_runs_newest_first_and_keeps_every_output(client, user
     test_run = first.task_runs.get(task_id="test")
     download = client.get(f"/runs/{first.pk}/tasks/{test_run.pk}/output.txt")
     assert b"1 failed" in b"".join(download.streaming_content)
+
+
+@pytest.mark.django_db
+def test_a_forged_worker_mapping_is_refused_in_plain_words(client):
+    plan = make_plan(AGENT_PLAN)
+    response = client.post(f"/plans/{plan.pk}/start/", {"map_gemini": "nosuch", "map_codex": "codex"}, follow=True)
+    page = response.content.decode()
+    assert "The run was not started. Run gemini tasks with: Select a valid choice." in page
+    assert "&lt;ul" not in page and not Run.objects.exists()

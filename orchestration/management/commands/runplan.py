@@ -8,6 +8,7 @@ run succeeded.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             except UnknownWorker as error:
                 raise CommandError(str(error)) from None
             self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks")
+            signal.signal(signal.SIGTERM, _interrupt)
             try:
                 state = asyncio.run(self._watch(run.pk))
             except KeyboardInterrupt:
@@ -91,6 +93,7 @@ class Command(BaseCommand):
             channels=[settings.MAGICBOX_ENGINE_CHANNEL],
             channel_layer=get_channel_layer(),
         )
+        worker.handle_signals = False  # Ctrl-C and SIGTERM cancel the run instead (see handle)
         serving = asyncio.create_task(worker.handle())
         seen: set[int] = set()
         try:
@@ -113,6 +116,11 @@ class Command(BaseCommand):
         finally:
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM acts like Ctrl-C: the run is cancelled and its tasks' processes killed."""
+    raise KeyboardInterrupt
 
 
 def _changes(run_id: int, seen: set[int]) -> tuple[Run, list[StateChange]]:
