@@ -89,7 +89,61 @@ class IllegalTransition(Exception):
     """A programming error: a state change the state machine does not allow."""
 
 
-class Run(models.Model):
+class StateMachine(models.Model):
+    """Shared behaviour of runs and task runs: duration, and legal, recorded state changes.
+
+    Subclasses set TRANSITIONS (state -> states it may change to) and TERMINAL, and have the
+    fields state, state_reason, started_at and finished_at.
+    """
+
+    TRANSITIONS: dict[str, set[str]] = {}
+    TERMINAL: set[str] = set()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or to now while running); None before it starts."""
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.TERMINAL
+
+    def transition(self, new_state: str, reason: str = "", expect: str | None = None, **fields) -> bool:
+        """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given).
+
+        One conditional UPDATE: of several processes racing for the change, exactly one gets
+        True; False means another got there first or the state no longer allows it. The change
+        is recorded as a StateChange. Extra fields (started_at, finished_at, ...) are written
+        with it. Raises IllegalTransition if `new_state` cannot be reached from `expect` (or
+        from any state) — a programming error.
+        """
+        sources = [s for s, targets in self.TRANSITIONS.items() if new_state in targets]
+        if expect is not None:
+            if expect not in sources:
+                raise IllegalTransition(f"{type(self).__name__} cannot go from {expect} to {new_state}")
+            sources = [expect]
+        if not sources:
+            raise IllegalTransition(f"no {type(self).__name__} state leads to {new_state}")
+        rows = type(self).objects.filter(pk=self.pk)
+        old = rows.values_list("state", flat=True).first()
+        changed = rows.filter(state__in=sources).update(state=new_state, state_reason=reason, **fields)
+        if changed:
+            self.record_change(old or "", new_state, reason)
+            self.state, self.state_reason = new_state, reason
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return bool(changed)
+
+    def record_change(self, old: str, new: str, reason: str) -> None:
+        raise NotImplementedError
+
+
+class Run(StateMachine):
     """One execution of a plan revision."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="runs")
@@ -105,41 +159,17 @@ class Run(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
+    TRANSITIONS = RUN_TRANSITIONS
+    TERMINAL = RUN_TERMINAL
+
     def __str__(self) -> str:
         return f"run #{self.pk} of {self.plan.name}"
 
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish (or to now while running); None before it starts."""
-        if not self.started_at:
-            return None
-        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in RUN_TERMINAL
-
-    def transition(self, new_state: str, reason: str = "", **fields) -> bool:
-        """Move to `new_state` if the run is still in a state that allows it.
-
-        Returns True if this call made the change (False: another process got there first or
-        the run already left the states that allow it). Raises IllegalTransition if no state
-        can reach `new_state`. Extra fields (started_at, finished_at) are written with it.
-        """
-        sources = [s for s, targets in RUN_TRANSITIONS.items() if new_state in targets]
-        if not sources:
-            raise IllegalTransition(f"no run state leads to {new_state}")
-        old = Run.objects.filter(pk=self.pk).values_list("state", flat=True).first()
-        changed = Run.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
-        if changed:
-            StateChange.objects.create(run_id=self.pk, from_state=old or "", to_state=new_state, reason=reason)
-            self.state, self.state_reason = new_state, reason
-            for key, value in fields.items():
-                setattr(self, key, value)
-        return bool(changed)
+    def record_change(self, old: str, new: str, reason: str) -> None:
+        StateChange.objects.create(run_id=self.pk, from_state=old, to_state=new, reason=reason)
 
 
-class TaskRun(models.Model):
+class TaskRun(StateMachine):
     """One task of a plan in one run. Each retry is a new attempt of the same task run."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="task_runs")
@@ -173,43 +203,14 @@ class TaskRun(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "task_id"], name="unique_task_per_run")]
         indexes = [models.Index(fields=["state", "queued_at"])]
 
+    TRANSITIONS = TASK_TRANSITIONS
+    TERMINAL = TASK_TERMINAL
+
     def __str__(self) -> str:
         return f"{self.task_id} in run #{self.run_id}"
 
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish (or to now while running); None before it starts."""
-        if not self.started_at:
-            return None
-        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in TASK_TERMINAL
-
-    def transition(self, new_state: str, reason: str = "", expect: str | None = None, **fields) -> bool:
-        """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given).
-
-        Returns True if this call made the change. Raises IllegalTransition if `new_state`
-        cannot be reached from `expect` (or from any state). Extra fields are written with it.
-        """
-        sources = [s for s, targets in TASK_TRANSITIONS.items() if new_state in targets]
-        if expect is not None:
-            if expect not in sources:
-                raise IllegalTransition(f"task run cannot go from {expect} to {new_state}")
-            sources = [expect]
-        if not sources:
-            raise IllegalTransition(f"no task state leads to {new_state}")
-        old = TaskRun.objects.filter(pk=self.pk).values_list("state", flat=True).first()
-        changed = TaskRun.objects.filter(pk=self.pk, state__in=sources).update(state=new_state, state_reason=reason, **fields)
-        if changed:
-            StateChange.objects.create(
-                run_id=self.run_id, task_run_id=self.pk, from_state=old or "", to_state=new_state, reason=reason
-            )
-            self.state, self.state_reason = new_state, reason
-            for key, value in fields.items():
-                setattr(self, key, value)
-        return bool(changed)
+    def record_change(self, old: str, new: str, reason: str) -> None:
+        StateChange.objects.create(run_id=self.run_id, task_run_id=self.pk, from_state=old, to_state=new, reason=reason)
 
     def output_text(self) -> str:
         """The whole stored output of every attempt, in order."""
