@@ -48,11 +48,13 @@ class Engine:
         except Exception:
             log.exception("engine wake-up failed; the next sweep tries again")
 
-    async def wake(self) -> None:
-        """Advance every unfinished run, then claim and start whatever may start now."""
+    async def wake(self, advance_runs: bool = True) -> None:
+        """Advance every unfinished run (unless told it was just done), then claim and start
+        whatever may start now."""
         async with self._lock:
-            for run_id in await sync_to_async(scheduler.active_run_ids)():
-                await sync_to_async(scheduler.advance_run)(run_id)
+            if advance_runs:
+                for run_id in await sync_to_async(scheduler.active_run_ids)():
+                    await sync_to_async(scheduler.advance_run)(run_id)
             while True:
                 task_run_id = await sync_to_async(scheduler.claim_next)(self.owner)
                 if task_run_id is None:
@@ -69,9 +71,9 @@ class Engine:
             await sync_to_async(_fail_internal)(task_run_id, self.owner)
         finally:
             self.executing.pop(task_run_id, None)
-        # A slot is free and downstream tasks may be queued: take work here, and let other
-        # processes know in case this one is at its limit.
-        await self.wake()
+        # A slot is free and downstream tasks may be queued (recording the end advanced the
+        # run): take work here, and let other processes know in case this one is at its limit.
+        await self.wake(advance_runs=False)
         await awake_engine()
 
     async def sweep(self) -> None:
