@@ -59,7 +59,8 @@ class Command(BaseCommand):
                 run = start_run(stored, None, parse_worker_map(map))
             except UnknownWorker as error:
                 raise CommandError(str(error)) from None
-            self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks")
+            self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks "
+                              f"(live at /runs/{run.pk}/ on a Magic Box web server sharing this database)")
             signal.signal(signal.SIGTERM, _interrupt)
             try:
                 state = asyncio.run(self._watch(run.pk))
