@@ -148,6 +148,7 @@ MAGICBOX_ENGINE_CHANNEL = "magicbox.engine"
 # copied from the server's environment when set (API keys, base URLs). "max_parallel" limits
 # that worker's task runs at once (None: only the global limit). "kind" is "agent" (takes a
 # prompt) or "command" (takes a task's command); a run may map a worker only to one of its kind.
+# "requires_any_env": the task fails at once, saying so, unless one of these is set (API keys).
 MAGICBOX_WORKERS = {
     "claude": {
         "adapter": "orchestration.workers.claude.ClaudeAdapter",
@@ -155,6 +156,7 @@ MAGICBOX_WORKERS = {
         "program": "claude",
         "install_hint": "npm install -g @anthropic-ai/claude-code",
         "env_passthrough": ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL", "ANTHROPIC_AUTH_TOKEN"],
+        "requires_any_env": ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"],
         "max_parallel": None,
     },
     "codex": {
@@ -163,6 +165,7 @@ MAGICBOX_WORKERS = {
         "program": "codex",
         "install_hint": "npm install -g @openai/codex",
         "env_passthrough": ["OPENAI_API_KEY", "CODEX_PROVIDER_BASE_URL", "CODEX_MODEL"],
+        "requires_any_env": ["OPENAI_API_KEY", "CODEX_PROVIDER_BASE_URL"],
         "max_parallel": None,
     },
     "gemini": {
@@ -171,6 +174,7 @@ MAGICBOX_WORKERS = {
         "program": "gemini",
         "install_hint": "npm install -g @google/gemini-cli",
         "env_passthrough": ["GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_MODEL"],
+        "requires_any_env": ["GEMINI_API_KEY"],
         "max_parallel": None,
     },
     "shell": {

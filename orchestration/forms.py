@@ -41,10 +41,10 @@ class RunStartForm(forms.Form):
     """Start a run; optionally map each agent worker the plan uses to another agent worker.
 
     plan_workers: the workers the plan's tasks name. kinds: worker name -> "agent" | "command"
-    for every configured worker. available: worker name -> installed on this host.
+    for every configured worker. unavailable: worker name -> why it cannot run here ("" if it can).
     """
 
-    def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], available: dict[str, bool], **kwargs):
+    def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], unavailable: dict[str, str], **kwargs):
         super().__init__(*args, **kwargs)
         self.unavailable = []
         for worker in plan_workers:
@@ -52,9 +52,9 @@ class RunStartForm(forms.Form):
             peers = [w for w in sorted(kinds) if kinds[w] == kind]
             if len(peers) < 2:
                 continue  # nothing to map to (a command worker's tasks need their command)
-            choices = [(w, f"{w}{'' if available.get(w) else ' (not installed here)'}") for w in peers]
+            choices = [(w, f"{w}{' (not available here)' if unavailable.get(w) else ''}") for w in peers]
             self.fields[f"map_{worker}"] = forms.ChoiceField(choices=choices, initial=worker, label=f"Run {worker} tasks with")
-        self.unavailable = [w for w in plan_workers if not available.get(w)]
+        self.unavailable = {w: unavailable[w] for w in plan_workers if unavailable.get(w)}
 
     def worker_map(self) -> dict[str, str]:
         """{"gemini": "claude", ...} for the workers the user remapped."""

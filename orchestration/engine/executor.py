@@ -140,6 +140,8 @@ async def execute(task_run_id: int, owner: str) -> None:
             output.add([f"[Magic Box] {warning}"])
         prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template)
         await sync_to_async(_record_prompt)(plan.task_run_id, prompt)
+        env = base_environment(plan.worker)
+        adapter.require_environment(env)
         invocation = adapter.build(
             TaskContext(
                 task_id=plan.task_id,
@@ -149,7 +151,7 @@ async def execute(task_run_id: int, owner: str) -> None:
                 home=dirs.home,
                 tmpdir=dirs.tmpdir,
                 upstream_dir=dirs.upstream,
-                base_env=base_environment(plan.worker),
+                base_env=env,
             )
         )
     except (UnknownWorker, WorkerUnavailable, workspace.WorkspaceError, ValueError) as error:

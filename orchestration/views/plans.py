@@ -39,7 +39,7 @@ def start_form(plan: Plan, data=None) -> RunStartForm:
     spec = plan.latest_revision.spec
     used = sorted({t["worker"] for t in spec["tasks"]})
     kinds = {name: worker_config(name).kind for name in worker_names()}
-    return RunStartForm(data, plan_workers=used, kinds=kinds, available=availability())
+    return RunStartForm(data, plan_workers=used, kinds=kinds, unavailable=availability())
 
 
 def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
@@ -58,6 +58,6 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
         "width": graph.max_width(upstream),
         "runs": plan.runs.select_related("started_by")[:10],
         "form": start_form(plan),
-        "available": availability(),
+        "unavailable": availability(),
     }
     return render(request, "plans/detail.html", context)

@@ -127,6 +127,7 @@ class WorkerConfig:
     install_hint: str = ""
     env_passthrough: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    requires_any_env: list[str] = field(default_factory=list)
     args: list[str] | None = None
     max_parallel: int | None = None
 
@@ -157,15 +158,27 @@ class WorkerAdapter:
             f"on this host.{hint} (Searched: {', '.join(self.search_path) or 'nothing'}.)"
         )
 
-    def is_available(self) -> bool:
-        """Whether the worker's program can be found on this host."""
-        if not self.config.program:
-            return True
+    def require_environment(self, env: dict[str, str]) -> None:
+        """Raise WorkerUnavailable unless `env` sets one of the config's requires_any_env
+        variables (an API key: each attempt gets a private HOME, so a CLI's own login is not
+        seen, and without a key a CLI may wait for the network for an hour)."""
+        needed = self.config.requires_any_env
+        if needed and not any(env.get(name) for name in needed):
+            either = " or ".join(needed)
+            raise WorkerUnavailable(
+                f"The {self.config.name} worker needs {either} in the environment of the Magic Box worker "
+                f"processes: export it before starting Magic Box (e.g. `export {needed[0]}=…; ./start`)."
+            )
+
+    def unavailable_reason(self, env: dict[str, str]) -> str:
+        """Why this worker cannot run tasks on this host ("" when it can): program or key missing."""
         try:
-            self.find_program(self.config.program)
-        except WorkerUnavailable:
-            return False
-        return True
+            if self.config.program:
+                self.find_program(self.config.program)
+            self.require_environment(env)
+        except WorkerUnavailable as error:
+            return str(error)
+        return ""
 
     def build(self, ctx: TaskContext) -> Invocation:
         """Return the process to start for this attempt. Raises WorkerUnavailable."""

@@ -132,6 +132,8 @@ async def run_process(
     if invocation.stdin is not None:
         jobs.append(feed_stdin())
     pumps = asyncio.gather(*jobs)
+    # When the pumps are cancelled below, nobody awaits them: mark their outcome as seen.
+    pumps.add_done_callback(lambda future: future.cancelled() or future.exception())
     timed_out = False
     try:
         exit_code: int | None = await asyncio.wait_for(exited(proc), timeout)

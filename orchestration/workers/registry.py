@@ -50,8 +50,8 @@ def get_adapter(name: str) -> WorkerAdapter:
     return import_string(config.adapter)(config, search_path())
 
 
-def availability() -> dict[str, bool]:
-    """Map each configured worker name to whether its program is installed on this host.
+def availability() -> dict[str, str]:
+    """Map each configured worker name to why it cannot run tasks on this host ("" if it can).
 
     A worker whose adapter cannot be imported (a settings mistake) is logged and reported
     unavailable, so one bad entry does not take the pages down.
@@ -59,8 +59,8 @@ def availability() -> dict[str, bool]:
     result = {}
     for name in worker_names():
         try:
-            result[name] = get_adapter(name).is_available()
+            result[name] = get_adapter(name).unavailable_reason(dict(os.environ))
         except ImportError:
             log.exception("the adapter of worker %r cannot be imported", name)
-            result[name] = False
+            result[name] = f"the adapter of worker {name} cannot be imported (see the server log)"
     return result

@@ -112,3 +112,13 @@ async def test_invalid_utf8_and_a_ten_megabyte_line_are_stored_whole():
     output = await output_of(t["noisy"])
     assert "bad \ufffd\ufffd bytes" in output
     assert "x" * 10_000_000 in output and output.rstrip().endswith("end")
+
+
+async def test_an_agent_task_without_its_api_key_fails_at_once_saying_which_variable(monkeypatch, settings):
+    # The program exists (any executable will do); only the key is missing.
+    settings.MAGICBOX_WORKERS = {**settings.MAGICBOX_WORKERS, "codex": {**settings.MAGICBOX_WORKERS["codex"], "program": "true"}}
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("CODEX_PROVIDER_BASE_URL", raising=False)
+    run, t = await run_plan([{"id": "api", "worker": "codex", "description": "Build the API"}])
+    assert t["api"].state == "failed"
+    assert "needs OPENAI_API_KEY or CODEX_PROVIDER_BASE_URL in the environment" in t["api"].error

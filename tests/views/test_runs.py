@@ -53,6 +53,14 @@ def test_a_run_can_map_an_agent_worker_to_another(client):
 
 
 @pytest.mark.django_db
+def test_the_start_form_says_why_a_worker_cannot_run_here(client, monkeypatch):
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    plan = make_plan(AGENT_PLAN)
+    page = client.get(f"/plans/{plan.pk}/").content.decode()
+    assert 'id="unavailable-warning"' in page and "needs GEMINI_API_KEY" in page
+
+
+@pytest.mark.django_db
 def test_agent_tasks_cannot_be_mapped_to_the_shell_worker(client):
     plan = make_plan(AGENT_PLAN)
     page = client.get(f"/plans/{plan.pk}/").content.decode()

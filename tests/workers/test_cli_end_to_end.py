@@ -188,7 +188,7 @@ def test_a_worker_whose_cli_is_not_installed_says_which_program_and_how_to_insta
     adapter = adapter_for(cli, [str(empty)])
     ctx = task_context(tmp_path / "task", cli, model_server, "Anything.", empty)
 
-    assert not adapter.is_available()
+    assert "not installed" in adapter.unavailable_reason(dict(ctx.base_env))
     with pytest.raises(WorkerUnavailable) as raised:
         adapter.build(ctx)
 
