@@ -30,23 +30,38 @@ class ProcessResult:
     stderr_tail: str
 
 
-async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None]) -> None:
+class _Progress:
+    """Bytes read so far from a process's pipes (to tell a slow drain from a stuck one)."""
+
+    bytes_read = 0
+
+
+async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None], progress: _Progress) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
+    partial: list[str] = []  # the current unfinished line, in pieces (no quadratic joining)
+    size = 0
     while True:
         chunk = await stream.read(READ_CHUNK)
         if not chunk:
             break
-        pending += decoder.decode(chunk)
-        *lines, pending = pending.split("\n")
-        for line in lines:
-            on_line(line.removesuffix("\r"))
-        while len(pending) > MAX_LINE:
-            on_line(pending[:MAX_LINE])
-            pending = pending[MAX_LINE:]
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        on_line(pending.removesuffix("\r"))
+        progress.bytes_read += len(chunk)
+        pieces = decoder.decode(chunk).split("\n")
+        if len(pieces) > 1:
+            partial.append(pieces[0])
+            on_line("".join(partial).removesuffix("\r"))
+            for line in pieces[1:-1]:
+                on_line(line.removesuffix("\r"))
+            partial, size = [pieces[-1]], len(pieces[-1])
+        else:
+            partial.append(pieces[0])
+            size += len(pieces[0])
+        if size > MAX_LINE:
+            joined = "".join(partial)
+            on_line(joined[:MAX_LINE])
+            partial, size = [joined[MAX_LINE:]], len(joined) - MAX_LINE
+    rest = "".join(partial) + decoder.decode(b"", final=True)
+    if rest:
+        on_line(rest.removesuffix("\r"))
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -128,7 +143,8 @@ async def run_process(
             await proc.stdin.drain()
         proc.stdin.close()
 
-    jobs = [_pump(proc.stdout, on_stdout), _pump(proc.stderr, keep_stderr)]
+    progress = _Progress()
+    jobs = [_pump(proc.stdout, on_stdout, progress), _pump(proc.stderr, keep_stderr, progress)]
     if invocation.stdin is not None:
         jobs.append(feed_stdin())
     pumps = asyncio.gather(*jobs)
@@ -148,11 +164,17 @@ async def run_process(
     # Whatever the task left running in its group (background children) goes with it, so the
     # pipes close and nothing outlives the task.
     kill_group(proc.pid, signal.SIGKILL)
-    try:
-        await asyncio.wait_for(pumps, kill_grace)
-    except TimeoutError:
-        # A process that left the group (it called setsid) still holds a pipe: stop reading
-        # and close our ends, so nothing waits for it.
-        pumps.cancel()
-        proc._transport.close()  # noqa: SLF001 — asyncio offers no public way to close the pipes
+    # Read what is left in the pipes. They close once every writer is gone; only a process that
+    # left the group (it called setsid) can keep one open, so stop when reading stalls.
+    while not pumps.done():
+        before = progress.bytes_read
+        try:
+            await asyncio.wait_for(asyncio.shield(pumps), kill_grace)
+        except TimeoutError:
+            if progress.bytes_read == before:
+                pumps.cancel()
+                proc._transport.close()  # noqa: SLF001 — asyncio offers no public way to close the pipes
+                break
+    if pumps.done() and not pumps.cancelled() and pumps.exception() is not None:
+        raise pumps.exception()  # a line handler failed: a bug, not the task's fault
     return ProcessResult(exit_code=exit_code, timed_out=timed_out, stderr_tail="\n".join(stderr_tail))
