@@ -26,12 +26,17 @@ def compose_prompt(task: dict[str, Any], spec: dict[str, Any], upstream_results:
     if task.get("integration"):
         parts.append(f"## How this integrates with the other tasks\n{task['integration'].strip()}")
     for name, contract in spec.get("contracts", {}).items():
+        body = json.dumps(contract.get("specification", {}), indent=2, sort_keys=False)
         if task["id"] in (contract["provider"], contract["consumer"]):
             role = "provide" if task["id"] == contract["provider"] else "consume"
-            body = json.dumps(contract.get("specification", {}), indent=2, sort_keys=False)
             parts.append(
                 f"## Contract '{name}' (you {role} it; honour it exactly)\n"
                 f"Provider: {contract['provider_note']}. Consumer: {contract['consumer_note']}.\n```json\n{body}\n```"
+            )
+        elif contract.get("phase") and contract["phase"] == task.get("phase"):
+            parts.append(
+                f"## Contract '{name}' (shared by every task of {contract['phase']}, built in parallel; honour it exactly)\n"
+                f"```json\n{body}\n```"
             )
     for point in spec.get("integration_points", []):
         if task["id"] in point["between"] and point.get("contract"):

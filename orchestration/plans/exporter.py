@@ -24,6 +24,8 @@ def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
             item["timeout"] = task["timeout"]
         if task.get("retries"):
             item["retries"] = task["retries"]
+        if task.get("phase"):
+            item["phase"] = task["phase"]
         tasks.append(item)
     execution: dict[str, Any] = {}
     if spec.get("source_id"):
@@ -44,12 +46,21 @@ def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
         document["workspace"] = dict(spec["workspace"])
     document["parallel_execution"] = execution
     if spec.get("contracts"):
-        document["contracts"] = {
-            name: {"provider": c["provider_note"], "consumer": c["consumer_note"],
-                   **({"specification": c["specification"]} if c.get("specification") else {})}
-            for name, c in spec["contracts"].items()
-        }
+        document["contracts"] = {name: _contract_document(c) for name, c in spec["contracts"].items()}
     return document
+
+
+def _contract_document(contract: dict[str, Any]) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if contract.get("provider_note"):
+        item["provider"] = contract["provider_note"]
+    if contract.get("consumer_note"):
+        item["consumer"] = contract["consumer_note"]
+    if contract.get("phase"):
+        item["phase"] = contract["phase"]
+    if contract.get("specification"):
+        item["specification"] = contract["specification"]
+    return item
 
 
 def spec_to_yaml(spec: dict[str, Any], schema_url: str = SCHEMA_URL_PATH) -> str:

@@ -15,6 +15,7 @@ top level: name, description, workspace. The JSON Schema is plan.schema.json bes
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import json
@@ -28,11 +29,46 @@ import yaml
 
 from orchestration.plans import graph
 from orchestration.plans.errors import PlanInvalid, PlanProblem
-from orchestration.plans.yaml_source import LocatedYaml, TooLarge, format_path, yaml_error_problem
+from orchestration.plans.phased import PHASE_KEY, PhasedPlan, is_phased, phase_problems
+from orchestration.plans.yaml_source import LocatedYaml, TooLarge, yaml_error_problem
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 MAX_PLAN_BYTES = 2 * 1024 * 1024
 MAX_TASKS = 2000
+
+
+@functools.cache
+def editor_schema() -> dict[str, Any]:
+    """The schema served at /schema/plan.json: plan.schema.json, plus the seed's phased form.
+
+    The loader validates the canonical form (a phased plan is rewritten first); editors see
+    files in either form, so this one accepts both.
+    """
+    schema = copy.deepcopy(plan_schema())
+    defs = schema["$defs"]
+    phased_task = copy.deepcopy(defs["task"])
+    phased_task["required"] = ["task", "worker"]
+    phased_task["properties"]["task"] = {"type": "string", "description": "What the task does (its id is made from it unless `id` is given)."}
+    phased_task["properties"]["depends_on"] = {"type": "array", "items": {"type": "string"}, "description": "Phases (phase_2: every task in it) or task ids."}
+    del phased_task["properties"]["phase"]
+    defs["phased_task"] = phased_task
+    canonical = schema["properties"]["parallel_execution"]
+    defs["phased_execution"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "patternProperties": {"^phase_[0-9]+$": {"anyOf": [
+            {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/phased_task"}},
+            {"type": "object", "required": ["tasks"], "additionalProperties": False, "properties": {
+                "tasks": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/phased_task"}},
+                "contract": {"type": "object", "description": "A contract shared by the phase's tasks."},
+                "description": {"type": "string"},
+            }},
+        ]}},
+        "properties": {k: v for k, v in canonical["properties"].items() if k != "tasks"},
+    }
+    schema["properties"]["parallel_execution"] = {"anyOf": [canonical, {"$ref": "#/$defs/phased_execution"}]}
+    schema["properties"]["feature"] = {"type": "string", "description": "The phased form's plan name."}
+    return schema
 
 
 def decode_plan(raw: bytes, source: str) -> str:
@@ -91,6 +127,10 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
     unstorable = _unstorable_values(doc)
     if unstorable:
         raise PlanInvalid(source, problems + unstorable)
+    if is_phased(doc.data):
+        phased = PhasedPlan(doc.data)
+        problems += phase_problems(phased, doc.locate)
+        doc.data, doc.translate = phased.data, phased.original_path
     schema_problems = _schema_problems(doc)
     problems += schema_problems
     # Unknown keys leave the structure intact, so the deeper checks can still run and report
@@ -116,12 +156,16 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
                 near = difflib.get_close_matches(str(key), list(error.schema.get("properties", {})), 1)
                 hint = f" Did you mean '{near[0]}'?" if near else f" Allowed keys here: {allowed}."
                 line, column = doc.locate([*path, key], at_key=True)
-                problems.append(PlanProblem(format_path([*path, key]), f"unknown key '{key}'.{hint}", line, column))
+                problems.append(PlanProblem(doc.field_name([*path, key]), f"unknown key '{key}'.{hint}", line, column))
             continue
-        if error.validator == "required":
+        if error.validator == "anyOf" and len(path) == 2 and path[0] == "contracts":
+            message = "a contract names its `provider` and `consumer` tasks (or the `phase` whose tasks share it)"
+        elif error.validator == "required":
             message = f"missing required key {error.message.split(' is a required')[0]}"
         elif error.validator == "pattern" and error.validator_value == "\\S":
             message = "must not be blank"
+        elif error.validator == "pattern" and path and path[-1] == "phase":
+            message = f"{error.instance!r} is not a phase name: write phase_1, phase_2, …"
         elif error.validator == "pattern":
             message = f"{error.instance!r} is not a valid task id: use letters, digits, '_', '.' and '-' (at most 100 characters)"
         elif error.validator == "oneOf" and path and path[-1] == "command":
@@ -129,7 +173,7 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
         elif error.validator == "type":
             message = f"must be {_type_words(error.validator_value)}, not {_describe(error.instance)}"
         line, column = doc.locate(path, at_key=at_key)
-        problems.append(PlanProblem(format_path(path), message, line, column))
+        problems.append(PlanProblem(doc.field_name(path), message, line, column))
     return problems
 
 
@@ -139,7 +183,7 @@ def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
 
     def add(path: list, message: str, at_key: bool = False) -> None:
         line, column = doc.locate(path, at_key=at_key)
-        problems.append(PlanProblem(format_path(path), message, line, column))
+        problems.append(PlanProblem(doc.field_name(path), message, line, column))
 
     def walk(value: Any, path: list) -> None:
         if len(problems) >= 20:
@@ -180,7 +224,7 @@ def _describe(value: Any) -> str:
 
 def _task_ref(text: str) -> str:
     """"task_2 (backend)" -> "task_2": contracts name a task id, optionally followed by a note."""
-    return text.strip().split()[0] if text.strip() else ""
+    return text.strip().split()[0] if text and text.strip() else ""
 
 
 def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | None) -> list[PlanProblem]:
@@ -191,7 +235,7 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
 
     def add(path: list, message: str, at_key: bool = False) -> None:
         line, column = doc.locate(path, at_key=at_key)
-        problems.append(PlanProblem(format_path(path), message, line, column))
+        problems.append(PlanProblem(doc.field_name(path), message, line, column))
 
     if len(tasks) > MAX_TASKS:
         add(["parallel_execution", "tasks"], f"the plan has {len(tasks)} tasks; at most {MAX_TASKS} are allowed. Split it into several plans.")
@@ -206,7 +250,11 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
             first_seen[tid] = index
     ids = list(first_seen)
 
+    phases = sorted({t["phase"] for t in tasks if t.get("phase")})
+
     def unknown(name: str) -> str:
+        if phases and PHASE_KEY.match(name):
+            return f"'{name}' is not a phase of this plan. Phases: {', '.join(phases)}."
         near = difflib.get_close_matches(name, ids, 1)
         hint = f"Did you mean '{near[0]}'?" if near else f"Tasks of this plan: {', '.join(ids)}."
         return f"'{name}' is not a task of this plan. {hint}"
@@ -258,7 +306,11 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                 add(["parallel_execution", "integration_points", index, "between", member_index], unknown(member))
 
     for name, contract in (data.get("contracts") or {}).items():
+        if "phase" in contract and contract["phase"] not in phases:
+            add(["contracts", name, "phase"], f"no task is in phase '{contract['phase']}'. Phases of this plan: {', '.join(sorted(phases)) or 'none'}.")
         for role in ("provider", "consumer"):
+            if role not in contract:
+                continue
             ref = _task_ref(contract[role])
             if ref not in first_seen:
                 add(["contracts", name, role], f"{unknown(ref)} Write the task id first, e.g. \"{ids[0]} (note)\".")
@@ -290,6 +342,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "command": command,
                 "timeout": task.get("timeout"),
                 "retries": task.get("retries", 0),
+                "phase": task.get("phase", ""),
             }
         )
     workspace = data.get("workspace")
@@ -311,10 +364,11 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
         "completion_criteria": list(pe.get("completion_criteria", [])),
         "contracts": {
             name: {
-                "provider": _task_ref(c["provider"]),
-                "consumer": _task_ref(c["consumer"]),
-                "provider_note": c["provider"],
-                "consumer_note": c["consumer"],
+                "provider": _task_ref(c.get("provider", "")),
+                "consumer": _task_ref(c.get("consumer", "")),
+                "provider_note": c.get("provider", ""),
+                "consumer_note": c.get("consumer", ""),
+                "phase": c.get("phase", ""),
                 "specification": c.get("specification", {}),
             }
             for name, c in (data.get("contracts") or {}).items()

@@ -1,8 +1,7 @@
 """Parse YAML while remembering where every value came from (line and column), for messages."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import yaml
 
@@ -33,6 +32,8 @@ class LocatedYaml:
     """
 
     def __init__(self, text: str) -> None:
+        # Set when `data` was rewritten (the phased form): maps its paths to the text's paths.
+        self.translate: Callable[[list], tuple[list, bool]] | None = None
         loader = yaml.SafeLoader(text)
         try:
             self.root = loader.get_single_node()
@@ -51,6 +52,8 @@ class LocatedYaml:
 
         Walks as deep as the path exists; (0, 0) when the document is empty.
         """
+        if self.translate is not None:
+            path, _exact = self.translate(list(path))
         node = self.root
         mark = node.start_mark if node is not None else None
         for part in path:
@@ -71,6 +74,12 @@ class LocatedYaml:
         if mark is None:
             return 0, 0
         return mark.line + 1, mark.column + 1
+
+    def field_name(self, path: Sequence[PathPart]) -> str:
+        """The dotted name of `path` as the text writes it (through `translate`, when set)."""
+        if self.translate is not None:
+            path, _exact = self.translate(list(path))
+        return format_path(path)
 
     def duplicate_keys(self) -> list[PlanProblem]:
         """Problems for mapping keys that appear twice (YAML loaders silently keep the last)."""
