@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration.forms import PlanImportForm, RunStartForm
 from orchestration.models import Plan
 from orchestration.plans import graph
+from orchestration.plans.compare import revision_diff
+from orchestration.plans.exporter import spec_to_yaml
+from orchestration.plans.phased import slug
 from orchestration.plans.store import save_spec
 from orchestration.workers.registry import availability, worker_config, worker_names
 
@@ -61,3 +64,31 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
         "unavailable": availability(),
     }
     return render(request, "plans/detail.html", context)
+
+
+def plan_revisions(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """GET /plans/<id>/revisions/[?a=N&b=M]: every revision, and the diff between two of them."""
+    plan = get_object_or_404(Plan, pk=plan_id)
+    revisions = list(plan.revisions.select_related("created_by").order_by("-number"))
+    numbers = {r.number: r for r in revisions}
+    newest = revisions[0]
+    try:
+        new = numbers[int(request.GET.get("b", newest.number))]
+        old = numbers[int(request.GET.get("a", max(new.number - 1, 1)))]
+    except (KeyError, ValueError):
+        raise Http404("No such revision of this plan") from None
+    context = {"plan": plan, "revisions": revisions, "old": old, "new": new, "diff": revision_diff(old, new)}
+    return render(request, "plans/revisions.html", context)
+
+
+def plan_export(request: HttpRequest, plan_id: int) -> HttpResponse:
+    """GET /plans/<id>/export.yaml[?revision=N]: the plan as YAML that imports back to it."""
+    plan = get_object_or_404(Plan, pk=plan_id)
+    number = request.GET.get("revision")
+    revision = plan.revisions.filter(number=number).first() if number and number.isdigit() else plan.latest_revision
+    if revision is None:
+        raise Http404("No such revision of this plan")
+    schema_url = request.build_absolute_uri("/schema/plan.json")
+    response = HttpResponse(spec_to_yaml(revision.spec, schema_url), content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slug(plan.name) or "plan"}-r{revision.number}.yaml"'
+    return response
