@@ -24,8 +24,9 @@ def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
             item["timeout"] = task["timeout"]
         if task.get("retries"):
             item["retries"] = task["retries"]
-        if task.get("phase"):
-            item["phase"] = task["phase"]
+        for key in ("phase", "writes", "resources"):
+            if task.get(key):
+                item[key] = task[key]
         tasks.append(item)
     execution: dict[str, Any] = {}
     if spec.get("source_id"):

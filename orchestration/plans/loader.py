@@ -103,7 +103,7 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
     Returns {"name", "description", "source_id", "workspace": {"repository", "base"} | None,
     "tasks": [{"id", "worker", "description", "prompt", "prompt_file", "output_format",
     "integration", "depends_on": [...], "command": [argv] | None, "timeout": seconds | None,
-    "retries": int}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
+    "retries": int, "phase": str, "writes": [...], "resources": [...]}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
 
     Raises PlanInvalid listing every problem with its line, column and field.
     """
@@ -343,6 +343,8 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "timeout": task.get("timeout"),
                 "retries": task.get("retries", 0),
                 "phase": task.get("phase", ""),
+                "writes": list(task.get("writes", [])),
+                "resources": list(task.get("resources", [])),
             }
         )
     workspace = data.get("workspace")

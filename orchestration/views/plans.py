@@ -8,10 +8,10 @@ from django.views.decorators.http import require_POST
 
 from orchestration.forms import PlanImportForm, RunStartForm
 from orchestration.models import Plan
-from orchestration.plans import graph
 from orchestration.plans.compare import revision_diff
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.phased import slug
+from orchestration.plans.shape import analyse, dag_data, past_durations
 from orchestration.plans.store import save_spec
 from orchestration.workers.registry import availability, worker_config, worker_names
 
@@ -50,15 +50,12 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan = get_object_or_404(Plan, pk=plan_id)
     revision = plan.latest_revision
     spec = revision.spec
-    upstream = {t["id"]: t["depends_on"] for t in spec["tasks"]}
-    length, path = graph.critical_path(upstream, dict.fromkeys(upstream, 1.0))
     context = {
         "plan": plan,
         "revision": revision,
         "spec": spec,
-        "critical_path": path,
-        "critical_length": int(length),
-        "width": graph.max_width(upstream),
+        "shape": analyse(spec, past_durations(plan)),
+        "dag": dag_data(spec),
         "runs": plan.runs.select_related("started_by")[:10],
         "form": start_form(plan),
         "unavailable": availability(),

@@ -69,3 +69,13 @@ def test_the_shell_example_plan_runs_to_the_end_in_the_browser(page, stack):
     page.locator(".task-row[data-task=summary][data-state=succeeded]").wait_for()
     page.goto(f"{stack.url}/runs/")
     assert "Magic Box repository checks" in page.inner_text("#runs")
+
+
+def test_a_plan_page_draws_its_dag_with_phases_edges_and_contracts(page, stack):
+    page.click("text=Login feature (seed example)")
+    page.wait_for_selector("svg.dag")
+    nodes = page.locator("svg.dag g.dag-node")
+    assert sorted(nodes.evaluate_all("els => els.map(e => e.dataset.task)")) == ["backend", "docs", "frontend", "integration"]
+    assert page.locator("svg.dag path.dag-edge").count() == 2
+    assert page.locator("svg.dag path.dag-critical").count() == 1
+    assert page.locator("svg.dag text.dag-contract-label", has_text="auth_api").count() == 1
