@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from orchestration.views import plans, runs, schema
+from orchestration.views import plans, prompts, runs, schema
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="run-list", permanent=False)),
@@ -17,6 +17,9 @@ urlpatterns = [
     path("plans/<int:plan_id>/revisions/", plans.plan_revisions, name="plan-revisions"),
     path("plans/<int:plan_id>/export.yaml", plans.plan_export, name="plan-export"),
     path("plans/<int:plan_id>/start/", runs.run_start, name="run-start"),
+    path("prompts/", prompts.prompt_list, name="prompt-list"),
+    path("prompts/new/", prompts.prompt_edit, name="prompt-new"),
+    path("prompts/<int:prompt_id>/", prompts.prompt_edit, name="prompt-edit"),
     path("runs/", runs.run_list, name="run-list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run-detail"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),

@@ -50,6 +50,25 @@ class PlanRevision(models.Model):
         return f"{self.plan.name} r{self.number}"
 
 
+class PromptTemplate(models.Model):
+    """A reusable worker prompt, referenced by tasks through `prompt_file: <path>`.
+
+    The starter set ships as files under prompts/ and is loaded on start; edits in the browser
+    live here and take precedence over the files.
+    """
+
+    path = models.CharField(max_length=300, unique=True, help_text="e.g. prompts/workers/gemini/frontend-builder.md")
+    body = models.TextField()
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class RunState(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"

@@ -5,7 +5,6 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -15,6 +14,7 @@ from django.utils import timezone
 from orchestration.engine import scheduler, workspace
 from orchestration.engine.output import OutputBuffer, storable
 from orchestration.engine.prompts import compose_prompt
+from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.engine.signals import anotify_run
 from orchestration.models import TaskRun, TaskState
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
@@ -135,7 +135,7 @@ async def execute(task_run_id: int, owner: str) -> None:
     try:
         adapter = get_adapter(plan.worker)
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.spec.get("workspace"), plan.upstream_results)
-        template, warning = _prompt_template(plan.task)
+        template, warning = await sync_to_async(resolve_prompt)(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
         if warning:
             output.add([f"[Magic Box] {warning}"])
         prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template)
@@ -200,17 +200,3 @@ async def _keep_lease(task_run_id: int, owner: str) -> None:
     while True:
         await asyncio.sleep(interval)
         await sync_to_async(scheduler.renew_lease)(task_run_id, owner)
-
-
-def _prompt_template(task: dict) -> tuple[str, str]:
-    """(text of the task's prompt_file under MAGICBOX_PROMPTS_DIR, warning) — ("", why) if absent."""
-    name = task.get("prompt_file")
-    if not name:
-        return "", ""
-    root = Path(settings.MAGICBOX_PROMPTS_DIR).resolve()
-    path = (root / name).resolve()
-    if root not in path.parents:
-        return "", f"prompt_file {name!r} points outside {root}; running without it"
-    if not path.is_file():
-        return "", f"prompt_file {name!r} was not found under {root}; running without it"
-    return path.read_text(errors="replace"), ""

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestration import embedded_redis
 from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.prompt_library import load_starter_prompts
 from orchestration.plans.store import import_file
 
 EXAMPLES_DIR = Path(settings.BASE_DIR) / "examples"
@@ -73,6 +74,9 @@ class Command(BaseCommand):
         Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
         call_command("migrate", verbosity=0, interactive=False)
         password = ensure_admin()
+        added = load_starter_prompts()
+        if added:
+            self.stdout.write(f"loaded {added} starter prompt(s) into the prompt library")
         if not no_examples:
             self._load_examples()
         try:
