@@ -205,6 +205,31 @@ def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
     return problems
 
 
+SCHEMA_KEYWORDS = {"type", "properties", "items", "$ref", "required", "enum", "const", "oneOf", "anyOf", "allOf",
+                   "additionalProperties", "format", "pattern", "minLength", "maxLength", "minimum", "maximum"}
+
+
+def contract_schemas(specification: dict[str, Any]) -> list[tuple[list, dict]]:
+    """The JSON Schemas inside a contract's specification, with their paths in it.
+
+    The seed's form: `request` and `response` are schemas, or `response` holds one per outcome
+    (`success`, `error`, ...). A mapping with no schema keyword (the seed's loose
+    `response: { id, name }`) is a description, not a schema, and is not checked.
+    """
+    found = []
+
+    def is_schema(value: Any) -> bool:
+        return isinstance(value, dict) and bool(SCHEMA_KEYWORDS & set(value))
+
+    for key in ("request", "response", "error", "schema"):
+        value = specification.get(key) if isinstance(specification, dict) else None
+        if is_schema(value):
+            found.append(([key], value))
+        elif isinstance(value, dict):
+            found += [([key, outcome], sub) for outcome, sub in value.items() if is_schema(sub)]
+    return found
+
+
 def _type_words(expected: Any) -> str:
     names = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false"}
     if isinstance(expected, list):
@@ -314,6 +339,16 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
             ref = _task_ref(contract[role])
             if ref not in first_seen:
                 add(["contracts", name, role], f"{unknown(ref)} Write the task id first, e.g. \"{ids[0]} (note)\".")
+
+    for name, contract in (data.get("contracts") or {}).items():
+        for pointer_parts, schema in contract_schemas(contract.get("specification") or {}):
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as error:
+                inner = [*pointer_parts, *error.path]
+                pointer = "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in ["contracts", name, "specification", *inner])
+                add(["contracts", name, "specification", *inner],
+                    f"not a valid JSON Schema at {pointer}: {error.message}")
 
     workspace = data.get("workspace")
     if workspace and base_dir is None and not Path(workspace["repository"]).is_absolute():

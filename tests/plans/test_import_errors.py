@@ -168,3 +168,29 @@ def test_a_valid_file_imports_once_and_reimporting_it_reuses_the_revision(tmp_pa
     out = capsys.readouterr().out
     assert "imported plan 'Lint' revision 1 (1 tasks)" in out and "unchanged plan 'Lint' revision 1" in out
     assert PlanRevision.objects.count() == 1
+
+
+def test_an_invalid_json_schema_in_a_contract_is_named_by_its_pointer():
+    text = textwrap.dedent(
+        """\
+        parallel_execution:
+          tasks:
+            - {id: api, worker: shell, command: "true"}
+            - {id: ui, worker: shell, command: "true"}
+        contracts:
+          auth_api:
+            provider: api
+            consumer: ui
+            specification:
+              response:
+                success:
+                  type: object
+                  properties:
+                    token: {type: strng}
+        """
+    )
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(text, "c.yaml")
+    report = caught.value.report()
+    assert "c.yaml:14:27: contracts.auth_api.specification.response.success.properties.token.type" in report
+    assert "not a valid JSON Schema at /contracts/auth_api/specification/response/success/properties/token/type" in report
