@@ -11,15 +11,27 @@ from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
 
 
-def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None) -> tuple[PlanRevision, bool]:
-    """Store `spec` (from plans.loader.load_plan) under its name.
+class NameTaken(Exception):
+    """Another plan already has this name. The message says which and what to do."""
 
-    Returns (revision, created): an identical spec reuses the plan's latest revision.
+
+def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None,
+              plan: Plan | None = None) -> tuple[PlanRevision, bool]:
+    """Store `spec` (from plans.loader.load_plan) under its name, or as a revision of `plan`.
+
+    With `plan` (the editor), the plan takes the spec's name; raises NameTaken when another plan
+    has it. Returns (revision, created): an identical spec reuses the plan's latest revision.
     """
     with transaction.atomic():
-        plan, _ = Plan.objects.select_for_update().get_or_create(
-            name=spec["name"], defaults={"description": spec["description"], "created_by": user}
-        )
+        if plan is None:
+            plan, _ = Plan.objects.select_for_update().get_or_create(
+                name=spec["name"], defaults={"description": spec["description"], "created_by": user}
+            )
+        else:
+            plan = Plan.objects.select_for_update().get(pk=plan.pk)
+            if Plan.objects.filter(name=spec["name"]).exclude(pk=plan.pk).exists():
+                raise NameTaken(f"Another plan is already named '{spec['name']}': choose another name.")
+            plan.name = spec["name"]
         latest = plan.latest_revision
         if latest is not None and latest.spec == spec:
             return latest, False
@@ -33,7 +45,7 @@ def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=Non
         )
         plan.description = spec["description"]
         plan.updated_at = timezone.now()
-        plan.save(update_fields=["description", "updated_at"])
+        plan.save(update_fields=["name", "description", "updated_at"])
     return revision, True
 
 

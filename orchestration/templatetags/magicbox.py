@@ -33,3 +33,15 @@ def usd(value: float | None) -> str:
 def argv(value: list[str] | None) -> str:
     """["grep", "-m", "not cli"] -> "grep -m 'not cli'": a command shown as a shell would quote it."""
     return shlex.join(value or [])
+
+
+@register.filter
+def split(value: str) -> list[str]:
+    """"a b c" -> ["a", "b", "c"] (for short literal lists in templates)."""
+    return str(value).split()
+
+
+@register.filter
+def get(mapping: dict, key: str):
+    """mapping[key], or [] when absent (for looking up per-field error lists)."""
+    return mapping.get(key, []) if isinstance(mapping, dict) else []

@@ -73,8 +73,12 @@
     var source = document.getElementById("dag-data");
     if (!source || typeof dagre === "undefined") return;
     var data = JSON.parse(source.textContent);
-    document.querySelectorAll("[data-dag]").forEach(function (target) { draw(target, data); });
+    document.querySelectorAll("[data-dag]").forEach(function (target) {
+      if (data) draw(target, data); else target.replaceChildren();
+    });
   }
   document.addEventListener("DOMContentLoaded", drawAll);
+  // The editor swaps in new DAG data as the plan is typed.
+  document.addEventListener("htmx:afterSettle", drawAll);
   window.MagicBoxDag = { drawAll: drawAll };
 })();

@@ -1,0 +1,274 @@
+"""The plan editor's data: posted form fields <-> a plan document, and problems -> form fields.
+
+Field names: name, description, criteria (one per line); tasks-N-<field> for task N (id,
+worker, description, prompt, prompt_file, output_format, integration, command, timeout,
+retries, phase, writes, resources, and depends_on: the *positions* of the upstream tasks, so
+renaming a task keeps its edges); contracts-N-<field> (name, provider, consumer,
+specification as JSON or YAML); points-N-between (positions) and points-N-contract.
+Counts: tasks-count, contracts-count, points-count.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.loader import load_plan
+
+TASK_TEXT_FIELDS = ("id", "worker", "description", "prompt", "prompt_file", "output_format", "integration", "phase")
+MAX_ROWS = 500
+
+
+@dataclass
+class TaskRow:
+    """One task as the editor shows it (strings as typed)."""
+
+    id: str = ""
+    worker: str = ""
+    description: str = ""
+    prompt: str = ""
+    prompt_file: str = ""
+    output_format: str = ""
+    integration: str = ""
+    phase: str = ""
+    command: str = ""
+    timeout: str = ""
+    retries: str = ""
+    writes: str = ""
+    resources: str = ""
+    depends_on: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ContractRow:
+    name: str = ""
+    provider: str = ""
+    consumer: str = ""
+    specification: str = ""
+
+
+@dataclass
+class PointRow:
+    between: list[int] = field(default_factory=list)
+    contract: str = ""
+
+
+@dataclass
+class EditorState:
+    """Everything the editor form holds."""
+
+    name: str = ""
+    description: str = ""
+    criteria: str = ""
+    tasks: list[TaskRow] = field(default_factory=list)
+    contracts: list[ContractRow] = field(default_factory=list)
+    points: list[PointRow] = field(default_factory=list)
+
+
+def _count(data, key: str) -> int:
+    try:
+        return max(0, min(MAX_ROWS, int(data.get(key, 0))))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _positions(values: list[str]) -> list[int]:
+    return sorted({int(v) for v in values if str(v).isdigit()})
+
+
+def state_from_post(data) -> EditorState:
+    """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
+    state = EditorState(name=data.get("name", ""), description=data.get("description", ""), criteria=data.get("criteria", ""))
+    for n in range(_count(data, "tasks-count")):
+        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources")})
+        row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
+        state.tasks.append(row)
+    for n in range(_count(data, "contracts-count")):
+        state.contracts.append(ContractRow(**{f: data.get(f"contracts-{n}-{f}", "") for f in ("name", "provider", "consumer", "specification")}))
+    for n in range(_count(data, "points-count")):
+        state.points.append(PointRow(between=_positions(data.getlist(f"points-{n}-between")), contract=data.get(f"points-{n}-contract", "")))
+    return state
+
+
+def state_from_spec(spec: dict[str, Any]) -> EditorState:
+    """The editor's view of a stored spec (see plans.loader)."""
+    position = {t["id"]: i for i, t in enumerate(spec["tasks"])}
+    state = EditorState(name=spec["name"], description=spec.get("description", ""), criteria="\n".join(spec.get("completion_criteria", [])))
+    for task in spec["tasks"]:
+        row = TaskRow(**{f: str(task.get(f) or "") for f in TASK_TEXT_FIELDS})
+        row.command = shlex.join(task["command"]) if task.get("command") else ""
+        row.timeout = "" if task.get("timeout") is None else f"{task['timeout']:g}"
+        row.retries = str(task.get("retries") or "")
+        row.writes = "\n".join(task.get("writes", []))
+        row.resources = "\n".join(task.get("resources", []))
+        row.depends_on = [position[d] for d in task["depends_on"] if d in position]
+        state.tasks.append(row)
+    for name, contract in spec.get("contracts", {}).items():
+        state.contracts.append(ContractRow(name=name, provider=contract.get("provider", ""), consumer=contract.get("consumer", ""),
+                                           specification=json.dumps(contract.get("specification", {}), indent=2)))
+    for point in spec.get("integration_points", []):
+        state.points.append(PointRow(between=[position[b] for b in point["between"] if b in position], contract=point.get("contract", "")))
+    return state
+
+
+def apply_action(state: EditorState, action: str) -> None:
+    """Apply a structural edit: add-task, remove-task-N, up-task-N, down-task-N, add-contract,
+    remove-contract-N, add-point, remove-point-N. Unknown actions do nothing. Dependencies and
+    integration points keep pointing at the same tasks when tasks move or go."""
+    match = re.fullmatch(r"(add|remove|up|down)-(task|contract|point)(?:-(\d+))?", action or "")
+    if not match:
+        return
+    verb, kind, index = match.group(1), match.group(2), int(match.group(3) or -1)
+    rows = {"task": state.tasks, "contract": state.contracts, "point": state.points}[kind]
+    if verb == "add" and len(rows) < MAX_ROWS:
+        if kind == "task":  # a new task starts with the worker of the one above it
+            rows.append(TaskRow(worker=state.tasks[-1].worker if state.tasks else "shell"))
+        else:
+            rows.append({"contract": ContractRow, "point": PointRow}[kind]())
+        return
+    if not 0 <= index < len(rows):
+        return
+    if kind != "task":
+        if verb == "remove":
+            del rows[index]
+        return
+    if verb == "remove":
+        mapping = {old: (old if old < index else old - 1) for old in range(len(rows)) if old != index}
+        del rows[index]
+    else:
+        other = index - 1 if verb == "up" else index + 1
+        if not 0 <= other < len(rows):
+            return
+        rows[index], rows[other] = rows[other], rows[index]
+        mapping = {i: i for i in range(len(rows))} | {index: other, other: index}
+    for task in state.tasks:
+        task.depends_on = sorted(mapping[p] for p in task.depends_on if p in mapping)
+    for point in state.points:
+        point.between = sorted(mapping[p] for p in point.between if p in mapping)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The plan document the state describes, and faults found while building it (by field)."""
+    faults: dict[str, list[str]] = {}
+    ids = [t.id.strip() for t in state.tasks]
+    tasks = []
+    for n, row in enumerate(state.tasks):
+        task: dict[str, Any] = {"id": row.id.strip(), "worker": row.worker.strip()}
+        for key in ("description", "prompt", "prompt_file", "output_format", "integration", "phase"):
+            value = getattr(row, key).strip() if key != "prompt" else getattr(row, key)
+            if value.strip():
+                task[key] = value
+        if row.command.strip():
+            try:
+                task["command"] = shlex.split(row.command)
+            except ValueError as error:
+                faults.setdefault(f"tasks-{n}-command", []).append(f"cannot split it into arguments: {error}")
+        for key, cast in (("timeout", float), ("retries", int)):
+            raw = getattr(row, key).strip()
+            if raw:
+                try:
+                    task[key] = cast(raw)
+                except ValueError:
+                    faults.setdefault(f"tasks-{n}-{key}", []).append("must be a number" if key == "timeout" else "must be a whole number")
+        for key in ("writes", "resources"):
+            if _lines(getattr(row, key)):
+                task[key] = _lines(getattr(row, key))
+        if row.depends_on:
+            task["depends_on"] = [ids[p] for p in row.depends_on if p < len(ids)]
+        tasks.append(task)
+    execution: dict[str, Any] = {"tasks": tasks}
+    if state.points:
+        execution["integration_points"] = [
+            {"between": [ids[p] for p in point.between if p < len(ids)], **({"contract": point.contract} if point.contract.strip() else {})}
+            for point in state.points
+        ]
+    if _lines(state.criteria):
+        execution["completion_criteria"] = _lines(state.criteria)
+    doc: dict[str, Any] = {"name": state.name.strip(), "parallel_execution": execution}
+    if state.description.strip():
+        doc["description"] = state.description.strip()
+    contracts: dict[str, Any] = {}
+    for n, row in enumerate(state.contracts):
+        name = row.name.strip() or f"contract_{n + 1}"
+        if name in contracts:
+            faults.setdefault(f"contracts-{n}-name", []).append(f"another contract is already named '{name}'")
+        item: dict[str, Any] = {"provider": row.provider.strip(), "consumer": row.consumer.strip()}
+        if row.specification.strip():
+            try:
+                specification = yaml.safe_load(row.specification)
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                faults.setdefault(f"contracts-{n}-specification", []).append(f"not valid JSON or YAML{where}: {getattr(error, 'problem', error)}")
+                specification = None
+            if specification is not None:
+                item["specification"] = specification
+        contracts[name] = item
+    if contracts:
+        doc["contracts"] = contracts
+    return doc, faults
+
+
+def field_key(problem_field: str, doc: dict[str, Any]) -> str:
+    """The editor field a loader problem belongs to ("" for the whole plan).
+
+    "parallel_execution.tasks[2].depends_on[0]" -> "tasks-2-depends_on";
+    "contracts.auth_api.specification.request" -> "contracts-<its row>-specification".
+    """
+    match = re.match(r"parallel_execution\.tasks\[(\d+)\](?:\.(\w+))?", problem_field)
+    if match:
+        return f"tasks-{match.group(1)}-{match.group(2) or 'id'}"
+    match = re.match(r"parallel_execution\.integration_points\[(\d+)\](?:\.(\w+))?", problem_field)
+    if match:
+        return f"points-{match.group(1)}-{match.group(2) or 'between'}"
+    if problem_field.startswith("parallel_execution.completion_criteria"):
+        return "criteria"
+    if problem_field.startswith("contracts."):
+        names = list(doc.get("contracts", {}))
+        rest = problem_field[len("contracts."):]
+        for index, name in enumerate(names):
+            if rest == name or rest.startswith(name + "."):
+                part = rest[len(name) + 1:].split(".")[0] or "name"
+                return f"contracts-{index}-{part if part in ('provider', 'consumer', 'specification') else 'name'}"
+    if problem_field in ("name", "description"):
+        return problem_field
+    return ""
+
+
+def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    """(spec, {}) when the state is a valid plan; else (None, {field key: [messages]}).
+
+    Messages for the whole plan are under the key "". Uses the same loader as file imports.
+    """
+    doc, faults = document(state)
+    if not state.tasks:
+        faults.setdefault("", []).append("a plan needs at least one task: add one")
+        return None, faults
+    try:
+        spec = load_plan(json.dumps(doc), "plan")
+    except PlanInvalid as error:
+        for problem in error.problems:
+            faults.setdefault(field_key(problem.field, doc), []).append(problem.message)
+        return None, faults
+    return (spec, {}) if not faults else (None, faults)
+
+
+TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "depends_on")
+
+
+def slot_keys(state: EditorState) -> list[str]:
+    """Every field key that can carry errors in this state ("" is the whole plan)."""
+    keys = ["", "name", "description", "criteria"]
+    keys += [f"tasks-{n}-{f}" for n in range(len(state.tasks)) for f in TASK_FIELDS]
+    keys += [f"contracts-{n}-{f}" for n in range(len(state.contracts)) for f in ("name", "provider", "consumer", "specification")]
+    keys += [f"points-{n}-{f}" for n in range(len(state.points)) for f in ("between", "contract")]
+    return keys

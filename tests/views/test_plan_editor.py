@@ -1,0 +1,104 @@
+"""Writing plans in web forms: validated as you type, never saved broken, nothing typed is lost."""
+from __future__ import annotations
+
+import pytest
+
+from orchestration.models import Plan
+from orchestration.plans.editor import EditorState, PointRow, TaskRow, apply_action, validate
+from tests.conftest import make_plan
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(client, user):
+    client.force_login(user)
+    return client
+
+
+def form(name="Pipeline", tasks=(), **extra) -> dict:
+    data = {"name": name, "tasks-count": str(len(tasks)), "contracts-count": "0", "points-count": "0", "criteria": ""}
+    for n, task in enumerate(tasks):
+        for key, value in task.items():
+            data[f"tasks-{n}-{key}"] = value
+    data.update(extra)
+    return data
+
+
+BUILD = {"id": "build", "worker": "shell", "command": "python -c 'print(1)'"}
+TEST = {"id": "test", "worker": "shell", "command": "python -c 'print(2)'", "depends_on": ["0"]}
+
+
+def test_a_valid_form_saves_a_plan_with_its_dependency(client):
+    response = client.post("/plans/new/", form(tasks=[BUILD, TEST], action="save"))
+    plan = Plan.objects.get(name="Pipeline")
+    assert response.status_code == 302 and response.url == f"/plans/{plan.pk}/"
+    tasks = plan.latest_revision.spec["tasks"]
+    assert [(t["id"], t["depends_on"], t["command"]) for t in tasks] == [
+        ("build", [], ["python", "-c", "print(1)"]), ("test", ["build"], ["python", "-c", "print(2)"])]
+
+
+def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(client):
+    cycle = dict(BUILD, depends_on=["1"])
+    response = client.post("/plans/new/", form(tasks=[cycle, TEST], action="save", description="keep this text"))
+    page = response.content.decode()
+    assert response.status_code == 400 and not Plan.objects.exists()
+    assert "dependency cycle: build → test → build" in page
+    assert "keep this text" in page and "python -c &#x27;print(2)&#x27;" in page
+
+
+@pytest.mark.parametrize("tasks, slot, message", [
+    ([BUILD, dict(TEST, id="build")], "err-tasks-1-id", "duplicate task id &#x27;build&#x27;"),
+    ([dict(BUILD, command="")], "err-tasks-0-id", "the shell worker needs a `command:`"),
+    ([dict(BUILD, timeout="soon")], "err-tasks-0-timeout", "must be a number"),
+    ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split it into arguments"),
+])
+def test_errors_appear_beside_their_field_as_you_type(client, tasks, slot, message):
+    page = client.post("/plans/new/", form(tasks=tasks, action="validate")).content.decode()
+    start = page.index(f'id="{slot}"')
+    assert message in page[start:page.index("</ul>", start)]
+
+
+def test_an_invalid_contract_schema_is_named_by_its_pointer_beside_the_specification(client):
+    data = form(tasks=[BUILD, TEST], action="validate", **{
+        "contracts-count": "1", "contracts-0-name": "api", "contracts-0-provider": "build", "contracts-0-consumer": "test",
+        "contracts-0-specification": '{"response": {"type": "objekt"}}'})
+    page = client.post("/plans/new/", data).content.decode()
+    start = page.index('id="err-contracts-0-specification"')
+    assert "/contracts/api/specification/response/type" in page[start:page.index("</ul>", start)]
+
+
+def test_adding_a_task_keeps_what_was_typed(client):
+    page = client.post("/plans/new/", form(tasks=[BUILD], action="add-task")).content.decode()
+    assert 'name="tasks-1-id"' in page and 'value="build"' in page and 'name="tasks-count" value="2"' in page
+
+
+def test_editing_saves_a_new_revision_and_a_rename_keeps_the_plan(client):
+    plan = make_plan("name: Old\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'true'}\n")
+    page = client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    assert 'value="build"' in page and 'value="Old"' in page
+    client.post(f"/plans/{plan.pk}/edit/", form(name="New", tasks=[BUILD], action="save"))
+    plan.refresh_from_db()
+    assert plan.name == "New" and plan.revisions.count() == 2
+
+
+def test_a_name_another_plan_has_is_refused(client):
+    make_plan("name: Taken\nparallel_execution:\n  tasks:\n    - {id: a, worker: shell, command: 'true'}\n")
+    response = client.post("/plans/new/", form(name="Taken", tasks=[BUILD], action="save"))
+    assert response.status_code == 400 and "already exists" in response.content.decode()
+    assert Plan.objects.get(name="Taken").revisions.count() == 1
+
+
+def test_removing_or_moving_a_task_keeps_the_dependencies_pointing_at_the_same_tasks():
+    state = EditorState(name="p", tasks=[TaskRow(id="a"), TaskRow(id="b", depends_on=[0]), TaskRow(id="c", depends_on=[0, 1])],
+                        points=[PointRow(between=[0, 2])])
+    apply_action(state, "up-task-2")  # c moves above b
+    assert [t.id for t in state.tasks] == ["a", "c", "b"]
+    assert state.tasks[1].depends_on == [0, 2] and state.tasks[2].depends_on == [0] and state.points[0].between == [0, 1]
+    apply_action(state, "remove-task-0")
+    assert [t.id for t in state.tasks] == ["c", "b"] and state.tasks[0].depends_on == [1] and state.points[0].between == [0]
+
+
+def test_a_plan_without_tasks_says_to_add_one():
+    spec, errors = validate(EditorState(name="empty"))
+    assert spec is None and errors[""] == ["a plan needs at least one task: add one"]
