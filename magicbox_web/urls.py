@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from orchestration.views import editor, plans, prompts, runs, schema
+from orchestration.views import drafts, editor, plans, prompts, runs, schema
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="run-list", permanent=False)),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("plans/", plans.plan_list, name="plan-list"),
     path("plans/import/", plans.plan_import, name="plan-import"),
     path("plans/new/", editor.plan_new, name="plan-new"),
+    path("plans/draft/", drafts.draft_new, name="draft-new"),
+    path("plans/drafts/<int:draft_id>/", drafts.draft_detail, name="draft-detail"),
     path("plans/<int:plan_id>/edit/", editor.plan_edit, name="plan-edit"),
     path("plans/<int:plan_id>/", plans.plan_detail, name="plan-detail"),
     path("plans/<int:plan_id>/revisions/", plans.plan_revisions, name="plan-revisions"),

@@ -262,3 +262,29 @@ class StateChange(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class PlanDraft(models.Model):
+    """A plan drafted by the orchestrator worker from a goal, waiting for a person to review it.
+
+    state: queued -> running -> succeeded (spec holds a valid plan) | failed (error says why;
+    output keeps what the worker answered). A draft is never saved as a plan by itself.
+    """
+
+    goal = models.TextField()
+    worker = models.CharField(max_length=50)
+    state = models.CharField(max_length=20, default="queued", db_index=True)
+    output = models.TextField(blank=True)
+    spec = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in ("succeeded", "failed")

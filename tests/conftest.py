@@ -48,8 +48,7 @@ async def run_to_end(run_id: int, engine=None):
 
     engine = engine or Engine()
     await engine.wake()
-    while engine.executing:
-        await asyncio.gather(*list(engine.executing.values()))
+    await engine.settle()
     return await sync_to_async(Run.objects.get)(pk=run_id)
 
 

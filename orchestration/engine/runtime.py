@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from orchestration.engine import scheduler
+from orchestration.engine.drafts import claim_draft, execute_draft
 from orchestration.engine.executor import execute
 from orchestration.engine.signals import anotify_run, awake_engine
 
@@ -60,6 +61,10 @@ class Engine:
                 if task_run_id is None:
                     break
                 self.executing[task_run_id] = asyncio.create_task(self._execute(task_run_id))
+            while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:
+                task = asyncio.create_task(self._draft(draft_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def _execute(self, task_run_id: int) -> None:
         try:
@@ -75,6 +80,18 @@ class Engine:
         # run): take work here, and let other processes know in case this one is at its limit.
         await self.wake(advance_runs=False)
         await awake_engine()
+
+    async def settle(self) -> None:
+        """Wait until nothing this engine started is still running (executors, drafts, wake-ups)."""
+        while pending := [*self.executing.values(), *self._background]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _draft(self, draft_id: int) -> None:
+        try:
+            await execute_draft(draft_id)
+        except Exception:
+            log.exception("drafting plan %s failed", draft_id)
+            await sync_to_async(_fail_draft)(draft_id)
 
     async def sweep(self) -> None:
         """Recover task runs whose executor died, then wake."""
@@ -123,6 +140,15 @@ def _fail_internal(task_run_id: int, owner: str) -> None:
         message = "internal error in Magic Box while running this task (see the worker process's log)"
         task_run.transition(TaskState.FAILED, message, expect=TaskState.RUNNING, error=message, finished_at=timezone.now())
         scheduler.advance_run(task_run.run_id)
+
+
+def _fail_draft(draft_id: int) -> None:
+    from django.utils import timezone
+
+    from orchestration.models import PlanDraft
+
+    PlanDraft.objects.filter(pk=draft_id, state="running").update(
+        state="failed", error="internal error in Magic Box while drafting (see the worker process's log)", finished_at=timezone.now())
 
 
 _engine: Engine | None = None

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from orchestration.models import Plan, PromptTemplate
+from orchestration.models import Plan, PlanDraft, PromptTemplate
 from orchestration.plans.editor import EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec, validate
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.shape import analyse, dag_data
@@ -29,7 +29,14 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
     if request.method != "POST":
-        state = state_from_spec(plan.latest_revision.spec) if plan else EditorState(tasks=[TaskRow(worker="shell")])
+        draft = PlanDraft.objects.filter(pk=request.GET.get("draft"), state="succeeded").first() \
+            if plan is None and str(request.GET.get("draft", "")).isdigit() else None
+        if draft:
+            state = state_from_spec(draft.spec)
+        elif plan:
+            state = state_from_spec(plan.latest_revision.spec)
+        else:
+            state = EditorState(tasks=[TaskRow(worker="shell")])
         return _render(request, plan, state, {}, full=True)
     state = state_from_post(request.POST)
     action = request.POST.get("action", "")

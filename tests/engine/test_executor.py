@@ -122,3 +122,17 @@ async def test_an_agent_task_without_its_api_key_fails_at_once_saying_which_vari
     run, t = await run_plan([{"id": "api", "worker": "codex", "description": "Build the API"}])
     assert t["api"].state == "failed"
     assert "needs OPENAI_API_KEY or CODEX_PROVIDER_BASE_URL in the environment" in t["api"].error
+
+
+async def test_a_worker_process_drafts_plans_too_and_says_why_it_cannot(monkeypatch):
+    from orchestration.engine.runtime import Engine
+    from orchestration.models import PlanDraft
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    draft = await sync_to_async(PlanDraft.objects.create)(goal="Add a login page", worker="claude")
+    engine = Engine()
+    await engine.wake()
+    await engine.settle()
+    await sync_to_async(draft.refresh_from_db)()
+    assert draft.state == "failed" and "needs ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN" in draft.error

@@ -1,0 +1,87 @@
+"""New plan from a goal: the real claude CLI drafts it against a fake model; a person reviews it."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestration.engine.drafts import claim_draft, execute_draft, extract_yaml
+from orchestration.models import Plan, PlanDraft
+from tests.fakes.model_server import Text
+
+pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True)]
+
+DRAFTED = """Here is the plan:
+
+```yaml
+name: Login page
+parallel_execution:
+  total_tasks: 3
+  tasks:
+    - id: api
+      worker: codex
+      description: Build POST /api/auth/login
+    - id: form
+      worker: gemini
+      description: Build the login form
+    - id: review
+      worker: claude
+      description: Check that form and API agree
+      depends_on: [api, form]
+contracts:
+  auth_api:
+    provider: api
+    consumer: form
+    specification:
+      request: {type: object, required: [email, password]}
+```
+"""
+
+
+@pytest.fixture
+def client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def model(model_server, agent_clis, monkeypatch):
+    for name, value in model_server.client_env("claude").items():
+        monkeypatch.setenv(name, value)
+    return model_server
+
+
+def draft_through_the_browser(client, goal: str) -> PlanDraft:
+    response = client.post("/plans/draft/", {"goal": goal, "worker": "claude"})
+    draft = PlanDraft.objects.get()
+    assert response.status_code == 302 and response.url == f"/plans/drafts/{draft.pk}/"
+    assert claim_draft("test-worker") == draft.pk
+    asyncio.run(execute_draft(draft.pk))
+    draft.refresh_from_db()
+    return draft
+
+
+def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(client, model):
+    model.when("Add a login page", Text(DRAFTED))
+    draft = draft_through_the_browser(client, "Add a login page to the app")
+    assert draft.state == "succeeded" and [t["id"] for t in draft.spec["tasks"]] == ["api", "form", "review"]
+    assert "You are orchestrating parallel execution" in model.prompts()[-1]
+    page = client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    assert "Review it in the editor" in page
+    editor = client.get(f"/plans/new/?draft={draft.pk}").content.decode()
+    assert 'value="Login page"' in editor and 'value="review"' in editor and 'value="auth_api"' in editor
+    assert not Plan.objects.exists()
+
+
+def test_garbage_from_the_orchestrator_is_shown_with_the_validation_errors(client, model):
+    model.when("Add a login page", Text("Sure! I would split this into a frontend and a backend."))
+    draft = draft_through_the_browser(client, "Add a login page to the app")
+    assert draft.state == "failed" and draft.error.startswith("The drafted plan is not valid:")
+    page = client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    assert "No plan was made." in page and "I would split this into a frontend and a backend" in page
+    assert not Plan.objects.exists()
+
+
+def test_the_yaml_is_taken_from_a_fenced_block_or_the_whole_answer():
+    assert extract_yaml(DRAFTED).startswith("name: Login page\n")
+    assert extract_yaml("name: x\nparallel_execution: {}\n") == "name: x\nparallel_execution: {}\n"
