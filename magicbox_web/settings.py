@@ -98,6 +98,8 @@ CHANNEL_LAYERS = {
 AUTH_PASSWORD_VALIDATORS = []
 # Room for a pasted plan of the loader's 2 MiB limit, so the form can say it is too large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
+# The plan editor posts ~15 fields a task, and plans may have 2,000 tasks.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 50_000
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

@@ -19,6 +19,7 @@ import yaml
 
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
+from orchestration.plans.yaml_source import LocatedYaml, TooLarge
 
 TASK_TEXT_FIELDS = ("id", "worker", "description", "prompt", "prompt_file", "output_format", "integration", "phase")
 MAX_ROWS = 500
@@ -46,9 +47,12 @@ class TaskRow:
 
 @dataclass
 class ContractRow:
+    """provider / consumer: a task id, optionally followed by a note ("backend (the API)")."""
+
     name: str = ""
     provider: str = ""
     consumer: str = ""
+    phase: str = ""
     specification: str = ""
 
 
@@ -65,6 +69,10 @@ class EditorState:
     name: str = ""
     description: str = ""
     criteria: str = ""
+    source_id: str = ""
+    repository: str = ""
+    base: str = ""
+    base_revision: str = ""
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -78,18 +86,18 @@ def _count(data, key: str) -> int:
 
 
 def _positions(values: list[str]) -> list[int]:
-    return sorted({int(v) for v in values if str(v).isdigit()})
+    return sorted({int(v) for v in values if re.fullmatch(r"[0-9]{1,6}", str(v))})
 
 
 def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
-    state = EditorState(name=data.get("name", ""), description=data.get("description", ""), criteria=data.get("criteria", ""))
+    state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base", "base_revision")})
     for n in range(_count(data, "tasks-count")):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources")})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):
-        state.contracts.append(ContractRow(**{f: data.get(f"contracts-{n}-{f}", "") for f in ("name", "provider", "consumer", "specification")}))
+        state.contracts.append(ContractRow(**{f: data.get(f"contracts-{n}-{f}", "") for f in ("name", "provider", "consumer", "phase", "specification")}))
     for n in range(_count(data, "points-count")):
         state.points.append(PointRow(between=_positions(data.getlist(f"points-{n}-between")), contract=data.get(f"points-{n}-contract", "")))
     return state
@@ -98,19 +106,24 @@ def state_from_post(data) -> EditorState:
 def state_from_spec(spec: dict[str, Any]) -> EditorState:
     """The editor's view of a stored spec (see plans.loader)."""
     position = {t["id"]: i for i, t in enumerate(spec["tasks"])}
-    state = EditorState(name=spec["name"], description=spec.get("description", ""), criteria="\n".join(spec.get("completion_criteria", [])))
+    workspace = spec.get("workspace") or {}
+    state = EditorState(name=spec["name"], description=spec.get("description", ""), criteria="\n".join(spec.get("completion_criteria", [])),
+                        source_id=spec.get("source_id", ""), repository=workspace.get("repository", ""),
+                        base=workspace.get("base", "") if workspace else "")
     for task in spec["tasks"]:
         row = TaskRow(**{f: str(task.get(f) or "") for f in TASK_TEXT_FIELDS})
         row.command = shlex.join(task["command"]) if task.get("command") else ""
-        row.timeout = "" if task.get("timeout") is None else f"{task['timeout']:g}"
+        timeout = task.get("timeout")
+        row.timeout = "" if timeout is None else str(int(timeout)) if float(timeout).is_integer() else repr(float(timeout))
         row.retries = str(task.get("retries") or "")
         row.writes = "\n".join(task.get("writes", []))
         row.resources = "\n".join(task.get("resources", []))
         row.depends_on = [position[d] for d in task["depends_on"] if d in position]
         state.tasks.append(row)
     for name, contract in spec.get("contracts", {}).items():
-        state.contracts.append(ContractRow(name=name, provider=contract.get("provider", ""), consumer=contract.get("consumer", ""),
-                                           specification=json.dumps(contract.get("specification", {}), indent=2)))
+        state.contracts.append(ContractRow(name=name, provider=contract.get("provider_note", ""), consumer=contract.get("consumer_note", ""),
+                                           phase=contract.get("phase", ""),
+                                           specification=json.dumps(contract.get("specification", {}), indent=2) if contract.get("specification") else ""))
     for point in spec.get("integration_points", []):
         state.points.append(PointRow(between=[position[b] for b in point["between"] if b in position], contract=point.get("contract", "")))
     return state
@@ -193,29 +206,48 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
         ]
     if _lines(state.criteria):
         execution["completion_criteria"] = _lines(state.criteria)
+    if state.source_id.strip():
+        execution["id"] = state.source_id.strip()
     doc: dict[str, Any] = {"name": state.name.strip(), "parallel_execution": execution}
     if state.description.strip():
         doc["description"] = state.description.strip()
+    if state.repository.strip():
+        doc["workspace"] = {"repository": state.repository.strip(), **({"base": state.base.strip()} if state.base.strip() else {})}
     contracts: dict[str, Any] = {}
     for n, row in enumerate(state.contracts):
         name = row.name.strip() or f"contract_{n + 1}"
         if name in contracts:
             faults.setdefault(f"contracts-{n}-name", []).append(f"another contract is already named '{name}'")
-        item: dict[str, Any] = {"provider": row.provider.strip(), "consumer": row.consumer.strip()}
+        item: dict[str, Any] = {k: getattr(row, k).strip() for k in ("provider", "consumer", "phase") if getattr(row, k).strip()}
         if row.specification.strip():
-            try:
-                specification = yaml.safe_load(row.specification)
-            except yaml.YAMLError as error:
-                mark = getattr(error, "problem_mark", None)
-                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-                faults.setdefault(f"contracts-{n}-specification", []).append(f"not valid JSON or YAML{where}: {getattr(error, 'problem', error)}")
-                specification = None
-            if specification is not None:
+            specification, problem = _parse_specification(row.specification)
+            if problem:
+                faults.setdefault(f"contracts-{n}-specification", []).append(problem)
+            elif specification is not None:
                 item["specification"] = specification
         contracts[name] = item
     if contracts:
         doc["contracts"] = contracts
     return doc, faults
+
+
+def _parse_specification(text: str) -> tuple[Any, str]:
+    """(value, "") for a contract specification typed as JSON or YAML, or (None, what is wrong).
+
+    Parsed with the plan loader's own YAML reader, so alias bombs and over-deep nesting are
+    refused here as they are in files.
+    """
+    try:
+        parsed = LocatedYaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return None, f"not valid JSON or YAML{where}: {getattr(error, 'problem', None) or error}"
+    except TooLarge as error:
+        return None, error.problem.message
+    except RecursionError:
+        return None, "nested too deeply"
+    return parsed.data, ""
 
 
 def field_key(problem_field: str, doc: dict[str, Any]) -> str:
@@ -235,12 +267,15 @@ def field_key(problem_field: str, doc: dict[str, Any]) -> str:
     if problem_field.startswith("contracts."):
         names = list(doc.get("contracts", {}))
         rest = problem_field[len("contracts."):]
-        for index, name in enumerate(names):
-            if rest == name or rest.startswith(name + "."):
-                part = rest[len(name) + 1:].split(".")[0] or "name"
-                return f"contracts-{index}-{part if part in ('provider', 'consumer', 'specification') else 'name'}"
+        matches = [(len(name), index, name) for index, name in enumerate(names) if rest == name or rest.startswith(name + ".")]
+        if matches:
+            _, index, name = max(matches)  # "a.b" before "a"
+            part = rest[len(name) + 1:].split(".")[0] or "name"
+            return f"contracts-{index}-{part if part in ('provider', 'consumer', 'phase', 'specification') else 'name'}"
     if problem_field in ("name", "description"):
         return problem_field
+    if problem_field.startswith("workspace"):
+        return "repository"
     return ""
 
 
@@ -254,7 +289,9 @@ def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[
         faults.setdefault("", []).append("a plan needs at least one task: add one")
         return None, faults
     try:
-        spec = load_plan(json.dumps(doc), "plan")
+        # PyYAML writes back what it reads (numbers such as 1e+16, .inf, non-text keys), so
+        # the loader judges the form exactly as it would judge the same plan in a file.
+        spec = load_plan(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "plan")
     except PlanInvalid as error:
         for problem in error.problems:
             faults.setdefault(field_key(problem.field, doc), []).append(problem.message)
@@ -267,8 +304,8 @@ TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "re
 
 def slot_keys(state: EditorState) -> list[str]:
     """Every field key that can carry errors in this state ("" is the whole plan)."""
-    keys = ["", "name", "description", "criteria"]
+    keys = ["", "name", "description", "criteria", "repository"]
     keys += [f"tasks-{n}-{f}" for n in range(len(state.tasks)) for f in TASK_FIELDS]
-    keys += [f"contracts-{n}-{f}" for n in range(len(state.contracts)) for f in ("name", "provider", "consumer", "specification")]
+    keys += [f"contracts-{n}-{f}" for n in range(len(state.contracts)) for f in ("name", "provider", "consumer", "phase", "specification")]
     keys += [f"points-{n}-{f}" for n in range(len(state.points)) for f in ("between", "contract")]
     return keys

@@ -178,7 +178,8 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
 
 
 def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
-    """Keys that are not strings, numbers that are not finite, text with NUL characters."""
+    """Keys that are not strings, numbers that are not finite, text with NUL characters, and
+    values JSON cannot hold (YAML dates, binary, sets)."""
     problems: list[PlanProblem] = []
 
     def add(path: list, message: str, at_key: bool = False) -> None:
@@ -200,6 +201,8 @@ def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
             add(path, f"{value} is not a number a plan can hold: write a finite number.")
         elif isinstance(value, str) and "\x00" in value:
             add(path, "the text contains a NUL character (\\0), which no program argument or prompt can carry.")
+        elif value is not None and not isinstance(value, (str, int, float, bool)):
+            add(path, f"YAML reads this as a {type(value).__name__}, which a plan cannot hold: quote it to make it text.")
 
     walk(doc.data, [])
     return problems
@@ -298,7 +301,7 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
             add([*base, "worker"], f"unknown worker '{worker}'.{hint} Configured workers: {', '.join(workers)}.")
         if worker == "shell":
             if "command" not in task:
-                add(base, "the shell worker needs a `command:` (an argv list, or a string split like a shell would).")
+                add([*base, "command"], "the shell worker needs a `command:` (an argv list, or a string split like a shell would).")
             elif isinstance(task["command"], str):
                 try:
                     if not shlex.split(task["command"]):
@@ -308,7 +311,14 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         elif "command" in task and worker in workers:
             add([*base, "command"], f"`command` is only for the shell worker; a {worker} task takes a `description` or `prompt`.", at_key=True)
         if worker != "shell" and worker in workers and not any(task.get(k, "").strip() for k in ("description", "prompt", "prompt_file")):
-            add(base, f"task '{task['id']}' has nothing to do: give it a `description` or a `prompt`.")
+            add([*base, "description"], f"task '{task['id']}' has nothing to do: give it a `description` or a `prompt`.")
+        if task.get("prompt_file"):
+            from orchestration.plans.prompt_library import BadPromptPath, clean_path
+
+            try:
+                clean_path(task["prompt_file"])
+            except BadPromptPath as error:
+                add([*base, "prompt_file"], str(error))
 
     upstream = {t["id"]: [d for d in t.get("depends_on", []) if d != t["id"]] for t in tasks}
     cycle = graph.find_cycle(upstream)

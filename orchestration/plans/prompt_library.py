@@ -6,6 +6,7 @@ library on start without overwriting edits.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -19,11 +20,13 @@ class BadPromptPath(ValueError):
 
 def clean_path(path: str) -> str:
     """Normalise a prompt path ("./prompts//a.md" -> "prompts/a.md"). Raises BadPromptPath."""
-    text = path.strip().replace("\\\\", "/")
+    text = path.strip().replace("\\", "/")
     pure = PurePosixPath(text)
-    if not text or pure.is_absolute() or ".." in pure.parts:
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if (not parts or pure.is_absolute() or ".." in parts or re.match(r"^[A-Za-z]:", text)
+            or any(ord(c) < 32 for c in text)):
         raise BadPromptPath(f"{path!r} is not a relative path inside the library (like prompts/workers/codex/backend-builder.md)")
-    return str(PurePosixPath(*[p for p in pure.parts if p not in ("", ".")]))
+    return str(PurePosixPath(*parts))
 
 
 def resolve(path: str) -> tuple[str, str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orchestration.models import Plan, PlanRevision
@@ -16,14 +16,21 @@ class NameTaken(Exception):
 
 
 def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None,
-              plan: Plan | None = None) -> tuple[PlanRevision, bool]:
+              plan: Plan | None = None, new: bool = False) -> tuple[PlanRevision, bool]:
     """Store `spec` (from plans.loader.load_plan) under its name, or as a revision of `plan`.
 
-    With `plan` (the editor), the plan takes the spec's name; raises NameTaken when another plan
-    has it. Returns (revision, created): an identical spec reuses the plan's latest revision.
+    With `plan` (the editor), the plan takes the spec's name; with `new`, a new plan is made.
+    Either raises NameTaken when another plan has the name. Returns (revision, created): an
+    identical spec reuses the plan's latest revision.
     """
     with transaction.atomic():
-        if plan is None:
+        if new:
+            try:
+                with transaction.atomic():
+                    plan = Plan.objects.create(name=spec["name"], description=spec["description"], created_by=user)
+            except IntegrityError:
+                raise NameTaken(f"A plan named '{spec['name']}' already exists: choose another name, or edit that plan.") from None
+        elif plan is None:
             plan, _ = Plan.objects.select_for_update().get_or_create(
                 name=spec["name"], defaults={"description": spec["description"], "created_by": user}
             )

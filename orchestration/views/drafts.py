@@ -33,7 +33,7 @@ def draft_new(request: HttpRequest) -> HttpResponse:
         draft = PlanDraft.objects.create(goal=form.cleaned_data["goal"], worker=form.cleaned_data["worker"], created_by=request.user)
         wake_engine_on_commit()
         return redirect("draft-detail", draft_id=draft.pk)
-    return render(request, "plans/draft_new.html", {"form": form})
+    return render(request, "plans/draft_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
 def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:

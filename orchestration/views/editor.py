@@ -1,6 +1,8 @@
 """The plan editor: create and edit plans in web forms, validated as you type, never saved broken."""
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,39 +31,52 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
     if request.method != "POST":
-        draft = PlanDraft.objects.filter(pk=request.GET.get("draft"), state="succeeded").first() \
-            if plan is None and str(request.GET.get("draft", "")).isdigit() else None
-        if draft:
-            state = state_from_spec(draft.spec)
-        elif plan:
+        if plan:
             state = state_from_spec(plan.latest_revision.spec)
+            state.base_revision = str(plan.latest_revision.number)
+        elif "draft" in request.GET:
+            ref = request.GET["draft"]
+            draft = PlanDraft.objects.filter(pk=int(ref), state="succeeded").first() if re.fullmatch(r"[0-9]{1,12}", ref) else None
+            if draft is None:
+                messages.error(request, f"Draft {ref} has no plan to open (it failed, or does not exist).")
+                return redirect("draft-new")
+            state = state_from_spec(draft.spec)
         else:
             state = EditorState(tasks=[TaskRow(worker="shell")])
-        return _render(request, plan, state, {}, full=True)
+        return _render(request, plan, state, {})
     state = state_from_post(request.POST)
     action = request.POST.get("action", "")
     if action == "validate":
-        _, errors = validate(state)
-        return _render(request, plan, state, errors, part="error-slots")
+        return _render(request, plan, state, None, part="error-slots")
     if action != "save":
         apply_action(state, action)
         return _render(request, plan, state, {}, part="editor")
     spec, errors = validate(state)
-    if spec is not None and plan is None and Plan.objects.filter(name=spec["name"]).exists():
-        spec, errors = None, {"name": [f"A plan named '{spec['name']}' already exists: choose another name, or edit that plan."]}
+    if spec is not None and plan is not None and state.base_revision != str(plan.latest_revision.number):
+        latest = plan.latest_revision
+        spec, errors = None, {"": [
+            f"{plan.name} was changed since you opened it (revision {latest.number}, by "
+            f"{latest.created_by.get_username() if latest.created_by else 'an import'}). Your edits are below, not saved: "
+            f"compare with the revisions page, then open the editor again."]}
     if spec is not None:
         try:
-            revision, created = save_spec(spec, spec_to_yaml(spec), "editor", request.user, plan=plan)
+            revision, created = save_spec(spec, spec_to_yaml(spec), "editor", request.user, plan=plan, new=plan is None)
         except NameTaken as error:
             errors = {"name": [str(error)]}
         else:
             verb = f"Saved revision {revision.number}" if created else "Nothing changed"
             messages.success(request, f"{verb} of {revision.plan.name}.")
             return redirect("plan-detail", plan_id=revision.plan_id)
-    return _render(request, plan, state, errors, full=True, status=400)
+    return _render(request, plan, state, errors, status=400)
 
 
-def _render(request, plan, state: EditorState, errors: dict, full: bool = False, part: str = "", status: int = 200):
+def _render(request, plan, state: EditorState, errors: dict | None, part: str = "", status: int = 200):
+    """Render the editor (or one part). errors None: validate the state here (as you type)."""
+    spec = None
+    if errors is None:
+        spec, errors = validate(state)
+    elif not errors and state.tasks:
+        spec, _ = validate(state)
     ids = [t.id.strip() or f"#{n + 1}" for n, t in enumerate(state.tasks)]
     context = {
         "plan": plan,
@@ -89,7 +104,6 @@ def _render(request, plan, state: EditorState, errors: dict, full: bool = False,
         "error_count": sum(len(v) for v in errors.values()),
     }
     # The picture follows the form: it is redrawn whenever what was typed is a valid plan.
-    spec, _ = validate(state) if state.tasks else (None, None)
     context["dag"] = dag_data(spec) if spec else None
     context["shape"] = analyse(spec) if spec else None
     if part == "editor":  # the re-rendered form, and the picture beside it (out of band)

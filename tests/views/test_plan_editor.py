@@ -49,7 +49,9 @@ def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(client):
 
 @pytest.mark.parametrize("tasks, slot, message", [
     ([BUILD, dict(TEST, id="build")], "err-tasks-1-id", "duplicate task id &#x27;build&#x27;"),
-    ([dict(BUILD, command="")], "err-tasks-0-id", "the shell worker needs a `command:`"),
+    ([dict(BUILD, command="")], "err-tasks-0-command", "the shell worker needs a `command:`"),
+    ([dict(BUILD, timeout="1e400")], "err-tasks-0-timeout", "not a number a plan can hold"),
+    ([dict(BUILD, depends_on=["²"])], "err-plan", ""),
     ([dict(BUILD, timeout="soon")], "err-tasks-0-timeout", "must be a number"),
     ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split it into arguments"),
 ])
@@ -77,9 +79,76 @@ def test_editing_saves_a_new_revision_and_a_rename_keeps_the_plan(client):
     plan = make_plan("name: Old\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'true'}\n")
     page = client.get(f"/plans/{plan.pk}/edit/").content.decode()
     assert 'value="build"' in page and 'value="Old"' in page
-    client.post(f"/plans/{plan.pk}/edit/", form(name="New", tasks=[BUILD], action="save"))
+    client.post(f"/plans/{plan.pk}/edit/", form(name="New", tasks=[BUILD], action="save", base_revision="1"))
     plan.refresh_from_db()
     assert plan.name == "New" and plan.revisions.count() == 2
+
+
+def test_a_save_over_someone_elses_newer_revision_is_refused_and_keeps_the_edits(client):
+    plan = make_plan("name: Shared\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'true'}\n")
+    make_plan("name: Shared\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'false'}\n")
+    response = client.post(f"/plans/{plan.pk}/edit/", form(name="Shared", tasks=[BUILD], action="save", base_revision="1",
+                                                           description="my edit"))
+    page = response.content.decode()
+    assert response.status_code == 400 and "was changed since you opened it (revision 2" in page and "my edit" in page
+    assert plan.revisions.count() == 2
+
+
+@pytest.mark.parametrize("path", ["examples/login-feature.yaml", "examples/repo-checks.yaml", "tests/plans/seed_examples/phased.yaml"])
+def test_saving_an_unchanged_plan_changes_nothing(client, path):
+    from pathlib import Path
+
+    from orchestration.plans.store import import_file
+
+    revision, _ = import_file(Path(__file__).resolve().parents[2] / path)
+    page = client.get(f"/plans/{revision.plan_id}/edit/").content.decode()
+    data = scrape_form(page)
+    data["action"] = "save"
+    response = client.post(f"/plans/{revision.plan_id}/edit/", data, follow=True)
+    assert "Nothing changed" in response.content.decode(), response.content.decode()[-3000:]
+    assert revision.plan.revisions.count() == 1
+
+
+def scrape_form(page: str) -> dict:
+    """The fields a browser would post from the editor page (a small HTML form reader)."""
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.data, self.field, self.text, self.select = {}, None, [], None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "input" and a.get("name"):
+                if a.get("type") == "checkbox":
+                    if "checked" in a:
+                        self.data.setdefault(a["name"], []).append(a["value"])
+                else:
+                    self.data[a["name"]] = a.get("value", "")
+            elif tag == "textarea":
+                self.field, self.text = a["name"], []
+            elif tag == "select":
+                self.select = a["name"]
+            elif tag == "option" and self.select and "selected" in a:
+                self.data[self.select] = a.get("value") or ""
+
+        def handle_data(self, data):
+            if self.field:
+                self.text.append(data)
+            elif self.select and self.lasttag == "option" and self.data.get(self.select) == "":
+                self.data[self.select] = data.strip()
+
+        def handle_endtag(self, tag):
+            if tag == "textarea" and self.field:
+                self.data[self.field] = "".join(self.text)
+                self.field = None
+            elif tag == "select":
+                self.select = None
+
+    reader = Reader()
+    reader.feed(page)
+    return reader.data
 
 
 def test_a_name_another_plan_has_is_refused(client):
