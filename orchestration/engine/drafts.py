@@ -61,7 +61,8 @@ async def execute_draft(draft_id: int) -> None:
     try:
         adapter = get_adapter(draft.worker)
         env = base_environment(draft.worker)
-        adapter.require_environment(env)
+        if reason := adapter.unavailable_reason(env):
+            raise WorkerUnavailable(reason)
         invocation = adapter.build(TaskContext(task_id="draft", prompt=prompt, command=None, workdir=dirs["work"],
                                                home=dirs["home"], tmpdir=dirs["tmp"], upstream_dir=dirs["upstream"], base_env=env))
     except (UnknownWorker, WorkerUnavailable, ValueError) as error:

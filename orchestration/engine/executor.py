@@ -141,7 +141,8 @@ async def execute(task_run_id: int, owner: str) -> None:
         prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template)
         await sync_to_async(_record_prompt)(plan.task_run_id, prompt)
         env = base_environment(plan.worker)
-        adapter.require_environment(env)
+        if reason := adapter.unavailable_reason(env):
+            raise WorkerUnavailable(reason)
         invocation = adapter.build(
             TaskContext(
                 task_id=plan.task_id,

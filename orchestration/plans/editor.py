@@ -112,7 +112,7 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
                         base=workspace.get("base", "") if workspace else "")
     for task in spec["tasks"]:
         row = TaskRow(**{f: str(task.get(f) or "") for f in TASK_TEXT_FIELDS})
-        row.command = shlex.join(task["command"]) if task.get("command") else ""
+        row.command = readable_join(task["command"]) if task.get("command") else ""
         timeout = task.get("timeout")
         row.timeout = "" if timeout is None else str(int(timeout)) if float(timeout).is_integer() else repr(float(timeout))
         row.retries = str(task.get("retries") or "")
@@ -165,6 +165,23 @@ def apply_action(state: EditorState, action: str) -> None:
         point.between = sorted(mapping[p] for p in point.between if p in mapping)
 
 
+def readable_join(argv: list[str]) -> str:
+    """An argv as a command line that shlex.split reads back, quoted the way people write it.
+
+    ["python", "-c", "print('A')"] -> python -c "print('A')" (shlex.join would write
+    'print('"'"'A'"'"')').
+    """
+    out = []
+    for arg in argv:
+        if arg and re.fullmatch(r"[\w@%+=:,./-]+", arg):
+            out.append(arg)
+        elif not re.search(r'["$`\\!]', arg):
+            out.append(f'"{arg}"')
+        else:
+            out.append(shlex.quote(arg))
+    return " ".join(out)
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -181,10 +198,7 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
             if value.strip():
                 task[key] = value
         if row.command.strip():
-            try:
-                task["command"] = shlex.split(row.command)
-            except ValueError as error:
-                faults.setdefault(f"tasks-{n}-command", []).append(f"cannot split it into arguments: {error}")
+            task["command"] = row.command.strip()  # the loader splits it, and says where it cannot
         for key, cast in (("timeout", float), ("retries", int)):
             raw = getattr(row, key).strip()
             if raw:
@@ -196,7 +210,8 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
             if _lines(getattr(row, key)):
                 task[key] = _lines(getattr(row, key))
         if row.depends_on:
-            task["depends_on"] = [ids[p] for p in row.depends_on if p < len(ids)]
+            # Two ticked tasks may have the same id while it is being typed: list it once.
+            task["depends_on"] = list(dict.fromkeys(ids[p] for p in row.depends_on if p < len(ids)))
         tasks.append(task)
     execution: dict[str, Any] = {"tasks": tasks}
     if state.points:
@@ -294,7 +309,9 @@ def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[
         spec = load_plan(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "plan")
     except PlanInvalid as error:
         for problem in error.problems:
-            faults.setdefault(field_key(problem.field, doc), []).append(problem.message)
+            # Line numbers refer to the YAML the form was turned into, which nobody sees.
+            message = re.sub(r" \(line \d+\)| \(first on line \d+\)", "", problem.message)
+            faults.setdefault(field_key(problem.field, doc), []).append(message)
         return None, faults
     return (spec, {}) if not faults else (None, faults)
 

@@ -170,6 +170,11 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
             message = f"{error.instance!r} is not a valid task id: use letters, digits, '_', '.' and '-' (at most 100 characters)"
         elif error.validator == "oneOf" and path and path[-1] == "command":
             message = "command must be a non-empty string or a list of strings (an argv list) whose first item names a program"
+        elif error.validator in ("minimum", "exclusiveMinimum", "maximum") and path and path[-1] in ("timeout", "retries"):
+            limits = {"timeout": "more than 0 and at most 604800 seconds (7 days)", "retries": "from 0 to 10"}
+            message = f"{error.instance:g} is out of range: {path[-1]} must be {limits[path[-1]]}"
+        elif error.validator == "uniqueItems":
+            message = "lists the same entry twice: remove the repeat"
         elif error.validator == "type":
             message = f"must be {_type_words(error.validator_value)}, not {_describe(error.instance)}"
         line, column = doc.locate(path, at_key=at_key)
@@ -250,6 +255,11 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _whole_if_integral(value: float | int | None) -> float | int | None:
+    """60.0 -> 60, so plans written either way are the same plan (and export as written)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _task_ref(text: str) -> str:
     """"task_2 (backend)" -> "task_2": contracts name a task id, optionally followed by a note."""
     return text.strip().split()[0] if text and text.strip() else ""
@@ -273,7 +283,8 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         tid = task["id"]
         if tid in first_seen:
             line, _ = doc.locate(["parallel_execution", "tasks", first_seen[tid], "id"])
-            add(["parallel_execution", "tasks", index, "id"], f"duplicate task id '{tid}' (first used on line {line}). Give each task its own id.")
+            add(["parallel_execution", "tasks", index, "id"],
+                f"duplicate task id '{tid}': task {first_seen[tid] + 1} (line {line}) already has it. Give each task its own id.")
         else:
             first_seen[tid] = index
     ids = list(first_seen)
@@ -321,7 +332,8 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                 add([*base, "prompt_file"], str(error))
 
     upstream = {t["id"]: [d for d in t.get("depends_on", []) if d != t["id"]] for t in tasks}
-    cycle = graph.find_cycle(upstream)
+    # With duplicate ids the graph is ambiguous: report the duplicates, not imagined cycles.
+    cycle = graph.find_cycle(upstream) if len(first_seen) == len(tasks) else None
     if cycle:
         index = next(i for i, t in enumerate(tasks) if t["id"] == cycle[0])
         add(
@@ -356,9 +368,12 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as error:
                 inner = [*pointer_parts, *error.path]
+                hint = ""
+                if inner and inner[-1] == "type":
+                    hint = " Types are: string, number, integer, boolean, object, array, null."
                 pointer = "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in ["contracts", name, "specification", *inner])
                 add(["contracts", name, "specification", *inner],
-                    f"not a valid JSON Schema at {pointer}: {error.message}")
+                    f"not a valid JSON Schema at {pointer}: {error.message}.{hint}")
 
     workspace = data.get("workspace")
     if workspace and base_dir is None and not Path(workspace["repository"]).is_absolute():
@@ -385,7 +400,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "integration": task.get("integration", ""),
                 "depends_on": list(task.get("depends_on", [])),
                 "command": command,
-                "timeout": task.get("timeout"),
+                "timeout": _whole_if_integral(task.get("timeout")),
                 "retries": task.get("retries", 0),
                 "phase": task.get("phase", ""),
                 "writes": list(task.get("writes", [])),

@@ -1,8 +1,6 @@
 """Template filters for run pages."""
 from __future__ import annotations
 
-import shlex
-
 from django import template
 
 register = template.Library()
@@ -31,8 +29,10 @@ def usd(value: float | None) -> str:
 
 @register.filter
 def argv(value: list[str] | None) -> str:
-    """["grep", "-m", "not cli"] -> "grep -m 'not cli'": a command shown as a shell would quote it."""
-    return shlex.join(value or [])
+    """["grep", "-m", "not cli"] -> 'grep -m "not cli"': a command as people write it (shlex reads it back)."""
+    from orchestration.plans.editor import readable_join
+
+    return readable_join(value or [])
 
 
 @register.filter

@@ -24,6 +24,9 @@ class DraftForm(forms.Form):
         agents = [w for w in worker_names() if worker_config(w).kind == "agent"]
         self.fields["worker"].choices = [(w, w + (" (not available here)" if unavailable.get(w) else "")) for w in agents]
         self.fields["worker"].initial = settings.MAGICBOX_ORCHESTRATOR_WORKER
+        missing = [f"{w}: {unavailable[w]}" for w in agents if unavailable.get(w)]
+        if missing:
+            self.fields["worker"].help_text = "Not available here — " + " | ".join(missing)
 
 
 def draft_new(request: HttpRequest) -> HttpResponse:

@@ -17,13 +17,21 @@ class PromptForm(forms.ModelForm):
     class Meta:
         model = PromptTemplate
         fields = ["path", "body"]
-        widgets = {"body": forms.Textarea(attrs={"rows": 22, "spellcheck": "true"})}
+        widgets = {"body": forms.Textarea(attrs={"rows": 22, "spellcheck": "true", "style": "width:100%"}),
+                   "path": forms.TextInput(attrs={"style": "width:100%", "class": "mono"})}
 
     def clean_path(self) -> str:
         try:
-            return clean_path(self.cleaned_data["path"])
+            path = clean_path(self.cleaned_data["path"])
         except BadPromptPath as error:
             raise forms.ValidationError(str(error)) from None
+        if self.instance.pk and path != self.instance.path:
+            users = references(self.instance.path)
+            if users:
+                raise forms.ValidationError(
+                    f"{self.instance.path} is used by {', '.join(users)}: renaming it would leave their tasks "
+                    f"without it. Make a new prompt instead, or change those plans first.")
+        return path
 
 
 def prompt_list(request: HttpRequest) -> HttpResponse:

@@ -171,14 +171,16 @@ class WorkerAdapter:
             )
 
     def unavailable_reason(self, env: dict[str, str]) -> str:
-        """Why this worker cannot run tasks on this host ("" when it can): program or key missing."""
-        try:
-            if self.config.program:
-                self.find_program(self.config.program)
-            self.require_environment(env)
-        except WorkerUnavailable as error:
-            return str(error)
-        return ""
+        """Why this worker cannot run tasks on this host ("" when it can): every missing thing,
+        the program and the key, so fixing one does not reveal the other only later."""
+        reasons = []
+        for check in (lambda: self.find_program(self.config.program) if self.config.program else None,
+                      lambda: self.require_environment(env)):
+            try:
+                check()
+            except WorkerUnavailable as error:
+                reasons.append(str(error))
+        return " Also: ".join(reasons)
 
     def build(self, ctx: TaskContext) -> Invocation:
         """Return the process to start for this attempt. Raises WorkerUnavailable."""

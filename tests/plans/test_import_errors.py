@@ -43,7 +43,7 @@ BAD_PLANS = [
             - {id: build, worker: shell, command: "true"}
             - {id: build, worker: shell, command: "true"}
         """,
-        ["bad.yaml:4:", "parallel_execution.tasks[1].id", "duplicate task id 'build' (first used on line 3)"],
+        ["bad.yaml:4:", "parallel_execution.tasks[1].id", "duplicate task id 'build': task 1 (line 3) already has it"],
     ),
     (
         "depends_on names a missing task",

@@ -53,7 +53,7 @@ def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(client):
     ([dict(BUILD, timeout="1e400")], "err-tasks-0-timeout", "not a number a plan can hold"),
     ([dict(BUILD, depends_on=["²"])], "err-plan", ""),
     ([dict(BUILD, timeout="soon")], "err-tasks-0-timeout", "must be a number"),
-    ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split it into arguments"),
+    ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split the command into arguments"),
 ])
 def test_errors_appear_beside_their_field_as_you_type(client, tasks, slot, message):
     page = client.post("/plans/new/", form(tasks=tasks, action="validate")).content.decode()
@@ -171,3 +171,19 @@ def test_removing_or_moving_a_task_keeps_the_dependencies_pointing_at_the_same_t
 def test_a_plan_without_tasks_says_to_add_one():
     spec, errors = validate(EditorState(name="empty"))
     assert spec is None and errors[""] == ["a plan needs at least one task: add one"]
+
+
+def test_a_duplicate_id_is_reported_on_the_task_that_repeats_it_without_imagined_cycles(client):
+    a, b = dict(BUILD, id="fetch"), dict(BUILD, id="fetch")
+    merge = {"id": "merge", "worker": "shell", "command": "true", "depends_on": ["0", "1"]}
+    page = client.post("/plans/new/", form(tasks=[a, b, merge], action="validate")).content.decode()
+    slot = page[page.index('id="err-tasks-1-id"'):]
+    assert "duplicate task id &#x27;fetch&#x27;: task 1 already has it" in slot[:slot.index("</ul>")]
+    assert "cycle" not in page and "non-unique" not in page and "line" not in slot[:slot.index("</ul>")]
+
+
+def test_a_command_comes_back_as_it_was_written(client):
+    client.post("/plans/new/", form(tasks=[dict(BUILD, command="""python -c "print('A')" """)], action="save"))
+    plan = Plan.objects.get()
+    page = client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    assert 'value="python -c &quot;print(&#x27;A&#x27;)&quot;"' in page

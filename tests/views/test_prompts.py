@@ -60,3 +60,12 @@ async def test_a_task_gets_its_library_prompt_first_in_its_prompt():
     await run_to_end(run.pk)
     task_run = await sync_to_async(TaskRun.objects.get)(run=run)
     assert task_run.prompt.startswith("Write tests first.\n\n# Task a\nAdd a feature")
+
+
+@pytest.mark.django_db
+def test_renaming_a_prompt_a_plan_uses_is_refused_with_the_plans_named(client):
+    prompt = PromptTemplate.objects.create(path="prompts/team/style.md", body="x")
+    make_plan(json.dumps({"name": "Styled", "parallel_execution": {"tasks": [
+        {"id": "a", "worker": "claude", "description": "d", "prompt_file": "prompts/team/style.md"}]}}))
+    response = client.post(f"/prompts/{prompt.pk}/", {"path": "prompts/team/renamed.md", "body": "x"})
+    assert response.status_code == 400 and "is used by Styled" in response.content.decode()
