@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import jsonschema
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +18,7 @@ from orchestration.engine.prompts import compose_prompt
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.engine.signals import anotify_run
 from orchestration.models import TaskRun, TaskState
+from orchestration.plans import references
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import UnknownWorker, get_adapter, search_path, worker_config
@@ -40,6 +42,7 @@ class AttemptPlan:
     task: dict
     spec: dict
     upstream_results: dict[str, str]
+    results: dict[str, str]
 
 
 def base_environment(worker: str) -> dict[str, str]:
@@ -65,7 +68,7 @@ def _load(task_run_id: int) -> AttemptPlan:
     spec = task_run.run.revision.spec
     task = next(t for t in spec["tasks"] if t["id"] == task_run.task_id)
     results = dict(
-        TaskRun.objects.filter(run_id=task_run.run_id, task_id__in=task_run.upstream).values_list("task_id", "result")
+        TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED).values_list("task_id", "result")
     )
     return AttemptPlan(
         task_run_id=task_run.pk,
@@ -78,6 +81,7 @@ def _load(task_run_id: int) -> AttemptPlan:
         task=task,
         spec=spec,
         upstream_results={u: results.get(u, "") for u in task_run.upstream},
+        results=results,
     )
 
 
@@ -138,8 +142,10 @@ async def execute(task_run_id: int, owner: str) -> None:
         template, warning = await sync_to_async(resolve_prompt)(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
         if warning:
             output.add([f"[Magic Box] {warning}"])
-        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template)
+        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
         await sync_to_async(_record_prompt)(plan.task_run_id, prompt)
+        ids = [t["id"] for t in plan.spec["tasks"]]
+        command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
         env = base_environment(plan.worker)
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
@@ -147,7 +153,8 @@ async def execute(task_run_id: int, owner: str) -> None:
             TaskContext(
                 task_id=plan.task_id,
                 prompt=prompt,
-                command=plan.task.get("command"),
+                command=command,
+                output_schema=plan.task.get("output_schema"),
                 workdir=dirs.workdir,
                 home=dirs.home,
                 tmpdir=dirs.tmpdir,
@@ -155,7 +162,7 @@ async def execute(task_run_id: int, owner: str) -> None:
                 base_env=env,
             )
         )
-    except (UnknownWorker, WorkerUnavailable, workspace.WorkspaceError, ValueError) as error:
+    except (UnknownWorker, WorkerUnavailable, workspace.WorkspaceError, references.ReferenceError_, ValueError) as error:
         output.add([f"[Magic Box] {error}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
@@ -193,7 +200,31 @@ async def execute(task_run_id: int, owner: str) -> None:
         await end(TaskState.TIMED_OUT, outcome)
         return
     outcome = parser.finish(result.exit_code, result.stderr_tail)
+    if outcome.succeeded and plan.task.get("output_schema"):
+        problems = output_problems(outcome.result, plan.task["output_schema"])
+        if problems:
+            outcome.succeeded = False
+            source = plan.task.get("output_schema_ref") or "its output_schema"
+            outcome.error = f"the result does not match {source}: " + "; ".join(problems)
+            output.add([f"[Magic Box] {outcome.error}"])
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
+
+
+def output_problems(result: str, schema: dict) -> list[str]:
+    """Why `result` (JSON text, or a ```json block in it) does not match `schema`; [] if it does.
+
+    Each problem names the JSON pointer of the fault: "/token: 'token' is a required property".
+    """
+    try:
+        value = references.parse_output(result)
+    except ValueError:
+        return ["it is not JSON"]
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path))[:10]:
+        pointer = "/" + "/".join(str(p) for p in error.path)
+        problems.append(f"{pointer}: {error.message}")
+    return problems
 
 
 async def _keep_lease(task_run_id: int, owner: str) -> None:

@@ -4,23 +4,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestration.plans import references
+
 UPSTREAM_RESULT_LIMIT = 20_000  # characters of each upstream result put into a prompt
 
 
 def compose_prompt(task: dict[str, Any], spec: dict[str, Any], upstream_results: dict[str, str],
-                   prompt_template: str = "") -> str:
+                   prompt_template: str = "", results: dict[str, str] | None = None) -> str:
     """Return the full prompt of `task` (a spec task dict, see plans.loader).
 
-    upstream_results: {task_id: result text} of the task's upstream tasks, in depends_on order.
-    prompt_template: the text of the task's prompt_file, when it was found.
+    upstream_results: {task_id: result text} of the task's direct upstream tasks, in depends_on
+    order. results: every finished task's result, for `{{ tasks.<id>.… }}` references (default:
+    upstream_results). prompt_template: the text of the task's prompt_file, when it was found.
+    Raises references.ReferenceError_ when a reference cannot be filled in.
     """
+    ids = [t["id"] for t in spec["tasks"]]
+    results = upstream_results if results is None else results
     parts: list[str] = []
     if prompt_template.strip():
         parts.append(prompt_template.strip())
     if task.get("description"):
-        parts.append(f"# Task {task['id']}\n{task['description'].strip()}")
+        parts.append(f"# Task {task['id']}\n{references.fill(task['description'], results, ids).strip()}")
     if task.get("prompt"):
-        parts.append(task["prompt"].strip())
+        parts.append(references.fill(task["prompt"], results, ids).strip())
     if task.get("output_format"):
         parts.append(f"## Expected output format\n{task['output_format'].strip()}")
     if task.get("integration"):
@@ -41,6 +47,10 @@ def compose_prompt(task: dict[str, Any], spec: dict[str, Any], upstream_results:
     for point in spec.get("integration_points", []):
         if task["id"] in point["between"] and point.get("contract"):
             parts.append(f"## Integration point between {', '.join(point['between'])}\n{point['contract'].strip()}")
+    if task.get("output_schema"):
+        body = json.dumps(task["output_schema"], indent=2)
+        parts.append("## Output\nAnswer with only a JSON document (no prose, no code fence) that matches this JSON Schema; "
+                     f"it is checked.\n```json\n{body}\n```")
     for task_id, result in upstream_results.items():
         text = result if len(result) <= UPSTREAM_RESULT_LIMIT else result[-UPSTREAM_RESULT_LIMIT:] + "\n[…truncated]"
         parts.append(f"## Result of upstream task {task_id}\n{text.strip() or '(empty)'}")

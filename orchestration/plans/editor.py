@@ -42,6 +42,7 @@ class TaskRow:
     retries: str = ""
     writes: str = ""
     resources: str = ""
+    output_schema: str = ""
     depends_on: list[int] = field(default_factory=list)
 
 
@@ -93,7 +94,7 @@ def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base", "base_revision")})
     for n in range(_count(data, "tasks-count")):
-        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources")})
+        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema")})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):
@@ -118,6 +119,7 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
         row.retries = str(task.get("retries") or "")
         row.writes = "\n".join(task.get("writes", []))
         row.resources = "\n".join(task.get("resources", []))
+        row.output_schema = task.get("output_schema_ref") or (json.dumps(task["output_schema"], indent=2) if task.get("output_schema") else "")
         row.depends_on = [position[d] for d in task["depends_on"] if d in position]
         state.tasks.append(row)
     for name, contract in spec.get("contracts", {}).items():
@@ -209,6 +211,15 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
         for key in ("writes", "resources"):
             if _lines(getattr(row, key)):
                 task[key] = _lines(getattr(row, key))
+        if row.output_schema.strip():
+            if row.output_schema.strip().startswith("contracts."):
+                task["output_schema"] = row.output_schema.strip()
+            else:
+                schema, problem = _parse_specification(row.output_schema)
+                if problem:
+                    faults.setdefault(f"tasks-{n}-output_schema", []).append(problem)
+                elif schema is not None:
+                    task["output_schema"] = schema
         if row.depends_on:
             # Two ticked tasks may have the same id while it is being typed: list it once.
             task["depends_on"] = list(dict.fromkeys(ids[p] for p in row.depends_on if p < len(ids)))
@@ -316,7 +327,7 @@ def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[
     return (spec, {}) if not faults else (None, faults)
 
 
-TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "depends_on")
+TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema", "depends_on")
 
 
 def slot_keys(state: EditorState) -> list[str]:

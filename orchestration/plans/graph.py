@@ -92,3 +92,15 @@ def max_width(upstream: Mapping[str, Sequence[str]]) -> int:
     for value in level.values():
         counts[value] = counts.get(value, 0) + 1
     return max(counts.values(), default=0)
+
+
+def ancestors(upstream: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """task id -> every task it waits for, directly or through others. Raises ValueError on a cycle."""
+    result: dict[str, set[str]] = {}
+    for task in topological_order(upstream):
+        found: set[str] = set()
+        for dep in upstream[task]:
+            if dep in result:
+                found |= result[dep] | {dep}
+        result[task] = found
+    return result

@@ -27,6 +27,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from orchestration.plans import references
 from orchestration.plans import graph
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.phased import PHASE_KEY, PhasedPlan, is_phased, phase_problems
@@ -255,6 +256,19 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def resolve_schema_ref(ref: str, contracts: dict[str, Any]) -> dict[str, Any] | None:
+    """"contracts.auth_api.response.success" -> that schema inside the contract's specification."""
+    parts = ref.split(".")
+    if len(parts) < 3 or parts[0] != "contracts" or parts[1] not in contracts:
+        return None
+    node: Any = (contracts[parts[1]] or {}).get("specification") or {}
+    for part in parts[2:]:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
 def _whole_if_integral(value: float | int | None) -> float | int | None:
     """60.0 -> 60, so plans written either way are the same plan (and export as written)."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -341,6 +355,37 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
             f"dependency cycle: {' → '.join(cycle)}. A task cannot wait for itself; remove one of these depends_on entries.",
         )
 
+    if not cycle and len(first_seen) == len(tasks):
+        waits_for = graph.ancestors(upstream)
+        for index, task in enumerate(tasks):
+            for key in ("description", "prompt", "command"):
+                values = task.get(key)
+                for position, text in enumerate(values if isinstance(values, list) else [values]):
+                    if not isinstance(text, str):
+                        continue
+                    path = ["parallel_execution", "tasks", index, key, *([position] if isinstance(values, list) else [])]
+                    found, unknown_refs = references.find(text, first_seen)
+                    for message in unknown_refs:
+                        add(path, message)
+                    for reference in found:
+                        if reference.task not in waits_for[task["id"]]:
+                            add(path, f"{reference.text} refers to {reference.task}, which is not upstream of {task['id']}: "
+                                      f"add {reference.task} to depends_on, or remove the reference.")
+
+    contracts_doc = data.get("contracts") or {}
+    for index, task in enumerate(tasks):
+        schema = task.get("output_schema")
+        path = ["parallel_execution", "tasks", index, "output_schema"]
+        if isinstance(schema, str):
+            if resolve_schema_ref(schema, contracts_doc) is None:
+                add(path, f"{schema} names no schema: write contracts.<contract>.<part>, e.g. contracts.auth_api.response.success.")
+        elif isinstance(schema, dict):
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as error:
+                pointer = "/" + "/".join(str(p) for p in error.path)
+                add([*path, *error.path], f"not a valid JSON Schema at {pointer}: {error.message}")
+
     if "total_tasks" in pe and pe["total_tasks"] != len(tasks):
         add(
             ["parallel_execution", "total_tasks"],
@@ -403,6 +448,9 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "timeout": _whole_if_integral(task.get("timeout")),
                 "retries": task.get("retries", 0),
                 "phase": task.get("phase", ""),
+                "output_schema": (resolve_schema_ref(task["output_schema"], data.get("contracts") or {})
+                                  if isinstance(task.get("output_schema"), str) else task.get("output_schema")),
+                "output_schema_ref": task["output_schema"] if isinstance(task.get("output_schema"), str) else "",
                 "writes": list(task.get("writes", [])),
                 "resources": list(task.get("resources", [])),
             }

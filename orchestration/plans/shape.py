@@ -59,17 +59,6 @@ def analyse(spec: dict[str, Any], past: dict[str, float] | None = None) -> PlanS
     return shape
 
 
-def _ancestors(upstream: dict[str, list[str]]) -> dict[str, set[str]]:
-    result: dict[str, set[str]] = {}
-    for task in graph.topological_order(upstream):
-        found: set[str] = set()
-        for dep in upstream[task]:
-            if dep in result:
-                found |= result[dep] | {dep}
-        result[task] = found
-    return result
-
-
 def _overlap(a: str, b: str) -> bool:
     return a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a)
 
@@ -79,7 +68,7 @@ def conflicts(spec: dict[str, Any]) -> list[str]:
     declared = [t for t in spec["tasks"] if t.get("writes") or t.get("resources")]
     if len(declared) < 2:
         return []
-    ancestors = _ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    ancestors = graph.ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
     warnings = []
     for i, a in enumerate(declared):
         for b in declared[i + 1:]:

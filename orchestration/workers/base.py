@@ -38,6 +38,7 @@ class TaskContext:
     tmpdir: Path
     upstream_dir: Path
     base_env: dict[str, str]
+    output_schema: dict | None = None  # a JSON Schema the result must match (asked for natively where a CLI can)
 
 
 @dataclass

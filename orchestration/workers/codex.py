@@ -49,9 +49,18 @@ PROVIDER = "magicbox"
 
 
 def default_args(ctx: TaskContext) -> list[str]:
-    """codex's default arguments for one attempt (the prompt follows on stdin)."""
+    """codex's default arguments for one attempt (the prompt follows on stdin).
+
+    With an output schema, codex is asked natively with `--output-schema FILE` (the file is
+    written into the attempt's TMPDIR).
+    """
+    schema_args = []
+    if ctx.output_schema:
+        schema_file = ctx.tmpdir / "output-schema.json"
+        schema_file.write_text(json.dumps(ctx.output_schema), encoding="utf-8")
+        schema_args = ["--output-schema", str(schema_file)]
     return ["exec", "--json", "--skip-git-repo-check", "--ephemeral", "--sandbox", "workspace-write",
-            "-C", str(ctx.workdir), "-"]
+            "-C", str(ctx.workdir), *schema_args, "-"]
 
 
 def config_toml(env: dict[str, str]) -> str:

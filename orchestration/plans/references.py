@@ -1,0 +1,90 @@
+"""Results that flow downstream: `{{ tasks.<id>.result }}` and `{{ tasks.<id>.output.<field>… }}`.
+
+A task's description, prompt and (shell) command may refer to the results of its upstream
+tasks. `result` is the upstream task's result text; `output` is that text read as JSON (a
+fenced ```json block is accepted), and `.field` / `.0` walk into it. Nothing else is
+evaluated: results are data, never templates.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s{}]+?)\s*\}\}")
+FENCED_JSON = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
+
+
+class ReferenceError_(Exception):
+    """A reference that cannot be filled in; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One `{{ tasks.<task>.<kind>[.<path>] }}`: kind is "result" or "output"."""
+
+    text: str
+    task: str
+    kind: str
+    path: tuple[str, ...]
+
+
+def find(text: str, task_ids: Iterable[str]) -> tuple[list[Reference], list[str]]:
+    """The references in `text`, and messages for the ones that name no known task or part.
+
+    Task ids may contain dots, so the longest known id followed by `.result` or `.output` wins.
+    """
+    ids = sorted(set(task_ids), key=len, reverse=True)
+    found, problems = [], []
+    for match in REFERENCE.finditer(text or ""):
+        body = match.group(1)
+        for task in ids:
+            if body.startswith(task + "."):
+                kind, *path = body[len(task) + 1:].split(".")
+                if kind == "result" and not path or kind == "output":
+                    found.append(Reference(match.group(0), task, kind, tuple(path)))
+                    break
+        else:
+            problems.append(f"{match.group(0)} names no task of this plan as tasks.<id>.result or tasks.<id>.output[.field]")
+    return found, problems
+
+
+def parse_output(result: str) -> Any:
+    """A task's result read as JSON (the whole text, or its first ```json block). Raises ValueError."""
+    try:
+        return json.loads(result)
+    except ValueError:
+        match = FENCED_JSON.search(result)
+        if match:
+            return json.loads(match.group(1))
+        raise
+
+
+def fill(text: str, results: dict[str, str], task_ids: Iterable[str]) -> str:
+    """`text` with every reference replaced by its value (JSON for non-text values).
+
+    Raises ReferenceError_ when a result is missing, not JSON, or lacks the field named.
+    """
+    references, problems = find(text, task_ids)
+    if problems:
+        raise ReferenceError_(problems[0])
+    for reference in references:
+        if reference.task not in results:
+            raise ReferenceError_(f"{reference.text}: task {reference.task} has no result here (it is not upstream)")
+        value: Any = results[reference.task]
+        if reference.kind == "output":
+            try:
+                value = parse_output(value)
+            except ValueError:
+                raise ReferenceError_(f"{reference.text}: the result of {reference.task} is not JSON") from None
+            for part in reference.path:
+                if isinstance(value, dict) and part in value:
+                    value = value[part]
+                elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):
+                    value = value[int(part)]
+                else:
+                    raise ReferenceError_(f"{reference.text}: the output of {reference.task} has no '{part}' there")
+        text = text.replace(reference.text, value if isinstance(value, str) else json.dumps(value), 1)
+    return text

@@ -1,0 +1,99 @@
+"""Results flow downstream by name, and declared output schemas are checked, not trusted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.engine.scheduler import start_run
+from orchestration.models import TaskRun
+from orchestration.plans.errors import PlanInvalid
+from orchestration.plans.loader import load_plan
+from tests.conftest import make_plan, run_to_end
+
+CONTRACTS = {"auth_api": {"provider": "login", "consumer": "use", "specification": {"response": {"success": {
+    "type": "object", "required": ["token", "user"],
+    "properties": {"token": {"type": "string"}, "user": {"type": "object", "properties": {"id": {"type": "string"}}}}}}}}}
+
+
+def py(code: str) -> list[str]:
+    return ["python", "-c", code]
+
+
+async def run_flow(tasks, contracts=None):
+    doc = {"name": "flow", "parallel_execution": {"tasks": tasks}, **({"contracts": contracts} if contracts else {})}
+    plan = await sync_to_async(make_plan)(json.dumps(doc))
+    run = await sync_to_async(start_run)(plan)
+    run = await run_to_end(run.pk)
+    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
+    return run, {t.task_id: t for t in rows}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_field_of_an_upstream_json_result_fills_a_downstream_command_and_prompt():
+    run, t = await run_flow([
+        {"id": "login", "worker": "shell", "command": py('import json; print(json.dumps({"token": "abc123", "user": {"id": "u1"}}))'),
+         "output_schema": "contracts.auth_api.response.success"},
+        {"id": "use", "worker": "shell", "depends_on": ["login"],
+         "description": "Call the API as {{ tasks.login.output.user.id }}",
+         "command": ["python", "-c", "import os, sys; print(sys.argv[1], os.environ['MAGICBOX_PROMPT'].splitlines()[1])",
+                     "{{ tasks.login.output.token }}"]},
+    ], CONTRACTS)
+    assert run.state == "succeeded", t["login"].error + t["use"].error
+    assert t["use"].result.strip() == "abc123 Call the API as u1"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_result_that_breaks_the_contract_fails_with_the_pointer_of_the_fault():
+    run, t = await run_flow([
+        {"id": "login", "worker": "shell", "command": py('import json; print(json.dumps({"user": {"id": 7}}))'),
+         "output_schema": "contracts.auth_api.response.success"},
+        {"id": "use", "worker": "shell", "command": "true", "depends_on": ["login"]},
+    ], CONTRACTS)
+    assert t["login"].state == "failed"
+    assert "the result does not match contracts.auth_api.response.success" in t["login"].error
+    assert "/: 'token' is a required property" in t["login"].error and "/user/id: 7 is not of type 'string'" in t["login"].error
+    assert "does not match" in await sync_to_async(t["login"].output_text)()
+    assert t["use"].state == "skipped"
+
+
+def test_referring_to_a_task_that_is_not_upstream_is_an_error_at_save_time():
+    doc = {"parallel_execution": {"tasks": [
+        {"id": "a", "worker": "shell", "command": "true"},
+        {"id": "b", "worker": "claude", "description": "Use {{ tasks.a.result }} and {{ tasks.c.output.x }}"},
+        {"id": "c", "worker": "shell", "command": ["echo", "{{ tasks.nobody.result }}"]}]}}
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(json.dumps(doc), "refs.yaml")
+    report = caught.value.report()
+    assert "{{ tasks.a.result }} refers to a, which is not upstream of b: add a to depends_on" in report
+    assert "{{ tasks.c.output.x }} refers to c, which is not upstream of b" in report
+    assert "parallel_execution.tasks[2].command[1]: {{ tasks.nobody.result }} names no task of this plan" in report
+
+
+def test_an_output_schema_must_be_a_schema_or_name_one():
+    doc = {"parallel_execution": {"tasks": [
+        {"id": "a", "worker": "shell", "command": "true", "output_schema": {"type": "objekt"}},
+        {"id": "b", "worker": "shell", "command": "true", "output_schema": "contracts.none.response"}]}}
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(json.dumps(doc), "s.yaml")
+    report = caught.value.report()
+    assert "parallel_execution.tasks[0].output_schema.type: not a valid JSON Schema at /type" in report
+    assert "contracts.none.response names no schema" in report
+
+
+def test_codex_is_asked_for_the_schema_natively(tmp_path):
+    from orchestration.workers.base import TaskContext
+    from orchestration.workers.registry import get_adapter
+
+    for name in ("work", "home", "tmp", "up"):
+        (tmp_path / name).mkdir()
+    adapter = get_adapter("codex")
+    adapter.find_program = lambda program: "/bin/true"
+    ctx = TaskContext(task_id="a", prompt="p", command=None, workdir=tmp_path / "work", home=tmp_path / "home",
+                      tmpdir=tmp_path / "tmp", upstream_dir=tmp_path / "up", base_env={}, output_schema={"type": "object"})
+    argv = adapter.build(ctx).argv
+    schema_file = argv[argv.index("--output-schema") + 1]
+    assert json.loads(open(schema_file).read()) == {"type": "object"} and argv[-1] == "-"
