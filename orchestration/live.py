@@ -51,7 +51,8 @@ def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     order = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "queued", "pending"]
     segments = [{"state": s, "count": counts[s], "percent": round(100 * counts[s] / total, 2)} for s in order if counts.get(s)]
     done = sum(counts.get(s, 0) for s in order[:5])
-    return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs)}
+    verdicts = list(run.verdicts.order_by("kind", "position"))
+    return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs), "verdicts": verdicts}
 
 
 def _row_fingerprint(task_run: TaskRun) -> tuple:
@@ -83,10 +84,15 @@ class RunView:
         self.sent_seq: dict[int, int] = {}
         self.rows: dict[int, tuple] = {}
         self.header: tuple | None = None
+        self.verdicts: tuple | None = None
 
     def _load(self) -> tuple[Run, list[TaskRun]]:
         run = Run.objects.select_related("plan", "started_by", "revision").get(pk=self.run_id)
         return run, list(run.task_runs.order_by("position"))
+
+    @staticmethod
+    def _verdicts_key(context: dict) -> tuple:
+        return tuple((v.pk, v.state, v.summary) for v in context["verdicts"])
 
     def _header_key(self, run: Run, context: dict) -> tuple:
         return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
@@ -106,6 +112,8 @@ class RunView:
             self.rows[task_run.pk] = _row_fingerprint(task_run)
             self.sent_seq[task_run.pk] = task_run.output_seq
         self.header = self._header_key(run, context)
+        fragments.append(self._render("verdicts", context))
+        self.verdicts = self._verdicts_key(context)
         return _pack(fragments)
 
     def update(self) -> list[str]:
@@ -117,6 +125,9 @@ class RunView:
         if header != self.header:
             fragments.append(self._render("run-header", context))
             self.header = header
+        if self._verdicts_key(context) != self.verdicts:
+            fragments.append(self._render("verdicts", context))
+            self.verdicts = self._verdicts_key(context)
         for task_run in task_runs:
             fingerprint = _row_fingerprint(task_run)
             if self.rows.get(task_run.pk) != fingerprint:

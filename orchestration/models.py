@@ -288,3 +288,30 @@ class PlanDraft(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in ("succeeded", "failed")
+
+
+class Verdict(models.Model):
+    """The verdict on one completion criterion or contract check of a run, with its evidence.
+
+    kind: "criterion" or "contract". state: pending -> running (a command is being run) ->
+    passed | failed | unverified (text nobody can check). evidence: what decided it (a
+    command's exit code and output, a review's answer, the failed tasks).
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="verdicts")
+    kind = models.CharField(max_length=20)
+    position = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=500)
+    state = models.CharField(max_length=20, default="pending", db_index=True)
+    summary = models.TextField(blank=True)
+    evidence = models.TextField(blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "kind", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "kind", "position"], name="unique_verdict")]
+
+    @property
+    def is_decided(self) -> bool:
+        return self.state in ("passed", "failed", "unverified")

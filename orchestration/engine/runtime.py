@@ -13,7 +13,7 @@ import socket
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from orchestration.engine import scheduler
+from orchestration.engine import scheduler, verification
 from orchestration.engine.drafts import claim_draft, execute_draft
 from orchestration.engine.executor import execute
 from orchestration.engine.signals import anotify_run, awake_engine
@@ -61,6 +61,8 @@ class Engine:
                 if task_run_id is None:
                     break
                 self.executing[task_run_id] = asyncio.create_task(self._execute(task_run_id))
+            while (verdict_id := await sync_to_async(verification.claim_pending)(self.owner)) is not None:
+                self._spawn(self._verify(verdict_id))
             while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:
                 task = asyncio.create_task(self._draft(draft_id))
                 self._background.add(task)
@@ -80,6 +82,21 @@ class Engine:
         # run): take work here, and let other processes know in case this one is at its limit.
         await self.wake(advance_runs=False)
         await awake_engine()
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _verify(self, verdict_id: int) -> None:
+        try:
+            run_id = await verification.run_pending(verdict_id)
+        except Exception:
+            log.exception("checking verdict %s failed", verdict_id)
+            run_id = await sync_to_async(_fail_verdict)(verdict_id)
+        if run_id is not None:
+            await sync_to_async(scheduler.advance_run)(run_id)
+            await anotify_run(run_id)
 
     async def settle(self) -> None:
         """Wait until nothing this engine started is still running (executors, drafts, wake-ups)."""
@@ -140,6 +157,16 @@ def _fail_internal(task_run_id: int, owner: str) -> None:
         message = "internal error in Magic Box while running this task (see the worker process's log)"
         task_run.transition(TaskState.FAILED, message, expect=TaskState.RUNNING, error=message, finished_at=timezone.now())
         scheduler.advance_run(task_run.run_id)
+
+
+def _fail_verdict(verdict_id: int) -> int | None:
+    from django.utils import timezone
+
+    from orchestration.models import Verdict
+
+    Verdict.objects.filter(pk=verdict_id, state="running").update(
+        state="failed", summary="internal error in Magic Box while checking (see the worker process's log)", decided_at=timezone.now())
+    return Verdict.objects.filter(pk=verdict_id).values_list("run_id", flat=True).first()
 
 
 def _fail_draft(draft_id: int) -> None:

@@ -96,7 +96,13 @@ def advance_run(run_id: int) -> bool:
         if run.state == RunState.QUEUED and any(s != TaskState.PENDING for s in states):
             changed |= run.transition(RunState.RUNNING, started_at=now)
         if all(s in TASK_TERMINAL for s in states):
-            changed |= _finish(run, task_runs, now)
+            from orchestration.engine import verification  # it runs commands: imported only here
+
+            run.revision  # noqa: B018 — loaded for the verdicts
+            if verification.prepare(run, task_runs):
+                changed |= _finish(run, task_runs, now)
+            else:
+                notify_run_on_commit(run_id)
         if changed:
             notify_run_on_commit(run_id)
     return changed
@@ -113,6 +119,11 @@ def _root_cause(skipped: TaskRun) -> str:
 
 def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
     bad = [t for t in task_runs if t.state != TaskState.SUCCEEDED]
+    unmet = list(run.verdicts.filter(state="failed").order_by("kind", "position").values_list("name", "summary"))
+    if not bad and unmet:
+        reason = f"all {len(task_runs)} tasks succeeded, but {len(unmet)} check(s) failed: " + "; ".join(
+            f"{name} ({summary})" for name, summary in unmet[:5])
+        return run.transition(RunState.FAILED, reason, finished_at=now, started_at=run.started_at or now)
     if not bad:
         return run.transition(RunState.SUCCEEDED, f"all {len(task_runs)} tasks succeeded", finished_at=now,
                               started_at=run.started_at or now)

@@ -55,6 +55,7 @@ class ContractRow:
     consumer: str = ""
     phase: str = ""
     specification: str = ""
+    checks: str = ""  # JSON of the contract's checks, carried through (edited in YAML)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class EditorState:
     repository: str = ""
     base: str = ""
     base_revision: str = ""
+    criteria_checks: str = ""  # JSON of the criteria with a command or review task, carried through
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -92,13 +94,14 @@ def _positions(values: list[str]) -> list[int]:
 
 def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
-    state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base", "base_revision")})
+    state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
+                                                         "base_revision", "criteria_checks")})
     for n in range(_count(data, "tasks-count")):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema")})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):
-        state.contracts.append(ContractRow(**{f: data.get(f"contracts-{n}-{f}", "") for f in ("name", "provider", "consumer", "phase", "specification")}))
+        state.contracts.append(ContractRow(**{f: data.get(f"contracts-{n}-{f}", "") for f in ("name", "provider", "consumer", "phase", "specification", "checks")}))
     for n in range(_count(data, "points-count")):
         state.points.append(PointRow(between=_positions(data.getlist(f"points-{n}-between")), contract=data.get(f"points-{n}-contract", "")))
     return state
@@ -108,7 +111,11 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
     """The editor's view of a stored spec (see plans.loader)."""
     position = {t["id"]: i for i, t in enumerate(spec["tasks"])}
     workspace = spec.get("workspace") or {}
-    state = EditorState(name=spec["name"], description=spec.get("description", ""), criteria="\n".join(spec.get("completion_criteria", [])),
+    criteria = spec.get("completion_criteria", [])
+    checks = [c for c in criteria if isinstance(c, dict)]
+    state = EditorState(name=spec["name"], description=spec.get("description", ""),
+                        criteria="\n".join(c for c in criteria if isinstance(c, str)),
+                        criteria_checks=json.dumps(checks) if checks else "",
                         source_id=spec.get("source_id", ""), repository=workspace.get("repository", ""),
                         base=workspace.get("base", "") if workspace else "")
     for task in spec["tasks"]:
@@ -125,6 +132,7 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
     for name, contract in spec.get("contracts", {}).items():
         state.contracts.append(ContractRow(name=name, provider=contract.get("provider_note", ""), consumer=contract.get("consumer_note", ""),
                                            phase=contract.get("phase", ""),
+                                           checks=json.dumps(contract["checks"]) if contract.get("checks") else "",
                                            specification=json.dumps(contract.get("specification", {}), indent=2) if contract.get("specification") else ""))
     for point in spec.get("integration_points", []):
         state.points.append(PointRow(between=[position[b] for b in point["between"] if b in position], contract=point.get("contract", "")))
@@ -230,8 +238,14 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
             {"between": [ids[p] for p in point.between if p < len(ids)], **({"contract": point.contract} if point.contract.strip() else {})}
             for point in state.points
         ]
-    if _lines(state.criteria):
-        execution["completion_criteria"] = _lines(state.criteria)
+    criteria: list[Any] = _lines(state.criteria)
+    try:
+        carried = json.loads(state.criteria_checks) if state.criteria_checks.strip() else []
+    except ValueError:
+        carried = []
+    criteria += [c for c in carried if isinstance(c, dict)] if isinstance(carried, list) else []
+    if criteria:
+        execution["completion_criteria"] = criteria
     if state.source_id.strip():
         execution["id"] = state.source_id.strip()
     doc: dict[str, Any] = {"name": state.name.strip(), "parallel_execution": execution}
@@ -251,6 +265,13 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
                 faults.setdefault(f"contracts-{n}-specification", []).append(problem)
             elif specification is not None:
                 item["specification"] = specification
+        if row.checks.strip():
+            try:
+                checks = json.loads(row.checks)
+            except ValueError:
+                checks = None
+            if isinstance(checks, list) and checks:
+                item["checks"] = [{k: v for k, v in c.items() if v is not None} for c in checks if isinstance(c, dict)]
         contracts[name] = item
     if contracts:
         doc["contracts"] = contracts

@@ -63,6 +63,8 @@ def _contract_document(contract: dict[str, Any]) -> dict[str, Any]:
         item["phase"] = contract["phase"]
     if contract.get("specification"):
         item["specification"] = contract["specification"]
+    if contract.get("checks"):
+        item["checks"] = [{k: v for k, v in check.items() if v is not None} for check in contract["checks"]]
     return item
 
 

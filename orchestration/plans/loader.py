@@ -256,6 +256,24 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _argv(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _criterion(criterion: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A completion criterion: text stays text; a mapping gets its command as argv."""
+    if isinstance(criterion, str):
+        return criterion
+    out: dict[str, Any] = {"name": criterion["name"]}
+    if criterion.get("command"):
+        out["command"] = _argv(criterion["command"])
+    if criterion.get("review"):
+        out["review"] = criterion["review"]
+    if criterion.get("timeout") is not None:
+        out["timeout"] = _whole_if_integral(criterion["timeout"])
+    return out
+
+
 def resolve_schema_ref(ref: str, contracts: dict[str, Any]) -> dict[str, Any] | None:
     """"contracts.auth_api.response.success" -> that schema inside the contract's specification."""
     parts = ref.split(".")
@@ -373,6 +391,14 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                                       f"add {reference.task} to depends_on, or remove the reference.")
 
     contracts_doc = data.get("contracts") or {}
+    for name, contract in contracts_doc.items():
+        for index, check in enumerate(contract.get("checks", [])):
+            if resolve_schema_ref(f"contracts.{name}.{check['against']}", contracts_doc) is None:
+                add(["contracts", name, "checks", index, "against"],
+                    f"'{check['against']}' names no schema in this contract's specification (e.g. request, response.success).")
+    for index, criterion in enumerate(pe.get("completion_criteria", [])):
+        if isinstance(criterion, dict) and criterion.get("review") and criterion["review"] not in first_seen:
+            add(["parallel_execution", "completion_criteria", index, "review"], unknown(criterion["review"]))
     for index, task in enumerate(tasks):
         schema = task.get("output_schema")
         path = ["parallel_execution", "tasks", index, "output_schema"]
@@ -471,7 +497,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
         "integration_points": [
             {"between": list(p["between"]), "contract": p.get("contract", "")} for p in pe.get("integration_points", [])
         ],
-        "completion_criteria": list(pe.get("completion_criteria", [])),
+        "completion_criteria": [_criterion(c) for c in pe.get("completion_criteria", [])],
         "contracts": {
             name: {
                 "provider": _task_ref(c.get("provider", "")),
@@ -480,6 +506,10 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "consumer_note": c.get("consumer", ""),
                 "phase": c.get("phase", ""),
                 "specification": c.get("specification", {}),
+                **({"checks": [
+                    {"name": check.get("name") or f"{name}: {check['against']}", "command": _argv(check["command"]),
+                     "against": check["against"], "timeout": _whole_if_integral(check.get("timeout"))}
+                    for check in c["checks"]]} if c.get("checks") else {}),
             }
             for name, c in (data.get("contracts") or {}).items()
         },

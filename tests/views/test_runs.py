@@ -99,3 +99,23 @@ def test_a_forged_worker_mapping_is_refused_in_plain_words(client):
     page = response.content.decode()
     assert "The run was not started. Run gemini tasks with: Select a valid choice." in page
     assert "&lt;ul" not in page and not Run.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_page_shows_each_check_with_its_verdict_and_evidence(client, user):
+    from orchestration.engine.scheduler import start_run
+
+    plan = make_plan("""
+name: Checked
+parallel_execution:
+  tasks:
+    - {id: build, worker: shell, command: [python, -c, "print('built')"]}
+  completion_criteria:
+    - All tasks completed
+    - {name: smoke test, command: [python, -c, "import sys; print('smoke: 500 on /login'); sys.exit(1)"]}
+""")
+    run = start_run(plan, user)
+    asyncio.run(run_to_end(run.pk))
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert '<section id="verdicts"' in page and 'data-state="failed"' in page and "smoke test" in page
+    assert "smoke: 500 on /login" in page and "1 check(s) failed: smoke test (exited with code 1)" in page

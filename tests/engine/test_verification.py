@@ -1,0 +1,73 @@
+"""Completion criteria and contract checks get a verdict with evidence at the end of a run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.engine.scheduler import start_run
+from orchestration.models import Verdict
+from tests.conftest import make_plan, run_to_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+SCHEMA = {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}
+
+
+def shell(task_id, code, **extra):
+    return {"id": task_id, "worker": "shell", "command": ["python", "-c", code], **extra}
+
+
+async def verdicts_of(tasks, criteria, contracts=None):
+    doc = {"name": "v", "parallel_execution": {"tasks": tasks, "completion_criteria": criteria}}
+    if contracts:
+        doc["contracts"] = contracts
+    plan = await sync_to_async(make_plan)(json.dumps(doc))
+    run = await sync_to_async(start_run)(plan)
+    run = await run_to_end(run.pk)
+    rows = await sync_to_async(list)(Verdict.objects.filter(run=run).order_by("kind", "position"))
+    return run, {v.name: v for v in rows}
+
+
+async def test_built_in_and_command_criteria_pass_and_the_run_is_green():
+    run, v = await verdicts_of([shell("a", "print('ok')")], [
+        "All tasks completed", "Looks good to me",
+        {"name": "tests pass", "command": ["python", "-c", "print('3 passed')"]}])
+    assert v["All tasks completed"].state == "passed" and v["tests pass"].state == "passed"
+    assert "3 passed" in v["tests pass"].evidence and v["Looks good to me"].state == "unverified"
+    assert run.state == "succeeded"
+
+
+async def test_a_failing_command_criterion_fails_a_run_whose_tasks_all_succeeded():
+    run, v = await verdicts_of([shell("a", "print('ok')")], [
+        {"name": "tests pass", "command": ["python", "-c", "import sys; print('1 failed'); sys.exit(1)"]}])
+    assert v["tests pass"].state == "failed" and v["tests pass"].summary == "exited with code 1"
+    assert run.state == "failed" and "all 1 tasks succeeded, but 1 check(s) failed: tests pass (exited with code 1)" in run.state_reason
+
+
+async def test_a_review_task_decides_by_its_verdict():
+    run, v = await verdicts_of([shell("qc", "print('REQUEST_CHANGES: the form posts `mail`, the API wants `email`')")], [
+        {"name": "review", "review": "qc"}, "All tasks completed"])
+    assert v["review"].state == "failed" and v["review"].summary == "qc: REQUEST_CHANGES" and "`email`" in v["review"].evidence
+    assert v["All tasks completed"].state == "passed" and run.state == "failed"
+
+
+async def test_a_contract_check_passes_or_fails_with_the_pointer_of_the_fault():
+    contract = {"provider": "api", "consumer": "ui", "specification": {"response": {"success": SCHEMA}}, "checks": [
+        {"name": "login answers with a token", "against": "response.success",
+         "command": ["python", "-c", "import json; print(json.dumps({'token': 'abc'}))"]},
+        {"name": "token missing", "against": "response.success",
+         "command": ["python", "-c", "import json; print(json.dumps({'user': 1}))"]}]}
+    run, v = await verdicts_of([shell("api", "print(1)"), shell("ui", "print(2)")],
+                               ["Integration points verified"], {"auth_api": contract})
+    assert v["login answers with a token"].state == "passed"
+    assert v["token missing"].state == "failed" and "/: 'token' is a required property" in v["token missing"].summary
+    assert v["Integration points verified"].state == "failed" and run.state == "failed"
+
+
+async def test_the_all_tasks_criterion_names_the_tasks_that_did_not_succeed():
+    run, v = await verdicts_of([shell("a", "import sys; sys.exit(2)"), shell("b", "print(1)", depends_on=["a"])],
+                               ["All tasks completed"])
+    assert v["All tasks completed"].state == "failed" and "a failed" in v["All tasks completed"].evidence
+    assert "b skipped" in v["All tasks completed"].evidence
