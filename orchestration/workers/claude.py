@@ -22,6 +22,7 @@ Exit code 0 on success, 1 on API errors. Lines can be megabytes long.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from orchestration.workers.base import Invocation, Outcome, TaskContext, WorkerAdapter
@@ -52,7 +53,8 @@ class ClaudeAdapter(WorkerAdapter):
 
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "claude")
-        argv, stdin = agent_argv(program, DEFAULT_ARGS, self.config.args, ctx)
+        defaults = DEFAULT_ARGS + (["--json-schema", json.dumps(ctx.output_schema)] if ctx.output_schema else [])
+        argv, stdin = agent_argv(program, defaults, self.config.args, ctx)
         env = agent_env(
             ctx,
             defaults={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
@@ -158,6 +160,8 @@ class ClaudeEventParser(JsonEventParser):
         input_tokens = sum(p for p in input_parts if p is not None) if any(p is not None for p in input_parts) else None
         cost = event.get("total_cost_usd")
         result_text = event.get("result") if isinstance(event.get("result"), str) else ""
+        if event.get("structured_output") is not None:  # with --json-schema: the StructuredOutput tool's input
+            result_text = json.dumps(event["structured_output"])
         outcome = Outcome(
             succeeded=not event.get("is_error") and event.get("subtype") == "success",
             result=result_text or "",

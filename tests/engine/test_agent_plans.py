@@ -63,3 +63,38 @@ async def test_an_api_error_fails_the_task_with_its_message_and_skips_what_depen
     assert t["integration"].state == "skipped" and "'backend'" in t["integration"].state_reason
     assert t["frontend"].state == "succeeded" and t["docs"].state == "succeeded"
     assert run.state == "failed"
+
+
+def login_plan_with_checked_backend() -> str:
+    import yaml
+
+    doc = yaml.safe_load(LOGIN_PLAN)
+    backend = next(t for t in doc["parallel_execution"]["tasks"] if t["id"] == "backend")
+    backend["output_schema"] = "contracts.auth_api.response.success"
+    doc["contracts"]["auth_api"]["specification"]["response"]["success"]["required"] = ["token", "user"]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+async def run_checked_login_plan():
+    plan = await sync_to_async(make_plan)(login_plan_with_checked_backend(), "login-checked.yaml")
+    run = await sync_to_async(start_run)(plan)
+    run = await run_to_end(run.pk)
+    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
+    return run, {t.task_id: t for t in rows}
+
+
+async def test_provider_output_that_meets_the_contract_passes(model):
+    model.when("Build authentication API", Text('{"token": "t-123", "user": {"id": "u1", "email": "a@b.c"}}'))
+    run, t = await run_checked_login_plan()
+    assert t["backend"].state == "succeeded", t["backend"].error
+    assert '"token": "t-123"' in next(p for p in model.prompts() if "Verify frontend-backend integration" in p)
+    assert run.state == "succeeded"
+
+
+async def test_provider_output_without_a_token_fails_with_the_pointer_of_the_fault(model):
+    model.when("Build authentication API", Text('{"user": {"id": "u1", "email": "a@b.c"}}'))
+    run, t = await run_checked_login_plan()
+    assert t["backend"].state == "failed"
+    assert "does not match contracts.auth_api.response.success" in t["backend"].error
+    assert "/: 'token' is a required property" in t["backend"].error
+    assert t["integration"].state == "skipped" and run.state == "failed"

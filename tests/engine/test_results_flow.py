@@ -97,3 +97,21 @@ def test_codex_is_asked_for_the_schema_natively(tmp_path):
     argv = adapter.build(ctx).argv
     schema_file = argv[argv.index("--output-schema") + 1]
     assert json.loads(open(schema_file).read()) == {"type": "object"} and argv[-1] == "-"
+
+
+def test_claude_is_asked_for_the_schema_natively_and_its_structured_output_is_the_result(tmp_path):
+    from orchestration.workers.base import TaskContext
+    from orchestration.workers.registry import get_adapter
+
+    for name in ("work", "home", "tmp", "up"):
+        (tmp_path / name).mkdir()
+    adapter = get_adapter("claude")
+    adapter.find_program = lambda program: "/bin/true"
+    ctx = TaskContext(task_id="a", prompt="p", command=None, workdir=tmp_path / "work", home=tmp_path / "home",
+                      tmpdir=tmp_path / "tmp", upstream_dir=tmp_path / "up", base_env={}, output_schema={"type": "object"})
+    argv = adapter.build(ctx).argv
+    assert json.loads(argv[argv.index("--json-schema") + 1]) == {"type": "object"}
+    parser = adapter.parser()
+    parser.feed_stdout(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "done",
+                                   "structured_output": {"token": "abc"}}))
+    assert json.loads(parser.finish(0, "").result) == {"token": "abc"}
