@@ -57,6 +57,9 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
                 for index, task in enumerate(revision.spec["tasks"])
             ]
         )
+        from orchestration.engine.verification import create_verdicts  # it runs commands: imported only here
+
+        create_verdicts(run)
         advance_run(run.pk)
         wake_engine_on_commit()
     return run

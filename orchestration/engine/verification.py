@@ -35,27 +35,34 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower().rstrip("."))
 
 
+def create_verdicts(run: Run) -> None:
+    """A pending verdict for each contract check and completion criterion (shown from the start)."""
+    spec = run.revision.spec
+    rows = [Verdict(run=run, kind="contract", position=index, name=check["name"])
+            for index, (_, _, check) in enumerate(_checks(spec))]
+    for index, criterion in enumerate(spec.get("completion_criteria", [])):
+        label = criterion if isinstance(criterion, str) else criterion["name"]
+        rows.append(Verdict(run=run, kind="criterion", position=index, name=label))
+    Verdict.objects.bulk_create(rows, ignore_conflicts=True)
+
+
 def prepare(run: Run, task_runs: list[TaskRun]) -> bool:
-    """Create the run's verdicts (once) and decide what needs no command. True when all decided."""
+    """Decide the verdicts that need no command, once every task has ended. True when all decided."""
     spec = run.revision.spec
     if not run.verdicts.exists():
-        rows = []
-        for name, contract in spec.get("contracts", {}).items():
-            for check in contract.get("checks", []):
-                rows.append(Verdict(run=run, kind="contract", position=len(rows), name=check["name"]))
-        criteria = spec.get("completion_criteria", [])
-        for index, criterion in enumerate(criteria):
-            label = criterion if isinstance(criterion, str) else criterion["name"]
-            rows.append(Verdict(run=run, kind="criterion", position=index, name=label))
-        Verdict.objects.bulk_create(rows, ignore_conflicts=True)
+        create_verdicts(run)
     by_id = {t.task_id: t for t in task_runs}
     now = timezone.now()
     contract_rows = list(run.verdicts.filter(kind="contract").order_by("position"))
     for verdict, (contract_name, contract, check) in zip(contract_rows, _checks(spec)):
-        if verdict.state == "pending":
-            missing = [t for t in (contract.get("provider"), contract.get("consumer")) if t and by_id.get(t) and by_id[t].state != TaskState.SUCCEEDED]
-            if missing:
-                _decide(verdict, "failed", f"not run: {', '.join(missing)} did not succeed", "", now)
+        if verdict.state != "pending":
+            continue
+        members = [contract.get("provider"), contract.get("consumer")]
+        missing = [t for t in members if t and by_id.get(t) and by_id[t].state != TaskState.SUCCEEDED]
+        if missing:
+            _decide(verdict, "failed", f"not run: {', '.join(missing)} did not succeed", "", now)
+        elif check.get("outputs"):
+            _decide_outputs(verdict, contract_name, check, spec, by_id, now)
     contracts_done = all(v.is_decided for v in contract_rows)
     for verdict in run.verdicts.filter(kind="criterion", state="pending").order_by("position"):
         criterion = spec["completion_criteria"][verdict.position]
@@ -91,6 +98,23 @@ def _decide(verdict: Verdict, state: str, summary: str, evidence: str, now) -> N
     Verdict.objects.filter(pk=verdict.pk, state__in=("pending", "running")).update(
         state=state, summary=summary[:2000], evidence=evidence[-EVIDENCE_LIMIT:], decided_at=now)
     verdict.state = state
+
+
+def _decide_outputs(verdict: Verdict, contract_name: str, check: dict, spec: dict, by_id: dict, now) -> None:
+    """Validate the structured outputs (JSON results) of the contract's provider and/or consumer."""
+    contract = spec["contracts"][contract_name]
+    schema = resolve_schema_ref(f"contracts.{contract_name}.{check['against']}", spec["contracts"]) or {}
+    roles = ["provider", "consumer"] if check["outputs"] == "both" else [check["outputs"]]
+    problems, evidence = [], []
+    for role in roles:
+        task_run = by_id.get(contract.get(role, ""))
+        if task_run is None:
+            problems.append(f"the contract has no {role} task")
+            continue
+        evidence.append(f"{role} {task_run.task_id}:\n{task_run.result[:5000]}")
+        problems += [f"{role} {task_run.task_id} {p}" for p in output_problems(task_run.result, schema)]
+    summary = "; ".join(problems) if problems else f"{' and '.join(roles)} output matches {check['against']}"
+    _decide(verdict, "failed" if problems else "passed", summary, "\n\n".join(evidence), now)
 
 
 def _decide_review(verdict: Verdict, task_run: TaskRun | None, now) -> None:
@@ -129,6 +153,8 @@ def _command_of(verdict: Verdict) -> tuple[list[str], float, dict | None] | None
             return criterion["command"], float(criterion.get("timeout") or DEFAULT_TIMEOUT), None
         return None
     name, contract, check = _checks(spec)[verdict.position]
+    if not check.get("command"):
+        return None  # an outputs check: decided in prepare
     schema = resolve_schema_ref(f"contracts.{name}.{check['against']}", spec.get("contracts", {}))
     return check["command"], float(check.get("timeout") or DEFAULT_TIMEOUT), schema
 

@@ -507,8 +507,10 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "phase": c.get("phase", ""),
                 "specification": c.get("specification", {}),
                 **({"checks": [
-                    {"name": check.get("name") or f"{name}: {check['against']}", "command": _argv(check["command"]),
-                     "against": check["against"], "timeout": _whole_if_integral(check.get("timeout"))}
+                    {"name": check.get("name") or f"{name}: {check['against']}",
+                     "command": _argv(check["command"]) if check.get("command") else None,
+                     "outputs": check.get("outputs"), "against": check["against"],
+                     "timeout": _whole_if_integral(check.get("timeout"))}
                     for check in c["checks"]]} if c.get("checks") else {}),
             }
             for name, c in (data.get("contracts") or {}).items()

@@ -71,3 +71,23 @@ async def test_the_all_tasks_criterion_names_the_tasks_that_did_not_succeed():
                                ["All tasks completed"])
     assert v["All tasks completed"].state == "failed" and "a failed" in v["All tasks completed"].evidence
     assert "b skipped" in v["All tasks completed"].evidence
+
+
+async def test_an_outputs_check_validates_what_provider_and_consumer_produced():
+    contract = {"provider": "api", "consumer": "ui", "specification": {"response": {"success": SCHEMA}}, "checks": [
+        {"name": "both agree", "against": "response.success", "outputs": "both"}]}
+    run, v = await verdicts_of([shell("api", "print('{\"token\": \"abc\"}')"), shell("ui", "print('{\"token\": 5}')")],
+                               ["Integration points verified"], {"auth_api": contract})
+    assert v["both agree"].state == "failed" and "consumer ui /token: 5 is not of type 'string'" in v["both agree"].summary
+    assert "provider" not in v["both agree"].summary.split("consumer")[0]
+    assert run.state == "failed"
+
+
+async def test_checks_are_shown_pending_from_the_start_of_a_run():
+    from orchestration.models import Run
+
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "p", "parallel_execution": {
+        "tasks": [shell("a", "print(1)")], "completion_criteria": ["All tasks completed"]}}))
+    run = await sync_to_async(start_run)(plan)
+    states = await sync_to_async(lambda: list(Run.objects.get(pk=run.pk).verdicts.values_list("state", flat=True)))()
+    assert states == ["pending"]
