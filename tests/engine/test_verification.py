@@ -91,3 +91,18 @@ async def test_checks_are_shown_pending_from_the_start_of_a_run():
     run = await sync_to_async(start_run)(plan)
     states = await sync_to_async(lambda: list(Run.objects.get(pk=run.pk).verdicts.values_list("state", flat=True)))()
     assert states == ["pending"]
+
+
+async def test_integration_points_are_verified_when_every_contract_check_passes():
+    contract = {"provider": "api", "consumer": "ui", "specification": {"response": {"success": SCHEMA}}, "checks": [
+        {"against": "response.success", "command": ["python", "-c", "print('{\"token\": \"abc\"}')"]}]}
+    run, v = await verdicts_of([shell("api", "print(1)"), shell("ui", "print(2)")],
+                               ["Integration points verified"], {"auth_api": contract})
+    assert v["Integration points verified"].state == "passed" and v["auth_api: response.success"].state == "passed"
+    assert run.state == "succeeded"
+
+
+async def test_an_approving_review_task_meets_its_criterion():
+    run, v = await verdicts_of([shell("qc", "print('APPROVE - form and API agree on {email, password}')")],
+                               [{"name": "quality control", "review": "qc"}])
+    assert v["quality control"].state == "passed" and run.state == "succeeded"
