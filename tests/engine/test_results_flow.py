@@ -84,31 +84,29 @@ def test_an_output_schema_must_be_a_schema_or_name_one():
     assert "contracts.none.response names no schema" in report
 
 
-def test_codex_is_asked_for_the_schema_natively(tmp_path):
+def adapter_and_context(worker: str, tmp_path):
+    """An adapter whose program is found, and a task context asking for an object."""
     from orchestration.workers.base import TaskContext
     from orchestration.workers.registry import get_adapter
 
     for name in ("work", "home", "tmp", "up"):
         (tmp_path / name).mkdir()
-    adapter = get_adapter("codex")
+    adapter = get_adapter(worker)
     adapter.find_program = lambda program: "/bin/true"
     ctx = TaskContext(task_id="a", prompt="p", command=None, workdir=tmp_path / "work", home=tmp_path / "home",
                       tmpdir=tmp_path / "tmp", upstream_dir=tmp_path / "up", base_env={}, output_schema={"type": "object"})
+    return adapter, ctx
+
+
+def test_codex_is_asked_for_the_schema_natively(tmp_path):
+    adapter, ctx = adapter_and_context("codex", tmp_path)
     argv = adapter.build(ctx).argv
     schema_file = argv[argv.index("--output-schema") + 1]
     assert json.loads(open(schema_file).read()) == {"type": "object"} and argv[-1] == "-"
 
 
 def test_claude_is_asked_for_the_schema_natively_and_its_structured_output_is_the_result(tmp_path):
-    from orchestration.workers.base import TaskContext
-    from orchestration.workers.registry import get_adapter
-
-    for name in ("work", "home", "tmp", "up"):
-        (tmp_path / name).mkdir()
-    adapter = get_adapter("claude")
-    adapter.find_program = lambda program: "/bin/true"
-    ctx = TaskContext(task_id="a", prompt="p", command=None, workdir=tmp_path / "work", home=tmp_path / "home",
-                      tmpdir=tmp_path / "tmp", upstream_dir=tmp_path / "up", base_env={}, output_schema={"type": "object"})
+    adapter, ctx = adapter_and_context("claude", tmp_path)
     argv = adapter.build(ctx).argv
     assert json.loads(argv[argv.index("--json-schema") + 1]) == {"type": "object"}
     parser = adapter.parser()
