@@ -221,7 +221,11 @@ def output_problems(result: str, schema: dict) -> list[str]:
         return ["it is not JSON"]
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(e.path))[:10]:
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])[:10]
+    except RecursionError:
+        return ["the schema refers to itself ($ref) without end, so nothing can match it"]
+    for error in errors:
         pointer = "/" + "/".join(str(p) for p in error.path)
         problems.append(f"{pointer}: {error.message}")
     return problems

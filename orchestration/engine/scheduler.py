@@ -156,6 +156,8 @@ def cancel_run(run_id: int, reason: str) -> bool:
             return False
         for task_run in run.task_runs.exclude(state__in=TASK_TERMINAL):
             task_run.transition(TaskState.CANCELLED, reason, finished_at=now, lease_expires_at=None)
+        run.verdicts.filter(state__in=("pending", "running")).update(
+            state="unverified", summary=f"not checked: {reason}", decided_at=now)
         run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
         notify_run_on_commit(run_id)
     return True

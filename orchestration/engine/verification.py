@@ -19,7 +19,9 @@ from django.utils import timezone
 
 from orchestration.engine import workspace
 from orchestration.engine.executor import base_environment, output_problems
-from orchestration.models import Run, TaskRun, TaskState, Verdict
+from django.db.models import Exists, OuterRef
+
+from orchestration.models import TASK_TERMINAL, Run, TaskRun, TaskState, Verdict
 from orchestration.plans.loader import resolve_schema_ref
 from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.process import run_process
@@ -134,8 +136,10 @@ def _decide_review(verdict: Verdict, task_run: TaskRun | None, now) -> None:
 
 
 def claim_pending(owner: str) -> int | None:
-    """Move one pending command verdict of a run whose tasks have all ended to running."""
-    active = Verdict.objects.filter(state="pending").exclude(run__state__in=("succeeded", "failed", "cancelled"))
+    """Move one pending command verdict of a run whose tasks have all ended to running; its id."""
+    unfinished = TaskRun.objects.filter(run_id=OuterRef("run_id")).exclude(state__in=TASK_TERMINAL)
+    active = (Verdict.objects.filter(state="pending").exclude(run__state__in=("succeeded", "failed", "cancelled"))
+              .exclude(Exists(unfinished)))  # checks run once every task of the run has ended
     for verdict in active.select_related("run__revision")[:50]:
         if _command_of(verdict) is None:
             continue
@@ -173,15 +177,24 @@ async def run_pending(verdict_id: int) -> int:
     except WorkerUnavailable as error:
         await sync_to_async(_record)(verdict_id, "failed", str(error), "")
         return verdict.run_id
-    result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), lines.append, lines.append, timeout=timeout)
+    stdout: list[str] = []
+
+    def out(line: str) -> None:
+        stdout.append(line)
+        lines.append(line)
+
+    try:
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, lines.append, timeout=timeout)
+    except (OSError, ValueError) as error:  # not executable, or a NUL in an argument
+        await sync_to_async(_record)(verdict_id, "failed", f"could not start {argv[0]}: {error}", "")
+        return verdict.run_id
     evidence = f"$ {' '.join(argv)}\n" + "\n".join(lines)
     if result.timed_out:
         state, summary = "failed", f"timed out after {timeout:g} s"
     elif result.exit_code != 0:
         state, summary = "failed", f"exited with code {result.exit_code}"
     elif schema is not None:
-        stdout = "\n".join(lines)
-        problems = output_problems(stdout, schema)
+        problems = output_problems("\n".join(stdout), schema)  # stdout only: stderr is evidence
         state = "failed" if problems else "passed"
         summary = ("output does not match the contract: " + "; ".join(problems)) if problems else "output matches the contract"
     else:

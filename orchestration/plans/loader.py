@@ -256,6 +256,19 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _endless(schema: dict[str, Any]) -> bool:
+    """True when validating anything against `schema` never ends (e.g. {"$ref": "#"})."""
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+        for sample in (None, {}, [], "", 0):
+            validator.is_valid(sample)
+    except RecursionError:
+        return True
+    except Exception:  # noqa: BLE001 — an unresolvable $ref or bad keyword: reported by the meta-schema check
+        return False
+    return False
+
+
 def _argv(command: str | list[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
@@ -391,8 +404,26 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                                       f"add {reference.task} to depends_on, or remove the reference.")
 
     contracts_doc = data.get("contracts") or {}
+
+    def check_command(path: list, command: Any) -> None:
+        if isinstance(command, str):
+            try:
+                empty = not shlex.split(command)
+            except ValueError as error:
+                add(path, f"cannot split the command into arguments: {error}. Check its quotes, or write it as a list.")
+                return
+            if empty:
+                add(path, "the command is empty.")
+        elif isinstance(command, list) and command and not str(command[0]).strip():
+            add(path, "the command's first item must name a program.")
+
+    for index, criterion in enumerate(pe.get("completion_criteria", [])):
+        if isinstance(criterion, dict) and "command" in criterion:
+            check_command(["parallel_execution", "completion_criteria", index, "command"], criterion["command"])
     for name, contract in contracts_doc.items():
         for index, check in enumerate(contract.get("checks", [])):
+            if "command" in check:
+                check_command(["contracts", name, "checks", index, "command"], check["command"])
             if resolve_schema_ref(f"contracts.{name}.{check['against']}", contracts_doc) is None:
                 add(["contracts", name, "checks", index, "against"],
                     f"'{check['against']}' names no schema in this contract's specification (e.g. request, response.success).")
@@ -411,6 +442,9 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
             except jsonschema.SchemaError as error:
                 pointer = "/" + "/".join(str(p) for p in error.path)
                 add([*path, *error.path], f"not a valid JSON Schema at {pointer}: {error.message}")
+            else:
+                if _endless(schema):
+                    add(path, "the schema refers to itself ($ref) without end, so nothing can match it.")
 
     if "total_tasks" in pe and pe["total_tasks"] != len(tasks):
         add(
@@ -435,6 +469,10 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
 
     for name, contract in (data.get("contracts") or {}).items():
         for pointer_parts, schema in contract_schemas(contract.get("specification") or {}):
+            if _endless(schema):
+                add(["contracts", name, "specification", *pointer_parts],
+                    "this schema refers to itself ($ref) without end, so nothing can match it.")
+                continue
             try:
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as error:

@@ -43,7 +43,7 @@ def find(text: str, task_ids: Iterable[str]) -> tuple[list[Reference], list[str]
         for task in ids:
             if body.startswith(task + "."):
                 kind, *path = body[len(task) + 1:].split(".")
-                if kind == "result" and not path or kind == "output":
+                if kind == "result" and not path or kind == "output" and all(path):
                     found.append(Reference(match.group(0), task, kind, tuple(path)))
                     break
         else:
@@ -70,21 +70,25 @@ def fill(text: str, results: dict[str, str], task_ids: Iterable[str]) -> str:
     references, problems = find(text, task_ids)
     if problems:
         raise ReferenceError_(problems[0])
-    for reference in references:
-        if reference.task not in results:
-            raise ReferenceError_(f"{reference.text}: task {reference.task} has no result here (it is not upstream)")
-        value: Any = results[reference.task]
-        if reference.kind == "output":
-            try:
-                value = parse_output(value)
-            except ValueError:
-                raise ReferenceError_(f"{reference.text}: the result of {reference.task} is not JSON") from None
-            for part in reference.path:
-                if isinstance(value, dict) and part in value:
-                    value = value[part]
-                elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):
-                    value = value[int(part)]
-                else:
-                    raise ReferenceError_(f"{reference.text}: the output of {reference.task} has no '{part}' there")
-        text = text.replace(reference.text, value if isinstance(value, str) else json.dumps(value), 1)
-    return text
+    values = {reference.text: _value(reference, results) for reference in references}
+    # One pass over the original text: a result that itself holds "{{ tasks.… }}" stays as it is.
+    return REFERENCE.sub(lambda match: values.get(match.group(0), match.group(0)), text)
+
+
+def _value(reference: Reference, results: dict[str, str]) -> str:
+    if reference.task not in results:
+        raise ReferenceError_(f"{reference.text}: task {reference.task} has no result here (it is not upstream)")
+    value: Any = results[reference.task]
+    if reference.kind == "output":
+        try:
+            value = parse_output(value)
+        except ValueError:
+            raise ReferenceError_(f"{reference.text}: the result of {reference.task} is not JSON") from None
+        for part in reference.path:
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdecimal() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                raise ReferenceError_(f"{reference.text}: the output of {reference.task} has no '{part}' there")
+    return value if isinstance(value, str) else json.dumps(value)

@@ -113,3 +113,28 @@ def test_claude_is_asked_for_the_schema_natively_and_its_structured_output_is_th
     parser.feed_stdout(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "done",
                                    "structured_output": {"token": "abc"}}))
     assert json.loads(parser.finish(0, "").result) == {"token": "abc"}
+
+
+def test_a_result_that_holds_a_reference_is_not_expanded_again():
+    from orchestration.plans.references import fill
+
+    text = fill("{{ tasks.a.b-c.result }} and {{ tasks.zz.result }}", {"a.b-c": "{{ tasks.zz.result }}", "zz": "B"}, ["a.b-c", "zz"])
+    assert text == "{{ tasks.zz.result }} and B"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"completion_criteria": [{"name": "q", "command": "python -c 'unbalanced"}]}, "cannot split the command into arguments"),
+    ({"completion_criteria": [{"name": "blank", "command": "   "}]}, "the command is empty"),
+])
+def test_a_criterion_command_that_cannot_run_is_refused_at_import(bad, message):
+    doc = {"parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": "true"}], **bad}}
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(json.dumps(doc), "c.yaml")
+    assert "parallel_execution.completion_criteria[0].command" in caught.value.report() and message in caught.value.report()
+
+
+def test_a_schema_that_refers_to_itself_without_end_is_refused():
+    doc = {"parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": "true", "output_schema": {"$ref": "#"}}]}}
+    with pytest.raises(PlanInvalid) as caught:
+        load_plan(json.dumps(doc), "r.yaml")
+    assert "refers to itself ($ref) without end" in caught.value.report()

@@ -106,3 +106,21 @@ async def test_an_approving_review_task_meets_its_criterion():
     run, v = await verdicts_of([shell("qc", "print('APPROVE - form and API agree on {email, password}')")],
                                [{"name": "quality control", "review": "qc"}])
     assert v["quality control"].state == "passed" and run.state == "succeeded"
+
+
+async def test_check_commands_wait_until_every_task_has_ended(tmp_path):
+    marker = tmp_path / "built"
+    run, v = await verdicts_of(
+        [shell("build", f"import time, pathlib; time.sleep(1); pathlib.Path({str(marker)!r}).write_text('ok')")],
+        [{"name": "artefact exists", "command": ["python", "-c", f"import os, sys; sys.exit(0 if os.path.exists({str(marker)!r}) else 1)"]}])
+    assert v["artefact exists"].state == "passed" and run.state == "succeeded"
+
+
+async def test_a_check_reads_json_from_stdout_only_and_a_program_that_cannot_start_is_a_verdict(tmp_path):
+    contract = {"provider": "api", "consumer": "ui", "specification": {"response": {"success": SCHEMA}}, "checks": [
+        {"name": "noisy", "against": "response.success",
+         "command": ["python", "-c", "import sys; print('warning: slow', file=sys.stderr); print('{\"token\": \"t\"}')"]}]}
+    run, v = await verdicts_of([shell("api", "print(1)"), shell("ui", "print(2)")],
+                               [{"name": "a directory", "command": [str(tmp_path)]}], {"auth_api": contract})
+    assert v["noisy"].state == "passed" and "warning: slow" in v["noisy"].evidence
+    assert v["a directory"].state == "failed" and v["a directory"].summary.startswith("could not start")
