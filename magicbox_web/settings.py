@@ -141,6 +141,8 @@ MAGICBOX_OUTPUT_LIMIT = env_int("MAGICBOX_OUTPUT_LIMIT", 50 * 1024 * 1024)
 MAGICBOX_PROMPTS_DIR = env_str("MAGICBOX_PROMPTS_DIR", str(BASE_DIR))
 # Directories searched for worker programs before PATH (e.g. a node_modules/.bin).
 MAGICBOX_EXTRA_PATH = [p for p in env_str("MAGICBOX_EXTRA_PATH", str(BASE_DIR / "node_modules" / ".bin")).split(":") if p]
+# Variables whose values are masked in everything stored (besides workers' *_KEY/*_TOKEN passthroughs).
+MAGICBOX_SECRET_VARIABLES = [v for v in env_str("MAGICBOX_SECRET_VARIABLES", "").split(",") if v]
 # The worker that drafts plans from a goal ("New plan from a goal"), and its instructions.
 MAGICBOX_ORCHESTRATOR_WORKER = env_str("MAGICBOX_ORCHESTRATOR_WORKER", "claude")
 MAGICBOX_ORCHESTRATOR_PROMPT = "prompts/orchestrator/plan-drafter.md"

@@ -86,7 +86,7 @@ def _load(task_run_id: int) -> AttemptPlan:
 
 
 def _record_prompt(task_run_id: int, prompt: str) -> None:
-    TaskRun.objects.filter(pk=task_run_id).update(prompt=prompt)
+    TaskRun.objects.filter(pk=task_run_id).update(prompt=storable(prompt))
 
 
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)

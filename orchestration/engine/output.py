@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from orchestration.engine.secrets import mask
 from orchestration.engine.signals import anotify_run
 from orchestration.models import OutputChunk, TaskRun
 
@@ -63,9 +64,10 @@ class OutputBuffer:
 
 
 def storable(text: str) -> str:
-    """`text` with NUL characters shown as U+FFFD: PostgreSQL text, argv and environment
-    values cannot carry NUL, and a result is handed to downstream tasks in all three."""
-    return text.replace("\x00", "\ufffd")
+    """`text` ready to store: secret values masked (engine.secrets), and NUL shown as U+FFFD
+    (PostgreSQL text, argv and environment values cannot carry NUL, and a result is handed to
+    downstream tasks in all three)."""
+    return mask(text).replace("\x00", "\ufffd")
 
 
 def _append_chunk(task_run_id: int, attempt: int, text: str) -> None:

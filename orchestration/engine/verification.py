@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from orchestration.engine import workspace
 from orchestration.engine.executor import base_environment, output_problems
+from orchestration.engine.output import storable
 from django.db.models import Exists, OuterRef
 
 from orchestration.models import TASK_TERMINAL, Run, TaskRun, TaskState, Verdict
@@ -205,4 +206,4 @@ async def run_pending(verdict_id: int) -> int:
 
 def _record(verdict_id: int, state: str, summary: str, evidence: str) -> None:
     Verdict.objects.filter(pk=verdict_id, state="running").update(
-        state=state, summary=summary[:2000], evidence=evidence[-EVIDENCE_LIMIT:], decided_at=timezone.now())
+        state=state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]), decided_at=timezone.now())

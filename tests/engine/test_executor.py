@@ -136,3 +136,13 @@ async def test_a_worker_process_drafts_plans_too_and_says_why_it_cannot(monkeypa
     await engine.settle()
     await sync_to_async(draft.refresh_from_db)()
     assert draft.state == "failed" and "needs ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN" in draft.error
+
+
+async def test_a_secret_in_a_workers_output_result_and_prompt_is_masked(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
+    code = "import sys; print('using', sys.argv[1]); print('done', file=sys.stderr)"
+    run, t = await run_plan([{"id": "leaky", "worker": "shell", "description": "key is sk-live-0123456789abcdef",
+                              "command": ["python", "-c", code, "sk-live-0123456789abcdef"]}])
+    output = await output_of(t["leaky"])
+    assert "sk-live-0123456789abcdef" not in output + t["leaky"].result + t["leaky"].prompt
+    assert "using [secret OPENAI_API_KEY]" in output and "[secret OPENAI_API_KEY]" in t["leaky"].prompt

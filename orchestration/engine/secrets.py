@@ -1,0 +1,45 @@
+"""Mask the values of secret variables (API keys, tokens) wherever Magic Box stores text.
+
+Secret variables: settings.MAGICBOX_SECRET_VARIABLES, plus every worker's passthrough variable
+whose name looks like a secret (KEY, TOKEN, SECRET, PASSWORD). Their values, as this process
+sees them in its environment, are replaced by `[secret NAME]` in task output, results, errors,
+prompts and check evidence before anything is written to the database.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from django.conf import settings
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+MIN_LENGTH = 6  # shorter values would mask ordinary words
+
+
+def secret_names() -> list[str]:
+    """The names of the variables treated as secrets."""
+    names = set(settings.MAGICBOX_SECRET_VARIABLES)
+    for worker in settings.MAGICBOX_WORKERS.values():
+        names.update(n for n in worker.get("env_passthrough", []) if SECRET_NAME.search(n))
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(values: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    if not values:
+        return None, {}
+    by_value = {value: name for name, value in values}
+    ordered = sorted(by_value, key=len, reverse=True)  # the longest first, when one contains another
+    return re.compile("|".join(re.escape(v) for v in ordered)), by_value
+
+
+def mask(text: str) -> str:
+    """`text` with every secret value replaced by "[secret NAME]"."""
+    if not text:
+        return text
+    values = tuple(sorted((n, os.environ[n]) for n in secret_names() if len(os.environ.get(n, "")) >= MIN_LENGTH))
+    pattern, by_value = _pattern(values)
+    if pattern is None:
+        return text
+    return pattern.sub(lambda m: f"[secret {by_value[m.group(0)]}]", text)
