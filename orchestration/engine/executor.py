@@ -170,20 +170,35 @@ async def execute(task_run_id: int, owner: str) -> None:
     parser = adapter.parser()
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
     flusher = asyncio.create_task(output.flush_forever())
-    lease = asyncio.create_task(_keep_lease(plan.task_run_id, owner))
+    lost = asyncio.Event()  # set when the task run was cancelled (or taken over) meanwhile
+    lease = asyncio.create_task(_keep_lease(plan.task_run_id, owner, lost))
+    running = asyncio.create_task(run_process(
+        invocation,
+        on_stdout=lambda line: output.add(parser.feed_stdout(line)),
+        on_stderr=lambda line: output.add(parser.feed_stderr(line)),
+        timeout=plan.timeout,
+    ))
     try:
-        result = await run_process(
-            invocation,
-            on_stdout=lambda line: output.add(parser.feed_stdout(line)),
-            on_stderr=lambda line: output.add(parser.feed_stderr(line)),
-            timeout=plan.timeout,
-        )
+        watch = asyncio.create_task(lost.wait())
+        done, _ = await asyncio.wait({running, watch}, return_when=asyncio.FIRST_COMPLETED)
+        watch.cancel()
+        if running not in done:  # cancelled from the browser: kill the process group, record nothing more
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            reason = await sync_to_async(_state_reason)(plan.task_run_id)
+            output.add([f"[Magic Box] stopped: {reason or 'the task run was cancelled'}; its processes were killed"])
+            await output.flush()
+            await anotify_run(plan.run_id)
+            return
+        result = running.result()
     except (OSError, ValueError) as error:  # ValueError: an argument or variable holds a NUL
         message = f"could not start {invocation.argv[0]}: {error}"
         output.add([f"[Magic Box] {message}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
         return
     except asyncio.CancelledError:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         output.add(["[Magic Box] interrupted: the worker process is stopping; its processes were killed"])
         await output.flush()
         raise
@@ -231,8 +246,22 @@ def output_problems(result: str, schema: dict) -> list[str]:
     return problems
 
 
-async def _keep_lease(task_run_id: int, owner: str) -> None:
-    interval = max(1.0, settings.MAGICBOX_LEASE_SECONDS / 3)
+CANCEL_POLL = 1.0  # seconds between checks that a running task run was not cancelled meanwhile
+
+
+async def _keep_lease(task_run_id: int, owner: str, lost: asyncio.Event) -> None:
+    """Renew the lease every third of its length; every second, check the task run is still
+    ours and running (a cancel from the browser changes it), and set `lost` when it is not."""
+    renew_every = max(1, round(settings.MAGICBOX_LEASE_SECONDS / 3 / CANCEL_POLL))
+    beat = 0
     while True:
-        await asyncio.sleep(interval)
-        await sync_to_async(scheduler.renew_lease)(task_run_id, owner)
+        await asyncio.sleep(CANCEL_POLL)
+        beat += 1
+        still_ours = await sync_to_async(scheduler.renew_lease if beat % renew_every == 0 else scheduler.holds)(task_run_id, owner)
+        if not still_ours:
+            lost.set()
+            return
+
+
+def _state_reason(task_run_id: int) -> str:
+    return TaskRun.objects.filter(pk=task_run_id).values_list("state_reason", flat=True).first() or ""

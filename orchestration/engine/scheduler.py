@@ -89,7 +89,11 @@ def advance_run(run_id: int) -> bool:
                 if blocked is not None:
                     root = blocked.task_id if blocked.state != TaskState.SKIPPED else _root_cause(blocked)
                     reason = f"upstream task '{root}' did not succeed"
-                    if task_run.transition(TaskState.SKIPPED, reason, expect=TaskState.PENDING, finished_at=now):
+                    if blocked.state == TaskState.CANCELLED:
+                        if task_run.transition(TaskState.CANCELLED, f"upstream task '{blocked.task_id}' was cancelled",
+                                               expect=TaskState.PENDING, finished_at=now):
+                            progress = changed = True
+                    elif task_run.transition(TaskState.SKIPPED, reason, expect=TaskState.PENDING, finished_at=now):
                         task_run.skip_root = root
                         progress = changed = True
                 elif all(u.state == TaskState.SUCCEEDED for u in upstream):
@@ -227,6 +231,24 @@ def requeue_interrupted(task_run_ids: list[int], owner: str) -> list[int]:
                                attempt=F("attempt") - 1):
             touched.add(task_run.run_id)
     return sorted(touched)
+
+
+def holds(task_run_id: int, owner: str) -> bool:
+    """Whether `owner` still holds the running task run (False once it was cancelled or taken over)."""
+    return TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).exists()
+
+
+def cancel_task(task_run: TaskRun, reason: str) -> bool:
+    """Cancel one unfinished task run (its executor kills its processes within about a second);
+    tasks downstream of it are then cancelled too. False if it had already ended."""
+    now = timezone.now()
+    with transaction.atomic():
+        done = task_run.transition(TaskState.CANCELLED, reason, finished_at=now, lease_expires_at=None)
+        if done:
+            advance_run(task_run.run_id)
+            notify_run_on_commit(task_run.run_id)
+            wake_engine_on_commit()
+    return done
 
 
 def recover_lost_tasks() -> list[int]:

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from orchestration.engine.scheduler import start_run
+from orchestration.engine.scheduler import cancel_run, cancel_task, start_run
 from orchestration.live import attach_output, run_context
 from orchestration.models import Plan, Run, TaskRun
 from orchestration.views.plans import start_form
@@ -54,3 +54,21 @@ def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) ->
     response = StreamingHttpResponse((c.encode("utf-8", "replace") for c in chunks), content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run{run_id}-{task_run.task_id}.txt"'
     return response
+
+
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    """POST /runs/<id>/cancel/: cancel every unfinished task (their processes are killed within ~1 s)."""
+    run = get_object_or_404(Run, pk=run_id)
+    if not cancel_run(run.pk, f"cancelled by {request.user.get_username()}"):
+        messages.info(request, f"Run #{run.pk} had already ended.")
+    return redirect("run-detail", run_id=run.pk)
+
+
+@require_POST
+def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
+    """POST /runs/<id>/tasks/<task run id>/cancel/: cancel one task (and what waits for it)."""
+    task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
+    if not cancel_task(task_run, f"cancelled by {request.user.get_username()}"):
+        messages.info(request, f"Task {task_run.task_id} had already ended.")
+    return redirect("run-detail", run_id=run_id)

@@ -1,6 +1,7 @@
 """What a task attempt does: its environment, results handed downstream, failures, timeouts."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
@@ -146,3 +147,40 @@ async def test_a_secret_in_a_workers_output_result_and_prompt_is_masked(monkeypa
     output = await output_of(t["leaky"])
     assert "sk-live-0123456789abcdef" not in output + t["leaky"].result + t["leaky"].prompt
     assert "using [secret OPENAI_API_KEY]" in output and "[secret OPENAI_API_KEY]" in t["leaky"].prompt
+
+
+async def test_cancelling_a_running_task_kills_its_process_tree_and_cancels_what_waits_for_it(tmp_path):
+    from orchestration.engine.runtime import Engine
+    from orchestration.engine.scheduler import cancel_task
+
+    pid_file = tmp_path / "pids"
+    code = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(300)\n"
+    )
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "c", "parallel_execution": {"tasks": [
+        {"id": "stubborn", "worker": "shell", "command": ["python", "-c", code]},
+        {"id": "after", "worker": "shell", "command": "true", "depends_on": ["stubborn"]}]}}))
+    run = await sync_to_async(start_run)(plan)
+    engine = Engine()
+    await engine.wake()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not pid_file.exists() or len(pid_file.read_text().split()) < 2:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    stubborn = await sync_to_async(TaskRun.objects.get)(run=run, task_id="stubborn")
+    started = loop.time()
+    await sync_to_async(cancel_task)(stubborn, "cancelled by ada")
+    await engine.settle()
+    assert loop.time() - started < 8, "the process tree outlived the cancel"
+    assert not any(process_alive(int(pid)) for pid in pid_file.read_text().split())
+    rows = {t.task_id: t for t in await sync_to_async(list)(TaskRun.objects.filter(run=run))}
+    assert rows["stubborn"].state == "cancelled" and rows["stubborn"].state_reason == "cancelled by ada"
+    assert rows["after"].state == "cancelled"
+    assert "stopped: cancelled by ada" in await output_of(rows["stubborn"])
+    await sync_to_async(run.refresh_from_db)()
+    assert run.state == "cancelled"

@@ -119,3 +119,17 @@ parallel_execution:
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert '<section id="verdicts"' in page and 'data-state="failed"' in page and "smoke test" in page
     assert "smoke: 500 on /login" in page and "1 check(s) failed: smoke test (exited with code 1)" in page
+
+
+@pytest.mark.django_db
+def test_an_operator_cancels_a_run_from_its_page(client, user):
+    from orchestration.engine.scheduler import start_run
+
+    run = start_run(make_plan(PLAN), user)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="cancel-run"' in page
+    client.post(f"/runs/{run.pk}/cancel/")
+    run.refresh_from_db()
+    assert run.state == "cancelled" and set(run.task_runs.values_list("state", flat=True)) == {"cancelled"}
+    assert run.task_runs.first().state_reason == "cancelled by ada"
+    assert 'id="cancel-run"' not in client.get(f"/runs/{run.pk}/").content.decode()
