@@ -27,6 +27,7 @@ urlpatterns = [
     path("runs/", runs.run_list, name="run-list"),
     path("runs/<int:run_id>/", runs.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel, name="run-cancel"),
+    path("runs/<int:run_id>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/cancel/", runs.task_cancel, name="task-cancel"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
     path("schema/plan.json", schema.plan_schema_view, name="plan-schema"),

@@ -18,6 +18,7 @@ from django.utils import timezone
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
+    OutputChunk,
     TASK_TERMINAL,
     TASK_UNSUCCESSFUL,
     Plan,
@@ -63,6 +64,51 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
         advance_run(run.pk)
         wake_engine_on_commit()
     return run
+
+
+def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None) -> Run:
+    """A new run of the same revision that redoes only what needs it and keeps the rest.
+
+    Without task_id: the tasks that did not succeed (as GitHub Actions' "re-run failed jobs");
+    with it: that task and everything downstream of it. Kept tasks are copied as succeeded,
+    with their result and output. Raises ValueError for a task the run does not have.
+    """
+    from orchestration.engine.verification import create_verdicts
+    from orchestration.plans.graph import ancestors
+
+    old = {t.task_id: t for t in run.task_runs.all()}
+    spec = run.revision.spec
+    if task_id is not None:
+        if task_id not in old:
+            raise ValueError(f"run #{run.pk} has no task {task_id}")
+        waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
+        redo = {task_id} | {t for t, ups in waits_for.items() if task_id in ups}
+    else:
+        redo = {t for t, tr in old.items() if tr.state != TaskState.SUCCEEDED}
+    with transaction.atomic():
+        new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run)
+        rows = []
+        for index, task in enumerate(spec["tasks"]):
+            before = old.get(task["id"])
+            row = TaskRun(run=new, task_id=task["id"], position=index, worker=before.worker if before else task["worker"],
+                          upstream=task["depends_on"], max_attempts=1 + int(task.get("retries") or 0), timeout=task.get("timeout"))
+            if before is not None and task["id"] not in redo and before.state == TaskState.SUCCEEDED:
+                for field in ("result", "exit_code", "cost_usd", "input_tokens", "output_tokens", "session_id", "attempt",
+                              "started_at", "finished_at", "prompt", "output_seq", "output_bytes"):
+                    setattr(row, field, getattr(before, field))
+                row.state, row.state_reason = TaskState.SUCCEEDED, f"kept from run #{run.pk}"
+            rows.append(row)
+        TaskRun.objects.bulk_create(rows)
+        kept = {r.task_id: r for r in new.task_runs.filter(state=TaskState.SUCCEEDED)}
+        for task_id_kept, row in kept.items():
+            chunks = old[task_id_kept].output_chunks.order_by("seq")
+            OutputChunk.objects.bulk_create(
+                [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text) for c in chunks.iterator(chunk_size=200)],
+                batch_size=200)
+        create_verdicts(new)
+        advance_run(new.pk)
+        wake_engine_on_commit()
+    return new
 
 
 def advance_run(run_id: int) -> bool:

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from orchestration.engine.scheduler import cancel_run, cancel_task, start_run
+from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration.live import attach_output, run_context
 from orchestration.models import Plan, Run, TaskRun
 from orchestration.views.plans import start_form
@@ -72,3 +72,16 @@ def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResp
     if not cancel_task(task_run, f"cancelled by {request.user.get_username()}"):
         messages.info(request, f"Task {task_run.task_id} had already ended.")
     return redirect("run-detail", run_id=run_id)
+
+
+@require_POST
+def run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
+    """POST /runs/<id>/rerun/[?task=<id>]: a new run redoing the failed tasks (or one task and its
+    downstream), keeping the successful results."""
+    run = get_object_or_404(Run, pk=run_id)
+    try:
+        new = rerun(run, request.user, request.POST.get("task") or None)
+    except ValueError as error:
+        messages.error(request, str(error))
+        return redirect("run-detail", run_id=run.pk)
+    return redirect("run-detail", run_id=new.pk)

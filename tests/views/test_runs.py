@@ -133,3 +133,37 @@ def test_an_operator_cancels_a_run_from_its_page(client, user):
     assert run.state == "cancelled" and set(run.task_runs.values_list("state", flat=True)) == {"cancelled"}
     assert run.task_runs.first().state_reason == "cancelled by ada"
     assert 'id="cancel-run"' not in client.get(f"/runs/{run.pk}/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rerunning_a_failed_run_redoes_only_the_failed_tasks_and_keeps_the_rest(client, user, tmp_path):
+    from orchestration.engine.scheduler import start_run
+
+    flag = tmp_path / "fixed"
+    plan = make_plan(f"""
+name: Flaky
+parallel_execution:
+  tasks:
+    - {{id: lint, worker: shell, command: [python, -c, "print('lint ok')"]}}
+    - {{id: test, worker: shell, command: [python, -c, "import os, sys; print('tests'); sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"]}}
+    - {{id: report, worker: shell, command: [python, -c, "print('report')"], depends_on: [test]}}
+""")
+    first = start_run(plan, user)
+    asyncio.run(run_to_end(first.pk))
+    first.refresh_from_db()
+    assert first.state == "failed" and 'id="rerun-failed"' in client.get(f"/runs/{first.pk}/").content.decode()
+    flag.touch()
+    response = client.post(f"/runs/{first.pk}/rerun/")
+    second = Run.objects.exclude(pk=first.pk).get()
+    assert response.url == f"/runs/{second.pk}/" and second.rerun_of_id == first.pk
+    lint = second.task_runs.get(task_id="lint")
+    assert lint.state == "succeeded" and lint.state_reason == f"kept from run #{first.pk}" and "lint ok" in lint.output_text()
+    asyncio.run(run_to_end(second.pk))
+    second.refresh_from_db()
+    assert second.state == "succeeded"
+    assert dict(second.task_runs.values_list("task_id", "attempt")) == {"lint": 1, "test": 1, "report": 1}
+    # Retrying one task redoes it and what waits for it.
+    third = client.post(f"/runs/{second.pk}/rerun/", {"task": "test"})
+    latest = Run.objects.order_by("-pk").first()
+    assert dict(latest.task_runs.values_list("task_id", "state")) == {"lint": "succeeded", "test": "queued", "report": "pending"}
+    assert third.status_code == 302
