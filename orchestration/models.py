@@ -178,6 +178,7 @@ class Run(StateMachine):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("operate_run", "Can start, cancel and re-run runs")]
 
     TRANSITIONS = RUN_TRANSITIONS
     TERMINAL = RUN_TERMINAL

@@ -24,9 +24,22 @@ def data_dir(settings, tmp_path):
     return settings.DATA_DIR
 
 
+def user_in(django_user_model, username: str, *groups: str):
+    """A user in the given role groups (Viewers, Authors, Operators)."""
+    from django.contrib.auth.models import Group
+
+    from orchestration.roles import ensure_groups
+
+    ensure_groups()
+    member = django_user_model.objects.create_user(username=username, password=f"pw-{username}-123")
+    member.groups.add(*Group.objects.filter(name__in=groups))
+    return member
+
+
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password="pw-ada-123")
+    """An author and operator: may write plans and run them."""
+    return user_in(django_user_model, "ada", "Authors", "Operators")
 
 
 def make_plan(text: str, name: str = "plan.yaml"):

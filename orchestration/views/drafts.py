@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from orchestration.engine.signals import wake_engine_on_commit
+from orchestration.roles import AUTHOR
 from orchestration.models import PlanDraft
 from orchestration.workers.registry import availability, worker_config, worker_names
 
@@ -29,6 +31,7 @@ class DraftForm(forms.Form):
             self.fields["worker"].help_text = "Not available here — " + " | ".join(missing)
 
 
+@permission_required(AUTHOR, raise_exception=True)
 def draft_new(request: HttpRequest) -> HttpResponse:
     """GET/POST /plans/draft/: ask the orchestrator for a plan."""
     form = DraftForm(request.POST or None)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from orchestration.roles import AUTHOR
 from orchestration.models import Plan, PlanDraft, PromptTemplate
 from orchestration.plans.editor import EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec, validate
 from orchestration.plans.exporter import spec_to_yaml
@@ -19,11 +21,13 @@ from orchestration.workers.registry import worker_names
 TEMPLATE = "plans/edit.html"
 
 
+@permission_required(AUTHOR, raise_exception=True)
 def plan_new(request: HttpRequest) -> HttpResponse:
     """GET/POST /plans/new/: a new plan in the editor."""
     return _editor(request, None)
 
 
+@permission_required(AUTHOR, raise_exception=True)
 def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
     """GET/POST /plans/<id>/edit/: edit a plan; saving adds a revision."""
     return _editor(request, get_object_or_404(Plan, pk=plan_id))

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration.forms import PlanImportForm, RunStartForm
+from orchestration.roles import AUTHOR
 from orchestration.models import Plan
 from orchestration.plans.compare import revision_diff
 from orchestration.plans.exporter import spec_to_yaml
@@ -23,6 +25,7 @@ def plan_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@permission_required(AUTHOR, raise_exception=True)
 def plan_import(request: HttpRequest) -> HttpResponse:
     """POST /plans/import/: validate an uploaded or pasted plan; store it only if valid."""
     form = PlanImportForm(request.POST, request.FILES)

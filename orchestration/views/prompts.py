@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
+from orchestration.roles import AUTHOR
 from orchestration.models import PromptTemplate
 from orchestration.plans.prompt_library import BadPromptPath, clean_path, references
 
@@ -40,6 +42,7 @@ def prompt_list(request: HttpRequest) -> HttpResponse:
     return render(request, "prompts/list.html", {"prompts": prompts})
 
 
+@permission_required(AUTHOR, raise_exception=True)
 def prompt_edit(request: HttpRequest, prompt_id: int | None = None) -> HttpResponse:
     """GET/POST /prompts/new/ and /prompts/<id>/: create or edit one prompt."""
     prompt = get_object_or_404(PromptTemplate, pk=prompt_id) if prompt_id else None

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration.live import attach_output, run_context
+from orchestration.roles import OPERATOR
 from orchestration.models import Plan, Run, TaskRun
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker
 
 
 @require_POST
+@permission_required(OPERATOR, raise_exception=True)
 def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
     """POST /plans/<id>/start/: create a run of the latest revision and open its page."""
     plan = get_object_or_404(Plan, pk=plan_id)
@@ -57,6 +60,7 @@ def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) ->
 
 
 @require_POST
+@permission_required(OPERATOR, raise_exception=True)
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     """POST /runs/<id>/cancel/: cancel every unfinished task (their processes are killed within ~1 s)."""
     run = get_object_or_404(Run, pk=run_id)
@@ -66,6 +70,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 @require_POST
+@permission_required(OPERATOR, raise_exception=True)
 def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
     """POST /runs/<id>/tasks/<task run id>/cancel/: cancel one task (and what waits for it)."""
     task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
@@ -75,6 +80,7 @@ def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResp
 
 
 @require_POST
+@permission_required(OPERATOR, raise_exception=True)
 def run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
     """POST /runs/<id>/rerun/[?task=<id>]: a new run redoing the failed tasks (or one task and its
     downstream), keeping the successful results."""
