@@ -29,6 +29,9 @@ def attach_output(task_runs: list[TaskRun]) -> None:
     so chunks written after the task run was loaded are left for the next update.
     """
     for task_run in task_runs:
+        if not task_run.output_seq:  # nothing stored yet: no query
+            task_run.shown_output, task_run.hidden_output = "", 0
+            continue
         pieces: list[str] = []
         size = 0
         chunks = OutputChunk.objects.filter(task_run=task_run, seq__lte=task_run.output_seq).order_by("-seq")
