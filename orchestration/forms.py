@@ -46,7 +46,6 @@ class RunStartForm(forms.Form):
 
     def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], unavailable: dict[str, str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.unavailable = []
         for worker in plan_workers:
             kind = kinds.get(worker)
             peers = [w for w in sorted(kinds) if kinds[w] == kind]

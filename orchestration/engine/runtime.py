@@ -39,9 +39,7 @@ class Engine:
 
     def wake_soon(self) -> None:
         """Schedule `wake()` without waiting for it (for message handlers that must return)."""
-        task = asyncio.create_task(self._wake_logged())
-        self._background.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._wake_logged())
 
     async def _wake_logged(self) -> None:
         try:
@@ -64,9 +62,7 @@ class Engine:
             while (verdict_id := await sync_to_async(verification.claim_pending)(self.owner)) is not None:
                 self._spawn(self._verify(verdict_id))
             while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:
-                task = asyncio.create_task(self._draft(draft_id))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._spawn(self._draft(draft_id))
 
     async def _execute(self, task_run_id: int) -> None:
         try:
@@ -84,6 +80,8 @@ class Engine:
         await awake_engine()
 
     def _spawn(self, coroutine) -> None:
+        """Run `coroutine` in the background; the set keeps it alive (the loop holds only weak
+        references to tasks) and lets `settle` and `stop` find it."""
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -137,7 +135,7 @@ class Engine:
         attempts do not count against the tasks' retries; any worker process may take them.
         """
         interrupted = list(self.executing)
-        tasks = [t for t in [self._sweeper, *self.executing.values()] if t]
+        tasks = [t for t in [self._sweeper, *self.executing.values(), *self._background] if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

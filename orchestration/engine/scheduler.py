@@ -151,7 +151,6 @@ def advance_run(run_id: int) -> bool:
         if all(s in TASK_TERMINAL for s in states):
             from orchestration.engine import verification  # it runs commands: imported only here
 
-            run.revision  # noqa: B018 — loaded for the verdicts
             if verification.prepare(run, task_runs):
                 changed |= _finish(run, task_runs, now)
             else:
