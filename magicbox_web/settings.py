@@ -129,6 +129,9 @@ LOGGING = {
 
 # Global limit on task runs executing at once, across every worker process.
 MAGICBOX_MAX_PARALLEL = env_int("MAGICBOX_MAX_PARALLEL", 8)
+# Task runs one worker process executes at once (its slots; 0: no limit of its own). With several
+# processes, each takes its share and passes the wake-up on; the global limit always holds.
+MAGICBOX_WORKER_SLOTS = env_int("MAGICBOX_WORKER_SLOTS", 0)
 # How often (seconds) each worker process looks for work a lost wake-up message left behind.
 MAGICBOX_SWEEP_INTERVAL = env_int("MAGICBOX_SWEEP_INTERVAL", 5)
 # How long (seconds) a running task's lease lasts before it must be renewed.

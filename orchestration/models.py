@@ -317,3 +317,26 @@ class Verdict(models.Model):
     @property
     def is_decided(self) -> bool:
         return self.state in ("passed", "failed", "unverified")
+
+
+class EngineLock(models.Model):
+    """A named row that engine processes lock (SELECT … FOR UPDATE) to serialise a decision.
+
+    "claim": held while a process counts the running task runs and claims the next one, so the
+    global and per-worker concurrency limits hold exactly across any number of processes on
+    PostgreSQL (on SQLite, IMMEDIATE transactions already serialise every writer).
+    """
+
+    name = models.CharField(max_length=50, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def hold(cls, name: str) -> None:
+        """Lock row `name` until the surrounding transaction ends (creating it the first time).
+
+        Must be called inside transaction.atomic(); raises TransactionManagementError otherwise.
+        """
+        cls.objects.get_or_create(name=name)
+        cls.objects.select_for_update().get(name=name)

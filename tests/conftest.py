@@ -83,3 +83,17 @@ async def wait_for_run(run_id: int, timeout: float):
         if loop.time() > deadline:
             pytest.fail(f"run {run_id} still {run.state} after {timeout} s")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, dropped cleanly on PostgreSQL: connections that async tests opened in
+    asgiref's worker threads are never closed by their threads, so end them before the drop."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE datname = current_database() AND pid <> pg_backend_pid()")

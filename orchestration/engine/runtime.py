@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 class Engine:
     """Claims queued task runs while limits allow and executes them; one instance per process.
 
+    It runs at most MAGICBOX_WORKER_SLOTS task runs at once (this process's share; 0: no limit
+    of its own), within the global and per-worker limits claim_next enforces over all processes.
+
     owner: the name written into claimed task runs ("host:pid:n").
     """
 
@@ -54,11 +57,18 @@ class Engine:
             if advance_runs:
                 for run_id in await sync_to_async(scheduler.active_run_ids)():
                     await sync_to_async(scheduler.advance_run)(run_id)
-            while True:
+            claimed = 0
+            while len(self.executing) < (settings.MAGICBOX_WORKER_SLOTS or float("inf")):
                 task_run_id = await sync_to_async(scheduler.claim_next)(self.owner)
                 if task_run_id is None:
                     break
                 self.executing[task_run_id] = asyncio.create_task(self._execute(task_run_id))
+                claimed += 1
+            else:
+                if claimed:
+                    # This process is full but took work, so more may be waiting: pass the
+                    # wake-up on to another process (one that takes nothing passes nothing on).
+                    await awake_engine()
             while (verdict_id := await sync_to_async(verification.claim_pending)(self.owner)) is not None:
                 self._spawn(self._verify(verdict_id))
             while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
+    EngineLock,
     OutputChunk,
     TASK_TERMINAL,
     TASK_UNSUCCESSFUL,
@@ -220,11 +221,13 @@ def active_run_ids() -> list[int]:
 def claim_next(owner: str) -> int | None:
     """Atomically move the oldest claimable queued task run to running, owned by `owner`.
 
-    Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes.
-    Returns the task run's id, or None when nothing may start now.
+    Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes:
+    the count and the claim happen under the "claim" EngineLock, so two processes never both
+    take the last free slot. Returns the task run's id, or None when nothing may start now.
     """
     now = timezone.now()
     with transaction.atomic():
+        EngineLock.hold("claim")
         running = dict(
             TaskRun.objects.filter(state=TaskState.RUNNING).values_list("worker").annotate(n=Count("id")).values_list("worker", "n")
         )

