@@ -340,3 +340,34 @@ class EngineLock(models.Model):
         """
         cls.objects.get_or_create(name=name)
         cls.objects.select_for_update().get(name=name)
+
+
+class AuditEvent(models.Model):
+    """Who did what to a plan or a run, and when: one row per action, never changed afterwards.
+
+    `actor_name` keeps the username (or the command, e.g. "manage.py runplan") even after the
+    user is deleted.
+    """
+
+    class Action(models.TextChoices):
+        PLAN_CREATED = "plan_created", "created the plan"
+        PLAN_EDITED = "plan_edited", "edited the plan"
+        RUN_STARTED = "run_started", "started the run"
+        RUN_CANCELLED = "run_cancelled", "cancelled the run"
+        TASK_CANCELLED = "task_cancelled", "cancelled a task"
+        RUN_RERUN = "run_rerun", "re-ran failed and skipped tasks"
+        TASK_RETRIED = "task_retried", "retried a task"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=30, choices=Action.choices)
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events")
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"

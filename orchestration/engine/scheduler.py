@@ -15,6 +15,7 @@ from django.db.models import Count, F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from orchestration import audit
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
@@ -33,11 +34,11 @@ from orchestration.workers.registry import UnknownWorker, worker_config
 
 
 def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict[str, str] | None = None,
-              revision: PlanRevision | None = None) -> Run:
+              revision: PlanRevision | None = None, via: str = "") -> Run:
     """Create a run of the plan's latest revision (or `revision`) and its task runs; wake the engine.
 
     worker_map: {"gemini": "claude"} runs the plan's gemini tasks with the claude worker.
-    Raises UnknownWorker if the map names a worker that is not configured.
+    The start is audited as `user`'s (or the command `via` names). Raises UnknownWorker if the map names a worker that is not configured.
     """
     revision = revision or plan.latest_revision
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
@@ -62,6 +63,9 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
         from orchestration.engine.verification import create_verdicts  # it runs commands: imported only here
 
         create_verdicts(run)
+        mapped = ", ".join(f"{k} tasks with {v}" for k, v in worker_map.items())
+        audit.record(audit.Action.RUN_STARTED, user, run=run, via=via,
+                     detail=f"revision {revision.number}" + (f"; running {mapped}" if mapped else ""))
         advance_run(run.pk)
         wake_engine_on_commit()
     return run
@@ -107,6 +111,10 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
                 [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text) for c in chunks.iterator(chunk_size=200)],
                 batch_size=200)
         create_verdicts(new)
+        if task_id is None:
+            audit.record(audit.Action.RUN_RERUN, user, run=new, detail=f"of run #{run.pk}: redoing {', '.join(sorted(redo)) or 'nothing'}")
+        else:
+            audit.record(audit.Action.TASK_RETRIED, user, run=new, detail=f"{task_id} of run #{run.pk} (and what waits for it)")
         advance_run(new.pk)
         wake_engine_on_commit()
     return new
@@ -193,8 +201,10 @@ def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
     return run.transition(RunState.FAILED, reason, finished_at=now, started_at=run.started_at or now)
 
 
-def cancel_run(run_id: int, reason: str) -> bool:
+def cancel_run(run_id: int, reason: str, user: AbstractBaseUser | None = None, via: str = "") -> bool:
     """Cancel every unfinished task run of the run, then the run. Returns False if it had ended.
+
+    The cancel is audited as `user`'s (or the command `via` names).
 
     Executors of running task runs notice at their end (their finish is then ignored); the
     caller that owns them should stop them first so their process groups are killed.
@@ -209,6 +219,7 @@ def cancel_run(run_id: int, reason: str) -> bool:
         run.verdicts.filter(state__in=("pending", "running")).update(
             state="unverified", summary=f"not checked: {reason}", decided_at=now)
         run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
+        audit.record(audit.Action.RUN_CANCELLED, user, run=run, detail=reason, via=via)
         notify_run_on_commit(run_id)
     return True
 
@@ -286,13 +297,14 @@ def holds(task_run_id: int, owner: str) -> bool:
     return TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).exists()
 
 
-def cancel_task(task_run: TaskRun, reason: str) -> bool:
+def cancel_task(task_run: TaskRun, reason: str, user: AbstractBaseUser | None = None) -> bool:
     """Cancel one unfinished task run (its executor kills its processes within about a second);
-    tasks downstream of it are then cancelled too. False if it had already ended."""
+    tasks downstream of it are then cancelled too. False if it had already ended. Audited as `user`'s."""
     now = timezone.now()
     with transaction.atomic():
         done = task_run.transition(TaskState.CANCELLED, reason, finished_at=now, lease_expires_at=None)
         if done:
+            audit.record(audit.Action.TASK_CANCELLED, user, run=task_run.run, detail=task_run.task_id)
             advance_run(task_run.run_id)
             notify_run_on_commit(task_run.run_id)
             wake_engine_on_commit()

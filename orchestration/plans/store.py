@@ -6,6 +6,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from orchestration import audit
 from orchestration.models import Plan, PlanRevision
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
@@ -16,12 +17,13 @@ class NameTaken(Exception):
 
 
 def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None,
-              plan: Plan | None = None, new: bool = False) -> tuple[PlanRevision, bool]:
+              plan: Plan | None = None, new: bool = False, via: str = "") -> tuple[PlanRevision, bool]:
     """Store `spec` (from plans.loader.load_plan) under its name, or as a revision of `plan`.
 
     With `plan` (the editor), the plan takes the spec's name; with `new`, a new plan is made.
     Either raises NameTaken when another plan has the name. Returns (revision, created): an
-    identical spec reuses the plan's latest revision.
+    identical spec reuses the plan's latest revision. A new revision is recorded in the audit
+    trail as made by `user` (or by the command `via` names).
     """
     with transaction.atomic():
         if new:
@@ -53,18 +55,20 @@ def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=Non
         plan.description = spec["description"]
         plan.updated_at = timezone.now()
         plan.save(update_fields=["name", "description", "updated_at"])
+        action = audit.Action.PLAN_CREATED if revision.number == 1 else audit.Action.PLAN_EDITED
+        audit.record(action, user, plan=plan, via=via, detail=f"revision {revision.number} from {source_name or 'the editor'}")
     return revision, True
 
 
-def import_text(text: str, source_name: str, base_dir: Path | None = None, user=None) -> tuple[PlanRevision, bool]:
+def import_text(text: str, source_name: str, base_dir: Path | None = None, user=None, via: str = "") -> tuple[PlanRevision, bool]:
     """Validate plan YAML and store it. Raises plans.errors.PlanInvalid; then nothing is stored."""
     spec = load_plan(text, source_name, base_dir)
-    return save_spec(spec, text, source_name, user)
+    return save_spec(spec, text, source_name, user, via=via)
 
 
-def import_file(path: Path, user=None) -> tuple[PlanRevision, bool]:
+def import_file(path: Path, user=None, via: str = "") -> tuple[PlanRevision, bool]:
     """Read, validate and store a plan file. Raises PlanInvalid (located in the file) or OSError."""
     raw = path.read_bytes()
     if len(raw) > MAX_PLAN_BYTES:
         raise PlanInvalid(str(path), [PlanProblem("", f"the file is larger than {MAX_PLAN_BYTES // 1024} KiB")])
-    return import_text(decode_plan(raw, str(path)), str(path), path.resolve().parent, user)
+    return import_text(decode_plan(raw, str(path)), str(path), path.resolve().parent, user, via)

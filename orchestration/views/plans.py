@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from orchestration import audit
 from orchestration.forms import PlanImportForm, RunStartForm
 from orchestration.roles import AUTHOR
 from orchestration.models import Plan
@@ -62,6 +63,7 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
         "runs": plan.runs.select_related("started_by")[:10],
         "form": start_form(plan),
         "unavailable": availability(),
+        **audit.latest(plan.audit_events.all()),
     }
     return render(request, "plans/detail.html", context)
 

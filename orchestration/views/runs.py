@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration.live import attach_output, run_context
 from orchestration.roles import OPERATOR
@@ -47,7 +48,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
     task_runs = list(run.task_runs.order_by("position"))
     attach_output(task_runs)
-    return render(request, "runs/detail.html", run_context(run, task_runs))
+    return render(request, "runs/detail.html", {**run_context(run, task_runs), **audit.latest(run.audit_events.all())})
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:
@@ -64,7 +65,7 @@ def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) ->
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     """POST /runs/<id>/cancel/: cancel every unfinished task (their processes are killed within ~1 s)."""
     run = get_object_or_404(Run, pk=run_id)
-    if not cancel_run(run.pk, f"cancelled by {request.user.get_username()}"):
+    if not cancel_run(run.pk, f"cancelled by {request.user.get_username()}", request.user):
         messages.info(request, f"Run #{run.pk} had already ended.")
     return redirect("run-detail", run_id=run.pk)
 
@@ -74,7 +75,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
     """POST /runs/<id>/tasks/<task run id>/cancel/: cancel one task (and what waits for it)."""
     task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
-    if not cancel_task(task_run, f"cancelled by {request.user.get_username()}"):
+    if not cancel_task(task_run, f"cancelled by {request.user.get_username()}", request.user):
         messages.info(request, f"Task {task_run.task_id} had already ended.")
     return redirect("run-detail", run_id=run_id)
 

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         failed = 0
         for path in files:
             try:
-                revision, created = import_file(path)
+                revision, created = import_file(path, via="manage.py importplan")
             except PlanInvalid as error:
                 failed += 1
                 self.stderr.write(error.report())

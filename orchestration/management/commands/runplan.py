@@ -56,7 +56,7 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         try:
             try:
-                run = start_run(stored, None, parse_worker_map(map))
+                run = start_run(stored, None, parse_worker_map(map), via="manage.py runplan")
             except UnknownWorker as error:
                 raise CommandError(str(error)) from None
             self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks "
@@ -66,7 +66,7 @@ class Command(BaseCommand):
                 state = asyncio.run(self._watch(run.pk))
             except KeyboardInterrupt:
                 # asyncio.run cancelled the engine, which killed the workers' process groups.
-                cancel_run(run.pk, "cancelled from runplan (Ctrl-C)")
+                cancel_run(run.pk, "cancelled from runplan (Ctrl-C)", via="manage.py runplan")
                 self.stdout.write(f"run #{run.pk} cancelled")
                 sys.exit(130)
         finally:
@@ -78,7 +78,7 @@ class Command(BaseCommand):
         path = Path(ref)
         if path.is_file():
             try:
-                revision, created = import_file(path)
+                revision, created = import_file(path, via="manage.py runplan")
             except PlanInvalid as error:
                 raise CommandError(f"the plan was rejected:\n{error.report()}") from None
             self.stdout.write(f"{path}: {'imported' if created else 'reusing'} '{revision.plan.name}' r{revision.number}")

@@ -132,7 +132,7 @@ class Command(BaseCommand):
     def _load_examples(self) -> None:
         for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
             try:
-                revision, created = import_file(path)
+                revision, created = import_file(path, via="manage.py serve (example plans)")
             except PlanInvalid as error:
                 self.stderr.write(f"example plan not loaded:\n{error.report()}")
                 continue
