@@ -30,5 +30,6 @@ urlpatterns = [
     path("runs/<int:run_id>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/cancel/", runs.task_cancel, name="task-cancel"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
+    path("runs/<int:run_id>/tasks/<int:task_run_id>/output/earlier/", runs.task_output_earlier, name="task-output-earlier"),
     path("schema/plan.json", schema.plan_schema_view, name="plan-schema"),
 ]

@@ -10,9 +10,12 @@ pieces, and fragments are packed into messages of at most MESSAGE_BUDGET charact
 """
 from __future__ import annotations
 
-from django.template.loader import render_to_string
-from django.utils.html import escape
+from dataclasses import dataclass
+from urllib.parse import urlencode
 
+from django.template.loader import render_to_string
+
+from orchestration import terminal
 from orchestration.models import OutputChunk, Run, TaskRun
 
 TEMPLATE = "runs/detail.html"
@@ -21,28 +24,66 @@ APPEND_PIECE = 32 * 1024  # characters of new output per appended fragment
 MESSAGE_BUDGET = 256 * 1024  # characters per websocket message, fragments permitting
 
 
+@dataclass
+class OutputWindow:
+    """OUTPUT_TAIL characters (at most) of a task run's stored output, ending at a cursor.
+
+    text: the characters. earlier: the cursor of the window just before it, as query parameters
+    for the task-output-earlier view ({"seq": 12} or {"seq": 12, "chars": 4096}: chunk 12 up to
+    that character), or None when the window starts at the beginning of the output.
+    """
+
+    text: str
+    earlier: dict | None
+
+
+def output_window(task_run_id: int, upto_seq: int, upto_chars: int | None = None, size: int = OUTPUT_TAIL) -> OutputWindow:
+    """The last `size` characters of the output stored in chunks up to seq `upto_seq` (of which
+    only the first `upto_chars` characters, when given). Starts at a line boundary when one is
+    near the cut, so a window rarely begins mid-line or mid-escape-sequence."""
+    pieces: list[str] = []
+    total, first_seq = 0, None
+    chunks = OutputChunk.objects.filter(task_run_id=task_run_id, seq__lte=upto_seq).order_by("-seq")
+    for seq, text in chunks.values_list("seq", "text").iterator(chunk_size=50):
+        if seq == upto_seq and upto_chars is not None:
+            text = text[:upto_chars]
+        pieces.append(text)
+        total, first_seq = total + len(text), seq
+        if total >= size:
+            break
+    if first_seq is None:
+        return OutputWindow("", None)
+    excess = total - size
+    if excess > 0:
+        newline = pieces[-1].find("\n", excess, excess + 4096)
+        cut = newline + 1 if newline != -1 else excess
+        pieces[-1] = pieces[-1][cut:]
+        earlier = {"seq": first_seq, "chars": cut}
+    elif OutputChunk.objects.filter(task_run_id=task_run_id, seq__lt=first_seq).exists():
+        earlier = {"seq": first_seq - 1}
+    else:
+        earlier = None
+    return OutputWindow("".join(reversed(pieces)), earlier)
+
+
 def attach_output(task_runs: list[TaskRun]) -> None:
-    """Set `shown_output` (the last OUTPUT_TAIL characters of the stored output, up to the
-    task run's output_seq as loaded) and `hidden_output` (characters left out) on each.
+    """Set on each task run `shown_output` (the last OUTPUT_TAIL characters of its stored
+    output, up to its output_seq as loaded), `earlier_output` (the cursor of the output before
+    that, see OutputWindow, or None; `earlier_query`, the same as a query string) and
+    `hidden_output` (bytes not shown).
 
     Only output up to output_seq is rendered: a viewer is told it has everything up to there,
     so chunks written after the task run was loaded are left for the next update.
     """
     for task_run in task_runs:
         if not task_run.output_seq:  # nothing stored yet: no query
-            task_run.shown_output, task_run.hidden_output = "", 0
+            task_run.shown_output, task_run.earlier_output, task_run.earlier_query, task_run.hidden_output = "", None, "", 0
             continue
-        pieces: list[str] = []
-        size = 0
-        chunks = OutputChunk.objects.filter(task_run=task_run, seq__lte=task_run.output_seq).order_by("-seq")
-        for text in chunks.values_list("text", flat=True).iterator(chunk_size=50):
-            pieces.append(text)
-            size += len(text)
-            if size >= OUTPUT_TAIL:
-                break
-        text = "".join(reversed(pieces))
-        task_run.shown_output = text[-OUTPUT_TAIL:]
-        task_run.hidden_output = max(0, task_run.output_bytes - len(task_run.shown_output.encode("utf-8", "replace")))
+        window = output_window(task_run.pk, task_run.output_seq)
+        task_run.shown_output, task_run.earlier_output = window.text, window.earlier
+        task_run.earlier_query = urlencode(window.earlier or {})
+        hidden = task_run.output_bytes - len(window.text.encode("utf-8", "replace"))
+        task_run.hidden_output = max(0, hidden) if window.earlier else 0
 
 
 def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
@@ -153,7 +194,16 @@ class RunView:
                 # Too much at once to append: show the tail, like a page opened now would.
                 attach_output([task_run])
                 return [self._render("task-output", context, task_run)]
-        return [
-            f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{escape(text[i:i + APPEND_PIECE])}</div>'
-            for i in range(0, len(text), APPEND_PIECE)
-        ]
+        return [f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{terminal.render(piece)}</div>'
+                for piece in _pieces(text, APPEND_PIECE)]
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """`text` in pieces of about `size` characters, split after a newline where there is one."""
+    pieces = []
+    while len(text) > size:
+        newline = text.rfind("\n", 0, size)
+        cut = newline + 1 if newline > 0 else size
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text] if text else pieces

@@ -45,3 +45,21 @@ def split(value: str) -> list[str]:
 def get(mapping: dict, key: str):
     """mapping[key], or [] when absent (for looking up per-field error lists)."""
     return mapping.get(key, []) if isinstance(mapping, dict) else []
+
+
+@register.filter
+def terminal(text: str) -> str:
+    """A task's output as safe HTML: ANSI colours rendered, other control sequences removed
+    (see orchestration.terminal)."""
+    from orchestration import terminal as renderer
+
+    return renderer.render(text or "")
+
+
+@register.filter
+def terminal_text(text: str) -> str:
+    """Worker-written text shown outside a log (results, errors, evidence): control sequences
+    removed, no colours; autoescaped as usual."""
+    from orchestration import terminal as renderer
+
+    return renderer.plain(text or "")

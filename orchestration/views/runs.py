@@ -1,16 +1,20 @@
 """Run pages: start a run, the runs list (history) and the live run page."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.template.loader import render_to_string
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
-from orchestration.live import attach_output, run_context
+from orchestration import terminal
+from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.models import Plan, Run, TaskRun
 from orchestration.views.plans import start_form
@@ -58,6 +62,22 @@ def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) ->
     response = StreamingHttpResponse((c.encode("utf-8", "replace") for c in chunks), content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="run{run_id}-{task_run.task_id}.txt"'
     return response
+
+
+def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
+    """GET /runs/<id>/tasks/<task run id>/output/earlier/?seq=N[&chars=M]: the window of output
+    before that cursor (live.OutputWindow), to prepend to the page's log, and the button for the
+    window before it (swapped out of band)."""
+    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id, run_id=run_id)
+    try:
+        seq = int(request.GET["seq"])
+        chars = int(request.GET["chars"]) if "chars" in request.GET else None
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("seq (a chunk number) is required, and chars must be a number")
+    window = output_window(task_run.pk, seq, chars)
+    task_run.earlier_query = urlencode(window.earlier or {})
+    html = render_to_string("runs/detail.html#earlier-button", {"run": task_run.run, "task_run": task_run, "oob": True})
+    return HttpResponse(f'<span class="earlier">{terminal.render(window.text)}</span>{html}')
 
 
 @require_POST

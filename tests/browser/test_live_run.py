@@ -1,6 +1,8 @@
 """A user uploads a plan, starts a run and watches it live, without reloading the page."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -79,3 +81,31 @@ def test_a_plan_page_draws_its_dag_with_phases_edges_and_contracts(page, stack):
     assert page.locator("svg.dag path.dag-edge").count() == 2
     assert page.locator("svg.dag path.dag-critical").count() == 1
     assert page.locator("svg.dag text.dag-contract-label", has_text="auth_api").count() == 1
+
+
+def test_a_long_coloured_log_shows_its_tail_in_colour_and_loads_earlier_output_on_demand(page, stack, tmp_path):
+    plan = tmp_path / "long.yaml"
+    code = ("print('FIRST LINE')\n"
+            "for i in range(6000): print(f'\\x1b[32mline {i:05d}\\x1b[0m ' + 'z' * 40)\n"
+            "print('\\x1b]0;title\\x07done 10%\\rdone 100%')\n")
+    plan.write_text(json.dumps({"name": "Long log", "parallel_execution": {"tasks": [
+        {"id": "chatty", "worker": "shell", "command": ["python", "-c", code]}]}}))  # JSON is YAML
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Long log")
+    page.click("#start-run")
+    page.locator("#run-header[data-state=succeeded], #run-header[data-state=failed]").wait_for()
+    assert page.locator("#run-header[data-state=succeeded]").count() == 1, page.inner_text("main")
+    page.reload()  # the tail as a page opened after the run shows it
+    log = page.locator("pre.log").first
+    assert "done 100%" in log.inner_text() and "done 10%" not in log.inner_text() and "title" not in log.inner_text()
+    assert log.locator("span", has_text="line 05999").evaluate("e => getComputedStyle(e).color") == "rgb(0, 170, 0)"
+    assert "FIRST LINE" not in log.inner_text()
+    while (button := page.locator("button", has_text="load earlier")).count():
+        cursor = button.get_attribute("hx-get")
+        button.click()
+        page.wait_for_function("c => !document.querySelector(`button[hx-get='${c}']`)", arg=cursor)
+    page.locator("text=(all loaded)").wait_for()
+    text = log.inner_text()
+    assert "FIRST LINE" in text and text.index("FIRST LINE") < text.index("line 00000") < text.index("line 05999")
+    assert text.count("line 03000") == 1

@@ -1,0 +1,72 @@
+"""Terminal output made safe for a page: ANSI colours become HTML, everything else is neutralised.
+
+Stored output keeps the bytes the worker wrote (as text); this module only renders it. SGR
+sequences (colours, bold, …) are converted by the ansi2html library. Before that, every other
+control sequence is removed — cursor movement and erase (CSI), window titles and hyperlinks
+(OSC), other escapes, C0/C1 control characters except newline and tab — and a carriage return
+inside a line overwrites it, as a terminal would (a progress bar shows its last state).
+"""
+from __future__ import annotations
+
+import re
+
+from ansi2html import Ansi2HTMLConverter
+from django.utils.safestring import SafeString, mark_safe
+
+_OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")  # ESC ] … BEL or ESC \ (titles, links)
+_CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")  # ESC [ params intermediates final
+_OTHER_ESCAPE = re.compile(r"\x1b[ -/]*[0-~]?")  # ESC 7, ESC (B, a lone ESC, …
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # all but \t \n (and \r, handled first)
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+_SGR_MARK = "\ue000"  # a private-use character standing in for ESC while the others are removed
+
+
+def _keep_sgr(match: re.Match) -> str:
+    params, final = match.group(1), match.group(2)
+    if final == "m" and re.fullmatch(r"[0-9;:]*", params):
+        return f"{_SGR_MARK}[{params}m"
+    return ""
+
+
+def _last_overwrite(line: str) -> str:
+    """What a terminal shows of a line with carriage returns: the last non-empty rewrite."""
+    if "\r" not in line:
+        return line
+    parts = [part for part in line.split("\r") if part]
+    return parts[-1] if parts else ""
+
+
+def neutralise(text: str) -> str:
+    """`text` with carriage returns applied and every control sequence but SGR removed.
+
+    Returns plain text in which only "\\x1b[…m" sequences remain (for ansi2html).
+    """
+    if "\r" in text:
+        text = "\n".join(_last_overwrite(line) for line in text.split("\n"))
+    if "\x1b" in text:
+        text = _OSC.sub("", text)
+        text = _CSI.sub(_keep_sgr, text)
+        text = _OTHER_ESCAPE.sub("", text)
+    text = _CONTROL.sub("", text)
+    return text.replace(_SGR_MARK, "\x1b")
+
+
+def render(text: str) -> SafeString:
+    """HTML for `text` inside a <pre>: escaped, coloured spans for SGR, nothing else active.
+
+    Each call stands alone: colours left open at the end are closed (output is rendered a chunk
+    of whole lines at a time).
+    """
+    clean = neutralise(text)
+    if "\x1b" not in clean:
+        from django.utils.html import escape
+
+        return escape(clean)
+    converter = Ansi2HTMLConverter(inline=True, dark_bg=True, escaped=True, linkify=False)
+    return mark_safe(converter.convert(clean, full=False))  # ansi2html escapes the text itself
+
+
+def plain(text: str) -> str:
+    """`text` as a terminal would show it, without colours: every control sequence removed
+    (for results, errors and evidence shown outside a log)."""
+    return _SGR.sub("", neutralise(text))
