@@ -1,7 +1,12 @@
-"""Django admin for plans and runs (read mostly; runs are created by the engine)."""
+"""Django admin: plans and runs (read mostly; runs are created by the engine), the audit trail
+(read only) and workers' settings (superusers only)."""
+import re
+
+from django import forms
 from django.contrib import admin
 
-from orchestration.models import AuditEvent, Plan, PlanRevision, Run, TaskRun
+from orchestration.models import AuditEvent, Plan, PlanRevision, Run, TaskRun, WorkerSetting
+from orchestration.workers.registry import forget_overrides, worker_names
 
 
 class PlanRevisionInline(admin.TabularInline):
@@ -52,3 +57,80 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class WorkerSettingForm(forms.ModelForm):
+    """Checks an override before it reaches a worker: a configured worker, argv strings, and
+    variable names a process environment accepts."""
+
+    worker = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = WorkerSetting
+        fields = ("worker", "program", "args", "env", "env_passthrough", "max_parallel")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["worker"].choices = [(name, name) for name in worker_names()]
+
+    def clean_args(self):
+        args = self.cleaned_data["args"]
+        if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+            raise forms.ValidationError('Give a JSON list of strings, e.g. ["-p", "{prompt}"], or leave it empty.')
+        return args
+
+    def clean_env(self):
+        env = self.cleaned_data["env"] or {}
+        if not isinstance(env, dict):
+            raise forms.ValidationError('Give a JSON object of strings, e.g. {"ANTHROPIC_MODEL": "claude-sonnet-4"}.')
+        for name, value in env.items():
+            if not ENV_NAME.fullmatch(name):
+                raise forms.ValidationError(f"'{name}' is not a variable name (letters, digits and _, not starting with a digit).")
+            if not isinstance(value, str) or "\x00" in value:
+                raise forms.ValidationError(f"The value of {name} must be a string without NUL characters.")
+        return env
+
+    def clean_env_passthrough(self):
+        names = self.cleaned_data["env_passthrough"] or []
+        if not (isinstance(names, list) and all(isinstance(n, str) and ENV_NAME.fullmatch(n) for n in names)):
+            raise forms.ValidationError('Give a JSON list of variable names, e.g. ["HTTPS_PROXY"].')
+        return names
+
+
+@admin.register(WorkerSetting)
+class WorkerSettingAdmin(admin.ModelAdmin):
+    """Workers' commands and environment: superusers only (not staff, not any role group)."""
+
+    form = WorkerSettingForm
+    list_display = ("worker", "program", "max_parallel", "updated_by", "updated_at")
+    readonly_fields = ("updated_by", "updated_at")
+
+    def _superuser(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_module_permission(self, request) -> bool:
+        return self._superuser(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self._superuser(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._superuser(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._superuser(request)
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+        forget_overrides()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        forget_overrides()

@@ -41,7 +41,7 @@ class RunConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
-        if not user or not user.is_authenticated or not await self._run_exists():
+        if not user or not user.is_authenticated or not await self._may_watch(user):
             await self.close(code=4403)
             return
         self.view = RunView(self.run_id)
@@ -71,10 +71,12 @@ class RunConsumer(AsyncWebsocketConsumer):
             await self.close(code=1011)
 
     @database_sync_to_async
-    def _run_exists(self) -> bool:
+    def _may_watch(self, user) -> bool:
+        """The user has a role that watches runs (roles.VIEWER) and the run exists."""
         from orchestration.models import Run
+        from orchestration.roles import VIEWER
 
-        return Run.objects.filter(pk=self.run_id).exists()
+        return user.has_perm(VIEWER) and Run.objects.filter(pk=self.run_id).exists()
 
 
 class RefusingConsumer(AsyncWebsocketConsumer):

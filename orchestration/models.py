@@ -371,3 +371,31 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"
+
+
+class WorkerSetting(models.Model):
+    """An administrator's override of one worker of settings.MAGICBOX_WORKERS (edited in the
+    admin by superusers only). Empty fields keep the setting's value.
+
+    program: the program to run (a name looked up on the search path, or an absolute path).
+    args: the argv after the program, replacing the adapter's default ({prompt}, {workdir} filled).
+    env: variables set for every task of the worker ({"NAME": "value"}); values of names that
+    look secret (KEY, TOKEN, …) are masked in everything stored.
+    env_passthrough: more variables copied from the server's environment when set.
+    max_parallel: this worker's task runs at once, over all processes.
+    """
+
+    worker = models.CharField(max_length=50, unique=True)
+    program = models.CharField(max_length=500, blank=True)
+    args = models.JSONField(null=True, blank=True, help_text='A JSON list of strings, e.g. ["-p", "{prompt}"]. Empty: the adapter\'s default.')
+    env = models.JSONField(default=dict, blank=True, help_text='A JSON object, e.g. {"ANTHROPIC_MODEL": "claude-sonnet-4"}.')
+    env_passthrough = models.JSONField(default=list, blank=True, help_text='A JSON list of variable names, e.g. ["HTTPS_PROXY"].')
+    max_parallel = models.PositiveIntegerField(null=True, blank=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["worker"]
+
+    def __str__(self) -> str:
+        return f"settings of worker {self.worker}"

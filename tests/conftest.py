@@ -17,6 +17,15 @@ def in_memory_channel_layer(settings):
 
 
 @pytest.fixture(autouse=True)
+def no_worker_overrides():
+    """Tests see no administrators' worker settings unless they store some and call
+    registry.forget_overrides() (so tests without a database never query one)."""
+    from orchestration.workers import registry
+
+    registry._overrides, registry._overrides_read_at = {}, float("inf")
+
+
+@pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path):
     """Task working directories and logs go to a fresh temporary directory per test."""
     settings.DATA_DIR = tmp_path / "data"

@@ -74,6 +74,22 @@ async def test_an_anonymous_viewer_is_refused():
     assert not connected
 
 
+@pytest.mark.parametrize("groups, allowed", [
+    (("Viewers",), True), (("Authors",), True), (("Operators",), True), ((), False),
+])
+async def test_each_role_may_watch_a_run_and_a_user_in_no_role_may_not(django_user_model, groups, allowed):
+    from tests.conftest import user_in
+
+    run = await new_run()
+    member = await sync_to_async(user_in)(django_user_model, "member", *groups)
+    ws = socket(run.pk, await sync_to_async(session_cookie)(member))
+    connected, _ = await ws.connect()
+    assert connected is allowed
+    if connected:
+        assert "hello" in await ws.receive_from(timeout=5)
+        await ws.disconnect()
+
+
 async def test_a_viewer_of_a_run_that_does_not_exist_is_refused(user):
     connected, _ = await socket(999_999, await sync_to_async(session_cookie)(user)).connect()
     assert not connected

@@ -2,7 +2,8 @@
 
 Secret variables: settings.MAGICBOX_SECRET_VARIABLES, plus every worker's passthrough variable
 whose name looks like a secret (KEY, TOKEN, SECRET, PASSWORD). Their values, as this process
-sees them in its environment, are replaced by `[secret NAME]` in task output, results, errors,
+sees them in its environment, and the values of such variables that a worker's configuration
+sets itself (settings or an administrator's WorkerSetting), are replaced by `[secret NAME]` in task output, results, errors,
 prompts and check evidence before anything is written to the database.
 """
 from __future__ import annotations
@@ -19,10 +20,20 @@ MIN_LENGTH = 6  # shorter values would mask ordinary words
 
 def secret_names() -> list[str]:
     """The names of the variables treated as secrets."""
+    from orchestration.workers.registry import worker_config
+
     names = set(settings.MAGICBOX_SECRET_VARIABLES)
-    for worker in settings.MAGICBOX_WORKERS.values():
-        names.update(n for n in worker.get("env_passthrough", []) if SECRET_NAME.search(n))
+    for worker in settings.MAGICBOX_WORKERS:
+        names.update(n for n in worker_config(worker).env_passthrough if SECRET_NAME.search(n))
     return sorted(names)
+
+
+def _configured_secrets() -> list[tuple[str, str]]:
+    """(name, value) of secret-looking variables that workers' configurations set themselves."""
+    from orchestration.workers.registry import worker_config
+
+    return [(name, value) for worker in settings.MAGICBOX_WORKERS
+            for name, value in worker_config(worker).env.items() if SECRET_NAME.search(name) and len(str(value)) >= MIN_LENGTH]
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,7 +49,8 @@ def mask(text: str) -> str:
     """`text` with every secret value replaced by "[secret NAME]"."""
     if not text:
         return text
-    values = tuple(sorted((n, os.environ[n]) for n in secret_names() if len(os.environ.get(n, "")) >= MIN_LENGTH))
+    from_environment = [(n, os.environ[n]) for n in secret_names() if len(os.environ.get(n, "")) >= MIN_LENGTH]
+    values = tuple(sorted({*from_environment, *_configured_secrets()}))
     pattern, by_value = _pattern(values)
     if pattern is None:
         return text

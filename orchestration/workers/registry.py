@@ -1,9 +1,16 @@
-"""The worker registry: settings.MAGICBOX_WORKERS resolved into adapters, looked up by name."""
+"""The worker registry: settings.MAGICBOX_WORKERS, with administrators' WorkerSetting overrides
+from the database, resolved into adapters, looked up by name.
+
+Overrides are read at most every OVERRIDES_TTL seconds per process, and only from synchronous
+code (the engine's claim, the views); code running on an event loop uses the last ones read.
+"""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -33,14 +40,53 @@ def search_path() -> list[str]:
     return list(dict.fromkeys(p for p in path if p))
 
 
-def worker_config(name: str) -> WorkerConfig:
-    """Return the resolved configuration of worker `name`. Raises UnknownWorker."""
+OVERRIDES_TTL = 2.0  # seconds an administrator's change may take to reach a running process
+_overrides: dict[str, dict] = {}
+_overrides_read_at = float("-inf")
+
+
+def forget_overrides() -> None:
+    """Make the next synchronous lookup read the overrides again (after an admin saves one)."""
+    global _overrides_read_at
+    _overrides_read_at = float("-inf")
+
+
+def _current_overrides() -> dict[str, dict]:
+    global _overrides, _overrides_read_at
+    if time.monotonic() - _overrides_read_at < OVERRIDES_TTL:
+        return _overrides
     try:
-        entry = settings.MAGICBOX_WORKERS[name]
+        asyncio.get_running_loop()
+        return _overrides  # no database queries on the event loop: keep the last ones read
+    except RuntimeError:
+        pass
+    from orchestration.models import WorkerSetting
+
+    fields = ("worker", "program", "args", "env", "env_passthrough", "max_parallel")
+    _overrides = {row["worker"]: row for row in WorkerSetting.objects.values(*fields)}
+    _overrides_read_at = time.monotonic()
+    return _overrides
+
+
+def worker_config(name: str) -> WorkerConfig:
+    """Return the resolved configuration of worker `name`: its settings entry with the
+    administrators' override (models.WorkerSetting) applied. Raises UnknownWorker."""
+    try:
+        entry = dict(settings.MAGICBOX_WORKERS[name])
     except KeyError:
         raise UnknownWorker(
             f"Unknown worker '{name}'. Configured workers: {', '.join(worker_names())}."
         ) from None
+    override = _current_overrides().get(name)
+    if override:
+        if override["program"]:
+            entry["program"] = override["program"]
+        if override["args"] is not None:
+            entry["args"] = list(override["args"])
+        if override["max_parallel"] is not None:
+            entry["max_parallel"] = override["max_parallel"]
+        entry["env"] = {**entry.get("env", {}), **(override["env"] or {})}
+        entry["env_passthrough"] = [*entry.get("env_passthrough", []), *(override["env_passthrough"] or [])]
     return WorkerConfig(name=name, **entry)
 
 

@@ -22,7 +22,11 @@
     if (el) { el.textContent = text; el.className = "socket " + cls; }
   }
   document.addEventListener("htmx:wsOpen", function () { setStatus("live", "open"); document.body.dataset.socket = "open"; });
-  document.addEventListener("htmx:wsClose", function () { setStatus("reconnecting…", "closed"); document.body.dataset.socket = "closed"; });
+  document.addEventListener("htmx:wsClose", function () {
+    setStatus("reconnecting…", "closed");
+    document.body.dataset.socket = "closed";
+    delete document.body.dataset.synced;
+  });
 
   // Keep a log scrolled to its end while the reader is at its end.
   var atEnd = new WeakMap();
@@ -32,6 +36,7 @@
     });
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
+    document.body.dataset.synced = "true";  // the snapshot after (re)connecting has been applied
     document.querySelectorAll("pre.log").forEach(function (log) {
       if (atEnd.get(log) !== false) log.scrollTop = log.scrollHeight;
     });

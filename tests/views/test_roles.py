@@ -49,3 +49,31 @@ def test_an_operator_runs_and_cancels_but_cannot_write_plans(client, django_user
     assert run.state == "cancelled"
     assert client.get(f"/plans/{plan.pk}/edit/").status_code == 403
     assert client.post("/prompts/new/", {"path": "prompts/x.md", "body": "x"}).status_code == 403
+
+
+def test_a_user_in_no_role_is_refused_every_page_and_told_whom_to_ask(client, django_user_model):
+    plan = make_plan(PLAN)
+    run = start_run(plan)
+    login(client, django_user_model, "newbie")
+    for url in ("/runs/", f"/runs/{run.pk}/", "/plans/", f"/plans/{plan.pk}/", "/prompts/",
+                f"/runs/{run.pk}/tasks/{run.task_runs.get().pk}/output.txt"):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert "Ask an administrator to add you to the Viewers, Authors or Operators group" in response.content.decode()
+    assert client.post(f"/plans/{plan.pk}/start/").status_code == 403 and Run.objects.count() == 1
+    assert client.get("/schema/plan.json").status_code == 200  # public: editors fetch it without a login
+
+
+def test_only_superusers_configure_workers(client, django_user_model):
+    staff = login(client, django_user_model, "sam", "Viewers", "Authors", "Operators")
+    user = django_user_model.objects.get(username="sam")
+    user.is_staff = True
+    user.save()
+    user.user_permissions.add(*__import__("django.contrib.auth.models", fromlist=["Permission"]).Permission.objects.filter(
+        codename__endswith="workersetting"))
+    assert staff.get("/admin/orchestration/workersetting/").status_code == 403
+    assert staff.post("/admin/orchestration/workersetting/add/", {"worker": "shell", "env": "{}",
+                                                                   "env_passthrough": "[]"}).status_code == 403
+    from orchestration.models import WorkerSetting
+
+    assert not WorkerSetting.objects.exists()
