@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.engine import scheduler, workspace
+from orchestration.engine import orphans, scheduler, workspace
 from orchestration.engine.output import OutputBuffer, storable
 from orchestration.engine.prompts import compose_prompt
 from orchestration.plans.prompt_library import resolve as resolve_prompt
@@ -168,6 +168,8 @@ async def execute(task_run_id: int, owner: str) -> None:
         return
 
     parser = adapter.parser()
+    attempt_marker = orphans.marker(owner, plan.task_run_id, plan.attempt)
+    invocation.env[orphans.MARKER] = attempt_marker
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
     flusher = asyncio.create_task(output.flush_forever())
     lost = asyncio.Event()  # set when the task run was cancelled (or taken over) meanwhile
@@ -205,6 +207,8 @@ async def execute(task_run_id: int, owner: str) -> None:
     finally:
         flusher.cancel()
         lease.cancel()
+        # What left the process group (setsid) is found by its marker and goes too.
+        await sync_to_async(orphans.kill_marked, thread_sensitive=False)(attempt_marker)
         if plan.spec.get("workspace"):
             await workspace.remove_worktree(plan.spec["workspace"], dirs.workdir)
 

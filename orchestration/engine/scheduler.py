@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestration import audit
+from orchestration.engine import orphans
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
@@ -314,12 +315,21 @@ def cancel_task(task_run: TaskRun, reason: str, user: AbstractBaseUser | None = 
 def recover_lost_tasks() -> list[int]:
     """Re-queue (attempts left) or fail ("worker lost") running task runs whose lease expired.
 
+    When the lost executor was a process of this host that no longer exists, the processes of
+    its attempt still running here are killed first (engine.orphans).
+
     Returns the ids of the runs touched.
     """
     now = timezone.now()
     touched = set()
     for task_run in TaskRun.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now):
         reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
+        if orphans.owner_gone(task_run.claimed_by):
+            # Its worker process died on this host: what the attempt started must not go on
+            # changing files beside the retry.
+            killed = orphans.kill_marked(orphans.marker(task_run.claimed_by, task_run.pk, task_run.attempt))
+            if killed:
+                reason += f"; {killed} leftover process(es) of the attempt killed"
         if task_run.attempt < task_run.max_attempts:
             done = task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="")
         else:

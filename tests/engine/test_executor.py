@@ -97,6 +97,20 @@ async def test_a_task_that_runs_too_long_is_killed_with_its_children(tmp_path):
     assert not process_alive(int(pid_file.read_text()))
 
 
+async def test_a_child_that_left_the_process_group_does_not_outlive_its_task(tmp_path):
+    pid_file = tmp_path / "daemon.pid"
+    code = (
+        "import subprocess, sys\n"
+        "daemon = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True,\n"
+        "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(daemon.pid))\n"
+        "print('left a daemon behind')\n"
+    )
+    run, t = await run_plan([{"id": "leaky", "worker": "shell", "command": ["python", "-c", code]}])
+    assert t["leaky"].state == "succeeded"
+    assert not process_alive(int(pid_file.read_text())), "the setsid() child was found by its marker and killed"
+
+
 async def test_a_failed_attempt_is_retried_when_the_task_allows_it(tmp_path):
     marker = tmp_path / "tried-once"
     code = f"import os, sys; p = {str(marker)!r}\nif os.path.exists(p): print('second try'); sys.exit(0)\nopen(p, 'w').close(); print('first try'); sys.exit(1)"

@@ -96,10 +96,12 @@ def test_a_worker_killed_with_sigkill_mid_task_is_noticed_and_its_task_retried_w
     orphan = int(pid_file.read_text())
     first.send_signal(signal.SIGKILL)  # the process only: its task's process group lives on
     first.wait()
+    assert process_alive(orphan), "the dead worker's task process lives on until the sweep finds it"
     try:
         spawn_worker(MAGICBOX_LEASE_SECONDS="3")
         # Lease (3 s) + sweep interval (1 s) + the second attempt: well within 30 s.
         wait_until(lambda: Run.objects.get(pk=run.pk).is_finished, 30, "the lost task to be retried")
+        assert not process_alive(orphan), "the sweep killed the lost attempt's process before the retry"
     finally:
         if process_alive(orphan):
             os.kill(orphan, signal.SIGKILL)
@@ -107,6 +109,6 @@ def test_a_worker_killed_with_sigkill_mid_task_is_noticed_and_its_task_retried_w
     task_run.refresh_from_db()
     assert task_run.state == "succeeded" and task_run.attempt == 2
     reasons = list(StateChange.objects.filter(task_run=task_run).values_list("reason", flat=True))
-    assert any(r.startswith("worker lost") for r in reasons), reasons
+    assert any(r.startswith("worker lost") and "1 leftover process(es) of the attempt killed" in r for r in reasons), reasons
     output = task_run.output_text()
     assert output.index("written before the kill") < output.index("attempt two finishes")

@@ -1,0 +1,64 @@
+"""Find and kill the processes of one task attempt, even those that left its process group.
+
+Every worker process of an attempt starts with MAGICBOX_ATTEMPT=<owner>/<task run id>/<attempt>
+in its environment, and children inherit it. Killing the process group covers what stays in
+the group; a scan of /proc for that variable also finds what called setsid() (daemons, some
+agent tool runners), and, after the worker process that ran the attempt was itself killed
+(SIGKILL, OOM), the attempt's orphans, which would otherwise go on changing files while the
+task is retried. Linux only; elsewhere the scan finds nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+MARKER = "MAGICBOX_ATTEMPT"
+
+
+def marker(owner: str, task_run_id: int, attempt: int) -> str:
+    """The MAGICBOX_ATTEMPT value of one attempt run by `owner` ("host:pid:n", see Engine)."""
+    return f"{owner}/{task_run_id}/{attempt}"
+
+
+def processes_marked(value: str) -> list[int]:
+    """Pids of this host's processes whose environment has MAGICBOX_ATTEMPT=`value` (readable ones)."""
+    needle = f"{MARKER}={value}\0".encode()
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def kill_marked(value: str) -> int:
+    """SIGKILL every process of this host marked with `value`. Returns how many were signalled."""
+    count = 0
+    for pid in processes_marked(value):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            count += 1
+    return count
+
+
+def owner_gone(owner: str) -> bool:
+    """True if `owner` ("host:pid:n") was a process on this host that no longer exists."""
+    try:
+        host, pid, _ = owner.rsplit(":", 2)
+        pid_number = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid_number, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
