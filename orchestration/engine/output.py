@@ -32,6 +32,7 @@ class OutputBuffer:
         self._lines: list[str] = []
         self._pending = 0
         self._truncated = stored_bytes >= self.limit
+        self._writing: asyncio.Task | None = None
 
     def add(self, lines: list[str]) -> None:
         """Queue display lines (without newlines) for the next flush."""
@@ -47,13 +48,21 @@ class OutputBuffer:
             self._pending += size
 
     async def flush(self) -> None:
-        """Write the queued lines as one chunk and notify the run's viewers."""
+        """Write the queued lines as one chunk and notify the run's viewers.
+
+        The write is a task of its own: cancelling the caller (the periodic flusher is cancelled
+        when the process ends) never drops lines already taken from the buffer, and the next
+        flush waits for it, so chunks are stored in order.
+        """
+        if self._writing is not None and not self._writing.done():
+            await asyncio.wait({self._writing})  # its failure was raised to its own caller
         if not self._lines:
             return
         text = "\n".join(self._lines) + "\n"
         self._lines, size, self._pending = [], self._pending, 0
-        await sync_to_async(_append_chunk)(self.task_run_id, self.attempt, text)
         self._stored += size
+        self._writing = asyncio.ensure_future(sync_to_async(_append_chunk)(self.task_run_id, self.attempt, text))
+        await asyncio.shield(self._writing)
         await anotify_run(self.run_id)
 
     async def flush_forever(self) -> None:

@@ -6,6 +6,7 @@ skipped, naming the failed upstream task, the moment one of them did not succeed
 """
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 from django.conf import settings
@@ -315,15 +316,23 @@ def cancel_task(task_run: TaskRun, reason: str, user: AbstractBaseUser | None = 
 def recover_lost_tasks() -> list[int]:
     """Re-queue (attempts left) or fail ("worker lost") running task runs whose lease expired.
 
-    When the lost executor was a process of this host that no longer exists, the processes of
-    its attempt still running here are killed first (engine.orphans).
+    An executor that was a process of this host which no longer exists is known lost at once,
+    without waiting for its lease; the processes of its attempt still running here are killed
+    first (engine.orphans), so they do not go on beside the retry.
 
     Returns the ids of the runs touched.
     """
     now = timezone.now()
     touched = set()
-    for task_run in TaskRun.objects.filter(state=TaskState.RUNNING, lease_expires_at__lt=now):
-        reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
+    running = TaskRun.objects.filter(state=TaskState.RUNNING)
+    expired = list(running.filter(lease_expires_at__lt=now))
+    here = running.filter(claimed_by__startswith=f"{socket.gethostname()}:").exclude(pk__in=[t.pk for t in expired])
+    gone_here = [t for t in here if orphans.owner_gone(t.claimed_by)]
+    for task_run in expired + gone_here:
+        if task_run in gone_here:
+            reason = f"worker lost: {task_run.claimed_by} is no longer running"
+        else:
+            reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
         if orphans.owner_gone(task_run.claimed_by):
             # Its worker process died on this host: what the attempt started must not go on
             # changing files beside the retry.
