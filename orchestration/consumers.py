@@ -7,6 +7,7 @@ import logging
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from orchestration.engine.runtime import get_engine
 from orchestration.engine.signals import run_group
@@ -44,7 +45,7 @@ class RunConsumer(AsyncWebsocketConsumer):
         if not user or not user.is_authenticated or not await self._may_watch(user):
             await self.close(code=4403)
             return
-        self.view = RunView(self.run_id)
+        self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.contrib.auth.context_processors import PermWrapper
 from django.template.loader import render_to_string
 
 from orchestration import terminal
@@ -121,10 +122,15 @@ def _pack(fragments: list[str]) -> list[str]:
 
 
 class RunView:
-    """The state one viewer of one run has been sent."""
+    """The state one viewer of one run has been sent.
 
-    def __init__(self, run_id: int) -> None:
+    user: the viewer, so fragments show the actions their role allows (as the page does);
+    csrf_token: the viewer's CSRF cookie value, for the forms in those fragments.
+    """
+
+    def __init__(self, run_id: int, user=None, csrf_token: str = "") -> None:
         self.run_id = run_id
+        self.extra_context = {"perms": PermWrapper(user) if user is not None else None, "csrf_token": csrf_token}
         self.sent_seq: dict[int, int] = {}
         self.rows: dict[int, tuple] = {}
         self.header: tuple | None = None
@@ -142,6 +148,7 @@ class RunView:
         return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
 
     def _render(self, name: str, context: dict, task_run: TaskRun | None = None) -> str:
+        context = {**context, **self.extra_context}
         return render_to_string(f"{TEMPLATE}#{name}", {**context, "task_run": task_run} if task_run else context)
 
     def snapshot(self) -> list[str]:

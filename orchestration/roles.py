@@ -20,8 +20,16 @@ OPERATOR = "orchestration.operate_run"
 
 
 def ensure_groups(sender=None, **kwargs) -> None:
-    """Create the role groups with their permissions (idempotent; a post_migrate handler)."""
+    """Create the role groups with their permissions (idempotent; a post_migrate handler).
+
+    Django creates an app's permissions in auth's own post_migrate handler, which may run after
+    this one (on the first migrate of a fresh database): they are created here first.
+    """
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group, Permission
+
+    create_permissions(apps.get_app_config("orchestration"), verbosity=0)
 
     for name, codenames in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)

@@ -113,3 +113,32 @@ async def test_a_socket_to_an_unknown_path_is_refused_not_an_error(user):
     ws = WebsocketCommunicator(application, "/ws/runs/abc/", headers=[(b"origin", b"http://testserver"), (b"host", b"testserver")])
     connected, _ = await ws.connect()
     assert not connected
+
+
+async def test_an_operators_live_fragments_keep_the_cancel_button_with_a_working_csrf_token(django_user_model):
+    import re
+
+    from orchestration.models import Run
+    from tests.conftest import user_in
+
+    run = await new_run()
+    operator = await sync_to_async(user_in)(django_user_model, "olga", "Operators")
+    viewer = await sync_to_async(user_in)(django_user_model, "vic", "Viewers")
+    browser = Client(enforce_csrf_checks=True)
+    await sync_to_async(browser.force_login)(operator)
+    await sync_to_async(browser.get)(f"/runs/{run.pk}/")  # sets the CSRF cookie, as a page visit does
+    cookie = f"sessionid={browser.cookies['sessionid'].value}; csrftoken={browser.cookies['csrftoken'].value}".encode()
+
+    ws = socket(run.pk, cookie)
+    assert (await ws.connect())[0]
+    snapshot = await ws.receive_from(timeout=5)
+    await ws.disconnect()
+    assert f'action="/runs/{run.pk}/cancel/"' in snapshot
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', snapshot).group(1)
+    response = await sync_to_async(browser.post)(f"/runs/{run.pk}/cancel/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and (await Run.objects.aget(pk=run.pk)).state == "cancelled"
+
+    watcher = socket(run.pk, await sync_to_async(session_cookie)(viewer))
+    assert (await watcher.connect())[0]
+    assert "cancel/" not in await watcher.receive_from(timeout=5)
+    await watcher.disconnect()

@@ -76,7 +76,8 @@ def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> 
         return HttpResponseBadRequest("seq (a chunk number) is required, and chars must be a number")
     window = output_window(task_run.pk, seq, chars)
     task_run.earlier_query = urlencode(window.earlier or {})
-    html = render_to_string("runs/detail.html#earlier-button", {"run": task_run.run, "task_run": task_run, "oob": True})
+    task_run.hidden_output = 0  # the note no longer gives a size: counting it would read every earlier chunk
+    html = render_to_string("runs/detail.html#earlier-note", {"run": task_run.run, "task_run": task_run, "oob": True})
     return HttpResponse(f'<span class="earlier">{terminal.render(window.text)}</span>{html}')
 
 

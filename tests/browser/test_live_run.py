@@ -107,7 +107,7 @@ def test_a_long_coloured_log_shows_its_tail_in_colour_and_loads_earlier_output_o
         cursor = button.get_attribute("hx-get")
         button.click()
         page.wait_for_function("c => !document.querySelector(`button[hx-get='${c}']`)", arg=cursor)
-    page.locator("text=(all loaded)").wait_for()
+    page.locator("text=All output is shown.").wait_for()
     text = log.inner_text()
     assert "FIRST LINE" in text and text.index("FIRST LINE") < text.index("line 00000") < text.index("line 05999")
     assert text.count("line 03000") == 1

@@ -66,7 +66,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("MAGICBOX_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("MAGICBOX_PORT", "8000")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("MAGICBOX_WORKER_PROCESSES", "2")),
-                            help="background worker processes (each runs many tasks at once)")
+                            help="background worker processes (each runs many tasks at once); 0 for a web server only, "
+                                 "when `runworker` processes run elsewhere")
         parser.add_argument("--no-examples", action="store_true", help="do not load the example plans")
 
     def handle(self, *args, host: str, port: int, workers: int, no_examples: bool, **options):
@@ -86,7 +87,7 @@ class Command(BaseCommand):
         env = dict(os.environ)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         commands = [[sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "magicbox_web.asgi:application"]]
-        commands += [[sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL] for _ in range(max(1, workers))]
+        commands += [[sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL] for _ in range(max(0, workers))]
         children = [
             subprocess.Popen(argv, cwd=str(settings.BASE_DIR), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
             for argv in commands
