@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 
 from orchestration.models import AuditEvent, Plan, PlanRevision, Run, TaskRun, WorkerSetting
-from orchestration.workers.registry import forget_overrides, worker_names
+from orchestration.workers.registry import forget_overrides, worker_config, worker_names
 
 
 class PlanRevisionInline(admin.TabularInline):
@@ -21,6 +21,8 @@ class PlanRevisionInline(admin.TabularInline):
 class PlanAdmin(admin.ModelAdmin):
     list_display = ("name", "updated_at", "created_by")
     search_fields = ("name", "description")
+    # The name and description come from the plan's spec: change them by editing the plan.
+    readonly_fields = ("name", "description", "created_by", "created_at", "updated_at")
     inlines = [PlanRevisionInline]
 
 
@@ -60,13 +62,35 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class BoundedJSONField(forms.JSONField):
+    """A JSON form field that refuses nesting Python cannot parse with a message, not a crash."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("This JSON is nested too deeply.") from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
 
 class WorkerSettingForm(forms.ModelForm):
-    """Checks an override before it reaches a worker: a configured worker, argv strings, and
-    variable names a process environment accepts."""
+    """Checks an override before it reaches a worker: a configured worker, argv strings with
+    known placeholders, variable names a process environment accepts, a limit of 1 or more."""
 
     worker = forms.ChoiceField(choices=())
+    args = BoundedJSONField(required=False, help_text=WorkerSetting._meta.get_field("args").help_text)
+    env = BoundedJSONField(required=False, help_text=WorkerSetting._meta.get_field("env").help_text)
+    env_passthrough = BoundedJSONField(required=False, help_text=WorkerSetting._meta.get_field("env_passthrough").help_text)
+    max_parallel = forms.IntegerField(required=False, min_value=1,
+                                      help_text="Task runs of this worker at once, over all processes (empty: no limit of its own).")
 
     class Meta:
         model = WorkerSetting
@@ -80,7 +104,21 @@ class WorkerSettingForm(forms.ModelForm):
         args = self.cleaned_data["args"]
         if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
             raise forms.ValidationError('Give a JSON list of strings, e.g. ["-p", "{prompt}"], or leave it empty.')
+        for arg in args or []:
+            if "\x00" in arg:
+                raise forms.ValidationError("An argument cannot contain a NUL character.")
+            unknown = sorted(set(PLACEHOLDER.findall(arg)) - {"prompt", "workdir"})
+            if unknown:
+                raise forms.ValidationError(f"Unknown placeholder {{{unknown[0]}}}: the arguments may use {{prompt}} and {{workdir}}.")
         return args
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("worker")
+        if name and worker_config(name).kind == "command" and (cleaned.get("program") or cleaned.get("args") is not None):
+            raise forms.ValidationError(f"The {name} worker runs each task's own command: it has no program or arguments "
+                                        "to set (set its environment or limit instead).")
+        return cleaned
 
     def clean_env(self):
         env = self.cleaned_data["env"] or {}
@@ -91,6 +129,8 @@ class WorkerSettingForm(forms.ModelForm):
                 raise forms.ValidationError(f"'{name}' is not a variable name (letters, digits and _, not starting with a digit).")
             if not isinstance(value, str) or "\x00" in value:
                 raise forms.ValidationError(f"The value of {name} must be a string without NUL characters.")
+            if len(value) > 32_768:
+                raise forms.ValidationError(f"The value of {name} is longer than 32,768 characters: the system cannot pass it to a program.")
         return env
 
     def clean_env_passthrough(self):

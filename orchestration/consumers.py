@@ -16,6 +16,8 @@ from orchestration.live import RunView
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.25  # viewers get at most ~4 updates a second per run
+RESYNC_CLOSE_CODE = 4011  # "reload to resync" (app.js); servers may not send 1011 themselves
+RECHECK_SECONDS = 10  # how often an open socket checks its user may still watch
 
 
 class EngineConsumer(AsyncConsumer):
@@ -45,6 +47,8 @@ class RunConsumer(AsyncWebsocketConsumer):
         if not user or not user.is_authenticated or not await self._may_watch(user):
             await self.close(code=4403)
             return
+        self.user_id = user.pk
+        self._checked_at = asyncio.get_running_loop().time()
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
@@ -62,6 +66,12 @@ class RunConsumer(AsyncWebsocketConsumer):
 
     async def _push_update(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._checked_at > RECHECK_SECONDS:
+            self._checked_at = loop.time()
+            if not await self._still_allowed():
+                await self.close(code=4403)  # deactivated or out of every role since it joined
+                return
         try:
             for message in await database_sync_to_async(self.view.update)():
                 await self.send(text_data=message)
@@ -69,7 +79,17 @@ class RunConsumer(AsyncWebsocketConsumer):
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.
             log.exception("update of run %s failed; asking the viewer to reconnect", self.run_id)
-            await self.close(code=1011)
+            await self.close(code=RESYNC_CLOSE_CODE)
+
+    @database_sync_to_async
+    def _still_allowed(self) -> bool:
+        """The viewer's account, read afresh, is active and still has a role that watches runs."""
+        from django.contrib.auth import get_user_model
+
+        from orchestration.roles import VIEWER
+
+        user = get_user_model().objects.filter(pk=self.user_id, is_active=True).first()
+        return user is not None and user.has_perm(VIEWER)
 
     @database_sync_to_async
     def _may_watch(self, user) -> bool:

@@ -6,7 +6,9 @@ the rows that changed and the output chunks the viewer has not had.
 
 Messages stay well under daphne's 1 MiB websocket frame limit: a page shows the last
 OUTPUT_TAIL characters of each task's output (the rest is a download), appends are sent in
-pieces, and fragments are packed into messages of at most MESSAGE_BUDGET characters.
+pieces, fragments are packed into messages of at most MESSAGE_BUDGET bytes, and a fragment
+that would render larger than FRAGMENT_LIMIT bytes (escaping and colours can grow output 20x)
+is rendered again from a shorter tail or a smaller piece.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from orchestration.models import OutputChunk, Run, TaskRun
 TEMPLATE = "runs/detail.html"
 OUTPUT_TAIL = 128 * 1024  # characters of a task's output shown on its page (escaping may grow it 5x)
 APPEND_PIECE = 32 * 1024  # characters of new output per appended fragment
-MESSAGE_BUDGET = 256 * 1024  # characters per websocket message, fragments permitting
+MESSAGE_BUDGET = 256 * 1024  # bytes per websocket message, fragments permitting
+FRAGMENT_LIMIT = 768 * 1024  # bytes of one rendered fragment (daphne refuses frames over 1 MiB)
 
 
 @dataclass
@@ -67,7 +70,7 @@ def output_window(task_run_id: int, upto_seq: int, upto_chars: int | None = None
     return OutputWindow("".join(reversed(pieces)), earlier)
 
 
-def attach_output(task_runs: list[TaskRun]) -> None:
+def attach_output(task_runs: list[TaskRun], size: int = OUTPUT_TAIL) -> None:
     """Set on each task run `shown_output` (the last OUTPUT_TAIL characters of its stored
     output, up to its output_seq as loaded), `earlier_output` (the cursor of the output before
     that, see OutputWindow, or None; `earlier_query`, the same as a query string) and
@@ -80,7 +83,7 @@ def attach_output(task_runs: list[TaskRun]) -> None:
         if not task_run.output_seq:  # nothing stored yet: no query
             task_run.shown_output, task_run.earlier_output, task_run.earlier_query, task_run.hidden_output = "", None, "", 0
             continue
-        window = output_window(task_run.pk, task_run.output_seq)
+        window = output_window(task_run.pk, task_run.output_seq, size=size)
         task_run.shown_output, task_run.earlier_output = window.text, window.earlier
         task_run.earlier_query = urlencode(window.earlier or {})
         hidden = task_run.output_bytes - len(window.text.encode("utf-8", "replace"))
@@ -111,11 +114,12 @@ def _pack(fragments: list[str]) -> list[str]:
     current: list[str] = []
     size = 0
     for fragment in fragments:
-        if current and size + len(fragment) > MESSAGE_BUDGET:
+        length = len(fragment.encode("utf-8", "replace"))
+        if current and size + length > MESSAGE_BUDGET:
             messages.append("\n".join(current))
             current, size = [], 0
         current.append(fragment)
-        size += len(fragment)
+        size += length
     if current:
         messages.append("\n".join(current))
     return messages
@@ -159,7 +163,7 @@ class RunView:
         fragments = [self._render("run-header", context)]
         for task_run in task_runs:
             fragments.append(self._render("task-row", context, task_run))
-            fragments.append(self._render("task-output", context, task_run))
+            fragments.append(self._output_fragment(context, task_run))
             self.rows[task_run.pk] = _row_fingerprint(task_run)
             self.sent_seq[task_run.pk] = task_run.output_seq
         self.header = self._header_key(run, context)
@@ -200,9 +204,31 @@ class RunView:
             if len(text) > OUTPUT_TAIL:
                 # Too much at once to append: show the tail, like a page opened now would.
                 attach_output([task_run])
-                return [self._render("task-output", context, task_run)]
-        return [f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{terminal.render(piece)}</div>'
-                for piece in _pieces(text, APPEND_PIECE)]
+                return [self._output_fragment(context, task_run)]
+        fragments = []
+        pending = _pieces(text, APPEND_PIECE)
+        while pending:
+            piece = pending.pop(0)
+            html = f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{terminal.render(piece)}</div>'
+            if _too_big(html) and len(piece) > 1:
+                pending[:0] = _pieces(piece, len(piece) // 4 + 1)
+                continue
+            fragments.append(html)
+        return fragments
+
+    def _output_fragment(self, context: dict, task_run: TaskRun) -> str:
+        """The task-output fragment, from a shorter tail while it renders over FRAGMENT_LIMIT."""
+        size = OUTPUT_TAIL
+        html = self._render("task-output", context, task_run)
+        while _too_big(html) and size > 1024:
+            size //= 4
+            attach_output([task_run], size=size)
+            html = self._render("task-output", context, task_run)
+        return html
+
+
+def _too_big(html: str) -> bool:
+    return len(html) > FRAGMENT_LIMIT // 4 and len(html.encode("utf-8", "replace")) > FRAGMENT_LIMIT
 
 
 def _pieces(text: str, size: int) -> list[str]:

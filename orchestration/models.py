@@ -171,6 +171,8 @@ class Run(StateMachine):
     state_reason = models.TextField(blank=True)
     worker_map = models.JSONField(default=dict, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # The commit the plan's workspace base resolved to when the run's first task started ("" before).
+    base_commit = models.CharField(max_length=64, blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -399,3 +401,79 @@ class WorkerSetting(models.Model):
 
     def __str__(self) -> str:
         return f"settings of worker {self.worker}"
+
+
+class TaskChange(models.Model):
+    """The code a task run changed in the plan's workspace repository (its last attempt).
+
+    branch: magicbox/run-<run>/<task>. start_commit: where the task began (the run's base, or
+    the merge of its upstream tasks' branches); head_commit: the commit Magic Box made of the
+    worktree when the task ended (start_commit if it changed nothing).
+    files: [{"path", "old_path" (renames), "status": "added" | "modified" | "deleted" |
+    "renamed" | "copied" | "type changed", "added", "deleted" (lines; None for binary files),
+    "binary", "start", "end" (the file's character range in `patch`; None if cut off)}].
+    patch: `git diff -M` from start to head, at most PATCH_LIMIT characters (patch_truncated).
+    """
+
+    PATCH_LIMIT = 5_000_000
+
+    task_run = models.OneToOneField(TaskRun, on_delete=models.CASCADE, related_name="change")
+    branch = models.CharField(max_length=300)
+    start_commit = models.CharField(max_length=64)
+    head_commit = models.CharField(max_length=64)
+    files = models.JSONField(default=list)
+    patch = models.TextField(blank=True)
+    patch_truncated = models.BooleanField(default=False)
+    lines_added = models.PositiveIntegerField(default=0)
+    lines_deleted = models.PositiveIntegerField(default=0)
+    # {other task id: [paths git could not merge]} for tasks of the run that are neither upstream
+    # nor downstream of this one, checked with `git merge-tree` when this change was captured.
+    merge_conflicts = models.JSONField(default=dict, blank=True)
+    captured_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"changes of {self.task_run}"
+
+    def file_patch(self, path: str) -> str:
+        """The part of the patch about `path` ("" if it is not there or was cut off)."""
+        for entry in self.files:
+            if entry["path"] == path and entry.get("start") is not None:
+                return self.patch[entry["start"]:entry["end"]]
+        return ""
+
+
+class Integration(StateMachine):
+    """An "integrate" of a run: its successful tasks' branches merged, in dependency order, into
+    magicbox/run-<run>/integration, stopping at the first conflict; then the workspace's check.
+
+    merged: task ids merged so far. conflict: {"task", "files": [{"path", "hunks": [text]}]} of
+    the merge that stopped it, or {}. check_exit_code / check_output: the check command's.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="integrations")
+    state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    state_reason = models.TextField(blank=True)
+    branch = models.CharField(max_length=300, blank=True)
+    head_commit = models.CharField(max_length=64, blank=True)
+    merged = models.JSONField(default=list)
+    conflict = models.JSONField(default=dict, blank=True)
+    check_command = models.JSONField(null=True, blank=True)
+    check_exit_code = models.IntegerField(null=True, blank=True)
+    check_output = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    claimed_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    TRANSITIONS = RUN_TRANSITIONS
+    TERMINAL = RUN_TERMINAL
+
+    def __str__(self) -> str:
+        return f"integration #{self.pk} of run #{self.run_id}"
+
+    def record_change(self, old: str, new: str, reason: str) -> None:
+        """Integrations keep their own state and reason; no separate history."""

@@ -13,7 +13,7 @@ import re
 from ansi2html import Ansi2HTMLConverter
 from django.utils.safestring import SafeString, mark_safe
 
-_OSC = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")  # ESC ] … BEL or ESC \ (titles, links)
+_OSC = re.compile(r"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?")  # ESC ] … BEL or ESC \ (titles, links), never past the line
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")  # ESC [ params intermediates final
 _OTHER_ESCAPE = re.compile(r"\x1b[ -/]*[0-~]?")  # ESC 7, ESC (B, a lone ESC, …
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # all but \t \n (and \r, handled first)

@@ -17,7 +17,11 @@ from orchestration.engine.output import OutputBuffer, storable
 from orchestration.engine.prompts import compose_prompt
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.engine.signals import anotify_run
-from orchestration.models import TaskRun, TaskState
+from orchestration.models import TaskChange, TaskRun, TaskState
+from orchestration.plans.graph import ancestors
+from orchestration.vcs import changes, worktrees
+from orchestration.vcs.git import GitError
+from orchestration.vcs.repository import base_commit, repository_dir
 from orchestration.plans import references
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.process import run_process
@@ -43,6 +47,7 @@ class AttemptPlan:
     spec: dict
     upstream_results: dict[str, str]
     results: dict[str, str]
+    upstream_heads: list[tuple[str, str]]  # (task id, head commit) of upstream tasks' captured changes
 
 
 def base_environment(worker: str) -> dict[str, str]:
@@ -70,6 +75,8 @@ def _load(task_run_id: int) -> AttemptPlan:
     results = dict(
         TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED).values_list("task_id", "result")
     )
+    heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
+                 .values_list("task_run__task_id", "head_commit"))
     return AttemptPlan(
         task_run_id=task_run.pk,
         run_id=task_run.run_id,
@@ -82,6 +89,7 @@ def _load(task_run_id: int) -> AttemptPlan:
         spec=spec,
         upstream_results={u: results.get(u, "") for u in task_run.upstream},
         results=results,
+        upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
     )
 
 
@@ -116,10 +124,10 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
             lease_expires_at=None,
         )
         if state != TaskState.SUCCEEDED and task_run.attempt < task_run.max_attempts:
-            reason = f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying"
+            reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying")
             task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="", **fields)
         else:
-            task_run.transition(state, outcome.error, expect=TaskState.RUNNING, finished_at=now, **fields)
+            task_run.transition(state, fields["error"], expect=TaskState.RUNNING, finished_at=now, **fields)
         scheduler.advance_run(plan.run_id)
 
 
@@ -136,9 +144,15 @@ async def execute(task_run_id: int, owner: str) -> None:
         await sync_to_async(_finish)(plan, owner, state, outcome, exit_code)
         await anotify_run(plan.run_id)
 
+    repo_spec = None
     try:
         adapter = get_adapter(plan.worker)
-        dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.spec.get("workspace"), plan.upstream_results)
+        dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
+        if repo_spec := plan.spec.get("workspace"):
+            repository = await repository_dir(repo_spec)
+            task_start = await worktrees.start_task(repository, plan.run_id, plan.task_id, dirs.workdir,
+                                                    await base_commit(plan.run_id, repo_spec), plan.upstream_heads)
+            output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
         template, warning = await sync_to_async(resolve_prompt)(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
         if warning:
             output.add([f"[Magic Box] {warning}"])
@@ -162,12 +176,13 @@ async def execute(task_run_id: int, owner: str) -> None:
                 base_env=env,
             )
         )
-    except (UnknownWorker, WorkerUnavailable, workspace.WorkspaceError, references.ReferenceError_, ValueError) as error:
+    except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
         output.add([f"[Magic Box] {error}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
 
     parser = adapter.parser()
+    interrupted = False
     attempt_marker = orphans.marker(owner, plan.task_run_id, plan.attempt)
     invocation.env[orphans.MARKER] = attempt_marker
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
@@ -199,6 +214,7 @@ async def execute(task_run_id: int, owner: str) -> None:
         await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
         return
     except asyncio.CancelledError:
+        interrupted = True
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         output.add(["[Magic Box] interrupted: the worker process is stopping; its processes were killed"])
@@ -209,8 +225,11 @@ async def execute(task_run_id: int, owner: str) -> None:
         lease.cancel()
         # What left the process group (setsid) is found by its marker and goes too.
         await sync_to_async(orphans.kill_marked, thread_sensitive=False)(attempt_marker)
-        if plan.spec.get("workspace"):
-            await workspace.remove_worktree(plan.spec["workspace"], dirs.workdir)
+        if repo_spec:
+            if not interrupted:  # an interrupted attempt starts again from scratch
+                await _capture(plan, repository, task_start, output)
+            if not repo_spec.get("keep_worktrees"):
+                await worktrees.remove(repository, dirs.workdir)
 
     if result.timed_out:
         outcome = parser.finish(-1, result.stderr_tail)
@@ -227,6 +246,43 @@ async def execute(task_run_id: int, owner: str) -> None:
             outcome.error = f"the result does not match {source}: " + "; ".join(problems)
             output.add([f"[Magic Box] {outcome.error}"])
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
+
+
+async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStart, output: OutputBuffer) -> None:
+    """Commit the task's worktree, store its diff (models.TaskChange) and which unrelated tasks'
+    branches it would not merge with. A git failure is reported in the output, not raised."""
+    try:
+        head = await changes.commit_worktree(
+            task_start.workdir, f"Magic Box: task {plan.task_id} of run #{plan.run_id} (attempt {plan.attempt})")
+        captured = await changes.diff(task_start.workdir, task_start.start_commit, head, TaskChange.PATCH_LIMIT)
+        conflicts = {}
+        for other, other_head in await sync_to_async(_unrelated_heads)(plan):
+            files = await changes.merge_conflicts(repository, head, other_head) if captured.files else []
+            if files:
+                conflicts[other] = files
+        await sync_to_async(_store_change)(plan, task_start, captured, conflicts)
+        output.add([f"[Magic Box] changes: {len(captured.files)} file(s), +{captured.lines_added} -{captured.lines_deleted}, "
+                    f"commit {head[:10]} on {task_start.branch}"
+                    + (f"; would conflict with {', '.join(sorted(conflicts))}" if conflicts else "")])
+    except GitError as error:
+        output.add([f"[Magic Box] the task's changes could not be captured: {error}"])
+
+
+def _unrelated_heads(plan: AttemptPlan) -> list[tuple[str, str]]:
+    """(task id, head commit) of the run's captured changes of tasks neither upstream nor downstream of this one."""
+    waits_for = ancestors({t["id"]: t["depends_on"] for t in plan.spec["tasks"]})
+    mine = waits_for.get(plan.task_id, set())
+    rows = TaskChange.objects.filter(task_run__run_id=plan.run_id).exclude(task_run__task_id=plan.task_id)
+    return [(task, head) for task, head, start in rows.values_list("task_run__task_id", "head_commit", "start_commit")
+            if task not in mine and plan.task_id not in waits_for.get(task, set()) and head != start]
+
+
+def _store_change(plan: AttemptPlan, task_start: worktrees.TaskStart, captured: changes.Captured, conflicts: dict) -> None:
+    TaskChange.objects.update_or_create(task_run_id=plan.task_run_id, defaults=dict(
+        branch=task_start.branch, start_commit=task_start.start_commit, head_commit=captured.head_commit,
+        files=captured.files, patch=storable(captured.patch), patch_truncated=captured.truncated,
+        lines_added=captured.lines_added, lines_deleted=captured.lines_deleted, merge_conflicts=conflicts,
+        captured_at=timezone.now()))
 
 
 def output_problems(result: str, schema: dict) -> list[str]:

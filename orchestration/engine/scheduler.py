@@ -78,11 +78,14 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
 
     Without task_id: the tasks that did not succeed (as GitHub Actions' "re-run failed jobs");
     with it: that task and everything downstream of it. Kept tasks are copied as succeeded,
-    with their result and output. Raises ValueError for a task the run does not have.
+    with their result, output and code changes. Raises ValueError for a task the run does not
+    have, or a run that has not ended.
     """
     from orchestration.engine.verification import create_verdicts
     from orchestration.plans.graph import ancestors
 
+    if not run.is_finished:
+        raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
     old = {t.task_id: t for t in run.task_runs.all()}
     spec = run.revision.spec
     if task_id is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from orchestration.plans.exporter import workspace_document
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
@@ -76,6 +77,7 @@ class EditorState:
     base: str = ""
     base_revision: str = ""
     criteria_checks: str = ""  # JSON of the criteria with a command or review task, carried through
+    workspace_options: str = ""  # JSON of the workspace's keep_worktrees / check / check_timeout, carried through
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -95,7 +97,7 @@ def _positions(values: list[str]) -> list[int]:
 def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
-                                                         "base_revision", "criteria_checks")})
+                                                         "base_revision", "criteria_checks", "workspace_options")})
     for n in range(_count(data, "tasks-count")):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema")})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
@@ -117,7 +119,10 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
                         criteria="\n".join(c for c in criteria if isinstance(c, str)),
                         criteria_checks=json.dumps(checks) if checks else "",
                         source_id=spec.get("source_id", ""), repository=workspace.get("repository", ""),
-                        base=workspace.get("base", "") if workspace else "")
+                        base=workspace.get("base", "") if workspace else "",
+                        workspace_options=json.dumps(options) if (options := {
+                            k: v for k, v in workspace_document(workspace).items() if k not in ("repository", "base")
+                        } if workspace else {}) else "")
     for task in spec["tasks"]:
         row = TaskRow(**{f: str(task.get(f) or "") for f in TASK_TEXT_FIELDS})
         row.command = readable_join(task["command"]) if task.get("command") else ""
@@ -241,7 +246,7 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
     criteria: list[Any] = _lines(state.criteria)
     try:
         carried = json.loads(state.criteria_checks) if state.criteria_checks.strip() else []
-    except ValueError:
+    except (ValueError, RecursionError):
         carried = []
     criteria += [c for c in carried if isinstance(c, dict)] if isinstance(carried, list) else []
     if criteria:
@@ -252,7 +257,12 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
     if state.description.strip():
         doc["description"] = state.description.strip()
     if state.repository.strip():
-        doc["workspace"] = {"repository": state.repository.strip(), **({"base": state.base.strip()} if state.base.strip() else {})}
+        try:
+            options = json.loads(state.workspace_options) if state.workspace_options.strip() else {}
+        except (ValueError, RecursionError):
+            options = {}
+        options = {k: v for k, v in options.items() if k in ("keep_worktrees", "check", "check_timeout")} if isinstance(options, dict) else {}
+        doc["workspace"] = {"repository": state.repository.strip(), **({"base": state.base.strip()} if state.base.strip() else {}), **options}
     contracts: dict[str, Any] = {}
     for n, row in enumerate(state.contracts):
         name = row.name.strip() or f"contract_{n + 1}"
@@ -268,7 +278,7 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
         if row.checks.strip():
             try:
                 checks = json.loads(row.checks)
-            except ValueError:
+            except (ValueError, RecursionError):
                 checks = None
             if isinstance(checks, list) and checks:
                 item["checks"] = [{k: v for k, v in c.items() if v is not None} for c in checks if isinstance(c, dict)]

@@ -46,7 +46,7 @@ def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("description"):
         document["description"] = spec["description"]
     if spec.get("workspace"):
-        document["workspace"] = dict(spec["workspace"])
+        document["workspace"] = workspace_document(spec["workspace"])
     document["parallel_execution"] = execution
     if spec.get("contracts"):
         document["contracts"] = {name: _contract_document(c) for name, c in spec["contracts"].items()}
@@ -72,3 +72,15 @@ def spec_to_yaml(spec: dict[str, Any], schema_url: str = SCHEMA_URL_PATH) -> str
     """YAML text with a yaml-language-server $schema line, block style, keys in plan order."""
     body = yaml.safe_dump(spec_to_document(spec), sort_keys=False, allow_unicode=True, width=100)
     return f"# yaml-language-server: $schema={schema_url}\n{body}"
+
+
+def workspace_document(workspace: dict[str, Any]) -> dict[str, Any]:
+    """A normalised workspace as YAML would write it: its options left out when at their default."""
+    document = {"repository": workspace["repository"], "base": workspace.get("base", "HEAD")}
+    if workspace.get("keep_worktrees"):
+        document["keep_worktrees"] = True
+    if workspace.get("check"):
+        document["check"] = list(workspace["check"])
+    if workspace.get("check_timeout"):
+        document["check_timeout"] = workspace["check_timeout"]
+    return document

@@ -20,6 +20,7 @@ import difflib
 import functools
 import json
 import math
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -485,10 +486,16 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                     f"not a valid JSON Schema at {pointer}: {error.message}.{hint}")
 
     workspace = data.get("workspace")
-    if workspace and base_dir is None and not Path(workspace["repository"]).is_absolute():
+    if workspace and base_dir is None and not is_url(workspace["repository"]) and not Path(workspace["repository"]).is_absolute():
         add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path on the server (a relative path "
             "is only understood by `manage.py importplan FILE`, relative to the file).")
     return problems
+
+
+def is_url(repository: str) -> bool:
+    """Whether a workspace repository names a remote to clone (https://, ssh://, file://,
+    git@host:path) rather than a local path."""
+    return "://" in repository or bool(re.match(r"^[\w.-]+@[\w.-]+:", repository))
 
 
 def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict[str, Any]:
@@ -521,10 +528,14 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
         )
     workspace = data.get("workspace")
     if workspace:
-        repository = Path(workspace["repository"])
-        if not repository.is_absolute() and base_dir is not None:
-            repository = (base_dir / repository).resolve()
-        workspace = {"repository": str(repository), "base": workspace.get("base", "HEAD")}
+        repository = workspace["repository"]
+        if not is_url(repository) and not Path(repository).is_absolute() and base_dir is not None:
+            repository = str((base_dir / repository).resolve())
+        check = workspace.get("check")
+        workspace = {"repository": repository, "base": workspace.get("base", "HEAD"),
+                     "keep_worktrees": bool(workspace.get("keep_worktrees", False)),
+                     "check": shlex.split(check) if isinstance(check, str) else check,
+                     "check_timeout": workspace.get("check_timeout")}
     stem = Path(source).stem
     return {
         "name": data.get("name") or pe.get("name") or pe.get("id") or stem,

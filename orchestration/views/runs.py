@@ -72,8 +72,10 @@ def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> 
     try:
         seq = int(request.GET["seq"])
         chars = int(request.GET["chars"]) if "chars" in request.GET else None
+        if seq < 0 or (chars is not None and chars < 0):
+            raise ValueError
     except (KeyError, ValueError):
-        return HttpResponseBadRequest("seq (a chunk number) is required, and chars must be a number")
+        return HttpResponseBadRequest("seq (a chunk number) is required, and seq and chars must be numbers of 0 or more")
     window = output_window(task_run.pk, seq, chars)
     task_run.earlier_query = urlencode(window.earlier or {})
     task_run.hidden_output = 0  # the note no longer gives a size: counting it would read every earlier chunk

@@ -175,6 +175,7 @@ class WorkerAdapter:
         """Why this worker cannot run tasks on this host ("" when it can): every missing thing,
         the program and the key, so fixing one does not reveal the other only later."""
         reasons = []
+        env = {**env, **self.config.env}  # variables the worker's configuration sets count too
         for check in (lambda: self.find_program(self.config.program) if self.config.program else None,
                       lambda: self.require_environment(env)):
             try:

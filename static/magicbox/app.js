@@ -22,7 +22,10 @@
     if (el) { el.textContent = text; el.className = "socket " + cls; }
   }
   document.addEventListener("htmx:wsOpen", function () { setStatus("live", "open"); document.body.dataset.socket = "open"; });
-  document.addEventListener("htmx:wsClose", function () {
+  document.addEventListener("htmx:wsClose", function (event) {
+    var code = event.detail && event.detail.event && event.detail.event.code;
+    if (code === 4011) { window.location.reload(); return; }  // the server could not keep this page exact
+    if (code === 4403) { setStatus("not allowed any more: reload to sign in", "closed"); return; }
     setStatus("reconnecting…", "closed");
     document.body.dataset.socket = "closed";
     delete document.body.dataset.synced;

@@ -49,6 +49,7 @@ def stack(tmp_path_factory):
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
+    branches_before = _magicbox_branches()
     deadline = time.monotonic() + 60
     while True:  # wait for the server to answer (a condition, not a fixed sleep)
         try:
@@ -68,6 +69,18 @@ def stack(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # The example plan works on this checkout: leave it with the branches it had.
+        made = sorted(_magicbox_branches() - branches_before)
+        if made:
+            subprocess.run(["git", "branch", "-D", "-q", *made], cwd=ROOT, check=False, timeout=60)
+            subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False, timeout=60)
+
+
+def _magicbox_branches() -> set[str]:
+    """The magicbox/* branches of this checkout (runs of the example plan make them)."""
+    listed = subprocess.run(["git", "branch", "--list", "--format=%(refname:short)", "magicbox/*"], cwd=ROOT,
+                            capture_output=True, text=True, check=False, timeout=60)
+    return set(listed.stdout.split())
 
 
 @pytest.fixture(scope="module")

@@ -163,6 +163,18 @@ async def test_a_secret_in_a_workers_output_result_and_prompt_is_masked(monkeypa
     assert "using [secret OPENAI_API_KEY]" in output and "[secret OPENAI_API_KEY]" in t["leaky"].prompt
 
 
+async def test_a_secret_in_the_error_of_a_retried_attempt_is_masked_in_every_state_reason(monkeypatch):
+    from orchestration.models import StateChange
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
+    code = "import sys; sys.exit('fatal: ' + sys.argv[1])"
+    run, t = await run_plan([{"id": "leaky", "worker": "shell", "retries": 1,
+                              "command": ["python", "-c", code, "sk-live-0123456789abcdef"]}])
+    reasons = await sync_to_async(list)(StateChange.objects.filter(run=run).values_list("reason", flat=True))
+    assert t["leaky"].state == "failed" and any("fatal: [secret OPENAI_API_KEY]" in r for r in reasons)
+    assert not any("sk-live" in r for r in reasons + [t["leaky"].state_reason, t["leaky"].error])
+
+
 async def test_cancelling_a_running_task_kills_its_process_tree_and_cancels_what_waits_for_it(tmp_path):
     from orchestration.engine.runtime import Engine
     from orchestration.engine.scheduler import cancel_task

@@ -127,3 +127,33 @@ def test_a_bad_cursor_is_refused_clearly(client, db):
     task_run = run.task_runs.get()
     response = client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=abc")
     assert response.status_code == 400 and b"seq" in response.content
+
+
+@pytest.mark.django_db
+def test_every_websocket_message_stays_under_daphnes_frame_limit_however_the_output_escapes(user):
+    from orchestration.live import RunView
+
+    run = start_run(_plan())
+    task_run = run.task_runs.get()
+    _append_chunk(task_run.pk, 1, ('"' * 99 + "\n") * 1400)  # each " becomes &quot;
+    _append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mX" * 9000 + "\n")  # each X becomes a styled span
+    view = RunView(run.pk)
+    snapshot = view.snapshot()
+    _append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mY" * 6000 + "\n")
+    update = view.update()
+    assert all(len(m.encode()) < 1024 * 1024 for m in snapshot + update)
+    assert "earlier output not shown here" in "".join(snapshot) and "Y</span>" in "".join(update)
+
+
+@pytest.mark.django_db
+def test_an_unterminated_title_sequence_hides_nothing_after_its_line(user):
+    from orchestration.terminal import render
+
+    shown = visible_text(render("before\n\x1b]0;building\nstep 1\nerror: it broke\n"))
+    assert shown == "before\n\nstep 1\nerror: it broke\n"
+
+
+def test_a_negative_cursor_is_refused(client, db):
+    run = start_run(_plan())
+    task_run = run.task_runs.get()
+    assert client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=1&chars=-5").status_code == 400

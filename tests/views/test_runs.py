@@ -167,3 +167,14 @@ parallel_execution:
     latest = Run.objects.order_by("-pk").first()
     assert dict(latest.task_runs.values_list("task_id", "state")) == {"lint": "succeeded", "test": "queued", "report": "pending"}
     assert third.status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_run_that_has_not_ended_cannot_be_rerun(client):
+    from orchestration.engine.scheduler import start_run
+
+    run = start_run(make_plan(PLAN))
+    response = client.post(f"/runs/{run.pk}/rerun/", follow=True)
+    assert "is still running: cancel it or wait for it to end" in response.content.decode() or \
+        "is still queued: cancel it or wait for it to end" in response.content.decode()
+    assert Run.objects.count() == 1

@@ -14,6 +14,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
+def stand_in_path(settings, tmp_path):
+    """A claude program that exists (availability checks the program and the key)."""
+    program = tmp_path / "bin" / "claude"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    settings.MAGICBOX_EXTRA_PATH = [str(program.parent)]
+
+
+@pytest.fixture
 def admin_client(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("root", password="pw-root-123"))
     return client
@@ -29,6 +39,27 @@ def test_bad_settings_are_refused_with_a_message_saying_what_to_write(admin_clie
     page = response.content.decode()
     assert response.status_code == 200 and not WorkerSetting.objects.exists()
     assert "is not a variable name" in page and "Give a JSON list of strings" in page and "nonesuch is not one of the available choices" in page
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"max_parallel": "0"}, "greater than or equal to 1"),
+    ({"program": "/bin/false"}, "runs each task&#x27;s own command"),
+    ({"worker": "claude", "args": '["-p", "{other}"]'}, "Unknown placeholder {other}"),
+    ({"env": "[" * 50000 + "]" * 50000}, "nested too deeply"),
+])
+def test_settings_that_would_not_work_are_refused_saying_why(admin_client, fields, message):
+    response = add(admin_client, **fields)
+    assert response.status_code == 200 and message in response.content.decode()
+    assert not WorkerSetting.objects.exists()
+
+
+def test_a_key_set_in_worker_settings_makes_the_worker_available(admin_client, monkeypatch, stand_in_path):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    assert "ANTHROPIC_API_KEY" in registry.availability()["claude"]
+    assert add(admin_client, worker="claude", env=json.dumps({"ANTHROPIC_API_KEY": "sk-test-123456"})).status_code == 302
+    registry.forget_overrides()
+    assert registry.availability()["claude"] == ""
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,79 @@
+"""A worktree on its own branch for each task of a run (magicbox/run-<run>/<task>), started from
+the run's base commit or from a merge of the task's upstream tasks' branches."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration.vcs import conflicts
+from orchestration.vcs.git import GitError, git
+
+
+class UpstreamConflict(GitError):
+    """The branches of a task's upstream tasks do not merge; `files` as conflicts.conflicted_files."""
+
+    def __init__(self, message: str, files: list[dict]) -> None:
+        super().__init__(message)
+        self.files = files
+
+
+@dataclass
+class TaskStart:
+    """Where a task begins: its branch, worktree and the commit its own changes are measured from."""
+
+    branch: str
+    workdir: Path
+    start_commit: str
+
+
+def branch_name(run_id: int, name: str) -> str:
+    """magicbox/run-<run>/<name> (a task id, or "integration")."""
+    return f"magicbox/run-{run_id}/{name}"
+
+
+async def remove(repository: Path, workdir: Path) -> None:
+    """Remove a worktree (its directory and git's record of it); the branch stays."""
+    if workdir.exists():
+        try:
+            await git(["worktree", "remove", "--force", str(workdir)], repository)
+        except GitError:
+            shutil.rmtree(workdir, ignore_errors=True)
+    await git(["worktree", "prune"], repository, ok_codes=(0, 1, 128))
+
+
+async def create(repository: Path, workdir: Path, branch: str, start: str) -> None:
+    """A fresh worktree at `workdir` on `branch`, reset to `start` (replacing an earlier attempt's)."""
+    await remove(repository, workdir)
+    workdir.parent.mkdir(parents=True, exist_ok=True)
+    await git(["worktree", "add", "--quiet", "-B", branch, str(workdir), start], repository)
+
+
+async def merge(workdir: Path, commit: str, message: str) -> list[dict]:
+    """Merge `commit` into the worktree's branch. Returns [] when it merged, else the conflicted
+    files (the merge is then aborted, leaving the branch as it was)."""
+    result = await git(["merge", "--no-ff", "--no-edit", "-m", message, commit], workdir, ok_codes=(0, 1))
+    if result.code == 0:
+        return []
+    files = await conflicts.conflicted_files(workdir)
+    await git(["merge", "--abort"], workdir, ok_codes=(0, 128))
+    if not files:
+        raise GitError(f"merging {commit[:10]} failed: {(result.err or result.out).strip()[-1000:]}")
+    return files
+
+
+async def start_task(repository: Path, run_id: int, task_id: str, workdir: Path, base: str,
+                     upstream: list[tuple[str, str]]) -> TaskStart:
+    """Create the task's worktree: at `base`, or at the first upstream task's head with the
+    others' merged in (upstream: [(task id, head commit)], in plan order). Raises
+    UpstreamConflict naming the files when two upstream branches do not merge."""
+    branch = branch_name(run_id, task_id)
+    first = upstream[0][1] if upstream else base
+    await create(repository, workdir, branch, first)
+    for other_id, head in upstream[1:]:
+        files = await merge(workdir, head, f"Magic Box: merge upstream task {other_id} into {task_id}")
+        if files:
+            raise UpstreamConflict(
+                f"the branches of upstream tasks {upstream[0][0]} and {other_id} do not merge: {conflicts.describe(files)}", files)
+    start = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
+    return TaskStart(branch=branch, workdir=workdir, start_commit=start)
