@@ -31,5 +31,7 @@ urlpatterns = [
     path("runs/<int:run_id>/tasks/<int:task_run_id>/cancel/", runs.task_cancel, name="task-cancel"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output/earlier/", runs.task_output_earlier, name="task-output-earlier"),
+    path("runs/<int:run_id>/tasks/<int:task_run_id>/diff/", runs.task_diff, name="task-diff"),
+    path("runs/<int:run_id>/integrate/", runs.run_integrate, name="run-integrate"),
     path("schema/plan.json", schema.plan_schema_view, name="plan-schema"),
 ]

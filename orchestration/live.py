@@ -19,7 +19,8 @@ from django.contrib.auth.context_processors import PermWrapper
 from django.template.loader import render_to_string
 
 from orchestration import terminal
-from orchestration.models import OutputChunk, Run, TaskRun
+from orchestration.models import OutputChunk, Run, TaskChange, TaskRun
+from orchestration.vcs import collisions
 
 TEMPLATE = "runs/detail.html"
 OUTPUT_TAIL = 128 * 1024  # characters of a task's output shown on its page (escaping may grow it 5x)
@@ -100,7 +101,19 @@ def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     segments = [{"state": s, "count": counts[s], "percent": round(100 * counts[s] / total, 2)} for s in order if counts.get(s)]
     done = sum(counts.get(s, 0) for s in order[:5])
     verdicts = list(run.verdicts.order_by("kind", "position"))
-    return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs), "verdicts": verdicts}
+    return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs),
+            "verdicts": verdicts, **changes_context(run, task_runs)}
+
+
+def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
+    """The run's captured code changes (`changes`: [(task run, TaskChange)] in plan order), the
+    collisions between them and its latest integration (None if never integrated)."""
+    if not run.revision.spec.get("workspace"):
+        return {"changes": [], "collisions": [], "integration": None}
+    by_task_run = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__run_id=run.pk).defer("patch")}
+    changes = [(t, by_task_run[t.pk]) for t in task_runs if t.pk in by_task_run]
+    found = collisions.find(run.revision.spec, {t.task_id: c for t, c in changes}) if len(changes) > 1 else []
+    return {"changes": changes, "collisions": found, "integration": run.integrations.first()}
 
 
 def _row_fingerprint(task_run: TaskRun) -> tuple:
@@ -139,6 +152,7 @@ class RunView:
         self.rows: dict[int, tuple] = {}
         self.header: tuple | None = None
         self.verdicts: tuple | None = None
+        self.changes: tuple | None = None
 
     def _load(self) -> tuple[Run, list[TaskRun]]:
         run = Run.objects.select_related("plan", "started_by", "revision").get(pk=self.run_id)
@@ -147,6 +161,12 @@ class RunView:
     @staticmethod
     def _verdicts_key(context: dict) -> tuple:
         return tuple((v.pk, v.state, v.summary) for v in context["verdicts"])
+
+    @staticmethod
+    def _changes_key(context: dict) -> tuple:
+        integration = context["integration"]
+        return (tuple((c.pk, c.captured_at) for _, c in context["changes"]),
+                (integration.pk, integration.state, len(integration.merged)) if integration else None)
 
     def _header_key(self, run: Run, context: dict) -> tuple:
         return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
@@ -169,6 +189,8 @@ class RunView:
         self.header = self._header_key(run, context)
         fragments.append(self._render("verdicts", context))
         self.verdicts = self._verdicts_key(context)
+        fragments.append(self._render("changes", context))
+        self.changes = self._changes_key(context)
         return _pack(fragments)
 
     def update(self) -> list[str]:
@@ -183,6 +205,9 @@ class RunView:
         if self._verdicts_key(context) != self.verdicts:
             fragments.append(self._render("verdicts", context))
             self.verdicts = self._verdicts_key(context)
+        if self._changes_key(context) != self.changes:
+            fragments.append(self._render("changes", context))
+            self.changes = self._changes_key(context)
         for task_run in task_runs:
             fingerprint = _row_fingerprint(task_run)
             if self.rows.get(task_run.pk) != fingerprint:

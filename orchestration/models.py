@@ -359,6 +359,7 @@ class AuditEvent(models.Model):
         TASK_CANCELLED = "task_cancelled", "cancelled a task"
         RUN_RERUN = "run_rerun", "re-ran failed and skipped tasks"
         TASK_RETRIED = "task_retried", "retried a task"
+        RUN_INTEGRATED = "run_integrated", "integrated the task branches"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

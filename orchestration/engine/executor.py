@@ -255,12 +255,16 @@ async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStar
         head = await changes.commit_worktree(
             task_start.workdir, f"Magic Box: task {plan.task_id} of run #{plan.run_id} (attempt {plan.attempt})")
         captured = await changes.diff(task_start.workdir, task_start.start_commit, head, TaskChange.PATCH_LIMIT)
+        # Stored before looking at the others: of two tasks capturing at once, at least the
+        # later one sees the other, so a pair is never missed.
+        await sync_to_async(_store_change)(plan, task_start, captured, {})
         conflicts = {}
-        for other, other_head in await sync_to_async(_unrelated_heads)(plan):
-            files = await changes.merge_conflicts(repository, head, other_head) if captured.files else []
+        for other, other_head in await sync_to_async(_unrelated_heads)(plan) if captured.files else []:
+            files = await changes.merge_conflicts(repository, head, other_head)
             if files:
                 conflicts[other] = files
-        await sync_to_async(_store_change)(plan, task_start, captured, conflicts)
+        if conflicts:
+            await sync_to_async(TaskChange.objects.filter(task_run_id=plan.task_run_id).update)(merge_conflicts=conflicts)
         output.add([f"[Magic Box] changes: {len(captured.files)} file(s), +{captured.lines_added} -{captured.lines_deleted}, "
                     f"commit {head[:10]} on {task_start.branch}"
                     + (f"; would conflict with {', '.join(sorted(conflicts))}" if conflicts else "")])

@@ -16,6 +16,7 @@ from django.conf import settings
 from orchestration.engine import scheduler, verification
 from orchestration.engine.drafts import claim_draft, execute_draft
 from orchestration.engine.executor import execute
+from orchestration.engine.integration import claim_integration, execute_integration
 from orchestration.engine.signals import anotify_run, awake_engine
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Engine:
                 self._spawn(self._verify(verdict_id))
             while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:
                 self._spawn(self._draft(draft_id))
+            while (integration_id := await sync_to_async(claim_integration)(self.owner)) is not None:
+                self._spawn(self._integrate(integration_id))
 
     async def _execute(self, task_run_id: int) -> None:
         try:
@@ -110,6 +113,13 @@ class Engine:
         """Wait until nothing this engine started is still running (executors, drafts, wake-ups)."""
         while pending := [*self.executing.values(), *self._background]:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _integrate(self, integration_id: int) -> None:
+        try:
+            await execute_integration(integration_id)
+        except Exception:
+            log.exception("integration %s failed", integration_id)
+            await sync_to_async(_fail_integration)(integration_id)
 
     async def _draft(self, draft_id: int) -> None:
         try:
@@ -195,3 +205,12 @@ def get_engine() -> Engine:
     if _engine is None:
         _engine = Engine()
     return _engine
+
+
+def _fail_integration(integration_id: int) -> None:
+    from django.utils import timezone
+
+    from orchestration.models import Integration
+
+    Integration.objects.filter(pk=integration_id, state="running").update(
+        state="failed", state_reason="Magic Box failed while integrating (see the worker's log)", finished_at=timezone.now())

@@ -29,6 +29,7 @@ from orchestration.models import (
     PlanRevision,
     Run,
     RunState,
+    TaskChange,
     TaskRun,
     TaskState,
 )
@@ -96,7 +97,8 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
     else:
         redo = {t for t, tr in old.items() if tr.state != TaskState.SUCCEEDED}
     with transaction.atomic():
-        new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run)
+        new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run,
+                                 base_commit=run.base_commit)  # the same starting point as the kept tasks
         rows = []
         for index, task in enumerate(spec["tasks"]):
             before = old.get(task["id"])
@@ -115,6 +117,10 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
             OutputChunk.objects.bulk_create(
                 [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text) for c in chunks.iterator(chunk_size=200)],
                 batch_size=200)
+            change = TaskChange.objects.filter(task_run=old[task_id_kept]).first()
+            if change is not None:  # downstream tasks start from its branch's head, as in the first run
+                change.pk, change.task_run = None, row
+                change.save()
         create_verdicts(new)
         if task_id is None:
             audit.record(audit.Action.RUN_RERUN, user, run=new, detail=f"of run #{run.pk}: redoing {', '.join(sorted(redo)) or 'nothing'}")

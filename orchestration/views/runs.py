@@ -16,7 +16,8 @@ from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start
 from orchestration import terminal
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
-from orchestration.models import Plan, Run, TaskRun
+from orchestration.engine.integration import request_integration
+from orchestration.models import Plan, Run, TaskChange, TaskRun
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker
 
@@ -115,3 +116,45 @@ def run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("run-detail", run_id=run.pk)
     return redirect("run-detail", run_id=new.pk)
+
+
+LARGE_FILE_LINES = 800  # a file's diff longer than this waits for a click
+
+
+def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
+    """GET /runs/<id>/tasks/<task run id>/diff/[?file=<path>]: the task's captured diff, file by
+    file (each file's longer than LARGE_FILE_LINES loads on demand), or the one file asked for."""
+    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id, run_id=run_id)
+    change = getattr(task_run, "change", None)
+    if change is None:
+        return HttpResponse('<p class="muted">This task has no captured changes.</p>')
+    wanted = request.GET.get("file")
+    files = []
+    for entry in change.files:
+        if wanted is not None and entry["path"] != wanted:
+            continue
+        patch = change.file_patch(entry["path"]) if entry.get("start") is not None else None
+        lines = patch.count("\n") if patch else 0
+        files.append({**entry, "patch": patch, "lines": lines, "large": lines > LARGE_FILE_LINES})
+    if wanted is not None and not files:
+        return HttpResponseBadRequest(f"task {task_run.task_id} changed no file named {wanted}")
+    context = {"run": task_run.run, "task_run": task_run, "change": change, "files": files,
+               "single": wanted is not None, "limit": TaskChange.PATCH_LIMIT}
+    html = render_to_string("runs/diff.html", context, request)
+    if wanted is not None:  # replaces the file's placeholder: just that file's block
+        html = html.split('<div class="diff-file"', 1)[1].rsplit("</div>", 1)[0]
+        html = '<div class="diff-file"' + html
+    return HttpResponse(html)
+
+
+@require_POST
+@permission_required(OPERATOR, raise_exception=True)
+def run_integrate(request: HttpRequest, run_id: int) -> HttpResponse:
+    """POST /runs/<id>/integrate/: queue an integration of the run's successful task branches
+    (a worker process merges them and runs the workspace's check)."""
+    run = get_object_or_404(Run, pk=run_id)
+    try:
+        request_integration(run, request.user)
+    except ValueError as error:
+        messages.error(request, str(error))
+    return redirect("run-detail", run_id=run.pk)

@@ -16,15 +16,6 @@ pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True), pytest.m
 LOGIN_PLAN = (Path(__file__).resolve().parents[2] / "examples" / "login-feature.yaml").read_text()
 
 
-@pytest.fixture
-def model(model_server, agent_clis, monkeypatch):
-    """The fake model server, with every CLI pointed at it through the server's environment."""
-    for cli in ("claude", "codex", "gemini"):
-        for name, value in model_server.client_env(cli).items():
-            monkeypatch.setenv(name, value)
-    return model_server
-
-
 async def run_login_plan():
     plan = await sync_to_async(make_plan)(LOGIN_PLAN, "login-feature.yaml")
     run = await sync_to_async(start_run)(plan)

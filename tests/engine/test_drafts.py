@@ -44,13 +44,6 @@ def client(client, user):
     return client
 
 
-@pytest.fixture
-def model(model_server, agent_clis, monkeypatch):
-    for name, value in model_server.client_env("claude").items():
-        monkeypatch.setenv(name, value)
-    return model_server
-
-
 def draft_through_the_browser(client, goal: str) -> PlanDraft:
     response = client.post("/plans/draft/", {"goal": goal, "worker": "claude"})
     draft = PlanDraft.objects.get()

@@ -66,3 +66,12 @@ def agent_clis() -> Path:
             pytrace=False,
         )
     return bin_dir
+
+
+@pytest.fixture
+def model(model_server, agent_clis, monkeypatch):
+    """The fake model server, with every CLI pointed at it through the server's environment."""
+    for cli in CLI_NAMES:
+        for name, value in model_server.client_env(cli).items():
+            monkeypatch.setenv(name, value)
+    return model_server

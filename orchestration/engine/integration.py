@@ -1,0 +1,133 @@
+"""Integrate a run: merge its successful tasks' branches, in dependency order, into one branch
+(magicbox/run-<run>/integration from the run's base), stop at the first conflict saying where,
+then run the workspace's check command on the result. Executed by a worker process."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration import audit
+from orchestration.engine import orphans, workspace
+from orchestration.engine.executor import base_environment
+from orchestration.engine.output import storable
+from orchestration.engine.signals import anotify_run, notify_run_on_commit, wake_engine_on_commit
+from orchestration.models import Integration, Run, RunState, TaskChange, TaskState
+from orchestration.plans.graph import topological_order
+from orchestration.vcs import conflicts, worktrees
+from orchestration.vcs.git import GitError, git
+from orchestration.vcs.repository import repository_dir
+from orchestration.workers.base import Invocation
+from orchestration.workers.process import run_process
+from orchestration.workers.registry import get_adapter
+
+CHECK_TIMEOUT = 1800  # seconds, when the workspace names no check_timeout
+CHECK_OUTPUT_LIMIT = 1024 * 1024  # characters of the check's output kept
+
+
+def request_integration(run: Run, user=None) -> Integration:
+    """Queue an integration of a finished run of a workspace plan; the engine is woken.
+    Raises ValueError (with the reason) when the run has no workspace, has not ended, has no
+    captured changes, or an integration of it is already under way."""
+    workspace_spec = run.revision.spec.get("workspace")
+    if not workspace_spec:
+        raise ValueError("this plan has no workspace repository: there are no branches to integrate")
+    if not run.is_finished:
+        raise ValueError(f"run #{run.pk} is still {run.state}: integrate it once it has ended")
+    with transaction.atomic():
+        if run.integrations.filter(state__in=(RunState.QUEUED, RunState.RUNNING)).exists():
+            raise ValueError(f"an integration of run #{run.pk} is already under way")
+        if not TaskChange.objects.filter(task_run__run=run, task_run__state=TaskState.SUCCEEDED).exists():
+            raise ValueError(f"run #{run.pk} has no succeeded task with captured changes to integrate")
+        integration = Integration.objects.create(run=run, requested_by=user, check_command=workspace_spec.get("check"),
+                                                 branch=worktrees.branch_name(run.pk, "integration"))
+        audit.record(audit.Action.RUN_INTEGRATED, user, run=run, detail=f"integration #{integration.pk}")
+        notify_run_on_commit(run.pk)
+        wake_engine_on_commit()
+    return integration
+
+
+def claim_integration(owner: str) -> int | None:
+    """Move the oldest queued integration to running for `owner`; its id, or None."""
+    for pk in Integration.objects.filter(state=RunState.QUEUED).order_by("created_at").values_list("id", flat=True)[:5]:
+        if Integration.objects.filter(pk=pk, state=RunState.QUEUED).update(state=RunState.RUNNING, claimed_by=owner,
+                                                                           started_at=timezone.now()):
+            return pk
+    return None
+
+
+def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, str]]]:
+    integration = Integration.objects.select_related("run__revision").get(pk=integration_id)
+    spec = integration.run.revision.spec
+    heads = dict(TaskChange.objects.filter(task_run__run=integration.run, task_run__state=TaskState.SUCCEEDED)
+                 .values_list("task_run__task_id", "head_commit"))
+    order = topological_order({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    return integration, spec, [(task, heads[task]) for task in order if task in heads]
+
+
+def _save(integration_id: int, **fields) -> None:
+    Integration.objects.filter(pk=integration_id).update(**fields)
+
+
+async def execute_integration(integration_id: int) -> None:
+    """Run a claimed integration to its end, recording every step on the Integration."""
+    integration, spec, heads = await sync_to_async(_plan_of)(integration_id)
+    run_id, ws = integration.run_id, spec["workspace"]
+    workdir = workspace.run_dir(run_id) / "integration" / f"attempt-{integration_id}"
+    repository: Path | None = None
+    state, reason, extra = RunState.FAILED, "", {}
+    try:
+        repository = await repository_dir(ws)
+        await worktrees.create(repository, workdir, integration.branch, integration.run.base_commit or ws.get("base") or "HEAD")
+        merged: list[str] = []
+        for task_id, head in heads:
+            files = await worktrees.merge(workdir, head, f"Magic Box: integrate task {task_id} of run #{run_id}")
+            if files:
+                reason = f"stopped at {task_id}: merging its branch conflicts in {conflicts.describe(files)}"
+                extra = {"conflict": {"task": task_id, "files": files}}
+                break
+            merged.append(task_id)
+            await sync_to_async(_save)(integration_id, merged=merged)
+            await anotify_run(run_id)
+        else:
+            head = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
+            extra = {"head_commit": head}
+            if integration.check_command:
+                code, output = await _check(integration_id, integration.check_command, workdir,
+                                            ws.get("check_timeout") or CHECK_TIMEOUT)
+                extra.update(check_exit_code=code, check_output=storable(output[-CHECK_OUTPUT_LIMIT:]))
+                if code == 0:
+                    state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es); the check passed"
+                else:
+                    reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
+            else:
+                state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es) cleanly (no check command)"
+    except GitError as error:
+        reason = str(error)
+    finally:
+        if repository is not None and not ws.get("keep_worktrees"):
+            try:
+                await worktrees.remove(repository, workdir)
+            except GitError:
+                pass
+    await sync_to_async(_save)(integration_id, state=state, state_reason=storable(reason), finished_at=timezone.now(), **extra)
+    await anotify_run(run_id)
+
+
+async def _check(integration_id: int, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:
+    """Run the check command in the integration worktree; (exit code or None on timeout, output)."""
+    lines: list[str] = []
+    marker = f"integration/{integration_id}"
+    env = {**base_environment("shell"), orphans.MARKER: marker}
+    try:
+        program = get_adapter("shell").find_program(argv[0])
+    except Exception as error:  # noqa: BLE001 - WorkerUnavailable: say what is missing
+        return 127, str(error)
+    result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), lines.append, lines.append, timeout)
+    await asyncio.to_thread(orphans.kill_marked, marker)
+    if result.timed_out:
+        lines.append(f"[Magic Box] the check timed out after {timeout:g} s; its process group was killed")
+    return result.exit_code, "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Collisions: tasks of one run, neither waiting for the other, that changed the same files —
+the seed's "tasks that modify the same files", found from their captured changes."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from orchestration.plans.graph import ancestors
+
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@.*$", re.MULTILINE)
+
+
+def hunk_ranges(file_patch: str) -> list[tuple[int, int, str]]:
+    """(first line, last line, header) of each hunk of one file's patch, in the original file."""
+    ranges = []
+    for match in HUNK.finditer(file_patch):
+        start, length = int(match.group(1)), int(match.group(2) if match.group(2) is not None else 1)
+        ranges.append((start, start + max(length, 1) - 1, match.group(0)))
+    return ranges
+
+
+@dataclass
+class SharedFile:
+    """A file two tasks both changed; `overlapping`: (hunk of a, hunk of b) pairs touching the
+    same original lines; `conflicts`: git could not merge the two branches in this file."""
+
+    path: str
+    overlapping: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: bool = False
+
+
+@dataclass
+class Collision:
+    """Two unrelated tasks (a before b in plan order) and the files they both changed."""
+
+    a: str
+    b: str
+    files: list[SharedFile]
+
+    @property
+    def conflicts(self) -> bool:
+        return any(f.conflicts for f in self.files)
+
+
+def find(spec: dict, changes: dict) -> list[Collision]:
+    """Collisions among `changes` ({task id: models.TaskChange}) of a run of `spec`."""
+    waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    order = [t["id"] for t in spec["tasks"] if t["id"] in changes]
+    found = []
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            if a in waits_for.get(b, set()) or b in waits_for.get(a, set()):
+                continue  # one builds on the other: sharing files is the point
+            conflicted = set(changes[a].merge_conflicts.get(b, [])) | set(changes[b].merge_conflicts.get(a, []))
+            paths_a = {f["path"]: f for f in changes[a].files} | {f["old_path"]: f for f in changes[a].files if f.get("old_path")}
+            shared = []
+            for entry in changes[b].files:
+                path = entry["path"] if entry["path"] in paths_a else entry.get("old_path") if entry.get("old_path") in paths_a else None
+                if path is None:
+                    continue
+                ours = hunk_ranges(changes[a].file_patch(paths_a[path]["path"]))
+                theirs = hunk_ranges(changes[b].file_patch(entry["path"]))
+                overlapping = [(ha, hb) for sa, ea, ha in ours for sb, eb, hb in theirs if sa <= eb and sb <= ea]
+                shared.append(SharedFile(path=path, overlapping=overlapping, conflicts=path in conflicted))
+            if shared:
+                found.append(Collision(a=a, b=b, files=sorted(shared, key=lambda f: f.path)))
+    return found
