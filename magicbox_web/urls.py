@@ -25,6 +25,7 @@ urlpatterns = [
     path("prompts/new/", prompts.prompt_edit, name="prompt-new"),
     path("prompts/<int:prompt_id>/", prompts.prompt_edit, name="prompt-edit"),
     path("runs/", runs.run_list, name="run-list"),
+    path("runs/compare/", runs.run_compare, name="run-compare"),
     path("runs/<int:run_id>/", runs.run_detail, name="run-detail"),
     path("runs/<int:run_id>/cancel/", runs.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/rerun/", runs.run_rerun, name="run-rerun"),

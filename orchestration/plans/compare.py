@@ -18,12 +18,18 @@ class DiffLine:
 
 def revision_diff(old: PlanRevision, new: PlanRevision, context: int = 3) -> list[DiffLine]:
     """The lines of a unified diff from `old` to `new` (both exported to YAML); [] if equal."""
-    before = spec_to_yaml(old.spec).splitlines()
-    after = spec_to_yaml(new.spec).splitlines()
+    return text_diff(spec_to_yaml(old.spec), spec_to_yaml(new.spec), context)
+
+
+def text_diff(before: str, after: str, context: int = 3, max_lines: int = 5000) -> list[DiffLine]:
+    """The lines of a unified diff between two texts ([] if equal), at most `max_lines` of them
+    (then a last "context" line says how many were left out)."""
     lines = []
-    for line in difflib.unified_diff(before, after, f"r{old.number}", f"r{new.number}", n=context, lineterm=""):
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=context, lineterm=""):
         if line.startswith(("---", "+++")):
             continue
         kind = {"@": "hunk", "+": "add", "-": "remove"}.get(line[:1], "context")
         lines.append(DiffLine(kind, line))
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], DiffLine("context", f"… {len(lines) - max_lines} more lines of differences")]
     return lines

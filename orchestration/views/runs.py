@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.template.loader import render_to_string
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_POST
 from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration import terminal
+from orchestration.review import comparison
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
@@ -43,7 +45,8 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 def run_list(request: HttpRequest) -> HttpResponse:
     """GET /runs/: every run, newest first, 50 a page."""
-    runs = Run.objects.select_related("plan", "started_by", "revision")
+    previous = Run.objects.filter(plan=OuterRef("plan"), pk__lt=OuterRef("pk")).order_by("-pk").values("pk")[:1]
+    runs = Run.objects.select_related("plan", "started_by", "revision").annotate(previous_id=Subquery(previous))
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
     return render(request, "runs/list.html", {"page": page})
 
@@ -158,3 +161,12 @@ def run_integrate(request: HttpRequest, run_id: int) -> HttpResponse:
     except ValueError as error:
         messages.error(request, str(error))
     return redirect("run-detail", run_id=run.pk)
+
+
+def run_compare(request: HttpRequest) -> HttpResponse:
+    """GET /runs/compare/?a=<run>&b=<run>: two runs side by side, task by task (review.comparison)."""
+    try:
+        a, b = (get_object_or_404(Run.objects.select_related("plan", "revision"), pk=int(request.GET[k])) for k in ("a", "b"))
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("Give two run numbers: /runs/compare/?a=<run>&b=<run>")
+    return render(request, "runs/compare.html", comparison.compare(a, b))

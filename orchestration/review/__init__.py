@@ -1,0 +1,1 @@
+"""Looking back at runs: comparing two runs, the timeline, costs and exports."""

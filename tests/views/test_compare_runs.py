@@ -1,0 +1,49 @@
+"""Comparing two runs, task by task, from the runs list's "compare with previous"."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.engine.scheduler import start_run
+from orchestration.models import Plan
+from orchestration.plans.store import import_text
+from tests.conftest import py, run_to_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def plan_text(answer: str) -> str:
+    return json.dumps({"name": "Answers", "parallel_execution": {"tasks": [
+        {"id": "steady", "worker": "shell", "command": py("print('always the same')")},
+        {"id": "answer", "worker": "shell", "command": py(f"print({answer!r})")},
+    ]}})
+
+
+async def test_comparing_two_runs_shows_the_changed_result_and_plan_and_collapses_the_rest(async_client, user):
+    await sync_to_async(import_text)(plan_text("forty-one"), "answers.yaml")
+    plan = await Plan.objects.aget(name="Answers")
+    first = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    await sync_to_async(import_text)(plan_text("forty-two"), "answers.yaml")
+    second = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    await sync_to_async(async_client.force_login)(user)
+
+    listing = (await async_client.get("/runs/")).content.decode()
+    link = f'/runs/compare/?a={first.pk}&amp;b={second.pk}'
+    assert link in listing and listing.count("compare with previous") == 1
+
+    page = (await async_client.get(f"/runs/compare/?a={first.pk}&b={second.pk}")).content.decode()
+    assert "<strong>1</strong> of 2 tasks differs" in page
+    answer = page.split('data-task="answer"', 1)[1].split("</section>", 1)[0]
+    steady = page.split('data-task="steady"', 1)[1].split("</section>", 1)[0]
+    assert 'data-same="false"' in page and "<details open>" in answer and "<details>" in steady and "unchanged" in steady
+    assert re.search(r'diff-remove">-forty-one</span>\s*<span class="diff-add">\+forty-two', answer)
+    assert "Plan r1 → r2" in page and "forty-two" in page.split('id="revision-diff-card"', 1)[1]
+
+
+async def test_a_bad_comparison_says_what_to_give(async_client, user):
+    await sync_to_async(async_client.force_login)(user)
+    response = await async_client.get("/runs/compare/?a=x")
+    assert response.status_code == 400 and b"Give two run numbers" in response.content
