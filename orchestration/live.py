@@ -20,6 +20,7 @@ from django.template.loader import render_to_string
 
 from orchestration import terminal
 from orchestration.models import OutputChunk, Run, TaskChange, TaskRun
+from orchestration.review.timeline import timeline
 from orchestration.vcs import collisions
 
 TEMPLATE = "runs/detail.html"
@@ -102,7 +103,7 @@ def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     done = sum(counts.get(s, 0) for s in order[:5])
     verdicts = list(run.verdicts.order_by("kind", "position"))
     return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs),
-            "verdicts": verdicts, **changes_context(run, task_runs)}
+            "verdicts": verdicts, "timeline": timeline(run, task_runs), **changes_context(run, task_runs)}
 
 
 def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
@@ -191,6 +192,7 @@ class RunView:
         self.verdicts = self._verdicts_key(context)
         fragments.append(self._render("changes", context))
         self.changes = self._changes_key(context)
+        fragments.append(self._render("timeline", context))
         return _pack(fragments)
 
     def update(self) -> list[str]:
@@ -208,13 +210,17 @@ class RunView:
         if self._changes_key(context) != self.changes:
             fragments.append(self._render("changes", context))
             self.changes = self._changes_key(context)
+        rows_changed = False
         for task_run in task_runs:
             fingerprint = _row_fingerprint(task_run)
             if self.rows.get(task_run.pk) != fingerprint:
                 fragments.append(self._render("task-row", context, task_run))
                 fragments.append(self._render("task-result", context, task_run))
                 self.rows[task_run.pk] = fingerprint
+                rows_changed = True
             fragments += self._new_output(context, task_run)
+        if rows_changed:
+            fragments.append(self._render("timeline", context))
         return _pack(fragments)
 
     def _new_output(self, context: dict, task_run: TaskRun) -> list[str]:

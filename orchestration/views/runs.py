@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration import terminal
+from orchestration.plans.shape import dag_data
 from orchestration.review import comparison
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
@@ -56,7 +57,10 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
     task_runs = list(run.task_runs.order_by("position"))
     attach_output(task_runs)
-    return render(request, "runs/detail.html", {**run_context(run, task_runs), **audit.latest(run.audit_events.all())})
+    context = run_context(run, task_runs)
+    states = {t.task_id: t.state for t in task_runs}
+    dag = {**dag_data(run.revision.spec, states), **({"critical": context["timeline"]["critical"]} if context["timeline"]["critical"] else {})}
+    return render(request, "runs/detail.html", {**context, "dag": dag, **audit.latest(run.audit_events.all())})
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:

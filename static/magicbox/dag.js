@@ -72,13 +72,33 @@
   function drawAll() {
     var source = document.getElementById("dag-data");
     if (!source || typeof dagre === "undefined") return;
-    var data = JSON.parse(source.textContent);
     document.querySelectorAll("[data-dag]").forEach(function (target) {
+      if (target.dataset.drawn === source.textContent) return;  // unchanged: keep the drawing
+      if (target.closest("details:not([open])")) return;  // drawn when opened (large runs start closed)
+      var data = JSON.parse(source.textContent);
       if (data) draw(target, data); else target.replaceChildren();
+      target.dataset.drawn = source.textContent;
+    });
+    recolour();
+  }
+
+  // On a run page, each node takes the state of its task's row (kept live by the websocket).
+  function recolour() {
+    document.querySelectorAll(".task-row[data-task]").forEach(function (row) {
+      var state = row.dataset.state;
+      document.querySelectorAll("svg.dag g.dag-node").forEach(function (node) {
+        if (node.dataset.task !== row.dataset.task || node.dataset.state === state) return;
+        node.setAttribute("class", node.getAttribute("class").replace(/\s*state-node-\S+/g, "") + " state-node-" + state);
+        node.dataset.state = state;
+        var label = node.querySelector("text.dag-worker");
+        if (label) label.textContent = label.textContent.split(" · ")[0] + " · " + state;
+      });
     });
   }
   document.addEventListener("DOMContentLoaded", drawAll);
   // The editor swaps in new DAG data as the plan is typed.
   document.addEventListener("htmx:afterSettle", drawAll);
-  window.MagicBoxDag = { drawAll: drawAll };
+  document.addEventListener("htmx:wsAfterMessage", recolour);
+  document.addEventListener("toggle", drawAll, true);
+  window.MagicBoxDag = { drawAll: drawAll, recolour: recolour };
 })();

@@ -111,3 +111,39 @@ def test_a_long_coloured_log_shows_its_tail_in_colour_and_loads_earlier_output_o
     text = log.inner_text()
     assert "FIRST LINE" in text and text.index("FIRST LINE") < text.index("line 00000") < text.index("line 05999")
     assert text.count("line 03000") == 1
+
+
+def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(page, stack, tmp_path):
+    def sleeper(seconds: float) -> list[str]:
+        return ["python", "-c", f"import time; time.sleep({seconds})"]
+
+    plan = tmp_path / "diamond.yaml"
+    plan.write_text(json.dumps({"name": "Diamond", "parallel_execution": {"tasks": [
+        {"id": "start", "worker": "shell", "command": sleeper(0.2)},
+        {"id": "slow", "worker": "shell", "command": sleeper(1.5), "depends_on": ["start"]},
+        {"id": "quick", "worker": "shell", "command": sleeper(0.1), "depends_on": ["start"]},
+        {"id": "broken", "worker": "shell", "command": ["python", "-c", "raise SystemExit(3)"], "depends_on": ["start"]},
+        {"id": "finish", "worker": "shell", "command": sleeper(0.1), "depends_on": ["slow", "quick"]},
+    ]}}))
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Diamond")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    page.evaluate("window.__sameDocument = true")
+    page.locator("svg.dag g.dag-node[data-task=slow].state-node-running").wait_for()  # coloured live
+    page.locator("#run-header[data-state=failed]").wait_for()
+    assert page.evaluate("window.__sameDocument") is True
+    states = page.locator("svg.dag g.dag-node").evaluate_all("els => Object.fromEntries(els.map(e => [e.dataset.task, e.dataset.state]))")
+    assert states == {"start": "succeeded", "slow": "succeeded", "quick": "succeeded", "broken": "failed", "finish": "succeeded"}
+
+    page.reload()  # a finished run's page: its critical path by the tasks' real durations
+    page.locator("#timeline .tl-row").first.wait_for()
+    assert page.locator("#timeline").inner_text().count("critical path start → slow → finish") == 1
+    critical = page.locator("#timeline .tl-row.critical").evaluate_all("els => els.map(e => e.dataset.task)")
+    assert critical == ["start", "slow", "finish"]
+    bars = page.locator("#timeline .tl-row .tl-run").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.closest('.tl-row').dataset.task, e.getBoundingClientRect()]))")
+    assert bars["slow"]["width"] > 5 * bars["quick"]["width"]
+    assert bars["finish"]["x"] >= bars["slow"]["x"] + bars["slow"]["width"] - 2, "finish ran after slow"
+    assert page.locator("svg.dag path.dag-critical").count() == 2  # start→slow, slow→finish

@@ -1,0 +1,60 @@
+"""A run's timeline (Gantt): when each task waited, ran and finished, and the critical path —
+the chain of tasks whose durations set the makespan."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from orchestration.models import Run, TaskRun
+from orchestration.plans.graph import critical_path
+
+
+@dataclass
+class Bar:
+    """One task's row, positions in percent of the run's span: wait (queued -> started) and run
+    (started -> finished, or now while running)."""
+
+    task_run: TaskRun
+    wait_left: float
+    wait_width: float
+    run_left: float
+    run_width: float
+    critical: bool
+
+
+def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
+    """{"bars": [Bar], "span": seconds, "critical": [task ids], "critical_seconds": seconds};
+    bars only for tasks that started or were queued."""
+    now = timezone.now()
+    start = run.started_at or run.created_at
+    end = run.finished_at or now
+    for t in task_runs:
+        for moment in (t.queued_at, t.started_at, t.finished_at):
+            if moment is not None:
+                start, end = min(start, moment), max(end, moment)
+    span = max((end - start).total_seconds(), 1e-3)
+    durations = {t.task_id: t.duration or 0.0 for t in task_runs}
+    critical_seconds, critical = critical_path({t.task_id: t.upstream for t in task_runs}, durations)
+    on_path = set(critical) if critical_seconds > 0 else set()
+
+    def pct(moment) -> float:
+        return round(100 * (moment - start).total_seconds() / span, 3)
+
+    bars = []
+    for t in task_runs:
+        if t.started_at is None and t.queued_at is None:
+            continue
+        run_from = t.started_at
+        run_to = t.finished_at or (now if t.started_at else None)
+        wait_from = t.queued_at if t.queued_at and (run_from is None or t.queued_at <= run_from) else None
+        wait_to = run_from or now
+        bars.append(Bar(
+            task_run=t,
+            wait_left=pct(wait_from) if wait_from else 0.0,
+            wait_width=max(pct(wait_to) - pct(wait_from), 0.0) if wait_from else 0.0,
+            run_left=pct(run_from) if run_from else 0.0,
+            run_width=max(pct(run_to) - pct(run_from), 0.3) if run_from and run_to else 0.0,
+            critical=t.task_id in on_path,
+        ))
+    return {"bars": bars, "span": span, "critical": critical if on_path else [], "critical_seconds": critical_seconds}
