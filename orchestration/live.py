@@ -20,6 +20,7 @@ from django.template.loader import render_to_string
 
 from orchestration import terminal
 from orchestration.models import OutputChunk, Run, TaskChange, TaskRun
+from orchestration.review import cost
 from orchestration.review.timeline import timeline
 from orchestration.vcs import collisions
 
@@ -103,7 +104,8 @@ def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     done = sum(counts.get(s, 0) for s in order[:5])
     verdicts = list(run.verdicts.order_by("kind", "position"))
     return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs),
-            "verdicts": verdicts, "timeline": timeline(run, task_runs), **changes_context(run, task_runs)}
+            "verdicts": verdicts, "timeline": timeline(run, task_runs), "run_cost": cost.total(task_runs),
+            **changes_context(run, task_runs)}
 
 
 def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
@@ -170,7 +172,8 @@ class RunView:
                 (integration.pk, integration.state, len(integration.merged)) if integration else None)
 
     def _header_key(self, run: Run, context: dict) -> tuple:
-        return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]))
+        return (run.state, run.state_reason, tuple((s["state"], s["count"]) for s in context["segments"]),
+                context["run_cost"].usd, context["run_cost"].input_tokens)
 
     def _render(self, name: str, context: dict, task_run: TaskRun | None = None) -> str:
         context = {**context, **self.extra_context}

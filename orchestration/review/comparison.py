@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from orchestration.models import Run, TaskChange, TaskRun
 from orchestration.plans.compare import DiffLine, revision_diff, text_diff
+from orchestration.review import cost
 
 
 @dataclass
@@ -45,7 +46,6 @@ def compare(a: Run, b: Run) -> dict:
             result_diff=text_diff(ta.result if ta else "", tb.result if tb else ""),
             change_diff=text_diff(_patch(ta, changes), _patch(tb, changes), max_lines=3000),
         ))
-    totals = {side: {"cost": sum(t.cost_usd or 0 for t in rows), "tokens": sum((t.input_tokens or 0) + (t.output_tokens or 0) for t in rows),
-                     "attempts": sum(t.attempt for t in rows)} for side, rows in runs.items()}
+    totals = {side: {"cost": cost.total(rows), "attempts": sum(t.attempt for t in rows)} for side, rows in runs.items()}
     return {"a": a, "b": b, "pairs": pairs, "changed": sum(not p.same for p in pairs), "totals": totals,
             "revision_diff": revision_diff(a.revision, b.revision) if a.revision_id != b.revision_id else []}

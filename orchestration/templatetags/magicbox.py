@@ -63,3 +63,15 @@ def terminal_text(text: str) -> str:
     from orchestration import terminal as renderer
 
     return renderer.plain(text or "")
+
+
+@register.filter
+def cost(value) -> str:
+    """A task run or a review.cost.Cost as "$0.0123", "≈$0.0123" when estimated from tokens, "" unknown."""
+    from orchestration.review.cost import Cost, task_cost
+
+    if not isinstance(value, Cost):
+        value = task_cost(value.worker, value.cost_usd, value.input_tokens, value.output_tokens)
+    if value.usd is None:
+        return ""
+    return ("≈" if value.estimated else "") + f"${value.usd:.4f}"

@@ -8,6 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orchestration import audit
+from orchestration.review import cost
+from orchestration.review.grid import run_grid
 from orchestration.forms import PlanImportForm, RunStartForm
 from orchestration.roles import AUTHOR
 from orchestration.models import Plan
@@ -61,6 +63,8 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
         "shape": analyse(spec, past_durations(plan)),
         "dag": dag_data(spec),
         "runs": plan.runs.select_related("started_by")[:10],
+        "grid": run_grid(plan, spec),
+        "plan_cost": cost.plan_total(plan),
         "form": start_form(plan),
         "unavailable": availability(),
         **audit.latest(plan.audit_events.all()),

@@ -45,11 +45,15 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 
 def run_list(request: HttpRequest) -> HttpResponse:
-    """GET /runs/: every run, newest first, 50 a page."""
+    """GET /runs/[?plan=<id>]: every run (or one plan's), newest first, 50 a page."""
     previous = Run.objects.filter(plan=OuterRef("plan"), pk__lt=OuterRef("pk")).order_by("-pk").values("pk")[:1]
     runs = Run.objects.select_related("plan", "started_by", "revision").annotate(previous_id=Subquery(previous))
+    plan = None
+    if (plan_id := request.GET.get("plan", "")).isdigit():
+        plan = get_object_or_404(Plan, pk=int(plan_id))
+        runs = runs.filter(plan=plan)
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
-    return render(request, "runs/list.html", {"page": page})
+    return render(request, "runs/list.html", {"page": page, "plan": plan})
 
 
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:

@@ -1,0 +1,49 @@
+"""Tokens and cost of task runs, runs and plans: as the CLI reported them (claude gives a cost),
+or estimated from tokens at MAGICBOX_TOKEN_PRICES (codex and gemini report tokens only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass
+class Cost:
+    """usd: dollars (None when neither a cost nor tokens with a price are known); estimated:
+    some of it was computed from tokens; tokens in and out (0 when unknown)."""
+
+    usd: float | None = None
+    estimated: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, other: Cost) -> Cost:
+        usd = None if self.usd is None and other.usd is None else (self.usd or 0) + (other.usd or 0)
+        return Cost(usd, self.estimated or other.estimated, self.input_tokens + other.input_tokens,
+                    self.output_tokens + other.output_tokens)
+
+
+def task_cost(worker: str, cost_usd: float | None, input_tokens: int | None, output_tokens: int | None) -> Cost:
+    """The cost of one task run: the reported one, else tokens x the worker's price per million."""
+    cost = Cost(cost_usd, False, input_tokens or 0, output_tokens or 0)
+    price = settings.MAGICBOX_TOKEN_PRICES.get(worker)
+    if cost_usd is None and price and (input_tokens or output_tokens):
+        cost.usd = ((input_tokens or 0) * price["input"] + (output_tokens or 0) * price["output"]) / 1_000_000
+        cost.estimated = True
+    return cost
+
+
+def total(rows) -> Cost:
+    """The sum over task runs (objects or dicts with worker, cost_usd, input_tokens, output_tokens)."""
+    result = Cost()
+    for row in rows:
+        get = row.get if isinstance(row, dict) else (lambda k, r=row: getattr(r, k))
+        result = result.add(task_cost(get("worker"), get("cost_usd"), get("input_tokens"), get("output_tokens")))
+    return result
+
+
+def plan_total(plan) -> Cost:
+    """The sum over every run of a plan (one query)."""
+    from orchestration.models import TaskRun
+
+    return total(TaskRun.objects.filter(run__plan=plan).values("worker", "cost_usd", "input_tokens", "output_tokens"))
