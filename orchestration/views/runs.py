@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -16,7 +16,7 @@ from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
-from orchestration.review import comparison
+from orchestration.review import comparison, export
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
@@ -178,3 +178,19 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     except (KeyError, ValueError):
         return HttpResponseBadRequest("Give two run numbers: /runs/compare/?a=<run>&b=<run>")
     return render(request, "runs/compare.html", comparison.compare(a, b))
+
+
+def run_export(request: HttpRequest, run_id: int) -> FileResponse:
+    """GET /runs/<id>/export.zip: summary.json, summary.md, every output and every diff."""
+    run = get_object_or_404(Run.objects.select_related("plan", "revision", "started_by"), pk=run_id)
+    return FileResponse(export.archive(run), as_attachment=True, filename=f"magicbox-run{run.pk}.zip",
+                        content_type="application/zip")
+
+
+def run_summary(request: HttpRequest, run_id: int) -> HttpResponse:
+    """GET /runs/<id>/summary.md (or summary.json): the run's summary for a pull request or a ticket."""
+    run = get_object_or_404(Run.objects.select_related("plan", "revision", "started_by"), pk=run_id)
+    data = export.summary(run)
+    if request.path.endswith(".json"):
+        return JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    return HttpResponse(export.markdown(data), content_type="text/markdown; charset=utf-8")

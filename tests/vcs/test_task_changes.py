@@ -94,3 +94,29 @@ async def test_the_run_page_lists_each_tasks_changes_and_loads_a_large_files_dif
     assert one.startswith('<div class="diff-file" data-path="big.txt"') and "+row 2999" in one
     missing = await async_client.get(f"/runs/{run.pk}/tasks/{t['bulk'].pk}/diff/?file=nope.txt")
     assert missing.status_code == 400
+
+
+async def test_a_run_exports_as_a_zip_of_outputs_diffs_and_summaries(repo, async_client, user):
+    import io
+    import zipfile
+
+    run, t = await run_workspace_plan(repo, [{"id": "edit", "worker": "shell", "command": py(EDIT + "\nprint('edited | done')")},
+                                             {"id": "fail", "worker": "shell", "command": py("raise SystemExit('no luck')")}])
+    await sync_to_async(async_client.force_login)(user)
+    response = await async_client.get(f"/runs/{run.pk}/export.zip")
+    assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
+    body = b"".join([chunk async for chunk in response.streaming_content]) if response.is_async else b"".join(response.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:
+        names = set(zf.namelist())
+        assert {"summary.json", "summary.md", "outputs/edit.txt", "outputs/fail.txt", "diffs/edit.patch"} <= names
+        data = json.loads(zf.read("summary.json"))
+        assert "edited | done" in zf.read("outputs/edit.txt").decode()
+        assert "rename from moved.txt" in zf.read("diffs/edit.patch").decode()
+    assert data["run"]["state"] == "failed" and [task["id"] for task in data["tasks"]] == ["edit", "fail"]
+    assert data["tasks"][0]["change"]["branch"] == f"magicbox/run-{run.pk}/edit"
+    assert {f["path"]: f["status"] for f in data["tasks"][0]["change"]["files"]}["old.txt"] == "deleted"
+
+    markdown = (await async_client.get(f"/runs/{run.pk}/summary.md")).content.decode()
+    assert markdown.startswith(f"## Magic Box run #{run.pk}: ws (revision 1) — failed")
+    assert "| `edit` | shell | succeeded | 1 |" in markdown and "5 files, +2 −2" in markdown
+    assert "### Did not succeed" in markdown and "- `fail` (failed):" in markdown and "no luck" in markdown
