@@ -138,6 +138,10 @@ MAGICBOX_WORKER_SLOTS = env_int("MAGICBOX_WORKER_SLOTS", 0)
 MAGICBOX_SWEEP_INTERVAL = env_int("MAGICBOX_SWEEP_INTERVAL", 5)
 # How long (seconds) a running task's lease lasts before it must be renewed.
 MAGICBOX_LEASE_SECONDS = env_int("MAGICBOX_LEASE_SECONDS", 30)
+# Seconds before the first retry of a failed attempt; each further retry waits twice as long
+# (at most MAGICBOX_RETRY_BACKOFF_MAX). A lost worker's task is retried at once.
+MAGICBOX_RETRY_BACKOFF = float(env_str("MAGICBOX_RETRY_BACKOFF", "5"))
+MAGICBOX_RETRY_BACKOFF_MAX = float(env_str("MAGICBOX_RETRY_BACKOFF_MAX", "300"))
 # Default task timeout (seconds) when a task names none.
 MAGICBOX_TASK_TIMEOUT = env_int("MAGICBOX_TASK_TIMEOUT", 3600)
 # Bytes of output kept per task run; past it a truncation marker is stored.

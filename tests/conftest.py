@@ -26,6 +26,12 @@ def no_worker_overrides():
 
 
 @pytest.fixture(autouse=True)
+def quick_retries(settings):
+    """Retries wait 50 ms, not seconds (the backoff's own test sets its own)."""
+    settings.MAGICBOX_RETRY_BACKOFF = 0.05
+
+
+@pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path):
     """Task working directories and logs go to a fresh temporary directory per test."""
     settings.DATA_DIR = tmp_path / "data"

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import jsonschema
 from asgiref.sync import sync_to_async
@@ -106,6 +107,12 @@ def _capped(result: str) -> str:
     return result[:RESULT_LIMIT] + f"\n[Magic Box: result truncated: {len(result) - RESULT_LIMIT} more characters not kept]"
 
 
+def retry_delay(failed_attempt: int) -> float:
+    """Seconds before retrying after attempt number `failed_attempt` failed: MAGICBOX_RETRY_BACKOFF
+    doubled for each earlier failure, at most MAGICBOX_RETRY_BACKOFF_MAX."""
+    return min(settings.MAGICBOX_RETRY_BACKOFF * 2 ** (failed_attempt - 1), settings.MAGICBOX_RETRY_BACKOFF_MAX)
+
+
 def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> None:
     """Record the attempt's end; re-queue it instead when it failed and attempts are left."""
     now = timezone.now()
@@ -124,8 +131,10 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
             lease_expires_at=None,
         )
         if state != TaskState.SUCCEEDED and task_run.attempt < task_run.max_attempts:
-            reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying")
-            task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="", **fields)
+            delay = retry_delay(task_run.attempt)
+            reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
+            task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now + timedelta(seconds=delay),
+                                claimed_by="", **fields)
         else:
             task_run.transition(state, fields["error"], expect=TaskState.RUNNING, finished_at=now, **fields)
         scheduler.advance_run(plan.run_id)

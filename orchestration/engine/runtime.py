@@ -40,6 +40,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._retry_timer: asyncio.Task | None = None
 
     def wake_soon(self) -> None:
         """Schedule `wake()` without waiting for it (for message handlers that must return)."""
@@ -76,6 +77,11 @@ class Engine:
                 self._spawn(self._draft(draft_id))
             while (integration_id := await sync_to_async(claim_integration)(self.owner)) is not None:
                 self._spawn(self._integrate(integration_id))
+            delay = await sync_to_async(scheduler.next_retry_in)()
+            if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
+                self._retry_timer = asyncio.create_task(self._wake_after(delay))
+                self._background.add(self._retry_timer)
+                self._retry_timer.add_done_callback(self._background.discard)
 
     async def _execute(self, task_run_id: int) -> None:
         try:
@@ -113,6 +119,12 @@ class Engine:
         """Wait until nothing this engine started is still running (executors, drafts, wake-ups)."""
         while pending := [*self.executing.values(), *self._background]:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _wake_after(self, delay: float) -> None:
+        """Wake when a retry's backoff is over (the sweep would find it too, a little later)."""
+        await asyncio.sleep(delay + 0.01)
+        self._retry_timer = None
+        await self._wake_logged()
 
     async def _integrate(self, integration_id: int) -> None:
         try:

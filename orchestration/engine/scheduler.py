@@ -282,6 +282,14 @@ def claim_next(owner: str) -> int | None:
     return None
 
 
+def next_retry_in() -> float | None:
+    """Seconds until the earliest queued task run waiting out a retry backoff may start (None if none)."""
+    now = timezone.now()
+    earliest = (TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__gt=now).exclude(run__state__in=RUN_TERMINAL)
+                .order_by("queued_at").values_list("queued_at", flat=True).first())
+    return None if earliest is None else (earliest - now).total_seconds()
+
+
 def renew_lease(task_run_id: int, owner: str) -> bool:
     """Extend the lease of a running task run held by `owner`. False if it is no longer ours."""
     expires = timezone.now() + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS)

@@ -120,6 +120,21 @@ async def test_a_failed_attempt_is_retried_when_the_task_allows_it(tmp_path):
     assert output.index("first try") < output.index("second try")
 
 
+async def test_retries_wait_a_backoff_that_doubles(settings):
+    from orchestration.models import StateChange
+
+    settings.MAGICBOX_RETRY_BACKOFF = 0.4
+    code = "import sys; print('failing'); sys.exit(1)"
+    run, t = await run_plan([{"id": "flaky", "worker": "shell", "command": ["python", "-c", code], "retries": 2}])
+    assert t["flaky"].state == "failed" and t["flaky"].attempt == 3
+    changes = await sync_to_async(list)(StateChange.objects.filter(task_run=t["flaky"]).order_by("at", "id"))
+    requeued = [c for c in changes if c.from_state == "running" and c.to_state == "queued"]
+    restarted = [c for c in changes if c.from_state == "queued" and c.to_state == "running"][1:]
+    assert [r.reason.rsplit("retrying in ", 1)[1] for r in requeued] == ["0.4 s", "0.8 s"]
+    waits = [(s.at - r.at).total_seconds() for r, s in zip(requeued, restarted)]
+    assert waits[0] >= 0.4 and waits[1] >= 0.8, waits
+
+
 async def test_invalid_utf8_and_a_ten_megabyte_line_are_stored_whole():
     code = "import sys; sys.stdout.buffer.write(b'bad \\xff\\xfe bytes\\n' + b'x' * 10_000_000 + b'\\nend\\n')"
     run, t = await run_plan([{"id": "noisy", "worker": "shell", "command": ["python", "-c", code]}])
