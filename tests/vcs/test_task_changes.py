@@ -120,3 +120,27 @@ async def test_a_run_exports_as_a_zip_of_outputs_diffs_and_summaries(repo, async
     assert markdown.startswith(f"## Magic Box run #{run.pk}: ws (revision 1) — failed")
     assert "| `edit` | shell | succeeded | 1 |" in markdown and "5 files, +2 −2" in markdown
     assert "### Did not succeed" in markdown and "- `fail` (failed):" in markdown and "no luck" in markdown
+
+
+async def test_a_repository_url_is_cloned_once_and_its_branches_made_in_the_clone(repo, settings):
+    url = f"file://{repo}"
+    plan = await sync_to_async(make_plan)(json.dumps({
+        "name": "remote", "workspace": {"repository": url, "base": "main"}, "parallel_execution": {"tasks": [
+            {"id": "touch", "worker": "shell", "command": py("open('touched.txt', 'w').write('hi')")}]}}))
+    run = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    task_run = await TaskRun.objects.select_related("change").aget(run=run)
+    assert task_run.state == "succeeded", task_run.error
+    from orchestration.vcs.repository import clone_dir
+
+    clone = clone_dir(url)
+    assert clone.is_relative_to(settings.DATA_DIR) and (clone / "HEAD").exists()
+    assert git(clone, "rev-parse", f"magicbox/run-{run.pk}/touch").strip() == task_run.change.head_commit
+    assert "magicbox/" not in git(repo, "branch", "--list"), "the source repository is left alone"
+    assert run.base_commit == git(repo, "rev-parse", "main").strip()
+
+
+async def test_a_workspace_that_is_not_a_repository_fails_the_task_saying_so(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run, t = await run_workspace_plan(plain, [{"id": "x", "worker": "shell", "command": ["true"]}])
+    assert t["x"].state == "failed" and "not a git repository" in t["x"].error
