@@ -78,7 +78,9 @@ def markdown(data: dict) -> str:
     lines += ["; ".join(facts), "", "| Task | Worker | State | Attempts | Duration | Cost | Changes |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for t in data["tasks"]:
         change = t["change"]
-        changed = f"{len(change['files'])} files, +{change['lines_added']} −{change['lines_deleted']} on `{change['branch']}`" if change else "–"
+        count = len(change["files"]) if change else 0
+        changed = (f"{count} file{'s' if count != 1 else ''}, +{change['lines_added']} −{change['lines_deleted']} on `{change['branch']}`"
+                   if change else "–")
         duration = f"{t['duration_seconds']:.1f} s" if t["duration_seconds"] is not None else "–"
         lines.append(f"| `{t['id']}` | {t['worker']} | {t['state']} | {t['attempts']} | {duration} | "
                      f"{_money(t['cost_usd'], t['cost_estimated'])} | {_cell(changed)} |")

@@ -9,7 +9,7 @@ register = template.Library()
 @register.filter
 def seconds(value: float | None) -> str:
     """12.3 -> "12.3 s", 125 -> "2 min 05 s", 7322 -> "2 h 02 min"; None -> "–"."""
-    if value is None:
+    if value is None or value == "":
         return "–"
     value = float(value)
     if value < 60:

@@ -78,7 +78,8 @@ async def diff(workdir: Path, start: str, head: str, limit: int) -> Captured:
         return captured
     entries = _name_status((await git(["diff", "--name-status", "-z", "-M", start, head], workdir)).out)
     counts = _numstat((await git(["diff", "--numstat", "-z", "-M", start, head], workdir)).out)
-    patch = (await git(["diff", "-M", "--no-color", "--no-ext-diff", start, head], workdir)).out
+    # --binary: the patch applies with `git apply`, binary files included.
+    patch = (await git(["diff", "-M", "--binary", "--no-color", "--no-ext-diff", start, head], workdir)).out
     ranges = _split_patch(patch)
     if len(patch) > limit:
         patch, captured.truncated = patch[:limit], True

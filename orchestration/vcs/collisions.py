@@ -10,12 +10,39 @@ from orchestration.plans.graph import ancestors
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@.*$", re.MULTILINE)
 
 
-def hunk_ranges(file_patch: str) -> list[tuple[int, int, str]]:
-    """(first line, last line, header) of each hunk of one file's patch, in the original file."""
+SHOWN_LINES = 12  # changed lines quoted per hunk
+
+
+def hunk_ranges(file_patch: str) -> list[tuple[float, float, str]]:
+    """(first, last, text) of the lines each hunk of one file's patch really changes, in the
+    original file's numbering (context lines excluded; an insertion sits between two lines, at
+    n - 0.5), text being the hunk's header and its first SHOWN_LINES changed lines."""
     ranges = []
-    for match in HUNK.finditer(file_patch):
-        start, length = int(match.group(1)), int(match.group(2) if match.group(2) is not None else 1)
-        ranges.append((start, start + max(length, 1) - 1, match.group(0)))
+    matches = list(HUNK.finditer(file_patch))
+    for n, match in enumerate(matches):
+        body_end = matches[n + 1].start() if n + 1 < len(matches) else len(file_patch)
+        old_line = int(match.group(1))
+        touched: list[float] = []
+        shown = [match.group(0)]
+        replacing = False  # "+" lines right after "-" lines replace them: no insertion point of their own
+        for line in file_patch[match.end():body_end].split("\n")[1:]:
+            if line.startswith("-"):
+                touched.append(old_line)
+                old_line += 1
+                replacing = True
+            elif line.startswith("+"):
+                if not replacing:
+                    touched.append(old_line - 0.5)
+            elif line.startswith(" "):
+                old_line += 1
+                replacing = False
+                continue
+            else:
+                continue  # "\ No newline at end of file"
+            if len(shown) <= SHOWN_LINES:
+                shown.append(line)
+        if touched:
+            ranges.append((min(touched), max(touched), "\n".join(shown)))
     return ranges
 
 

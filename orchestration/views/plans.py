@@ -56,12 +56,13 @@ def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:
     plan = get_object_or_404(Plan, pk=plan_id)
     revision = plan.latest_revision
     spec = revision.spec
+    shape = analyse(spec, past_durations(plan))
     context = {
         "plan": plan,
         "revision": revision,
         "spec": spec,
-        "shape": analyse(spec, past_durations(plan)),
-        "dag": dag_data(spec),
+        "shape": shape,
+        "dag": {**dag_data(spec), "critical": shape.critical_path},  # by past durations when known
         "runs": plan.runs.select_related("started_by")[:10],
         "grid": run_grid(plan, spec),
         "plan_cost": cost.plan_total(plan),

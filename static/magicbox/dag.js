@@ -59,7 +59,8 @@
     });
     data.nodes.forEach(function (n) {
       var p = g.node(n.id);
-      var group = el("g", { class: "dag-node worker-" + n.worker + (n.state ? " state-node-" + n.state : ""),
+      var onPath = data.critical.indexOf(n.id) >= 0;
+      var group = el("g", { class: "dag-node worker-" + n.worker + (n.state ? " state-node-" + n.state : "") + (onPath ? " dag-critical-node" : ""),
                             "data-task": n.id, "data-state": n.state || "" }, svg);
       el("rect", { x: p.x - p.width / 2, y: p.y - p.height / 2, width: p.width, height: p.height, rx: 6 }, group);
       el("text", { x: p.x, y: p.y - 3, "text-anchor": "middle", class: "dag-id" }, group).textContent = n.id;

@@ -10,8 +10,7 @@
       outputFormat: format(), drawFileList: false, matching: "lines", highlight: true,
       fileContentToggle: false, synchronisedScroll: true,
     });
-    ui.draw();
-    ui.highlightCode();
+    ui.draw();  // highlights too (highlight: true)
     el.dataset.rendered = format();
   }
   function drawAll(root) {

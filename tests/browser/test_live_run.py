@@ -147,3 +147,32 @@ def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(pa
     assert bars["slow"]["width"] > 5 * bars["quick"]["width"]
     assert bars["finish"]["x"] >= bars["slow"]["x"] + bars["slow"]["width"] - 2, "finish ran after slow"
     assert page.locator("svg.dag path.dag-critical").count() == 2  # start→slow, slow→finish
+
+
+def test_a_tasks_diff_shows_side_by_side_with_syntax_colours_and_inline_on_request(page, stack, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "t@example.com"], ["config", "user.name", "T"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "app.py").write_text("def greet():\n    return 'hello'\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "base"], cwd=repo, check=True)
+    edit = "import pathlib; pathlib.Path('app.py').write_text(\"def greet(name):\\n    return 'hello ' + name\\n\")"
+    plan = tmp_path / "edit.yaml"
+    plan.write_text(json.dumps({"name": "Edit app", "workspace": {"repository": str(repo), "base": "main"},
+                                "parallel_execution": {"tasks": [{"id": "edit", "worker": "shell", "command": ["python", "-c", edit]}]}}))
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Edit app")
+    page.click("#start-run")
+    page.locator("#run-header[data-state=succeeded]").wait_for()
+    page.locator("#change-list button", has_text="show diff").click()
+    page.locator(".d2h-file-side-diff").first.wait_for()  # side by side by default
+    keyword = page.locator(".d2h-code-side-line .hljs-keyword", has_text="def").first
+    expect(keyword).not_to_have_css("color", page.evaluate("getComputedStyle(document.body).color"))
+    assert page.locator(".hljs-keyword .hljs-keyword").count() == 0, "highlighted once"
+    page.select_option("select.diff-format", "line-by-line")
+    page.locator(".d2h-file-diff .d2h-code-line").first.wait_for()
+    assert "return 'hello ' + name" in page.locator(".d2h-file-diff").inner_text()

@@ -48,7 +48,7 @@ async def test_a_tasks_changes_are_committed_on_its_branch_with_deleted_renamed_
     assert files["logo.png"]["binary"] and files["logo.png"]["added"] is None
     assert files["notes/new.md"]["status"] == "added"
     assert "-line 2\n+line 2 changed by edit" in change.file_patch("app.py")
-    assert "Binary files" in change.file_patch("logo.png")
+    assert "GIT binary patch" in change.file_patch("logo.png"), "a patch that git apply accepts"
     assert (change.lines_added, change.lines_deleted) == (2, 2)
     assert not (repo.parent / "data").exists() or not any((repo.parent / "data").rglob("work/app.py")), "worktree removed"
     assert "logo.png" not in git(repo, "status", "--porcelain"), "the user's checkout is untouched"
@@ -111,7 +111,13 @@ async def test_a_run_exports_as_a_zip_of_outputs_diffs_and_summaries(repo, async
         assert {"summary.json", "summary.md", "outputs/edit.txt", "outputs/fail.txt", "diffs/edit.patch"} <= names
         data = json.loads(zf.read("summary.json"))
         assert "edited | done" in zf.read("outputs/edit.txt").decode()
-        assert "rename from moved.txt" in zf.read("diffs/edit.patch").decode()
+        patch = zf.read("diffs/edit.patch")
+        assert b"rename from moved.txt" in patch
+    fresh = repo.parent / "fresh"
+    git(repo.parent, "clone", "-q", str(repo), str(fresh))
+    (repo.parent / "edit.patch").write_bytes(patch)
+    git(fresh, "apply", "--index", str(repo.parent / "edit.patch"))  # binary file included
+    assert (fresh / "logo.png").read_bytes() == bytes(range(256)) * 4 and not (fresh / "old.txt").exists()
     assert data["run"]["state"] == "failed" and [task["id"] for task in data["tasks"]] == ["edit", "fail"]
     assert data["tasks"][0]["change"]["branch"] == f"magicbox/run-{run.pk}/edit"
     assert {f["path"]: f["status"] for f in data["tasks"][0]["change"]["files"]}["old.txt"] == "deleted"

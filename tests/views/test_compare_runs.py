@@ -47,3 +47,17 @@ async def test_a_bad_comparison_says_what_to_give(async_client, user):
     await sync_to_async(async_client.force_login)(user)
     response = await async_client.get("/runs/compare/?a=x")
     assert response.status_code == 400 and b"Give two run numbers" in response.content
+
+
+async def test_runs_whose_plans_have_different_tasks_compare_with_the_missing_ones_marked(async_client, user):
+    await sync_to_async(import_text)(plan_text("one"), "answers.yaml")
+    plan = await Plan.objects.aget(name="Answers")
+    first = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    await sync_to_async(import_text)(plan_text("one").replace('"steady"', '"renamed"'), "answers.yaml")
+    second = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    await sync_to_async(async_client.force_login)(user)
+    response = await async_client.get(f"/runs/compare/?a={first.pk}&b={second.pk}")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert f"not in #{second.pk}" in page.split('data-task="steady"', 1)[1].split("</summary>", 1)[0]
+    assert f"not in #{first.pk}" in page.split('data-task="renamed"', 1)[1].split("</summary>", 1)[0]
