@@ -173,6 +173,9 @@ class Run(StateMachine):
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     # The commit the plan's workspace base resolved to when the run's first task started ("" before).
     base_commit = models.CharField(max_length=64, blank=True)
+    # Its tasks' branches are <branch_prefix>/<task>: magicbox/run-<id>, or magicbox/run-<id>-2, …
+    # when the repository already had branches of that name (another Magic Box's run).
+    branch_prefix = models.CharField(max_length=100, blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

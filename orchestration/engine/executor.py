@@ -22,7 +22,7 @@ from orchestration.models import TaskChange, TaskRun, TaskState
 from orchestration.plans.graph import ancestors
 from orchestration.vcs import changes, worktrees
 from orchestration.vcs.git import GitError
-from orchestration.vcs.repository import base_commit, repository_dir
+from orchestration.vcs.repository import repository_dir, run_start
 from orchestration.plans import references
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.process import run_process
@@ -159,8 +159,8 @@ async def execute(task_run_id: int, owner: str) -> None:
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
-            task_start = await worktrees.start_task(repository, plan.run_id, plan.task_id, dirs.workdir,
-                                                    await base_commit(plan.run_id, repo_spec), plan.upstream_heads)
+            base, prefix = await run_start(plan.run_id, repo_spec)
+            task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
         template, warning = await sync_to_async(resolve_prompt)(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
         if warning:
@@ -192,6 +192,7 @@ async def execute(task_run_id: int, owner: str) -> None:
 
     parser = adapter.parser()
     interrupted = False
+    capture_error = ""
     attempt_marker = orphans.marker(owner, plan.task_run_id, plan.attempt)
     invocation.env[orphans.MARKER] = attempt_marker
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
@@ -236,8 +237,10 @@ async def execute(task_run_id: int, owner: str) -> None:
         await sync_to_async(orphans.kill_marked, thread_sensitive=False)(attempt_marker)
         if repo_spec:
             if not interrupted:  # an interrupted attempt starts again from scratch
-                await _capture(plan, repository, task_start, output)
-            if not repo_spec.get("keep_worktrees"):
+                capture_error = await _capture(plan, repository, task_start, output)
+            if capture_error:
+                output.add([f"[Magic Box] the worktree is kept, with the task's work, at {dirs.workdir}"])
+            elif not repo_spec.get("keep_worktrees"):
                 await worktrees.remove(repository, dirs.workdir)
 
     if result.timed_out:
@@ -247,6 +250,8 @@ async def execute(task_run_id: int, owner: str) -> None:
         await end(TaskState.TIMED_OUT, outcome)
         return
     outcome = parser.finish(result.exit_code, result.stderr_tail)
+    if outcome.succeeded and capture_error:  # downstream tasks would start without its work
+        outcome.succeeded, outcome.error = False, capture_error
     if outcome.succeeded and plan.task.get("output_schema"):
         problems = output_problems(outcome.result, plan.task["output_schema"])
         if problems:
@@ -257,12 +262,12 @@ async def execute(task_run_id: int, owner: str) -> None:
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
 
 
-async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStart, output: OutputBuffer) -> None:
+async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStart, output: OutputBuffer) -> str:
     """Commit the task's worktree, store its diff (models.TaskChange) and which unrelated tasks'
-    branches it would not merge with. A git failure is reported in the output, not raised."""
+    branches it would not merge with. Returns "" or, when git failed, why (not raised)."""
     try:
         head = await changes.commit_worktree(
-            task_start.workdir, f"Magic Box: task {plan.task_id} of run #{plan.run_id} (attempt {plan.attempt})")
+            task_start.workdir, task_start.branch, f"Magic Box: task {plan.task_id} of run #{plan.run_id} (attempt {plan.attempt})")
         captured = await changes.diff(task_start.workdir, task_start.start_commit, head, TaskChange.PATCH_LIMIT)
         # Stored before looking at the others: of two tasks capturing at once, at least the
         # later one sees the other, so a pair is never missed.
@@ -277,8 +282,10 @@ async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStar
         output.add([f"[Magic Box] changes: {len(captured.files)} file(s), +{captured.lines_added} -{captured.lines_deleted}, "
                     f"commit {head[:10]} on {task_start.branch}"
                     + (f"; would conflict with {', '.join(sorted(conflicts))}" if conflicts else "")])
+        return ""
     except GitError as error:
         output.add([f"[Magic Box] the task's changes could not be captured: {error}"])
+        return f"its changes could not be committed: {error}"
 
 
 def _unrelated_heads(plan: AttemptPlan) -> list[tuple[str, str]]:

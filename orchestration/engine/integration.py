@@ -4,6 +4,7 @@ then run the workspace's check command on the result. Executed by a worker proce
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -43,7 +44,7 @@ def request_integration(run: Run, user=None) -> Integration:
         if not TaskChange.objects.filter(task_run__run=run, task_run__state=TaskState.SUCCEEDED).exists():
             raise ValueError(f"run #{run.pk} has no succeeded task with captured changes to integrate")
         integration = Integration.objects.create(run=run, requested_by=user, check_command=workspace_spec.get("check"),
-                                                 branch=worktrees.branch_name(run.pk, "integration"))
+                                                 branch=worktrees.integration_branch(run.branch_prefix or f"magicbox/run-{run.pk}"))
         audit.record(audit.Action.RUN_INTEGRATED, user, run=run, detail=f"integration #{integration.pk}")
         notify_run_on_commit(run.pk)
         wake_engine_on_commit()
@@ -101,6 +102,8 @@ async def execute_integration(integration_id: int) -> None:
                 extra.update(check_exit_code=code, check_output=storable(output[-CHECK_OUTPUT_LIMIT:]))
                 if code == 0:
                     state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es); the check passed"
+                elif code is None:
+                    reason = f"merged {len(merged)} branch(es); the check timed out after {ws.get('check_timeout') or CHECK_TIMEOUT:g} s"
                 else:
                     reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
             else:
@@ -119,14 +122,22 @@ async def execute_integration(integration_id: int) -> None:
 
 async def _check(integration_id: int, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:
     """Run the check command in the integration worktree; (exit code or None on timeout, output)."""
-    lines: list[str] = []
+    lines: deque[str] = deque()
+    kept = [0]
+
+    def keep(line: str) -> None:  # only the last CHECK_OUTPUT_LIMIT characters stay in memory
+        lines.append(line)
+        kept[0] += len(line) + 1
+        while kept[0] > CHECK_OUTPUT_LIMIT and len(lines) > 1:
+            kept[0] -= len(lines.popleft()) + 1
+
     marker = f"integration/{integration_id}"
     env = {**base_environment("shell"), orphans.MARKER: marker}
     try:
         program = get_adapter("shell").find_program(argv[0])
     except Exception as error:  # noqa: BLE001 - WorkerUnavailable: say what is missing
         return 127, str(error)
-    result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), lines.append, lines.append, timeout)
+    result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), keep, keep, timeout)
     await asyncio.to_thread(orphans.kill_marked, marker)
     if result.timed_out:
         lines.append(f"[Magic Box] the check timed out after {timeout:g} s; its process group was killed")

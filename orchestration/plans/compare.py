@@ -21,9 +21,18 @@ def revision_diff(old: PlanRevision, new: PlanRevision, context: int = 3) -> lis
     return text_diff(spec_to_yaml(old.spec), spec_to_yaml(new.spec), context)
 
 
+MAX_DIFF_INPUT = 400_000  # characters: difflib's time grows with the square of the lines
+
+
 def text_diff(before: str, after: str, context: int = 3, max_lines: int = 5000) -> list[DiffLine]:
     """The lines of a unified diff between two texts ([] if equal), at most `max_lines` of them
-    (then a last "context" line says how many were left out)."""
+    (then a last "context" line says how many were left out). Texts longer than MAX_DIFF_INPUT
+    are not compared line by line: one line says how they differ in size."""
+    if before == after:
+        return []
+    if len(before) + len(after) > MAX_DIFF_INPUT:
+        return [DiffLine("hunk", f"@@ too large to compare here: {len(before):,} and {len(after):,} characters; "
+                                 "download both runs' results to compare them @@")]
     lines = []
     for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=context, lineterm=""):
         if line.startswith(("---", "+++")):

@@ -486,6 +486,13 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                     f"not a valid JSON Schema at {pointer}: {error.message}.{hint}")
 
     workspace = data.get("workspace")
+    if workspace:
+        for index, task in enumerate(tasks):
+            tid = task["id"]
+            if ".." in tid or tid.endswith((".", ".lock")):
+                add(["parallel_execution", "tasks", index, "id"],
+                    f"'{tid}' cannot name the task's git branch (magicbox/run-N/{tid}): with a workspace, a task id may not "
+                    "contain '..' or end with '.' or '.lock'.")
     if workspace and base_dir is None and not is_url(workspace["repository"]) and not Path(workspace["repository"]).is_absolute():
         add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path on the server (a relative path "
             "is only understood by `manage.py importplan FILE`, relative to the file).")

@@ -58,7 +58,9 @@ def summary(run: Run) -> dict:
 
 
 def _cell(value) -> str:
-    return str(value if value not in (None, "") else "–").replace("|", "\\|").replace("\n", " ")
+    """Text safe inside a Markdown table cell or heading: one line, pipes and markup escaped."""
+    text = str(value if value not in (None, "") else "–").replace("\r", " ").replace("\n", " ")
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "\\`")
 
 
 def _money(usd: float | None, estimated: bool) -> str:
@@ -68,7 +70,7 @@ def _money(usd: float | None, estimated: bool) -> str:
 def markdown(data: dict) -> str:
     """A Markdown summary of summary(run) for a pull request or a ticket."""
     run = data["run"]
-    lines = [f"## Magic Box run #{run['id']}: {run['plan']} (revision {run['revision']}) — {run['state']}", ""]
+    lines = [f"## Magic Box run #{run['id']}: {_cell(run['plan'])} (revision {run['revision']}) — {run['state']}", ""]
     if run["reason"]:
         lines += [f"> {_cell(run['reason'])}", ""]
     facts = [f"duration {run['duration_seconds'] or 0:.1f} s", f"cost {_money(run['cost_usd'], run['cost_estimated'])}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.vcs.git import git
+from orchestration.vcs.git import GitError, git
 
 STATUS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed"}
 
@@ -23,13 +23,24 @@ class Captured:
     lines_deleted: int = 0
 
 
-async def commit_worktree(workdir: Path, message: str) -> str:
-    """Commit everything in the worktree (new, changed, deleted; .gitignore respected) unless
-    nothing changed. Returns the head commit."""
+async def commit_worktree(workdir: Path, branch: str, message: str) -> str:
+    """Commit everything in the worktree (new, changed, deleted; .gitignore respected) on
+    `branch` unless nothing changed. Returns the head commit.
+
+    A task that switched branch or detached HEAD has its work brought back: `branch` is moved to
+    where HEAD is, keeping the working tree. Raises GitError when the worktree is no longer one
+    (its .git removed or replaced) or git cannot commit, so the task is not taken as done."""
+    top = (await git(["rev-parse", "--show-toplevel"], workdir, ok_codes=(0, 128))).out.strip()
+    if not top or Path(top).resolve() != workdir.resolve():
+        raise GitError(f"the task's worktree {workdir} is no longer a git worktree (was its .git file removed or "
+                       "replaced?); its changes cannot be committed")
+    head_ref = (await git(["symbolic-ref", "-q", "HEAD"], workdir, ok_codes=(0, 1))).out.strip()
+    if head_ref != f"refs/heads/{branch}":
+        await git(["checkout", "-q", "-B", branch], workdir)
     status = (await git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], workdir)).out
     if status.strip("\0"):
         await git(["add", "--all", "--", "."], workdir)
-        await git(["commit", "--quiet", "--no-verify", "-m", message], workdir, ok_codes=(0, 1))
+        await git(["commit", "--quiet", "--no-verify", "-m", message], workdir)
     return (await git(["rev-parse", "HEAD"], workdir)).out.strip()
 
 
@@ -71,6 +82,37 @@ def _split_patch(patch: str) -> list[tuple[int, int]]:
     return [(start, starts[n + 1] if n + 1 < len(starts) else len(patch)) for n, start in enumerate(starts)]
 
 
+def _section_paths(patch: str, start: int, end: int) -> set[str]:
+    """The paths a patch section names (its ---/+++ lines, rename/copy lines), quotes removed."""
+    paths = set()
+    for line in patch[start:min(end, start + 4000)].split("\n")[1:]:
+        if line.startswith(("@@", "GIT binary patch")):
+            break
+        for prefix in ("--- a/", "+++ b/", "rename from ", "rename to ", "copy from ", "copy to "):
+            if line.startswith(prefix):
+                paths.add(line[len(prefix):].strip('"'))
+    if not paths:  # a mode or type change only: the header's b/ path
+        header = patch[start:patch.find("\n", start)]
+        if " b/" in header:
+            paths.add(header.rsplit(" b/", 1)[1].strip('"'))
+    return paths
+
+
+def _ranges_by_path(patch: str, entries: list[dict]) -> dict[str, tuple[int, int]]:
+    """{path: (start, end)} of each entry's part of the patch; a file with several sections (a
+    symlink replaced by a file) gets the span of them all."""
+    sections = _split_patch(patch)
+    if len(sections) == len(entries):
+        return {e["path"]: r for e, r in zip(entries, sections)}
+    ranges: dict[str, tuple[int, int]] = {}
+    for start, end in sections:
+        for entry in entries:
+            if entry["path"] in _section_paths(patch, start, end):
+                old = ranges.get(entry["path"])
+                ranges[entry["path"]] = (min(start, old[0]), max(end, old[1])) if old else (start, end)
+    return ranges
+
+
 async def diff(workdir: Path, start: str, head: str, limit: int) -> Captured:
     """The change from `start` to `head` (renames found, binary files noted)."""
     captured = Captured(head_commit=head)
@@ -80,12 +122,12 @@ async def diff(workdir: Path, start: str, head: str, limit: int) -> Captured:
     counts = _numstat((await git(["diff", "--numstat", "-z", "-M", start, head], workdir)).out)
     # --binary: the patch applies with `git apply`, binary files included.
     patch = (await git(["diff", "-M", "--binary", "--no-color", "--no-ext-diff", start, head], workdir)).out
-    ranges = _split_patch(patch)
+    ranges = _ranges_by_path(patch, entries)
     if len(patch) > limit:
         patch, captured.truncated = patch[:limit], True
-    for n, entry in enumerate(entries):
+    for entry in entries:
         added, deleted = counts.get(entry["path"], (None, None))
-        start_at, end_at = ranges[n] if len(ranges) == len(entries) else (None, None)
+        start_at, end_at = ranges.get(entry["path"], (None, None))
         if end_at is not None and end_at > len(patch):
             start_at = end_at = None  # cut off by the limit
         captured.files.append({**entry, "added": added, "deleted": deleted, "binary": added is None,

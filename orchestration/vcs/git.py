@@ -1,7 +1,9 @@
 """Run git: argv lists, an explicit environment, a timeout, the process group killed on timeout.
 
 Every command runs with a fixed identity (commits are Magic Box's), no hooks, no prompts, no
-signing and no pager, so a user's git configuration cannot block or alter a run.
+signing, no pager and no fsmonitor (a task could set core.fsmonitor to a command in the shared
+.git/config), and never looks for a repository above its working directory's parent (a task
+that deletes its worktree's .git must not make git find an enclosing repository).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 GIT_TIMEOUT = 300  # seconds, for one git command (a clone of a large repository included)
 IDENTITY = ["-c", "user.name=Magic Box", "-c", "user.email=magicbox@localhost", "-c", "commit.gpgsign=false",
             "-c", "core.hooksPath=/dev/null", "-c", "safe.directory=*", "-c", "core.quotePath=false",
-            "-c", "merge.conflictStyle=merge"]
+            "-c", "merge.conflictStyle=merge", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"]
 
 
 class GitError(Exception):
@@ -33,6 +35,7 @@ class GitResult:
 
 def _environment(cwd: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8",
+            "GIT_CEILING_DIRECTORIES": str(cwd.parent),
             "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_CONFIG_NOSYSTEM": "1",
             **({"SSH_AUTH_SOCK": os.environ["SSH_AUTH_SOCK"]} if "SSH_AUTH_SOCK" in os.environ else {})}
 

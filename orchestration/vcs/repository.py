@@ -21,6 +21,16 @@ def clone_dir(url: str) -> Path:
     return Path(settings.DATA_DIR) / "repos" / f"{name}-{hashlib.sha1(url.encode()).hexdigest()[:10]}.git"
 
 
+def lock_path(repository: Path | str) -> Path:
+    """The lock file serialising worktree changes of one repository (under MAGICBOX_DATA_DIR)."""
+    return Path(settings.DATA_DIR) / "locks" / f"{hashlib.sha1(str(repository).encode()).hexdigest()[:16]}.lock"
+
+
+async def locked(repository: Path, action):
+    """Run `action()` while holding the repository's lock."""
+    return await _locked(lock_path(repository), action)
+
+
 async def _locked(path: Path, action):
     """Run `action()` holding an exclusive file lock on `path` (other worker processes wait)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,29 +58,44 @@ async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
         if not (target / "HEAD").exists():
             await git(["clone", "--bare", "--quiet", repository, str(target)], target.parent)
         elif fetch:
-            await git(["fetch", "--quiet", "--prune", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], target)
+            # No --prune: the magicbox/* branches of earlier runs live only in this clone.
+            await git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], target)
 
     await _locked(target.with_suffix(".lock"), clone_or_fetch)
     return target
 
 
-async def base_commit(run_id: int, workspace: dict) -> str:
-    """The run's base commit: resolved from workspace.base by the run's first task (fetching a
-    cloned repository first) and stored on the run, so every task of the run starts alike."""
+async def run_start(run_id: int, workspace: dict) -> tuple[str, str]:
+    """The run's (base commit, branch prefix): resolved by the run's first task (fetching a
+    cloned repository first) and stored on the run, so every task of the run starts alike.
+
+    The base commit comes from workspace.base (a re-run keeps its original run's). The prefix is
+    magicbox/run-<id>, or magicbox/run-<id>-2, -3, … when branches of that name already exist
+    (a run of another Magic Box database): an existing branch is never reset.
+    """
     from orchestration.models import Run
 
-    stored = await sync_to_async(lambda: Run.objects.values_list("base_commit", flat=True).get(pk=run_id))()
-    if stored:
-        return stored
-    directory = await repository_dir(workspace, fetch=True)
-    base = workspace.get("base") or "HEAD"
-    try:
-        commit = (await git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], directory)).out.strip()
-    except GitError:
-        raise GitError(f"the workspace base '{base}' is not a branch, tag or commit of {workspace['repository']}") from None
+    def stored() -> tuple[str, str]:
+        return Run.objects.values_list("base_commit", "branch_prefix").get(pk=run_id)
 
-    def store() -> str:
+    commit, prefix = await sync_to_async(stored)()
+    if commit and prefix:
+        return commit, prefix
+    directory = await repository_dir(workspace, fetch=not commit)
+    if not commit:
+        base = workspace.get("base") or "HEAD"
+        try:
+            commit = (await git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], directory)).out.strip()
+        except GitError:
+            raise GitError(f"the workspace base '{base}' is not a branch, tag or commit of {workspace['repository']}") from None
+    prefix, n = f"magicbox/run-{run_id}", 1
+    while (await git(["for-each-ref", "--count=1", f"refs/heads/{prefix}/", f"refs/heads/{prefix}"], directory)).out.strip():
+        n += 1
+        prefix = f"magicbox/run-{run_id}-{n}"
+
+    def store() -> tuple[str, str]:
         Run.objects.filter(pk=run_id, base_commit="").update(base_commit=commit)
-        return Run.objects.values_list("base_commit", flat=True).get(pk=run_id)
+        Run.objects.filter(pk=run_id, branch_prefix="").update(branch_prefix=prefix)
+        return stored()
 
     return await sync_to_async(store)()

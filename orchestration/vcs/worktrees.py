@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orchestration.vcs import conflicts
 from orchestration.vcs.git import GitError, git
+from orchestration.vcs.repository import locked
 
 
 class UpstreamConflict(GitError):
@@ -27,13 +28,17 @@ class TaskStart:
     start_commit: str
 
 
-def branch_name(run_id: int, name: str) -> str:
-    """magicbox/run-<run>/<name> (a task id, or "integration")."""
-    return f"magicbox/run-{run_id}/{name}"
+def branch_name(prefix: str, task_id: str) -> str:
+    """A task's branch: <prefix>/<task> (prefix as Run.branch_prefix, e.g. magicbox/run-12)."""
+    return f"{prefix}/{task_id}"
 
 
-async def remove(repository: Path, workdir: Path) -> None:
-    """Remove a worktree (its directory and git's record of it); the branch stays."""
+def integration_branch(prefix: str) -> str:
+    """The integration branch of a run: magicbox/integration/run-12 (beside any task's name)."""
+    return "magicbox/integration/" + prefix.removeprefix("magicbox/")
+
+
+async def _remove(repository: Path, workdir: Path) -> None:
     if workdir.exists():
         try:
             await git(["worktree", "remove", "--force", str(workdir)], repository)
@@ -42,11 +47,22 @@ async def remove(repository: Path, workdir: Path) -> None:
     await git(["worktree", "prune"], repository, ok_codes=(0, 1, 128))
 
 
+async def remove(repository: Path, workdir: Path) -> None:
+    """Remove a worktree (its directory and git's record of it); the branch stays."""
+    await locked(repository, lambda: _remove(repository, workdir))
+
+
 async def create(repository: Path, workdir: Path, branch: str, start: str) -> None:
-    """A fresh worktree at `workdir` on `branch`, reset to `start` (replacing an earlier attempt's)."""
-    await remove(repository, workdir)
-    workdir.parent.mkdir(parents=True, exist_ok=True)
-    await git(["worktree", "add", "--quiet", "-B", branch, str(workdir), start], repository)
+    """A fresh worktree at `workdir` on `branch`, reset to `start` (replacing an earlier attempt's).
+
+    Worktree records live in the shared repository: creating and pruning them is serialised
+    per repository (over processes of this host), or one task's prune breaks another's add."""
+    async def make() -> None:
+        await _remove(repository, workdir)
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        await git(["worktree", "add", "--quiet", "-B", branch, str(workdir), start], repository)
+
+    await locked(repository, make)
 
 
 async def merge(workdir: Path, commit: str, message: str) -> list[dict]:
@@ -62,12 +78,12 @@ async def merge(workdir: Path, commit: str, message: str) -> list[dict]:
     return files
 
 
-async def start_task(repository: Path, run_id: int, task_id: str, workdir: Path, base: str,
+async def start_task(repository: Path, prefix: str, task_id: str, workdir: Path, base: str,
                      upstream: list[tuple[str, str]]) -> TaskStart:
     """Create the task's worktree: at `base`, or at the first upstream task's head with the
     others' merged in (upstream: [(task id, head commit)], in plan order). Raises
     UpstreamConflict naming the files when two upstream branches do not merge."""
-    branch = branch_name(run_id, task_id)
+    branch = branch_name(prefix, task_id)
     first = upstream[0][1] if upstream else base
     await create(repository, workdir, branch, first)
     for other_id, head in upstream[1:]:

@@ -1,0 +1,89 @@
+"""Tasks that misuse git in their worktree: their work is kept or they fail saying why, and
+nothing they plant runs in Magic Box's own git commands or resets someone else's branch."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from orchestration.plans.errors import PlanInvalid
+from tests.conftest import make_plan, py
+from tests.vcs.conftest import git
+from tests.vcs.test_task_changes import run_workspace_plan
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+async def test_work_committed_on_another_branch_or_a_detached_head_ends_on_the_tasks_branch(repo):
+    run, t = await run_workspace_plan(repo, [
+        {"id": "switcher", "worker": "shell", "command": sh("git switch -q -c elsewhere && echo a > a.txt && git add a.txt && "
+                                                            "git -c user.name=X -c user.email=x@x commit -q -m mine && echo b > b.txt")},
+        {"id": "detacher", "worker": "shell", "command": sh("git checkout -q --detach && echo c > c.txt")},
+    ])
+    for task, files in (("switcher", {"a.txt", "b.txt"}), ("detacher", {"c.txt"})):
+        change = t[task].change
+        assert t[task].state == "succeeded" and {f["path"] for f in change.files} == files
+        assert git(repo, "rev-parse", change.branch).strip() == change.head_commit
+
+
+async def test_a_task_that_removes_its_worktrees_git_file_fails_and_its_work_is_kept(repo, data_dir):
+    run, t = await run_workspace_plan(repo, [{"id": "wrecker", "worker": "shell", "command": sh("rm .git && echo work > kept.txt")}])
+    assert t["wrecker"].state == "failed" and "is no longer a git worktree" in t["wrecker"].error
+    assert (data_dir / "runs" / str(run.pk) / "wrecker" / "work" / "kept.txt").read_text() == "work\n"
+    assert "kept.txt" not in git(repo, "status", "--porcelain")
+
+
+async def test_a_command_planted_in_the_shared_git_config_is_not_run_by_magic_box(repo, tmp_path):
+    planted = tmp_path / "PLANTED"
+    run, t = await run_workspace_plan(repo, [
+        {"id": "planter", "worker": "shell", "command": ["git", "config", "core.fsmonitor", f"touch {planted}; false"]},
+    ])
+    run, t = await run_workspace_plan(repo, [{"id": "after", "worker": "shell", "command": py("open('x.txt', 'w').write('x')")}])
+    assert t["after"].state == "succeeded" and t["after"].change.files[0]["path"] == "x.txt"
+    assert not planted.exists()
+
+
+async def test_an_existing_branch_of_the_same_name_is_never_reset(repo):
+    from orchestration.engine.scheduler import start_run
+    from orchestration.models import TaskRun
+    from tests.conftest import run_to_end
+
+    plan = await sync_to_async(make_plan)(json.dumps({
+        "name": "ws", "workspace": {"repository": str(repo), "base": "main"}, "parallel_execution": {"tasks": [
+            {"id": "edit", "worker": "shell", "command": py("open('x.txt', 'w').write('x')")}]}}))
+    run = await sync_to_async(start_run)(plan)
+    (repo / "mine.txt").write_text("someone else's work\n")  # a run of another Magic Box database
+    git(repo, "checkout", "-q", "-b", f"magicbox/run-{run.pk}/edit")
+    git(repo, "add", "mine.txt")
+    git(repo, "commit", "-q", "-m", "theirs")
+    git(repo, "checkout", "-q", "main")
+    theirs = git(repo, "rev-parse", f"magicbox/run-{run.pk}/edit").strip()
+    await run_to_end(run.pk)
+    task_run = await TaskRun.objects.select_related("change").aget(run=run)
+    assert task_run.change.branch == f"magicbox/run-{run.pk}-2/edit"
+    assert git(repo, "rev-parse", f"magicbox/run-{run.pk}/edit").strip() == theirs
+
+
+async def test_a_symlink_replaced_by_a_file_keeps_every_files_diff(repo):
+    (repo / "link").symlink_to("README.md")
+    git(repo, "add", "link")
+    git(repo, "commit", "-q", "-m", "link")
+    run, t = await run_workspace_plan(repo, [{"id": "unlink", "worker": "shell", "command": sh(
+        "rm link && echo 'now a file' > link && echo more >> README.md")}])
+    change = t["unlink"].change
+    assert {f["path"]: f["status"] for f in change.files} == {"README.md": "modified", "link": "type changed"}
+    assert "+more" in change.file_patch("README.md") and "now a file" in change.file_patch("link")
+
+
+async def test_task_ids_that_cannot_name_a_branch_are_refused_when_the_plan_has_a_workspace(repo):
+    text = json.dumps({"name": "bad ids", "workspace": {"repository": str(repo)}, "parallel_execution": {"tasks": [
+        {"id": "fix..bug", "worker": "shell", "command": ["true"]}, {"id": "x.lock", "worker": "shell", "command": ["true"]}]}})
+    with pytest.raises(PlanInvalid) as refused:
+        await sync_to_async(make_plan)(text)
+    message = str(refused.value)
+    assert "'fix..bug' cannot name the task's git branch" in message and "'x.lock' cannot name" in message
