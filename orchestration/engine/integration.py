@@ -60,6 +60,25 @@ def claim_integration(owner: str) -> int | None:
     return None
 
 
+STALE_MARGIN = 900  # seconds past its check's timeout after which a running integration counts as lost
+
+
+def recover_lost_integrations() -> list[int]:
+    """Fail running integrations whose worker process is gone (on this host), or that have run
+    longer than their check could take plus STALE_MARGIN (their host is gone). Returns run ids."""
+    now = timezone.now()
+    touched = []
+    for integration in Integration.objects.filter(state=RunState.RUNNING).select_related("run__revision"):
+        limit = (integration.run.revision.spec.get("workspace") or {}).get("check_timeout") or CHECK_TIMEOUT
+        started = integration.started_at or integration.created_at
+        if orphans.owner_gone(integration.claimed_by) or (now - started).total_seconds() > limit + STALE_MARGIN:
+            reason = f"worker lost: {integration.claimed_by or 'its worker process'} stopped before the integration ended; integrate again"
+            if Integration.objects.filter(pk=integration.pk, state=RunState.RUNNING).update(
+                    state=RunState.FAILED, state_reason=reason, finished_at=now):
+                touched.append(integration.run_id)
+    return touched
+
+
 def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, str]]]:
     integration = Integration.objects.select_related("run__revision").get(pk=integration_id)
     spec = integration.run.revision.spec

@@ -16,7 +16,7 @@ from django.conf import settings
 from orchestration.engine import scheduler, verification
 from orchestration.engine.drafts import claim_draft, execute_draft
 from orchestration.engine.executor import execute
-from orchestration.engine.integration import claim_integration, execute_integration
+from orchestration.engine.integration import claim_integration, execute_integration, recover_lost_integrations
 from orchestration.engine.signals import anotify_run, awake_engine
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,8 @@ class Engine:
         """Recover task runs whose executor died, then wake."""
         for run_id in await sync_to_async(scheduler.recover_lost_tasks)():
             await sync_to_async(scheduler.advance_run)(run_id)
+            await anotify_run(run_id)
+        for run_id in await sync_to_async(recover_lost_integrations)():
             await anotify_run(run_id)
         await self.wake()
 

@@ -72,3 +72,20 @@ async def test_two_agents_writing_the_same_file_are_flagged_and_integration_stop
     assert conflicted["path"] == "config.py" and "MODE = 'the page version'" in conflicted["hunks"][0]
     assert "MODE = 'the API version'" in conflicted["hunks"][0]
 
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_integration_whose_worker_died_is_failed_by_the_sweep(repo):
+    from orchestration.engine.integration import recover_lost_integrations
+
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "x", "workspace": {"repository": str(repo)},
+                                                      "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": ["true"]}]}}))
+    run = await sync_to_async(start_run)(plan)
+    integration = await Integration.objects.acreate(run=run, state="running", claimed_by="nowhere:1:1")
+    assert await sync_to_async(recover_lost_integrations)() == [], "a process of another host is not judged from here"
+    import socket
+
+    await Integration.objects.filter(pk=integration.pk).aupdate(claimed_by=f"{socket.gethostname()}:999999999:1")
+    assert await sync_to_async(recover_lost_integrations)() == [run.pk]
+    integration = await Integration.objects.aget(pk=integration.pk)
+    assert integration.state == "failed" and integration.state_reason.startswith("worker lost")
