@@ -17,6 +17,7 @@ from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
 from orchestration.review import comparison, export
+from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
@@ -53,7 +54,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
         plan = get_object_or_404(Plan, pk=int(plan_id))
         runs = runs.filter(plan=plan)
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
-    return render(request, "runs/list.html", {"page": page, "plan": plan})
+    grid = run_grid(plan, plan.latest_revision.spec) if plan is not None else None
+    return render(request, "runs/list.html", {"page": page, "plan": plan, "grid": grid})
 
 
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:

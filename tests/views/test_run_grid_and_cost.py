@@ -42,6 +42,7 @@ def test_the_plan_page_shows_recent_runs_as_a_grid_of_task_states(client):
     assert re.findall(r'data-state="(\w+)"', build) == ["failed", "succeeded"]
     listing = client.get(f"/runs/?plan={plan.pk}").content.decode()
     assert "Runs of" in listing and listing.count("/runs/compare/?a=") == 1
+    assert 'id="run-grid"' in listing and 'data-state="failed"' in listing
 
 
 def test_costs_are_reported_or_estimated_from_tokens_and_summed_per_run_and_plan(client, settings):
