@@ -75,20 +75,19 @@ def output_window(task_run_id: int, upto_seq: int, upto_chars: int | None = None
 
 def attach_output(task_runs: list[TaskRun], size: int = OUTPUT_TAIL) -> None:
     """Set on each task run `shown_output` (the last OUTPUT_TAIL characters of its stored
-    output, up to its output_seq as loaded), `earlier_output` (the cursor of the output before
-    that, see OutputWindow, or None; `earlier_query`, the same as a query string) and
-    `hidden_output` (bytes not shown).
+    output, up to its output_seq as loaded), `earlier_query` (the cursor of the output before
+    that, see OutputWindow, as a query string; "" at the start) and `hidden_output` (bytes not
+    shown).
 
     Only output up to output_seq is rendered: a viewer is told it has everything up to there,
     so chunks written after the task run was loaded are left for the next update.
     """
     for task_run in task_runs:
         if not task_run.output_seq:  # nothing stored yet: no query
-            task_run.shown_output, task_run.earlier_output, task_run.earlier_query, task_run.hidden_output = "", None, "", 0
+            task_run.shown_output, task_run.earlier_query, task_run.hidden_output = "", "", 0
             continue
         window = output_window(task_run.pk, task_run.output_seq, size=size)
-        task_run.shown_output, task_run.earlier_output = window.text, window.earlier
-        task_run.earlier_query = urlencode(window.earlier or {})
+        task_run.shown_output, task_run.earlier_query = window.text, urlencode(window.earlier or {})
         hidden = task_run.output_bytes - len(window.text.encode("utf-8", "replace"))
         task_run.hidden_output = max(0, hidden) if window.earlier else 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from ansi2html import Ansi2HTMLConverter
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 _OSC = re.compile(r"\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?")  # ESC ] … BEL or ESC \ (titles, links), never past the line
@@ -59,8 +60,6 @@ def render(text: str) -> SafeString:
     """
     clean = neutralise(text)
     if "\x1b" not in clean:
-        from django.utils.html import escape
-
         return escape(clean)
     converter = Ansi2HTMLConverter(inline=True, dark_bg=True, escaped=True, linkify=False)
     return mark_safe(converter.convert(clean, full=False))  # ansi2html escapes the text itself

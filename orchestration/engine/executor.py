@@ -234,7 +234,7 @@ async def execute(task_run_id: int, owner: str) -> None:
         flusher.cancel()
         lease.cancel()
         # What left the process group (setsid) is found by its marker and goes too.
-        await sync_to_async(orphans.kill_marked, thread_sensitive=False)(attempt_marker)
+        await asyncio.to_thread(orphans.kill_marked, attempt_marker)
         if repo_spec:
             if not interrupted:  # an interrupted attempt starts again from scratch
                 capture_error = await _capture(plan, repository, task_start, output)

@@ -21,7 +21,7 @@ from orchestration.plans.graph import topological_order
 from orchestration.vcs import conflicts, worktrees
 from orchestration.vcs.git import GitError, git
 from orchestration.vcs.repository import repository_dir
-from orchestration.workers.base import Invocation
+from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import get_adapter
 
@@ -72,11 +72,16 @@ def recover_lost_integrations() -> list[int]:
         limit = (integration.run.revision.spec.get("workspace") or {}).get("check_timeout") or CHECK_TIMEOUT
         started = integration.started_at or integration.created_at
         if orphans.owner_gone(integration.claimed_by) or (now - started).total_seconds() > limit + STALE_MARGIN:
-            reason = f"worker lost: {integration.claimed_by or 'its worker process'} stopped before the integration ended; integrate again"
-            if Integration.objects.filter(pk=integration.pk, state=RunState.RUNNING).update(
-                    state=RunState.FAILED, state_reason=reason, finished_at=now):
+            who = integration.claimed_by or "its worker process"
+            if fail_integration(integration.pk, f"worker lost: {who} stopped before the integration ended; integrate again"):
                 touched.append(integration.run_id)
     return touched
+
+
+def fail_integration(integration_id: int, reason: str) -> bool:
+    """Fail a running integration with `reason`; False if it was no longer running."""
+    return bool(Integration.objects.filter(pk=integration_id, state=RunState.RUNNING).update(
+        state=RunState.FAILED, state_reason=reason, finished_at=timezone.now()))
 
 
 def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, str]]]:
@@ -116,13 +121,13 @@ async def execute_integration(integration_id: int) -> None:
             head = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
             extra = {"head_commit": head}
             if integration.check_command:
-                code, output = await _check(integration_id, integration.check_command, workdir,
-                                            ws.get("check_timeout") or CHECK_TIMEOUT)
+                timeout = ws.get("check_timeout") or CHECK_TIMEOUT
+                code, output = await _check(integration_id, integration.check_command, workdir, timeout)
                 extra.update(check_exit_code=code, check_output=storable(output[-CHECK_OUTPUT_LIMIT:]))
                 if code == 0:
                     state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es); the check passed"
                 elif code is None:
-                    reason = f"merged {len(merged)} branch(es); the check timed out after {ws.get('check_timeout') or CHECK_TIMEOUT:g} s"
+                    reason = f"merged {len(merged)} branch(es); the check timed out after {timeout:g} s"
                 else:
                     reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
             else:
@@ -154,7 +159,7 @@ async def _check(integration_id: int, argv: list[str], workdir: Path, timeout: f
     env = {**base_environment("shell"), orphans.MARKER: marker}
     try:
         program = get_adapter("shell").find_program(argv[0])
-    except Exception as error:  # noqa: BLE001 - WorkerUnavailable: say what is missing
+    except WorkerUnavailable as error:
         return 127, str(error)
     result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), keep, keep, timeout)
     await asyncio.to_thread(orphans.kill_marked, marker)

@@ -16,7 +16,12 @@ from django.conf import settings
 from orchestration.engine import scheduler, verification
 from orchestration.engine.drafts import claim_draft, execute_draft
 from orchestration.engine.executor import execute
-from orchestration.engine.integration import claim_integration, execute_integration, recover_lost_integrations
+from orchestration.engine.integration import (
+    claim_integration,
+    execute_integration,
+    fail_integration,
+    recover_lost_integrations,
+)
 from orchestration.engine.signals import anotify_run, awake_engine
 
 log = logging.getLogger(__name__)
@@ -79,9 +84,7 @@ class Engine:
                 self._spawn(self._integrate(integration_id))
             delay = await sync_to_async(scheduler.next_retry_in)()
             if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
-                self._retry_timer = asyncio.create_task(self._wake_after(delay))
-                self._background.add(self._retry_timer)
-                self._retry_timer.add_done_callback(self._background.discard)
+                self._retry_timer = self._spawn(self._wake_after(delay))
 
     async def _execute(self, task_run_id: int) -> None:
         try:
@@ -98,12 +101,13 @@ class Engine:
         await self.wake(advance_runs=False)
         await awake_engine()
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine) -> asyncio.Task:
         """Run `coroutine` in the background; the set keeps it alive (the loop holds only weak
         references to tasks) and lets `settle` and `stop` find it."""
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _verify(self, verdict_id: int) -> None:
         try:
@@ -131,7 +135,7 @@ class Engine:
             await execute_integration(integration_id)
         except Exception:
             log.exception("integration %s failed", integration_id)
-            await sync_to_async(_fail_integration)(integration_id)
+            await sync_to_async(fail_integration)(integration_id, "Magic Box failed while integrating (see the worker's log)")
 
     async def _draft(self, draft_id: int) -> None:
         try:
@@ -220,11 +224,3 @@ def get_engine() -> Engine:
         _engine = Engine()
     return _engine
 
-
-def _fail_integration(integration_id: int) -> None:
-    from django.utils import timezone
-
-    from orchestration.models import Integration
-
-    Integration.objects.filter(pk=integration_id, state="running").update(
-        state="failed", state_reason="Magic Box failed while integrating (see the worker's log)", finished_at=timezone.now())

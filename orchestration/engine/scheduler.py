@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -341,16 +341,17 @@ def recover_lost_tasks() -> list[int]:
     """
     now = timezone.now()
     touched = set()
-    running = TaskRun.objects.filter(state=TaskState.RUNNING)
-    expired = list(running.filter(lease_expires_at__lt=now))
-    here = running.filter(claimed_by__startswith=f"{socket.gethostname()}:").exclude(pk__in=[t.pk for t in expired])
-    gone_here = [t for t in here if orphans.owner_gone(t.claimed_by)]
-    for task_run in expired + gone_here:
-        if task_run in gone_here:
+    candidates = TaskRun.objects.filter(state=TaskState.RUNNING).filter(
+        Q(lease_expires_at__lt=now) | Q(claimed_by__startswith=f"{socket.gethostname()}:"))
+    for task_run in candidates:
+        gone = orphans.owner_gone(task_run.claimed_by)
+        if gone:
             reason = f"worker lost: {task_run.claimed_by} is no longer running"
-        else:
+        elif task_run.lease_expires_at is not None and task_run.lease_expires_at < now:
             reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
-        if orphans.owner_gone(task_run.claimed_by):
+        else:
+            continue  # alive on this host
+        if gone:
             # Its worker process died on this host: what the attempt started must not go on
             # changing files beside the retry.
             killed = orphans.kill_marked(orphans.marker(task_run.claimed_by, task_run.pk, task_run.attempt))

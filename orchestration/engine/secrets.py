@@ -18,22 +18,18 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 MIN_LENGTH = 6  # shorter values would mask ordinary words
 
 
-def secret_names() -> list[str]:
-    """The names of the variables treated as secrets."""
+def _secrets() -> tuple[list[str], list[tuple[str, str]]]:
+    """(names of the variables passed through from the environment that are secrets,
+    (name, value) of secret-looking variables the workers' configurations set themselves)."""
     from orchestration.workers.registry import worker_config
 
     names = set(settings.MAGICBOX_SECRET_VARIABLES)
+    configured = []
     for worker in settings.MAGICBOX_WORKERS:
-        names.update(n for n in worker_config(worker).env_passthrough if SECRET_NAME.search(n))
-    return sorted(names)
-
-
-def _configured_secrets() -> list[tuple[str, str]]:
-    """(name, value) of secret-looking variables that workers' configurations set themselves."""
-    from orchestration.workers.registry import worker_config
-
-    return [(name, value) for worker in settings.MAGICBOX_WORKERS
-            for name, value in worker_config(worker).env.items() if SECRET_NAME.search(name) and len(str(value)) >= MIN_LENGTH]
+        config = worker_config(worker)
+        names.update(n for n in config.env_passthrough if SECRET_NAME.search(n))
+        configured += [(n, v) for n, v in config.env.items() if SECRET_NAME.search(n) and len(str(v)) >= MIN_LENGTH]
+    return sorted(names), configured
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,8 +45,9 @@ def mask(text: str) -> str:
     """`text` with every secret value replaced by "[secret NAME]"."""
     if not text:
         return text
-    from_environment = [(n, os.environ[n]) for n in secret_names() if len(os.environ.get(n, "")) >= MIN_LENGTH]
-    values = tuple(sorted({*from_environment, *_configured_secrets()}))
+    names, configured = _secrets()
+    from_environment = [(n, os.environ[n]) for n in names if len(os.environ.get(n, "")) >= MIN_LENGTH]
+    values = tuple(sorted({*from_environment, *configured}))
     pattern, by_value = _pattern(values)
     if pattern is None:
         return text

@@ -153,11 +153,9 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
         return HttpResponseBadRequest(f"task {task_run.task_id} changed no file named {wanted}")
     context = {"run": task_run.run, "task_run": task_run, "change": change, "files": files,
                "single": wanted is not None, "limit": TaskChange.PATCH_LIMIT}
-    html = render_to_string("runs/diff.html", context, request)
     if wanted is not None:  # replaces the file's placeholder: just that file's block
-        html = html.split('<div class="diff-file"', 1)[1].rsplit("</div>", 1)[0]
-        html = '<div class="diff-file"' + html
-    return HttpResponse(html)
+        return render(request, "runs/diff.html#diff-file", {**context, "f": files[0]})
+    return render(request, "runs/diff.html", context)
 
 
 @require_POST
