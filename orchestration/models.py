@@ -1,8 +1,11 @@
-"""Plans, their immutable revisions, runs, task runs and their stored output.
+"""Plans, their immutable revisions, runs, task runs, their stored output, and the other kinds
+of background work (checks, plan drafts, integrations).
 
-State changes of runs and task runs go through `Run.transition` / `TaskRun.transition`, which
-check the transition is legal and apply it with one conditional UPDATE, so that of several
-processes racing for the same change exactly one wins.
+Every state change of a run, task run, check, draft or integration goes through
+`StateMachine.transition`, which checks the transition is legal and applies it with one
+conditional UPDATE, so that of several processes racing for the same change exactly one wins,
+and records it as a StateChange. Background work (`LeasedWork`: task runs, checks, drafts,
+integrations) is claimed, leased and recovered by one protocol, orchestration.engine.work.
 """
 from __future__ import annotations
 
@@ -109,12 +112,14 @@ class IllegalTransition(Exception):
 
 
 class StateMachine(models.Model):
-    """Shared behaviour of runs and task runs: duration, and legal, recorded state changes.
+    """Shared behaviour of everything with a state: duration, and legal, recorded state changes.
 
-    Subclasses set TRANSITIONS (state -> states it may change to) and TERMINAL, and have the
-    fields state, state_reason, started_at and finished_at.
+    Subclasses set KIND (the name used in StateChange records and messages), TRANSITIONS
+    (state -> states it may change to) and TERMINAL, and have the fields state, state_reason,
+    started_at and finished_at.
     """
 
+    KIND = ""
     TRANSITIONS: dict[str, set[str]] = {}
     TERMINAL: set[str] = set()
 
@@ -132,8 +137,10 @@ class StateMachine(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.TERMINAL
 
-    def transition(self, new_state: str, reason: str = "", expect: str | None = None, **fields) -> bool:
-        """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given).
+    def transition(self, new_state: str, reason: str = "", expect: str | None = None, owner: str | None = None,
+                   **fields) -> bool:
+        """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given),
+        and, with `owner`, only while `owner` holds the work's claim (LeasedWork.claimed_by).
 
         One conditional UPDATE: of several processes racing for the change, exactly one gets
         True; False means another got there first or the state no longer allows it. The change
@@ -149,17 +156,66 @@ class StateMachine(models.Model):
         if not sources:
             raise IllegalTransition(f"no {type(self).__name__} state leads to {new_state}")
         rows = type(self).objects.filter(pk=self.pk)
+        if owner is not None:
+            rows = rows.filter(claimed_by=owner)
         old = rows.values_list("state", flat=True).first()
         changed = rows.filter(state__in=sources).update(state=new_state, state_reason=reason, **fields)
         if changed:
-            self.record_change(old or "", new_state, reason)
+            StateChange.objects.create(kind=self.KIND, object_id=self.pk, from_state=old or "", to_state=new_state,
+                                       reason=reason, **self.history_links())
             self.state, self.state_reason = new_state, reason
+            computed = [key for key, value in fields.items() if hasattr(value, "resolve_expression")]
             for key, value in fields.items():
-                setattr(self, key, value)
+                if key not in computed:
+                    setattr(self, key, value)
+            if computed:  # F("attempt") + 1 and the like: read back what the database made of them
+                self.refresh_from_db(fields=computed)
         return bool(changed)
 
-    def record_change(self, old: str, new: str, reason: str) -> None:
-        raise NotImplementedError
+    def history_links(self) -> dict[str, int | None]:
+        """The run (and task run) a StateChange of this object belongs to: {"run_id": …, "task_run_id": …}."""
+        return {}
+
+
+class LeasedWork(StateMachine):
+    """Background work done by a worker process: a task run, a check, a plan draft or an integration.
+
+    Every kind follows one protocol (orchestration.engine.work): a process claims a QUEUED row
+    (moving it to RUNNING with its name in claimed_by and a lease), renews the lease while the
+    work goes on, and makes the final write only while it still holds the claim. A process that
+    stops re-queues what it held at once; one that dies is noticed by its lease (or at once on
+    its own host), and the work is queued again, or failed after MAX_WORKER_LOSSES such losses.
+
+    attempt: claims so far (1 for the first). interruptions: attempts stopped with their worker
+    process (SIGTERM) and queued again; worker_losses: attempts lost with a worker process that
+    died. Neither counts against a task's retries.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FAILED = "failed"
+
+    claimed_by = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    interruptions = models.PositiveIntegerField(default=0)
+    worker_losses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def attempts_used(self) -> int:
+        """Attempts that count against the work's own retries (not those lost with a worker process)."""
+        return self.attempt - self.interruptions - self.worker_losses
+
+    def failure_fields(self, reason: str, now) -> dict:
+        """Fields written with the move to FAILED when the protocol gives up on the work."""
+        return {"finished_at": now}
+
+    def requeue_fields(self, now) -> dict:
+        """Fields written with a move back to QUEUED after its worker process stopped or died."""
+        return {}
 
 
 class Run(StateMachine):
@@ -185,17 +241,18 @@ class Run(StateMachine):
         ordering = ["-created_at", "-id"]
         permissions = [("operate_run", "Can start, cancel and re-run runs")]
 
+    KIND = "run"
     TRANSITIONS = RUN_TRANSITIONS
     TERMINAL = RUN_TERMINAL
 
     def __str__(self) -> str:
         return f"run #{self.pk} of {self.plan.name}"
 
-    def record_change(self, old: str, new: str, reason: str) -> None:
-        StateChange.objects.create(run_id=self.pk, from_state=old, to_state=new, reason=reason)
+    def history_links(self) -> dict[str, int | None]:
+        return {"run_id": self.pk}
 
 
-class TaskRun(StateMachine):
+class TaskRun(LeasedWork):
     """One task of a plan in one run. Each retry is a new attempt of the same task run."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="task_runs")
@@ -205,7 +262,6 @@ class TaskRun(StateMachine):
     upstream = models.JSONField(default=list)
     state = models.CharField(max_length=20, choices=TaskState.choices, default=TaskState.PENDING, db_index=True)
     state_reason = models.TextField(blank=True)
-    attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=1)
     timeout = models.FloatField(null=True, blank=True)
     prompt = models.TextField(blank=True)
@@ -216,8 +272,6 @@ class TaskRun(StateMachine):
     input_tokens = models.BigIntegerField(null=True, blank=True)
     output_tokens = models.BigIntegerField(null=True, blank=True)
     session_id = models.CharField(max_length=200, blank=True)
-    claimed_by = models.CharField(max_length=200, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -229,14 +283,21 @@ class TaskRun(StateMachine):
         constraints = [models.UniqueConstraint(fields=["run", "task_id"], name="unique_task_per_run")]
         indexes = [models.Index(fields=["state", "queued_at"])]
 
+    KIND = "task run"
     TRANSITIONS = TASK_TRANSITIONS
     TERMINAL = TASK_TERMINAL
 
     def __str__(self) -> str:
         return f"{self.task_id} in run #{self.run_id}"
 
-    def record_change(self, old: str, new: str, reason: str) -> None:
-        StateChange.objects.create(run_id=self.run_id, task_run_id=self.pk, from_state=old, to_state=new, reason=reason)
+    def history_links(self) -> dict[str, int | None]:
+        return {"run_id": self.run_id, "task_run_id": self.pk}
+
+    def failure_fields(self, reason: str, now) -> dict:
+        return {"error": reason, "finished_at": now}
+
+    def requeue_fields(self, now) -> dict:
+        return {"queued_at": now}
 
     def output_text(self) -> str:
         """The whole stored output of every attempt, in order."""
@@ -258,9 +319,16 @@ class OutputChunk(models.Model):
 
 
 class StateChange(models.Model):
-    """A record of one state change of a run (task_run empty) or of one of its task runs: when and why."""
+    """A record of one state change of anything with a state (StateMachine): when and why.
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="state_changes")
+    kind: the StateMachine's KIND ("run", "task run", "check", "draft", "integration") and
+    object_id its primary key. run: the run it belongs to (empty for drafts); task_run: the
+    task run, for a task run's changes.
+    """
+
+    kind = models.CharField(max_length=20, default="run")
+    object_id = models.PositiveBigIntegerField(null=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="state_changes")
     task_run = models.ForeignKey(TaskRun, null=True, blank=True, on_delete=models.CASCADE, related_name="state_changes")
     from_state = models.CharField(max_length=20, blank=True)
     to_state = models.CharField(max_length=20)
@@ -269,50 +337,84 @@ class StateChange(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["kind", "object_id"])]
 
 
-class PlanDraft(models.Model):
+class DraftState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class PlanDraft(LeasedWork):
     """A plan drafted by the orchestrator worker from a goal, waiting for a person to review it.
 
-    state: queued -> running -> succeeded (spec holds a valid plan) | failed (error says why;
-    output keeps what the worker answered). A draft is never saved as a plan by itself.
+    state (DraftState): queued -> running -> succeeded (spec holds a valid plan) | failed (error
+    says why; output keeps what the worker answered). A draft is never saved as a plan by itself.
     """
+
+    KIND = "draft"
+    TRANSITIONS = {
+        DraftState.QUEUED: {DraftState.RUNNING, DraftState.FAILED},
+        DraftState.RUNNING: {DraftState.SUCCEEDED, DraftState.FAILED, DraftState.QUEUED},
+    }
+    TERMINAL = {DraftState.SUCCEEDED, DraftState.FAILED}
 
     goal = models.TextField()
     worker = models.CharField(max_length=50)
-    state = models.CharField(max_length=20, default="queued", db_index=True)
+    state = models.CharField(max_length=20, choices=DraftState.choices, default=DraftState.QUEUED, db_index=True)
+    state_reason = models.TextField(blank=True)
     output = models.TextField(blank=True)
     spec = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    claimed_by = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
-    @property
-    def is_finished(self) -> bool:
-        return self.state in ("succeeded", "failed")
+    def failure_fields(self, reason: str, now) -> dict:
+        return {"error": reason, "finished_at": now}
 
 
-class Verdict(models.Model):
-    """The verdict on one completion criterion or contract check of a run, with its evidence.
+class CheckState(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    UNVERIFIED = "unverified"
 
-    kind: "criterion" or "contract". state: pending -> running (a command is being run) ->
-    passed | failed | unverified (text nobody can check). evidence: what decided it (a
-    command's exit code and output, a review's answer, the failed tasks).
+
+class Verdict(LeasedWork):
+    """The verdict on one completion criterion or contract check of a run (a check), with its evidence.
+
+    kind: "criterion" or "contract". state (CheckState): pending -> running (a command is being
+    run by a worker process) -> passed | failed | unverified (text nobody can check); checks
+    decided from the database go from pending straight to their verdict. evidence: what
+    decided it (a command's exit code and output, a review's answer, the failed tasks).
     """
+
+    KIND = "check"
+    QUEUED = CheckState.PENDING
+    DECIDED = {CheckState.PASSED, CheckState.FAILED, CheckState.UNVERIFIED}
+    TRANSITIONS = {
+        CheckState.PENDING: {CheckState.RUNNING, *DECIDED},
+        CheckState.RUNNING: {CheckState.PENDING, *DECIDED},
+    }
+    TERMINAL = DECIDED
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="verdicts")
     kind = models.CharField(max_length=20)
     position = models.PositiveIntegerField(default=0)
     name = models.CharField(max_length=500)
-    state = models.CharField(max_length=20, default="pending", db_index=True)
+    state = models.CharField(max_length=20, choices=CheckState.choices, default=CheckState.PENDING, db_index=True)
+    state_reason = models.TextField(blank=True)
     summary = models.TextField(blank=True)
     evidence = models.TextField(blank=True)
-    claimed_by = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -320,8 +422,18 @@ class Verdict(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "kind", "position"], name="unique_verdict")]
 
     @property
+    def finished_at(self):
+        return self.decided_at
+
+    @property
     def is_decided(self) -> bool:
-        return self.state in ("passed", "failed", "unverified")
+        return self.state in self.DECIDED
+
+    def history_links(self) -> dict[str, int | None]:
+        return {"run_id": self.run_id}
+
+    def failure_fields(self, reason: str, now) -> dict:
+        return {"summary": reason[:2000], "decided_at": now}
 
 
 class EngineLock(models.Model):
@@ -446,16 +558,32 @@ class TaskChange(models.Model):
         return ""
 
 
-class Integration(StateMachine):
+class IntegrationState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Integration(LeasedWork):
     """An "integrate" of a run: its successful tasks' branches merged, in dependency order, into
     magicbox/run-<run>/integration, stopping at the first conflict; then the workspace's check.
 
+    state (IntegrationState): queued -> running -> succeeded | failed; back to queued when its
+    worker process stopped or died (it starts again from the run's base).
     merged: task ids merged so far. conflict: {"task", "files": [{"path", "hunks": [text]}]} of
     the merge that stopped it, or {}. check_exit_code / check_output: the check command's.
     """
 
+    KIND = "integration"
+    TRANSITIONS = {
+        IntegrationState.QUEUED: {IntegrationState.RUNNING, IntegrationState.FAILED},
+        IntegrationState.RUNNING: {IntegrationState.SUCCEEDED, IntegrationState.FAILED, IntegrationState.QUEUED},
+    }
+    TERMINAL = {IntegrationState.SUCCEEDED, IntegrationState.FAILED}
+
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="integrations")
-    state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    state = models.CharField(max_length=20, choices=IntegrationState.choices, default=IntegrationState.QUEUED, db_index=True)
     state_reason = models.TextField(blank=True)
     branch = models.CharField(max_length=300, blank=True)
     head_commit = models.CharField(max_length=64, blank=True)
@@ -465,7 +593,6 @@ class Integration(StateMachine):
     check_exit_code = models.IntegerField(null=True, blank=True)
     check_output = models.TextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    claimed_by = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -473,11 +600,11 @@ class Integration(StateMachine):
     class Meta:
         ordering = ["-created_at", "-id"]
 
-    TRANSITIONS = RUN_TRANSITIONS
-    TERMINAL = RUN_TERMINAL
-
     def __str__(self) -> str:
         return f"integration #{self.pk} of run #{self.run_id}"
 
-    def record_change(self, old: str, new: str, reason: str) -> None:
-        """Integrations keep their own state and reason; no separate history."""
+    def history_links(self) -> dict[str, int | None]:
+        return {"run_id": self.run_id}
+
+    def requeue_fields(self, now) -> dict:
+        return {"merged": [], "conflict": {}, "head_commit": "", "check_exit_code": None, "check_output": ""}

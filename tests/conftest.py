@@ -57,6 +57,19 @@ def user(django_user_model):
     return user_in(django_user_model, "ada", "Authors", "Operators")
 
 
+@pytest.fixture
+def logged_in_client(client, user):
+    """Django's test client, logged in as `user` (an author and operator)."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Users made by tests get a cheap hash: the default costs ~0.2 s of CPU a user."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_plan(text: str, name: str = "plan.yaml"):
     """Import dedented plan YAML and return the stored Plan (raises PlanInvalid)."""
     from orchestration.plans.store import import_text
@@ -65,24 +78,88 @@ def make_plan(text: str, name: str = "plan.yaml"):
     return revision.plan
 
 
-async def run_to_end(run_id: int, engine=None):
-    """Execute a run with an in-process engine until nothing is left to do; return the Run.
+async def drain_engine(engine=None):
+    """Do all background work there is (task runs, checks, drafts, integrations) with an
+    in-process engine until nothing is left to do; return the engine.
 
-    Awaits the executors themselves (no sleeping): each finishing executor wakes the engine,
-    which may start downstream tasks, so this loops until no executor is left.
+    Awaits the work itself (no sleeping): each finishing piece of work wakes the engine, which
+    may start what waited for it, so this loops until nothing is left.
     """
     from orchestration.engine.runtime import Engine
-    from orchestration.models import Run
 
     engine = engine or Engine()
     await engine.wake()
     await engine.settle()
+    return engine
+
+
+async def run_to_end(run_id: int, engine=None):
+    """Execute a run with an in-process engine until nothing is left to do; return the Run."""
+    from orchestration.models import Run
+
+    await drain_engine(engine)
     return await sync_to_async(Run.objects.get)(pk=run_id)
+
+
+async def run_plan(plan_text: str, name: str = "plan.yaml"):
+    """Import plan YAML (or JSON), run it to the end in-process; return (Run, {task id: TaskRun})
+    with each task run's captured code change (TaskRun.change) loaded."""
+    from orchestration.engine.scheduler import start_run
+    from orchestration.models import TaskRun
+
+    plan = await sync_to_async(make_plan)(plan_text, name)
+    run = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    rows = await sync_to_async(list)(TaskRun.objects.filter(run=run).select_related("change"))
+    return run, {t.task_id: t for t in rows}
+
+
+async def run_tasks(tasks: list[dict], **plan_fields):
+    """Run a plan of `tasks` (plus top-level `plan_fields`, e.g. workspace or contracts) to
+    the end; see run_plan."""
+    import json
+
+    return await run_plan(json.dumps({"name": plan_fields.pop("name", "t"), "parallel_execution": {"tasks": tasks}, **plan_fields}))
+
+
+def process_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie (a killed orphan may wait to be reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something true, and return that; fail the test after
+    `timeout` seconds saying what was awaited."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 def py(code: str) -> list[str]:
     """argv running `code` with Magic Box's own Python (found on the workers' PATH as `python`)."""
     return ["python", "-c", textwrap.dedent(code)]
+
+
+async def wait_for_task(run_id: int, task_id: str, timeout: float):
+    """Poll the database until the run's task `task_id` has ended; return its TaskRun. Fail the
+    test after `timeout` seconds."""
+    from orchestration.models import TaskRun
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (task_run := await TaskRun.objects.aget(run_id=run_id, task_id=task_id)).is_finished:
+        if loop.time() > deadline:
+            pytest.fail(f"task {task_id} of run {run_id} still {task_run.state} after {timeout} s")
+        await asyncio.sleep(0.05)
+    return task_run
 
 
 async def wait_for_run(run_id: int, timeout: float):

@@ -2,35 +2,40 @@
 
 The worker gets the plan-drafter prompt of the library (the seed's orchestrator instructions
 and output format) and the goal; its answer is parsed and validated like an imported file.
-Like task runs, drafts are claimed with a conditional UPDATE and run only in worker processes.
+Drafts are background work like task runs (engine.work): claimed, leased, finished by their
+claimer only, and queued again when their worker process stops or dies.
 """
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from orchestration.engine.executor import base_environment
+from orchestration.engine import orphans, work
+from orchestration.engine.db import db
+from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import storable
-from orchestration.models import PlanDraft
+from orchestration.models import DraftState, PlanDraft
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.workers.base import TaskContext, WorkerUnavailable
+from orchestration.workers.environment import base_environment
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import UnknownWorker, get_adapter
 
 FENCE = re.compile(r"```(?:ya?ml)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
-def claim_draft(owner: str) -> int | None:
-    """Move the oldest queued draft to running for `owner`; its id, or None."""
-    for draft_id in PlanDraft.objects.filter(state="queued").order_by("created_at").values_list("id", flat=True)[:5]:
-        if PlanDraft.objects.filter(pk=draft_id, state="queued").update(state="running", claimed_by=owner):
-            return draft_id
+def claim_next(owner: str) -> PlanDraft | None:
+    """Claim (engine.work.claim) the oldest queued draft for `owner`; or None."""
+    for draft in PlanDraft.objects.filter(state=DraftState.QUEUED).order_by("created_at")[:5]:
+        if work.claim(draft, owner, started_at=timezone.now()):
+            return draft
     return None
 
 
@@ -46,15 +51,18 @@ def drafting_prompt(goal: str) -> str:
     return f"{instructions.strip()}\n\n# Goal\n{goal.strip()}\n"
 
 
-def _finish(draft_id: int, **fields) -> None:
-    PlanDraft.objects.filter(pk=draft_id).update(finished_at=timezone.now(), **fields)
+def _finish(draft: PlanDraft, owner: str, state: str, **fields) -> None:
+    work.finish(draft, owner, state, fields.get("error", "")[:2000], finished_at=timezone.now(), **fields)
 
 
-async def execute_draft(draft_id: int) -> None:
-    """Run the orchestrator worker for a claimed draft and record the checked result."""
-    draft = await sync_to_async(PlanDraft.objects.get)(pk=draft_id)
-    prompt = await sync_to_async(drafting_prompt)(draft.goal)
-    root = Path(settings.DATA_DIR) / "drafts" / str(draft_id)
+async def execute(draft_id: int, lease: Lease) -> None:
+    """Run the orchestrator worker for a draft this process holds through `lease`, and record
+    the checked result. Stops (its processes killed) when the lease is lost."""
+    draft = await db(PlanDraft.objects.get, pk=draft_id)
+    owner = lease.owner
+    prompt = await db(drafting_prompt, draft.goal)
+    root = Path(settings.DATA_DIR) / "drafts" / str(draft_id) / f"attempt-{lease.attempt}"
+    shutil.rmtree(root, ignore_errors=True)  # what an earlier, interrupted attempt left
     dirs = {name: root / name for name in ("work", "home", "tmp", "upstream")}
     for directory in dirs.values():
         directory.mkdir(parents=True, exist_ok=True)
@@ -66,20 +74,25 @@ async def execute_draft(draft_id: int) -> None:
         invocation = adapter.build(TaskContext(task_id="draft", prompt=prompt, command=None, workdir=dirs["work"],
                                                home=dirs["home"], tmpdir=dirs["tmp"], upstream_dir=dirs["upstream"], base_env=env))
     except (UnknownWorker, WorkerUnavailable, ValueError) as error:
-        await sync_to_async(_finish)(draft_id, state="failed", error=str(error))
+        await db(_finish, draft, owner, DraftState.FAILED, error=str(error))
         return
+    invocation.env[orphans.MARKER] = lease.marker
     parser = adapter.parser()
-    result = await run_process(invocation, parser.feed_stdout, parser.feed_stderr, timeout=settings.MAGICBOX_DRAFT_TIMEOUT)
+    try:
+        result = await lease.guard(run_process(invocation, parser.feed_stdout, parser.feed_stderr, timeout=settings.MAGICBOX_DRAFT_TIMEOUT))
+    except LeaseLost:
+        return
+    finally:
+        await asyncio.to_thread(orphans.kill_marked, lease.marker)
     outcome = parser.finish(-1 if result.exit_code is None else result.exit_code, result.stderr_tail)
     if result.timed_out or not outcome.succeeded:
         error = "timed out" if result.timed_out else outcome.error
-        await sync_to_async(_finish)(draft_id, state="failed", output=storable(outcome.result), error=f"The {draft.worker} worker failed: {error}")
+        await db(_finish, draft, owner, DraftState.FAILED, output=storable(outcome.result), error=f"The {draft.worker} worker failed: {error}")
         return
     text = extract_yaml(outcome.result)
     try:
         spec = load_plan(text, "draft.yaml")
     except PlanInvalid as invalid:
-        await sync_to_async(_finish)(draft_id, state="failed", output=storable(text),
-                                     error="The drafted plan is not valid:\n" + invalid.report())
+        await db(_finish, draft, owner, DraftState.FAILED, output=storable(text), error="The drafted plan is not valid:\n" + invalid.report())
         return
-    await sync_to_async(_finish)(draft_id, state="succeeded", output=storable(text), spec=spec)
+    await db(_finish, draft, owner, DraftState.SUCCEEDED, output=storable(text), spec=spec)

@@ -1,27 +1,30 @@
 """Integrate a run: merge its successful tasks' branches, in dependency order, into one branch
 (magicbox/run-<run>/integration from the run's base), stop at the first conflict saying where,
-then run the workspace's check command on the result. Executed by a worker process."""
+then run the workspace's check command on the result. Background work like task runs
+(engine.work): claimed, leased, finished by its claimer only, and started again from the
+run's base when its worker process stops or dies."""
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import orphans, workspace
-from orchestration.engine.executor import base_environment
+from orchestration.engine import orphans, work, workspace
+from orchestration.engine.db import db
+from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import storable
 from orchestration.engine.signals import anotify_run, notify_run_on_commit, wake_engine_on_commit
-from orchestration.models import Integration, Run, RunState, TaskChange, TaskState
+from orchestration.models import Integration, IntegrationState, Run, TaskChange, TaskState
 from orchestration.plans.graph import topological_order
 from orchestration.vcs import conflicts, worktrees
 from orchestration.vcs.git import GitError, git
 from orchestration.vcs.repository import repository_dir
 from orchestration.workers.base import Invocation, WorkerUnavailable
+from orchestration.workers.environment import base_environment
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import get_adapter
 
@@ -39,7 +42,7 @@ def request_integration(run: Run, user=None) -> Integration:
     if not run.is_finished:
         raise ValueError(f"run #{run.pk} is still {run.state}: integrate it once it has ended")
     with transaction.atomic():
-        if run.integrations.filter(state__in=(RunState.QUEUED, RunState.RUNNING)).exists():
+        if run.integrations.filter(state__in=(IntegrationState.QUEUED, IntegrationState.RUNNING)).exists():
             raise ValueError(f"an integration of run #{run.pk} is already under way")
         if not TaskChange.objects.filter(task_run__run=run, task_run__state=TaskState.SUCCEEDED).exists():
             raise ValueError(f"run #{run.pk} has no succeeded task with captured changes to integrate")
@@ -51,37 +54,12 @@ def request_integration(run: Run, user=None) -> Integration:
     return integration
 
 
-def claim_integration(owner: str) -> int | None:
-    """Move the oldest queued integration to running for `owner`; its id, or None."""
-    for pk in Integration.objects.filter(state=RunState.QUEUED).order_by("created_at").values_list("id", flat=True)[:5]:
-        if Integration.objects.filter(pk=pk, state=RunState.QUEUED).update(state=RunState.RUNNING, claimed_by=owner,
-                                                                           started_at=timezone.now()):
-            return pk
+def claim_next(owner: str) -> Integration | None:
+    """Claim (engine.work.claim) the oldest queued integration for `owner`; or None."""
+    for integration in Integration.objects.filter(state=IntegrationState.QUEUED).order_by("created_at")[:5]:
+        if work.claim(integration, owner, started_at=timezone.now()):
+            return integration
     return None
-
-
-STALE_MARGIN = 900  # seconds past its check's timeout after which a running integration counts as lost
-
-
-def recover_lost_integrations() -> list[int]:
-    """Fail running integrations whose worker process is gone (on this host), or that have run
-    longer than their check could take plus STALE_MARGIN (their host is gone). Returns run ids."""
-    now = timezone.now()
-    touched = []
-    for integration in Integration.objects.filter(state=RunState.RUNNING).select_related("run__revision"):
-        limit = (integration.run.revision.spec.get("workspace") or {}).get("check_timeout") or CHECK_TIMEOUT
-        started = integration.started_at or integration.created_at
-        if orphans.owner_gone(integration.claimed_by) or (now - started).total_seconds() > limit + STALE_MARGIN:
-            who = integration.claimed_by or "its worker process"
-            if fail_integration(integration.pk, f"worker lost: {who} stopped before the integration ended; integrate again"):
-                touched.append(integration.run_id)
-    return touched
-
-
-def fail_integration(integration_id: int, reason: str) -> bool:
-    """Fail a running integration with `reason`; False if it was no longer running."""
-    return bool(Integration.objects.filter(pk=integration_id, state=RunState.RUNNING).update(
-        state=RunState.FAILED, state_reason=reason, finished_at=timezone.now()))
 
 
 def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, str]]]:
@@ -93,17 +71,30 @@ def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, st
     return integration, spec, [(task, heads[task]) for task in order if task in heads]
 
 
-def _save(integration_id: int, **fields) -> None:
-    Integration.objects.filter(pk=integration_id).update(**fields)
+def _progress(integration_id: int, owner: str, **fields) -> None:
+    """Record a step of a running integration, while `owner` still holds it."""
+    Integration.objects.filter(pk=integration_id, state=IntegrationState.RUNNING, claimed_by=owner).update(**fields)
 
 
-async def execute_integration(integration_id: int) -> None:
-    """Run a claimed integration to its end, recording every step on the Integration."""
-    integration, spec, heads = await sync_to_async(_plan_of)(integration_id)
+async def execute(integration_id: int, lease: Lease) -> None:
+    """Run an integration this process holds through `lease` to its end, recording every step;
+    stop (its check's processes killed) when the lease is lost."""
+    integration, spec, heads = await db(_plan_of, integration_id)
+    try:
+        state, reason, extra = await lease.guard(_integrate(integration, spec, heads, lease))
+    except LeaseLost:
+        return
+    await db(work.finish, integration, lease.owner, state, storable(reason), finished_at=timezone.now(), **extra)
+    await anotify_run(integration.run_id)
+
+
+async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str, str]], lease: Lease) -> tuple[str, str, dict]:
+    """Merge and check; (final state, reason, fields to record)."""
+    integration_id = integration.pk
     run_id, ws = integration.run_id, spec["workspace"]
     workdir = workspace.run_dir(run_id) / "integration" / f"attempt-{integration_id}"
     repository: Path | None = None
-    state, reason, extra = RunState.FAILED, "", {}
+    state, reason, extra = IntegrationState.FAILED, "", {}
     try:
         repository = await repository_dir(ws)
         await worktrees.create(repository, workdir, integration.branch, integration.run.base_commit or ws.get("base") or "HEAD")
@@ -115,23 +106,23 @@ async def execute_integration(integration_id: int) -> None:
                 extra = {"conflict": {"task": task_id, "files": files}}
                 break
             merged.append(task_id)
-            await sync_to_async(_save)(integration_id, merged=merged)
+            await db(_progress, integration_id, lease.owner, merged=merged)
             await anotify_run(run_id)
         else:
             head = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
             extra = {"head_commit": head}
             if integration.check_command:
                 timeout = ws.get("check_timeout") or CHECK_TIMEOUT
-                code, output = await _check(integration_id, integration.check_command, workdir, timeout)
+                code, output = await _check(lease.marker, integration.check_command, workdir, timeout)
                 extra.update(check_exit_code=code, check_output=storable(output[-CHECK_OUTPUT_LIMIT:]))
                 if code == 0:
-                    state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es); the check passed"
+                    state, reason = IntegrationState.SUCCEEDED, f"merged {len(merged)} branch(es); the check passed"
                 elif code is None:
                     reason = f"merged {len(merged)} branch(es); the check timed out after {timeout:g} s"
                 else:
                     reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
             else:
-                state, reason = RunState.SUCCEEDED, f"merged {len(merged)} branch(es) cleanly (no check command)"
+                state, reason = IntegrationState.SUCCEEDED, f"merged {len(merged)} branch(es) cleanly (no check command)"
     except GitError as error:
         reason = str(error)
     finally:
@@ -140,11 +131,10 @@ async def execute_integration(integration_id: int) -> None:
                 await worktrees.remove(repository, workdir)
             except GitError:
                 pass
-    await sync_to_async(_save)(integration_id, state=state, state_reason=storable(reason), finished_at=timezone.now(), **extra)
-    await anotify_run(run_id)
+    return state, reason, extra
 
 
-async def _check(integration_id: int, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:
+async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:
     """Run the check command in the integration worktree; (exit code or None on timeout, output)."""
     lines: deque[str] = deque()
     kept = [0]
@@ -155,14 +145,15 @@ async def _check(integration_id: int, argv: list[str], workdir: Path, timeout: f
         while kept[0] > CHECK_OUTPUT_LIMIT and len(lines) > 1:
             kept[0] -= len(lines.popleft()) + 1
 
-    marker = f"integration/{integration_id}"
     env = {**base_environment("shell"), orphans.MARKER: marker}
     try:
         program = get_adapter("shell").find_program(argv[0])
     except WorkerUnavailable as error:
         return 127, str(error)
-    result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), keep, keep, timeout)
-    await asyncio.to_thread(orphans.kill_marked, marker)
+    try:
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), keep, keep, timeout)
+    finally:
+        await asyncio.to_thread(orphans.kill_marked, marker)
     if result.timed_out:
         lines.append(f"[Magic Box] the check timed out after {timeout:g} s; its process group was killed")
     return result.exit_code, "\n".join(lines)

@@ -1,7 +1,7 @@
 """Find and kill the processes of one task attempt, even those that left its process group.
 
-Every worker process of an attempt starts with MAGICBOX_ATTEMPT=<owner>/<task run id>/<attempt>
-in its environment, and children inherit it. Killing the process group covers what stays in
+Every process an attempt of background work starts (a task's worker, a check's command, an
+integration's check) has MAGICBOX_ATTEMPT=<owner>/<kind>-<id>/<attempt> in its environment, and children inherit it. Killing the process group covers what stays in
 the group; a scan of /proc for that variable also finds what called setsid() (daemons, some
 agent tool runners), and, after the worker process that ran the attempt was itself killed
 (SIGKILL, OOM), the attempt's orphans, which would otherwise go on changing files while the
@@ -18,9 +18,15 @@ from pathlib import Path
 MARKER = "MAGICBOX_ATTEMPT"
 
 
-def marker(owner: str, task_run_id: int, attempt: int) -> str:
-    """The MAGICBOX_ATTEMPT value of one attempt run by `owner` ("host:pid:n", see Engine)."""
-    return f"{owner}/{task_run_id}/{attempt}"
+def marker(owner: str, item: str, attempt: int) -> str:
+    """The MAGICBOX_ATTEMPT value of attempt `attempt` of `item` ("task-run-7") run by `owner`
+    ("host:pid:n", see engine.runtime.Engine)."""
+    return f"{owner}/{item}/{attempt}"
+
+
+def this_host() -> str:
+    """The host name that owner names of this host's worker processes start with."""
+    return socket.gethostname()
 
 
 def processes_marked(value: str) -> list[int]:
@@ -53,7 +59,7 @@ def owner_gone(owner: str) -> bool:
         pid_number = int(pid)
     except ValueError:
         return False
-    if host != socket.gethostname():
+    if host != this_host():
         return False
     try:
         os.kill(pid_number, 0)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from orchestration.engine.db import db
 from orchestration.engine.secrets import mask
 from orchestration.engine.signals import anotify_run
 from orchestration.models import OutputChunk, TaskRun
@@ -61,7 +61,7 @@ class OutputBuffer:
         text = "\n".join(self._lines) + "\n"
         self._lines, size, self._pending = [], self._pending, 0
         self._stored += size
-        self._writing = asyncio.ensure_future(sync_to_async(_append_chunk)(self.task_run_id, self.attempt, text))
+        self._writing = asyncio.ensure_future(db(_append_chunk, self.task_run_id, self.attempt, text))
         await asyncio.shield(self._writing)
         await anotify_run(self.run_id)
 

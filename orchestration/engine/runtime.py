@@ -1,7 +1,10 @@
-"""The engine of one worker process: claims work from the database and runs it concurrently.
+"""The engine of one worker process: claims background work from the database and does it concurrently.
 
 Channel messages and the periodic sweep only call `wake()`; the database decides what to do.
-Executors run as asyncio tasks, so the consumer that received a wake-up returns at once.
+Every kind of background work (KINDS: task runs, checks, plan drafts, integrations) is claimed,
+leased, finished and recovered the same way (engine.work, engine.leases); the loop and the
+sweep below go over the kinds. Work runs as asyncio tasks, so the consumer that received a
+wake-up returns at once.
 """
 from __future__ import annotations
 
@@ -9,31 +12,63 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from orchestration.engine import scheduler, verification
-from orchestration.engine.drafts import claim_draft, execute_draft
-from orchestration.engine.executor import execute
-from orchestration.engine.integration import (
-    claim_integration,
-    execute_integration,
-    fail_integration,
-    recover_lost_integrations,
-)
+from orchestration.engine import checks, drafts, executor, integration, scheduler, verification, work
+from orchestration.engine.db import db
+from orchestration.engine.leases import Lease, LeaseKeeper
 from orchestration.engine.signals import anotify_run, awake_engine
+from orchestration.models import Integration, LeasedWork, PlanDraft, TaskRun, Verdict
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class WorkKind:
+    """How the engine does one kind of background work.
+
+    claim(owner): claim the next row that may start now (engine.work.claim), or None; sync.
+    execute(pk, lease): do the claimed work to its final write (engine.work.finish); async.
+    advances_run: whether the row's run must be advanced after the work ended or was
+    recovered (its end may let the run go on or finish).
+    slots(): how many rows of this kind this process works on at once.
+    """
+
+    model: type[LeasedWork]
+    claim: Callable[[str], LeasedWork | None]
+    execute: Callable[[int, Lease], Awaitable[None]]
+    advances_run: bool
+    slots: Callable[[], float] = lambda: float("inf")
+
+
+KINDS = (
+    WorkKind(TaskRun, scheduler.claim_next, executor.execute, advances_run=True,
+             slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf")),
+    WorkKind(Verdict, checks.claim_next, verification.execute, advances_run=True),
+    WorkKind(PlanDraft, drafts.claim_next, drafts.execute, advances_run=False),
+    WorkKind(Integration, integration.claim_next, integration.execute, advances_run=False),
+)
+
+
+def _after(kind: WorkKind, row: LeasedWork) -> int | None:
+    """After `row` ended outside its own execute (recovered, re-queued, failed internally):
+    advance its run when its kind says so. Returns the run id whose viewers to tell, or None."""
+    run_id = getattr(row, "run_id", None)
+    if kind.advances_run and run_id is not None:
+        scheduler.advance_run(run_id)
+    return run_id
+
+
 class Engine:
-    """Claims queued task runs while limits allow and executes them; one instance per process.
+    """Claims background work while limits allow and does it; one instance per process.
 
-    It runs at most MAGICBOX_WORKER_SLOTS task runs at once (this process's share; 0: no limit
-    of its own), within the global and per-worker limits claim_next enforces over all processes.
+    Task runs: at most MAGICBOX_WORKER_SLOTS at once in this process (0: no limit of its own),
+    within the global and per-worker limits scheduler.claim_next enforces over all processes.
 
-    owner: the name written into claimed task runs ("host:pid:n").
+    owner: the name written into claimed rows ("host:pid:n").
     """
 
     _count = 0
@@ -41,11 +76,18 @@ class Engine:
     def __init__(self) -> None:
         Engine._count += 1
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{Engine._count}"
-        self.executing: dict[int, asyncio.Task] = {}
+        self.leases = LeaseKeeper(self.owner)
+        self.working: dict[tuple[type[LeasedWork], int], asyncio.Task] = {}
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task | None = None
+        self._keeper: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._retry_timer: asyncio.Task | None = None
+
+    @property
+    def executing(self) -> dict[int, asyncio.Task]:
+        """The task runs this process is executing: {task run id: its asyncio task}."""
+        return {pk: task for (model, pk), task in self.working.items() if model is TaskRun}
 
     def wake_soon(self) -> None:
         """Schedule `wake()` without waiting for it (for message handlers that must return)."""
@@ -59,47 +101,59 @@ class Engine:
 
     async def wake(self, advance_runs: bool = True) -> None:
         """Advance every unfinished run (unless told it was just done), then claim and start
-        whatever may start now."""
+        whatever may start now, of every kind."""
         async with self._lock:
             if advance_runs:
-                for run_id in await sync_to_async(scheduler.active_run_ids)():
-                    await sync_to_async(scheduler.advance_run)(run_id)
-            claimed = 0
-            while len(self.executing) < (settings.MAGICBOX_WORKER_SLOTS or float("inf")):
-                task_run_id = await sync_to_async(scheduler.claim_next)(self.owner)
-                if task_run_id is None:
-                    break
-                self.executing[task_run_id] = asyncio.create_task(self._execute(task_run_id))
-                claimed += 1
-            else:
-                if claimed:
-                    # This process is full but took work, so more may be waiting: pass the
-                    # wake-up on to another process (one that takes nothing passes nothing on).
-                    await awake_engine()
-            while (verdict_id := await sync_to_async(verification.claim_pending)(self.owner)) is not None:
-                self._spawn(self._verify(verdict_id))
-            while (draft_id := await sync_to_async(claim_draft)(self.owner)) is not None:
-                self._spawn(self._draft(draft_id))
-            while (integration_id := await sync_to_async(claim_integration)(self.owner)) is not None:
-                self._spawn(self._integrate(integration_id))
-            delay = await sync_to_async(scheduler.next_retry_in)()
+                for run_id in await db(scheduler.active_run_ids):
+                    await db(scheduler.advance_run, run_id)
+            for kind in KINDS:
+                claimed = 0
+                while self._count_of(kind) < kind.slots():
+                    row = await db(kind.claim, self.owner)
+                    if row is None:
+                        break
+                    self._start(kind, row)
+                    claimed += 1
+                else:
+                    if claimed:
+                        # This process is full but took work, so more may be waiting: pass the
+                        # wake-up on to another process (one that takes nothing passes nothing on).
+                        await awake_engine()
+            delay = await db(scheduler.next_retry_in)
             if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
                 self._retry_timer = self._spawn(self._wake_after(delay))
 
-    async def _execute(self, task_run_id: int) -> None:
+    def _count_of(self, kind: WorkKind) -> int:
+        return sum(1 for (model, _) in self.working if model is kind.model)
+
+    def _start(self, kind: WorkKind, row: LeasedWork) -> None:
+        lease = self.leases.hold(kind.model, row.pk, row.attempt, work.marker(row))
+        self.working[(kind.model, row.pk)] = asyncio.create_task(self._do(kind, row, lease))
+        if self._keeper is None or self._keeper.done():
+            self._keeper = self._spawn(self.leases.keep())
+
+    async def _do(self, kind: WorkKind, row: LeasedWork, lease: Lease) -> None:
         try:
-            await execute(task_run_id, self.owner)
+            await kind.execute(row.pk, lease)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("executor crashed on task run %s", task_run_id)
-            await sync_to_async(_fail_internal)(task_run_id, self.owner)
+            log.exception("%s %s: Magic Box failed while working on it", kind.model.KIND, row.pk)
+            reason = f"internal error in Magic Box while working on this {kind.model.KIND} (see the worker process's log)"
+            if await db(work.fail, row, self.owner, reason):
+                await self._tell(await db(_after, kind, row))
         finally:
-            self.executing.pop(task_run_id, None)
-        # A slot is free and downstream tasks may be queued (recording the end advanced the
+            self.leases.drop(lease)
+            self.working.pop((kind.model, row.pk), None)
+        # A slot is free and downstream work may be queued (recording the end advanced the
         # run): take work here, and let other processes know in case this one is at its limit.
         await self.wake(advance_runs=False)
         await awake_engine()
+
+    @staticmethod
+    async def _tell(run_id: int | None) -> None:
+        if run_id is not None:
+            await anotify_run(run_id)
 
     def _spawn(self, coroutine) -> asyncio.Task:
         """Run `coroutine` in the background; the set keeps it alive (the loop holds only weak
@@ -109,19 +163,9 @@ class Engine:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _verify(self, verdict_id: int) -> None:
-        try:
-            run_id = await verification.run_pending(verdict_id)
-        except Exception:
-            log.exception("checking verdict %s failed", verdict_id)
-            run_id = await sync_to_async(_fail_verdict)(verdict_id)
-        if run_id is not None:
-            await sync_to_async(scheduler.advance_run)(run_id)
-            await anotify_run(run_id)
-
     async def settle(self) -> None:
-        """Wait until nothing this engine started is still running (executors, drafts, wake-ups)."""
-        while pending := [*self.executing.values(), *self._background]:
+        """Wait until nothing this engine started is still running (work, wake-ups, timers)."""
+        while pending := [*self.working.values(), *(t for t in self._background if t is not self._keeper)]:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _wake_after(self, delay: float) -> None:
@@ -130,27 +174,11 @@ class Engine:
         self._retry_timer = None
         await self._wake_logged()
 
-    async def _integrate(self, integration_id: int) -> None:
-        try:
-            await execute_integration(integration_id)
-        except Exception:
-            log.exception("integration %s failed", integration_id)
-            await sync_to_async(fail_integration)(integration_id, "Magic Box failed while integrating (see the worker's log)")
-
-    async def _draft(self, draft_id: int) -> None:
-        try:
-            await execute_draft(draft_id)
-        except Exception:
-            log.exception("drafting plan %s failed", draft_id)
-            await sync_to_async(_fail_draft)(draft_id)
-
     async def sweep(self) -> None:
-        """Recover task runs whose executor died, then wake."""
-        for run_id in await sync_to_async(scheduler.recover_lost_tasks)():
-            await sync_to_async(scheduler.advance_run)(run_id)
-            await anotify_run(run_id)
-        for run_id in await sync_to_async(recover_lost_integrations)():
-            await anotify_run(run_id)
+        """Recover the work of every kind whose worker process is gone, then wake."""
+        for kind in KINDS:
+            for row in await db(work.recover, kind.model):
+                await self._tell(await db(_after, kind, row))
         await self.wake()
 
     def start_sweeping(self) -> None:
@@ -167,51 +195,24 @@ class Engine:
             await asyncio.sleep(settings.MAGICBOX_SWEEP_INTERVAL)
 
     async def stop(self) -> None:
-        """Cancel the sweep and every executing attempt, then queue those task runs again.
+        """Cancel the sweep and all work in progress, then queue that work again.
 
-        Cancelling an attempt kills its process group (SIGTERM, then SIGKILL). The interrupted
-        attempts do not count against the tasks' retries; any worker process may take them.
+        Cancelling work kills its processes' groups (SIGTERM, then SIGKILL). The interrupted
+        attempts do not count against retries; any worker process may take them up.
         """
-        interrupted = list(self.executing)
-        tasks = [t for t in [self._sweeper, *self.executing.values(), *self._background] if t]
+        held = {kind: self.leases.held(kind.model) for kind in KINDS}
+        tasks = [t for t in [self._sweeper, *self.working.values(), *self._background] if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if interrupted:
-            for run_id in await sync_to_async(scheduler.requeue_interrupted)(interrupted, self.owner):
-                await anotify_run(run_id)
+        requeued = 0
+        for kind, ids in held.items():
+            if ids:
+                for row in await db(work.release, kind.model, ids, self.owner):
+                    requeued += 1
+                    await self._tell(await db(_after, kind, row))
+        if requeued:
             await awake_engine()
-
-
-def _fail_internal(task_run_id: int, owner: str) -> None:
-    from django.utils import timezone
-
-    from orchestration.models import TaskRun, TaskState
-
-    task_run = TaskRun.objects.get(pk=task_run_id)
-    if task_run.claimed_by == owner:
-        message = "internal error in Magic Box while running this task (see the worker process's log)"
-        task_run.transition(TaskState.FAILED, message, expect=TaskState.RUNNING, error=message, finished_at=timezone.now())
-        scheduler.advance_run(task_run.run_id)
-
-
-def _fail_verdict(verdict_id: int) -> int | None:
-    from django.utils import timezone
-
-    from orchestration.models import Verdict
-
-    Verdict.objects.filter(pk=verdict_id, state="running").update(
-        state="failed", summary="internal error in Magic Box while checking (see the worker process's log)", decided_at=timezone.now())
-    return Verdict.objects.filter(pk=verdict_id).values_list("run_id", flat=True).first()
-
-
-def _fail_draft(draft_id: int) -> None:
-    from django.utils import timezone
-
-    from orchestration.models import PlanDraft
-
-    PlanDraft.objects.filter(pk=draft_id, state="running").update(
-        state="failed", error="internal error in Magic Box while drafting (see the worker process's log)", finished_at=timezone.now())
 
 
 _engine: Engine | None = None
@@ -223,4 +224,3 @@ def get_engine() -> Engine:
     if _engine is None:
         _engine = Engine()
     return _engine
-

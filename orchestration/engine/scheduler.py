@@ -6,25 +6,23 @@ skipped, naming the failed upstream task, the moment one of them did not succeed
 """
 from __future__ import annotations
 
-import socket
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import orphans
+from orchestration.engine import checks, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
-    EngineLock,
-    OutputChunk,
     TASK_TERMINAL,
     TASK_UNSUCCESSFUL,
+    CheckState,
+    EngineLock,
+    OutputChunk,
     Plan,
     PlanRevision,
     Run,
@@ -33,6 +31,7 @@ from orchestration.models import (
     TaskRun,
     TaskState,
 )
+from orchestration.plans.graph import ancestors
 from orchestration.workers.registry import UnknownWorker, worker_config
 
 
@@ -63,9 +62,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
                 for index, task in enumerate(revision.spec["tasks"])
             ]
         )
-        from orchestration.engine.verification import create_verdicts  # it runs commands: imported only here
-
-        create_verdicts(run)
+        checks.create_verdicts(run)
         mapped = ", ".join(f"{k} tasks with {v}" for k, v in worker_map.items())
         audit.record(audit.Action.RUN_STARTED, user, run=run, via=via,
                      detail=f"revision {revision.number}" + (f"; running {mapped}" if mapped else ""))
@@ -82,9 +79,6 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
     with their result, output and code changes. Raises ValueError for a task the run does not
     have, or a run that has not ended.
     """
-    from orchestration.engine.verification import create_verdicts
-    from orchestration.plans.graph import ancestors
-
     if not run.is_finished:
         raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
     old = {t.task_id: t for t in run.task_runs.all()}
@@ -106,7 +100,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
                           upstream=task["depends_on"], max_attempts=1 + int(task.get("retries") or 0), timeout=task.get("timeout"))
             if before is not None and task["id"] not in redo and before.state == TaskState.SUCCEEDED:
                 for field in ("result", "exit_code", "cost_usd", "input_tokens", "output_tokens", "session_id", "attempt",
-                              "started_at", "finished_at", "prompt", "output_seq", "output_bytes"):
+                              "interruptions", "worker_losses", "started_at", "finished_at", "prompt", "output_seq", "output_bytes"):
                     setattr(row, field, getattr(before, field))
                 row.state, row.state_reason = TaskState.SUCCEEDED, f"kept from run #{run.pk}"
             rows.append(row)
@@ -121,7 +115,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
             if change is not None:  # downstream tasks start from its branch's head, as in the first run
                 change.pk, change.task_run = None, row
                 change.save()
-        create_verdicts(new)
+        checks.create_verdicts(new)
         if task_id is None:
             audit.record(audit.Action.RUN_RERUN, user, run=new, detail=f"of run #{run.pk}: redoing {', '.join(sorted(redo)) or 'nothing'}")
         else:
@@ -169,9 +163,7 @@ def advance_run(run_id: int) -> bool:
         if run.state == RunState.QUEUED and any(s != TaskState.PENDING for s in states):
             changed |= run.transition(RunState.RUNNING, started_at=now)
         if all(s in TASK_TERMINAL for s in states):
-            from orchestration.engine import verification  # it runs commands: imported only here
-
-            if verification.prepare(run, task_runs):
+            if checks.prepare(run, task_runs):
                 changed |= _finish(run, task_runs, now)
             else:
                 notify_run_on_commit(run_id)
@@ -227,8 +219,8 @@ def cancel_run(run_id: int, reason: str, user: AbstractBaseUser | None = None, v
             return False
         for task_run in run.task_runs.exclude(state__in=TASK_TERMINAL):
             task_run.transition(TaskState.CANCELLED, reason, finished_at=now, lease_expires_at=None)
-        run.verdicts.filter(state__in=("pending", "running")).update(
-            state="unverified", summary=f"not checked: {reason}", decided_at=now)
+        for verdict in run.verdicts.filter(state__in=(CheckState.PENDING, CheckState.RUNNING)):
+            verdict.transition(CheckState.UNVERIFIED, reason, summary=f"not checked: {reason}", decided_at=now, lease_expires_at=None)
         run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
         audit.record(audit.Action.RUN_CANCELLED, user, run=run, detail=reason, via=via)
         notify_run_on_commit(run_id)
@@ -240,12 +232,12 @@ def active_run_ids() -> list[int]:
     return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))
 
 
-def claim_next(owner: str) -> int | None:
-    """Atomically move the oldest claimable queued task run to running, owned by `owner`.
+def claim_next(owner: str) -> TaskRun | None:
+    """Claim (engine.work.claim) the oldest queued task run that may start now, for `owner`.
 
     Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes:
     the count and the claim happen under the "claim" EngineLock, so two processes never both
-    take the last free slot. Returns the task run's id, or None when nothing may start now.
+    take the last free slot. Returns the claimed task run, or None when nothing may start now.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -267,18 +259,9 @@ def claim_next(owner: str) -> int | None:
                 limit = None  # the executor fails it with the message
             if limit is not None and running.get(candidate.worker, 0) >= limit:
                 continue
-            if candidate.transition(
-                TaskState.RUNNING,
-                expect=TaskState.QUEUED,
-                attempt=F("attempt") + 1,
-                claimed_by=owner,
-                lease_expires_at=now + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS),
-                started_at=Coalesce(F("started_at"), now),
-                exit_code=None,
-                error="",
-            ):
+            if work.claim(candidate, owner, started_at=Coalesce(F("started_at"), now), exit_code=None, error=""):
                 notify_run_on_commit(candidate.run_id)
-                return candidate.pk
+                return candidate
     return None
 
 
@@ -288,32 +271,6 @@ def next_retry_in() -> float | None:
     earliest = (TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__gt=now).exclude(run__state__in=RUN_TERMINAL)
                 .order_by("queued_at").values_list("queued_at", flat=True).first())
     return None if earliest is None else (earliest - now).total_seconds()
-
-
-def renew_lease(task_run_id: int, owner: str) -> bool:
-    """Extend the lease of a running task run held by `owner`. False if it is no longer ours."""
-    expires = timezone.now() + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS)
-    return bool(TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).update(lease_expires_at=expires))
-
-
-def requeue_interrupted(task_run_ids: list[int], owner: str) -> list[int]:
-    """Queue again the running task runs `owner` stopped executing (not counted as an attempt).
-
-    Returns the ids of the runs touched.
-    """
-    now = timezone.now()
-    touched = set()
-    for task_run in TaskRun.objects.filter(pk__in=task_run_ids, state=TaskState.RUNNING, claimed_by=owner):
-        if task_run.transition(TaskState.QUEUED, "interrupted: its worker process stopped; queued again",
-                               expect=TaskState.RUNNING, queued_at=now, claimed_by="", lease_expires_at=None,
-                               attempt=F("attempt") - 1):
-            touched.add(task_run.run_id)
-    return sorted(touched)
-
-
-def holds(task_run_id: int, owner: str) -> bool:
-    """Whether `owner` still holds the running task run (False once it was cancelled or taken over)."""
-    return TaskRun.objects.filter(pk=task_run_id, state=TaskState.RUNNING, claimed_by=owner).exists()
 
 
 def cancel_task(task_run: TaskRun, reason: str, user: AbstractBaseUser | None = None) -> bool:
@@ -328,39 +285,3 @@ def cancel_task(task_run: TaskRun, reason: str, user: AbstractBaseUser | None = 
             notify_run_on_commit(task_run.run_id)
             wake_engine_on_commit()
     return done
-
-
-def recover_lost_tasks() -> list[int]:
-    """Re-queue (attempts left) or fail ("worker lost") running task runs whose lease expired.
-
-    An executor that was a process of this host which no longer exists is known lost at once,
-    without waiting for its lease; the processes of its attempt still running here are killed
-    first (engine.orphans), so they do not go on beside the retry.
-
-    Returns the ids of the runs touched.
-    """
-    now = timezone.now()
-    touched = set()
-    candidates = TaskRun.objects.filter(state=TaskState.RUNNING).filter(
-        Q(lease_expires_at__lt=now) | Q(claimed_by__startswith=f"{socket.gethostname()}:"))
-    for task_run in candidates:
-        gone = orphans.owner_gone(task_run.claimed_by)
-        if gone:
-            reason = f"worker lost: {task_run.claimed_by} is no longer running"
-        elif task_run.lease_expires_at is not None and task_run.lease_expires_at < now:
-            reason = f"worker lost: {task_run.claimed_by or 'its executor'} stopped renewing the lease"
-        else:
-            continue  # alive on this host
-        if gone:
-            # Its worker process died on this host: what the attempt started must not go on
-            # changing files beside the retry.
-            killed = orphans.kill_marked(orphans.marker(task_run.claimed_by, task_run.pk, task_run.attempt))
-            if killed:
-                reason += f"; {killed} leftover process(es) of the attempt killed"
-        if task_run.attempt < task_run.max_attempts:
-            done = task_run.transition(TaskState.QUEUED, reason, expect=TaskState.RUNNING, queued_at=now, claimed_by="")
-        else:
-            done = task_run.transition(TaskState.FAILED, reason, expect=TaskState.RUNNING, error=reason, finished_at=now)
-        if done:
-            touched.add(task_run.run_id)
-    return sorted(touched)

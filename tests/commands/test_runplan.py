@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_executor import process_alive
+from tests.conftest import process_alive, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,4 +95,4 @@ def test_ctrl_c_cancels_the_run_and_kills_its_tasks(tmp_path):
     assert proc.returncode == 130, out
     assert "cancelled" in out and "Traceback" not in out
     task_pid = int(pid_file.read_text())
-    assert not process_alive(task_pid)
+    wait_until(lambda: not process_alive(task_pid), 10, "the task's process to be killed")

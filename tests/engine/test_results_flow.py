@@ -1,16 +1,19 @@
 """Results flow downstream by name, and declared output schemas are checked, not trusted."""
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 
+from orchestration.engine.runtime import Engine
 from orchestration.engine.scheduler import start_run
-from orchestration.models import TaskRun
+from orchestration.models import OutputChunk, TaskRun
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
-from tests.conftest import make_plan, run_to_end
+from tests.conftest import make_plan, run_tasks, wait_for_task
 
 CONTRACTS = {"auth_api": {"provider": "login", "consumer": "use", "specification": {"response": {"success": {
     "type": "object", "required": ["token", "user"],
@@ -22,12 +25,7 @@ def py(code: str) -> list[str]:
 
 
 async def run_flow(tasks, contracts=None):
-    doc = {"name": "flow", "parallel_execution": {"tasks": tasks}, **({"contracts": contracts} if contracts else {})}
-    plan = await sync_to_async(make_plan)(json.dumps(doc))
-    run = await sync_to_async(start_run)(plan)
-    run = await run_to_end(run.pk)
-    rows = await sync_to_async(list)(TaskRun.objects.filter(run_id=run.pk))
-    return run, {t.task_id: t for t in rows}
+    return await run_tasks(tasks, name="flow", **({"contracts": contracts} if contracts else {}))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -138,3 +136,35 @@ def test_a_schema_that_refers_to_itself_without_end_is_refused():
     with pytest.raises(PlanInvalid) as caught:
         load_plan(json.dumps(doc), "r.yaml")
     assert "refers to itself ($ref) without end" in caught.value.report()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_backtracking_pattern_fails_its_task_and_a_parallel_task_keeps_streaming(settings, tmp_path):
+    settings.MAGICBOX_VALIDATION_TIMEOUT = 3
+    checked = tmp_path / "answered"
+    # ^(a+)+$ against 30 a's and a "!" backtracks for about a minute; `chatty` prints a line every 50 ms
+    # until the test has seen `answer` end.
+    chatty = ("import itertools, pathlib, time\n"
+              f"for n in itertools.count():\n"
+              f"    print('tick', n, flush=True); time.sleep(0.05)\n"
+              f"    if pathlib.Path({str(checked)!r}).exists(): break\n")
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "bt", "parallel_execution": {"tasks": [
+        {"id": "answer", "worker": "shell", "command": ["python", "-c", "print('\"' + 'a' * 30 + '!\"')"],
+         "output_schema": {"type": "string", "pattern": "^(a+)+$"}},
+        {"id": "chatty", "worker": "shell", "command": ["python", "-c", chatty]}]}}))
+    run = await sync_to_async(start_run)(plan)
+    engine = Engine()
+    await engine.wake()
+    answer = await wait_for_task(run.pk, "answer", timeout=120)
+    checked.touch()
+    await asyncio.wait_for(engine.settle(), 120)
+    chatty_run = await TaskRun.objects.aget(run=run, task_id="chatty")
+    assert answer.state == "failed"
+    assert "took longer than 3 s, so it was stopped" in answer.error and "backtracks" in answer.error
+    # While the pattern was being tried (the 3 s before `answer` ended), chatty's output went
+    # on being stored: the worker's event loop was free.
+    stored = await sync_to_async(list)(OutputChunk.objects.filter(
+        task_run=chatty_run, created_at__gte=answer.finished_at - timedelta(seconds=2.5), created_at__lte=answer.finished_at))
+    assert len(stored) >= 2, "chatty's output stalled while the answer was validated"
+    assert chatty_run.state == "succeeded"

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 
 from orchestration.engine.scheduler import start_run
 from orchestration.models import Verdict
-from tests.conftest import make_plan, run_to_end
+from tests.conftest import make_plan, run_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -23,9 +23,7 @@ async def verdicts_of(tasks, criteria, contracts=None):
     doc = {"name": "v", "parallel_execution": {"tasks": tasks, "completion_criteria": criteria}}
     if contracts:
         doc["contracts"] = contracts
-    plan = await sync_to_async(make_plan)(json.dumps(doc))
-    run = await sync_to_async(start_run)(plan)
-    run = await run_to_end(run.pk)
+    run, _ = await run_plan(json.dumps(doc))
     rows = await sync_to_async(list)(Verdict.objects.filter(run=run).order_by("kind", "position"))
     return run, {v.name: v for v in rows}
 

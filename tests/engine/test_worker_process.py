@@ -8,9 +8,7 @@ import pytest
 
 from orchestration.engine.scheduler import start_run
 from orchestration.models import TaskRun
-from tests.conftest import make_plan
-from tests.engine.conftest import wait_until
-from tests.engine.test_executor import process_alive
+from tests.conftest import make_plan, process_alive, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +26,6 @@ def test_a_worker_started_after_the_run_picks_it_up_and_sigterm_requeues_its_tas
 
     task_run = TaskRun.objects.get(run=run)
     assert task_run.state == "queued" and task_run.state_reason.startswith("interrupted")
-    assert task_run.attempt == 0, "an interrupted attempt does not use up a retry"
+    assert task_run.attempts_used == 0 and task_run.interruptions == 1, "an interrupted attempt does not use up a retry"
     assert "interrupted: the worker process is stopping" in task_run.output_text()
-    assert not process_alive(task_pid)
+    wait_until(lambda: not process_alive(task_pid), 10, "the task's process to be killed")

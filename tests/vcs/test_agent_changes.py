@@ -2,16 +2,13 @@
 their changes are captured, collisions flagged and the branches integrated."""
 from __future__ import annotations
 
-import json
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from orchestration.engine.integration import request_integration
-from orchestration.engine.runtime import Engine
-from orchestration.engine.scheduler import start_run
-from orchestration.models import Integration, Run, TaskRun
-from tests.conftest import make_plan, run_to_end
+from orchestration.models import Integration, Run
+from tests.conftest import drain_engine, run_tasks
 from tests.fakes.model_server import WriteFile
 from tests.vcs.conftest import git
 
@@ -20,20 +17,15 @@ pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True), pytest.m
 
 async def run_agents(repo, check=None):
     workspace = {"repository": str(repo), "base": "main", **({"check": check} if check else {})}
-    plan = await sync_to_async(make_plan)(json.dumps({"name": "agents", "workspace": workspace, "parallel_execution": {"tasks": [
+    return await run_tasks([
         {"id": "ui", "worker": "claude", "description": "Build the page"},
         {"id": "api", "worker": "codex", "description": "Build the API"},
-    ]}}))
-    run = await run_to_end((await sync_to_async(start_run)(plan)).pk)
-    rows = await sync_to_async(list)(TaskRun.objects.filter(run=run).select_related("change"))
-    return run, {t.task_id: t for t in rows}
+    ], name="agents", workspace=workspace)
 
 
 async def integrate(run: Run) -> Integration:
     integration = await sync_to_async(request_integration)(run)
-    engine = Engine()
-    await engine.wake()
-    await engine.settle()
+    await drain_engine()
     return await Integration.objects.aget(pk=integration.pk)
 
 
@@ -71,21 +63,3 @@ async def test_two_agents_writing_the_same_file_are_flagged_and_integration_stop
     [conflicted] = integration.conflict["files"]
     assert conflicted["path"] == "config.py" and "MODE = 'the page version'" in conflicted["hunks"][0]
     assert "MODE = 'the API version'" in conflicted["hunks"][0]
-
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_an_integration_whose_worker_died_is_failed_by_the_sweep(repo):
-    from orchestration.engine.integration import recover_lost_integrations
-
-    plan = await sync_to_async(make_plan)(json.dumps({"name": "x", "workspace": {"repository": str(repo)},
-                                                      "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": ["true"]}]}}))
-    run = await sync_to_async(start_run)(plan)
-    integration = await Integration.objects.acreate(run=run, state="running", claimed_by="nowhere:1:1")
-    assert await sync_to_async(recover_lost_integrations)() == [], "a process of another host is not judged from here"
-    import socket
-
-    await Integration.objects.filter(pk=integration.pk).aupdate(claimed_by=f"{socket.gethostname()}:999999999:1")
-    assert await sync_to_async(recover_lost_integrations)() == [run.pk]
-    integration = await Integration.objects.aget(pk=integration.pk)
-    assert integration.state == "failed" and integration.state_reason.startswith("worker lost")

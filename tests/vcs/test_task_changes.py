@@ -7,8 +7,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from orchestration.engine.scheduler import start_run
-from orchestration.models import TaskChange, TaskRun
-from tests.conftest import make_plan, py, run_to_end
+from orchestration.models import TaskRun
+from tests.conftest import make_plan, py, run_tasks, run_to_end
 from tests.vcs.conftest import git
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -27,12 +27,7 @@ pathlib.Path('notes/new.md').write_text('untracked and new\\n')
 
 
 async def run_workspace_plan(repo, tasks):
-    plan = await sync_to_async(make_plan)(json.dumps({
-        "name": "ws", "workspace": {"repository": str(repo), "base": "main"}, "parallel_execution": {"tasks": tasks}}))
-    run = await sync_to_async(start_run)(plan)
-    run = await run_to_end(run.pk)
-    rows = await sync_to_async(list)(TaskRun.objects.filter(run=run).select_related("change"))
-    return run, {t.task_id: t for t in rows}
+    return await run_tasks(tasks, name="ws", workspace={"repository": str(repo), "base": "main"})
 
 
 async def test_a_tasks_changes_are_committed_on_its_branch_with_deleted_renamed_binary_and_new_files(repo):

@@ -29,12 +29,6 @@ out.write(b"\x1b[34mLAST LINE\x1b[0m\n")
 '''
 
 
-@pytest.fixture
-def client(client, user):
-    client.force_login(user)
-    return client
-
-
 def _plan():
     return make_plan(json.dumps({"name": "hostile", "parallel_execution": {"tasks": [
         {"id": "noisy", "worker": "shell", "command": py(HOSTILE)}]}}))
@@ -122,10 +116,10 @@ def test_earlier_output_windows_cover_the_output_exactly_once(user):
     assert all(w.startswith("line ") for w in windows), "windows start at line boundaries"
 
 
-def test_a_bad_cursor_is_refused_clearly(client, db):
+def test_a_bad_cursor_is_refused_clearly(logged_in_client, db):
     run = start_run(_plan())
     task_run = run.task_runs.get()
-    response = client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=abc")
+    response = logged_in_client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=abc")
     assert response.status_code == 400 and b"seq" in response.content
 
 
@@ -153,7 +147,7 @@ def test_an_unterminated_title_sequence_hides_nothing_after_its_line(user):
     assert shown == "before\n\nstep 1\nerror: it broke\n"
 
 
-def test_a_negative_cursor_is_refused(client, db):
+def test_a_negative_cursor_is_refused(logged_in_client, db):
     run = start_run(_plan())
     task_run = run.task_runs.get()
-    assert client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=1&chars=-5").status_code == 400
+    assert logged_in_client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output/earlier/?seq=1&chars=-5").status_code == 400

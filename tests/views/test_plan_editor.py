@@ -10,12 +10,6 @@ from tests.conftest import make_plan
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def client(client, user):
-    client.force_login(user)
-    return client
-
-
 def form(name="Pipeline", tasks=(), **extra) -> dict:
     data = {"name": name, "tasks-count": str(len(tasks)), "contracts-count": "0", "points-count": "0", "criteria": ""}
     for n, task in enumerate(tasks):
@@ -29,8 +23,8 @@ BUILD = {"id": "build", "worker": "shell", "command": "python -c 'print(1)'"}
 TEST = {"id": "test", "worker": "shell", "command": "python -c 'print(2)'", "depends_on": ["0"]}
 
 
-def test_a_valid_form_saves_a_plan_with_its_dependency(client):
-    response = client.post("/plans/new/", form(tasks=[BUILD, TEST], action="save"))
+def test_a_valid_form_saves_a_plan_with_its_dependency(logged_in_client):
+    response = logged_in_client.post("/plans/new/", form(tasks=[BUILD, TEST], action="save"))
     plan = Plan.objects.get(name="Pipeline")
     assert response.status_code == 302 and response.url == f"/plans/{plan.pk}/"
     tasks = plan.latest_revision.spec["tasks"]
@@ -38,9 +32,9 @@ def test_a_valid_form_saves_a_plan_with_its_dependency(client):
         ("build", [], ["python", "-c", "print(1)"]), ("test", ["build"], ["python", "-c", "print(2)"])]
 
 
-def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(client):
+def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(logged_in_client):
     cycle = dict(BUILD, depends_on=["1"])
-    response = client.post("/plans/new/", form(tasks=[cycle, TEST], action="save", description="keep this text"))
+    response = logged_in_client.post("/plans/new/", form(tasks=[cycle, TEST], action="save", description="keep this text"))
     page = response.content.decode()
     assert response.status_code == 400 and not Plan.objects.exists()
     assert "dependency cycle: build → test → build" in page
@@ -55,39 +49,39 @@ def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(client):
     ([dict(BUILD, timeout="soon")], "err-tasks-0-timeout", "must be a number"),
     ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split the command into arguments"),
 ])
-def test_errors_appear_beside_their_field_as_you_type(client, tasks, slot, message):
-    page = client.post("/plans/new/", form(tasks=tasks, action="validate")).content.decode()
+def test_errors_appear_beside_their_field_as_you_type(logged_in_client, tasks, slot, message):
+    page = logged_in_client.post("/plans/new/", form(tasks=tasks, action="validate")).content.decode()
     start = page.index(f'id="{slot}"')
     assert message in page[start:page.index("</ul>", start)]
 
 
-def test_an_invalid_contract_schema_is_named_by_its_pointer_beside_the_specification(client):
+def test_an_invalid_contract_schema_is_named_by_its_pointer_beside_the_specification(logged_in_client):
     data = form(tasks=[BUILD, TEST], action="validate", **{
         "contracts-count": "1", "contracts-0-name": "api", "contracts-0-provider": "build", "contracts-0-consumer": "test",
         "contracts-0-specification": '{"response": {"type": "objekt"}}'})
-    page = client.post("/plans/new/", data).content.decode()
+    page = logged_in_client.post("/plans/new/", data).content.decode()
     start = page.index('id="err-contracts-0-specification"')
     assert "/contracts/api/specification/response/type" in page[start:page.index("</ul>", start)]
 
 
-def test_adding_a_task_keeps_what_was_typed(client):
-    page = client.post("/plans/new/", form(tasks=[BUILD], action="add-task")).content.decode()
+def test_adding_a_task_keeps_what_was_typed(logged_in_client):
+    page = logged_in_client.post("/plans/new/", form(tasks=[BUILD], action="add-task")).content.decode()
     assert 'name="tasks-1-id"' in page and 'value="build"' in page and 'name="tasks-count" value="2"' in page
 
 
-def test_editing_saves_a_new_revision_and_a_rename_keeps_the_plan(client):
+def test_editing_saves_a_new_revision_and_a_rename_keeps_the_plan(logged_in_client):
     plan = make_plan("name: Old\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'true'}\n")
-    page = client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
     assert 'value="build"' in page and 'value="Old"' in page
-    client.post(f"/plans/{plan.pk}/edit/", form(name="New", tasks=[BUILD], action="save", base_revision="1"))
+    logged_in_client.post(f"/plans/{plan.pk}/edit/", form(name="New", tasks=[BUILD], action="save", base_revision="1"))
     plan.refresh_from_db()
     assert plan.name == "New" and plan.revisions.count() == 2
 
 
-def test_a_save_over_someone_elses_newer_revision_is_refused_and_keeps_the_edits(client):
+def test_a_save_over_someone_elses_newer_revision_is_refused_and_keeps_the_edits(logged_in_client):
     plan = make_plan("name: Shared\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'true'}\n")
     make_plan("name: Shared\nparallel_execution:\n  tasks:\n    - {id: build, worker: shell, command: 'false'}\n")
-    response = client.post(f"/plans/{plan.pk}/edit/", form(name="Shared", tasks=[BUILD], action="save", base_revision="1",
+    response = logged_in_client.post(f"/plans/{plan.pk}/edit/", form(name="Shared", tasks=[BUILD], action="save", base_revision="1",
                                                            description="my edit"))
     page = response.content.decode()
     assert response.status_code == 400 and "was changed since you opened it (revision 2" in page and "my edit" in page
@@ -95,16 +89,16 @@ def test_a_save_over_someone_elses_newer_revision_is_refused_and_keeps_the_edits
 
 
 @pytest.mark.parametrize("path", ["examples/login-feature.yaml", "examples/repo-checks.yaml", "tests/plans/seed_examples/phased.yaml"])
-def test_saving_an_unchanged_plan_changes_nothing(client, path):
+def test_saving_an_unchanged_plan_changes_nothing(logged_in_client, path):
     from pathlib import Path
 
     from orchestration.plans.store import import_file
 
     revision, _ = import_file(Path(__file__).resolve().parents[2] / path)
-    page = client.get(f"/plans/{revision.plan_id}/edit/").content.decode()
+    page = logged_in_client.get(f"/plans/{revision.plan_id}/edit/").content.decode()
     data = scrape_form(page)
     data["action"] = "save"
-    response = client.post(f"/plans/{revision.plan_id}/edit/", data, follow=True)
+    response = logged_in_client.post(f"/plans/{revision.plan_id}/edit/", data, follow=True)
     assert "Nothing changed" in response.content.decode(), response.content.decode()[-3000:]
     assert revision.plan.revisions.count() == 1
 
@@ -151,9 +145,9 @@ def scrape_form(page: str) -> dict:
     return reader.data
 
 
-def test_a_name_another_plan_has_is_refused(client):
+def test_a_name_another_plan_has_is_refused(logged_in_client):
     make_plan("name: Taken\nparallel_execution:\n  tasks:\n    - {id: a, worker: shell, command: 'true'}\n")
-    response = client.post("/plans/new/", form(name="Taken", tasks=[BUILD], action="save"))
+    response = logged_in_client.post("/plans/new/", form(name="Taken", tasks=[BUILD], action="save"))
     assert response.status_code == 400 and "already exists" in response.content.decode()
     assert Plan.objects.get(name="Taken").revisions.count() == 1
 
@@ -173,17 +167,17 @@ def test_a_plan_without_tasks_says_to_add_one():
     assert spec is None and errors[""] == ["a plan needs at least one task: add one"]
 
 
-def test_a_duplicate_id_is_reported_on_the_task_that_repeats_it_without_imagined_cycles(client):
+def test_a_duplicate_id_is_reported_on_the_task_that_repeats_it_without_imagined_cycles(logged_in_client):
     a, b = dict(BUILD, id="fetch"), dict(BUILD, id="fetch")
     merge = {"id": "merge", "worker": "shell", "command": "true", "depends_on": ["0", "1"]}
-    page = client.post("/plans/new/", form(tasks=[a, b, merge], action="validate")).content.decode()
+    page = logged_in_client.post("/plans/new/", form(tasks=[a, b, merge], action="validate")).content.decode()
     slot = page[page.index('id="err-tasks-1-id"'):]
     assert "duplicate task id &#x27;fetch&#x27;: task 1 already has it" in slot[:slot.index("</ul>")]
     assert "cycle" not in page and "non-unique" not in page and "line" not in slot[:slot.index("</ul>")]
 
 
-def test_a_command_comes_back_as_it_was_written(client):
-    client.post("/plans/new/", form(tasks=[dict(BUILD, command="""python -c "print('A')" """)], action="save"))
+def test_a_command_comes_back_as_it_was_written(logged_in_client):
+    logged_in_client.post("/plans/new/", form(tasks=[dict(BUILD, command="""python -c "print('A')" """)], action="save"))
     plan = Plan.objects.get()
-    page = client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
     assert 'value="python -c &quot;print(&#x27;A&#x27;)&quot;"' in page

@@ -16,12 +16,6 @@ STARTERS = {"prompts/orchestrator/plan-drafter.md", "prompts/orchestrator/qualit
             "prompts/workers/gemini/documentation.md", "prompts/workers/gemini/frontend-builder.md"}
 
 
-@pytest.fixture
-def client(client, user):
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
 def test_the_starter_set_loads_once_without_overwriting_edits():
     assert load_starter_prompts() == len(STARTERS)
@@ -32,19 +26,19 @@ def test_the_starter_set_loads_once_without_overwriting_edits():
 
 
 @pytest.mark.django_db
-def test_a_prompt_is_created_and_edited_in_the_browser(client):
-    response = client.post("/prompts/new/", {"path": "./prompts//team/api.md", "body": "Use REST."})
+def test_a_prompt_is_created_and_edited_in_the_browser(logged_in_client):
+    response = logged_in_client.post("/prompts/new/", {"path": "./prompts//team/api.md", "body": "Use REST."})
     prompt = PromptTemplate.objects.get()
     assert response.status_code == 302 and prompt.path == "prompts/team/api.md"
-    client.post(f"/prompts/{prompt.pk}/", {"path": prompt.path, "body": "Use GraphQL."})
+    logged_in_client.post(f"/prompts/{prompt.pk}/", {"path": prompt.path, "body": "Use GraphQL."})
     prompt.refresh_from_db()
     assert prompt.body == "Use GraphQL." and prompt.updated_by.username == "ada"
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/etc/passwd", "../secrets.md", ""])
-def test_a_path_outside_the_library_is_refused_and_the_text_kept(client, path):
-    response = client.post("/prompts/new/", {"path": path, "body": "keep me"})
+def test_a_path_outside_the_library_is_refused_and_the_text_kept(logged_in_client, path):
+    response = logged_in_client.post("/prompts/new/", {"path": path, "body": "keep me"})
     assert response.status_code == 400 and "keep me" in response.content.decode()
     assert not PromptTemplate.objects.exists()
 
@@ -63,9 +57,9 @@ async def test_a_task_gets_its_library_prompt_first_in_its_prompt():
 
 
 @pytest.mark.django_db
-def test_renaming_a_prompt_a_plan_uses_is_refused_with_the_plans_named(client):
+def test_renaming_a_prompt_a_plan_uses_is_refused_with_the_plans_named(logged_in_client):
     prompt = PromptTemplate.objects.create(path="prompts/team/style.md", body="x")
     make_plan(json.dumps({"name": "Styled", "parallel_execution": {"tasks": [
         {"id": "a", "worker": "claude", "description": "d", "prompt_file": "prompts/team/style.md"}]}}))
-    response = client.post(f"/prompts/{prompt.pk}/", {"path": "prompts/team/renamed.md", "body": "x"})
+    response = logged_in_client.post(f"/prompts/{prompt.pk}/", {"path": "prompts/team/renamed.md", "body": "x"})
     assert response.status_code == 400 and "is used by Styled" in response.content.decode()

@@ -1,7 +1,9 @@
 """`manage.py runworker magicbox.engine`: Channels' runworker, plus the engine's periodic sweep.
 
 The sweep starts with the process (not with its first message), so work whose wake-up message
-was lost is found even by a worker that never received one.
+was lost is found even by a worker that never received one. Losing the channel layer (Redis
+restarted, failed over, or killed) does not end the process: it listens again with backoff,
+and the sweep goes on finding work in the database meanwhile.
 """
 import asyncio
 import logging
@@ -15,6 +17,9 @@ from orchestration.engine.runtime import get_engine
 logger = logging.getLogger("orchestration.worker")
 
 
+LISTEN_RETRY_MAX = 10.0  # seconds between attempts to listen again while the channel layer is away
+
+
 class EngineWorker(Worker):
     """A Channels worker whose process also runs the engine's sweep loop.
 
@@ -23,6 +28,31 @@ class EngineWorker(Worker):
     """
 
     handle_signals = True
+
+    async def listener(self, channel: str) -> None:
+        """Channels' listener, surviving a lost channel layer: a failed receive is logged and
+        tried again after 0.5 s, doubling up to LISTEN_RETRY_MAX seconds."""
+        failures = 0
+        while True:
+            try:
+                message = await self.channel_layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 — Redis away: ConnectionError, TimeoutError, OSError, …
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), LISTEN_RETRY_MAX)
+                logger.warning("cannot listen on the channel layer (%s: %s); trying again in %g s, sweeping the database meanwhile",
+                               type(error).__name__, error, delay)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                logger.warning("listening on the channel layer again after %d failed attempt(s)", failures)
+                failures = 0
+            if not message.get("type"):
+                logger.error("ignored a message without a type on %s", channel)
+                continue
+            queue = self.get_or_create_application_instance(channel, {"type": "channel", "channel": channel})
+            await queue.put(message)
 
     async def handle(self) -> None:
         loop = asyncio.get_running_loop()

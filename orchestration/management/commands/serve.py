@@ -2,7 +2,8 @@
 
 Migrates the database, loads the example plans, starts the embedded Redis (when REDIS_URL is
 unset), the daphne web server and background worker processes, prints the URL and a login,
-and stops them all on Ctrl-C or SIGTERM.
+restarts any of them that dies (orchestration.supervisor), and stops them all on Ctrl-C or
+SIGTERM.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration import embedded_redis
+from orchestration.supervisor import Child, Supervisor
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.prompt_library import load_starter_prompts
 from orchestration.plans.store import import_file
@@ -86,12 +88,15 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         env = dict(os.environ)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        commands = [[sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "magicbox_web.asgi:application"]]
-        commands += [[sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL] for _ in range(max(0, workers))]
-        children = [
-            subprocess.Popen(argv, cwd=str(settings.BASE_DIR), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-            for argv in commands
-        ]
+        children = []
+        if redis is not None:
+            children.append(Child("the embedded Redis", embedded_redis.start, proc=redis, stop_last=True))
+        web = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "magicbox_web.asgi:application"]
+        children.append(Child("the web server (daphne)", partial(_spawn, web, env)))
+        worker = [sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL]
+        children += [Child(f"worker process {n + 1}", partial(_spawn, worker, env)) for n in range(max(0, workers))]
+        supervisor = Supervisor(children, report=lambda text: self.stderr.write(f"[serve] {text}"))
+        supervisor.start_all()
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nMagic Box is running at {url}"))
         if password:
@@ -110,25 +115,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
-            while not stopping:
-                dead = [c for c in children if c.poll() is not None]
-                if dead:
-                    self.stderr.write(f"{' '.join(dead[0].args[1:4])} exited with code {dead[0].returncode}; stopping.")
-                    break
-                time.sleep(0.5)
+            supervisor.watch(lambda: stopping)
         finally:
-            for child in children:
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
-            for child in children:
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
-                    child.wait()
-            embedded_redis.stop(redis)
-        if not stopping:
-            raise CommandError("a Magic Box process stopped unexpectedly (see its output above)")
+            supervisor.stop_all()
 
     def _load_examples(self) -> None:
         for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
@@ -139,3 +128,8 @@ class Command(BaseCommand):
                 continue
             if created:
                 self.stdout.write(f"loaded example plan '{revision.plan.name}' ({len(revision.spec['tasks'])} tasks)")
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start one child of serve in a session of its own (its group is what gets signalled)."""
+    return subprocess.Popen(argv, cwd=str(settings.BASE_DIR), env=env, stdin=subprocess.DEVNULL, start_new_session=True)

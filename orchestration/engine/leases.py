@@ -1,0 +1,107 @@
+"""The leases one worker process holds, renewed together, and told when they are lost.
+
+Each piece of work the process claimed gets a `Lease`. One loop (`LeaseKeeper.keep`) checks
+every CHECK_INTERVAL seconds which of them the process still holds (a cancel from the browser,
+or a take-over after a stall, ends a hold) and renews them every third of the lease, with two
+queries per kind of work however many it holds (engine.work.holding). A lost lease sets its
+`lost` event; the work stops through `Lease.guard`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from django.conf import settings
+
+from orchestration.engine import work
+from orchestration.engine.db import db
+from orchestration.models import LeasedWork
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHECK_INTERVAL = 1.0  # seconds between checks that held work was not cancelled or taken over
+
+
+class LeaseLost(Exception):
+    """The work is no longer held by this process (cancelled, or recovered by another's sweep)."""
+
+
+class Lease:
+    """This process's hold on one claimed row of background work.
+
+    model, pk: the row. owner: this process's owner name. attempt: the attempt number claimed.
+    marker: the MAGICBOX_ATTEMPT value its processes carry (engine.orphans). lost: set once the
+    row is no longer held.
+    """
+
+    def __init__(self, model: type[LeasedWork], pk: int, owner: str, attempt: int, marker: str) -> None:
+        self.model, self.pk, self.owner, self.attempt, self.marker = model, pk, owner, attempt, marker
+        self.lost = asyncio.Event()
+
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable`; if the lease is lost first, cancel it (a running process's group
+        is killed by its runner) and raise LeaseLost."""
+        job = asyncio.ensure_future(awaitable)
+        watch = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            raise
+        finally:
+            watch.cancel()
+        if not job.done():
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+            raise LeaseLost()
+        return job.result()
+
+
+class LeaseKeeper:
+    """Every lease of one worker process (owner "host:pid:n")."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.leases: dict[tuple[type[LeasedWork], int], Lease] = {}
+
+    def hold(self, model: type[LeasedWork], pk: int, attempt: int, marker: str) -> Lease:
+        """Start keeping the lease of a row this process has just claimed."""
+        lease = Lease(model, pk, self.owner, attempt, marker)
+        self.leases[(model, pk)] = lease
+        return lease
+
+    def drop(self, lease: Lease) -> None:
+        """Stop keeping `lease` (its work has ended)."""
+        if self.leases.get((lease.model, lease.pk)) is lease:
+            del self.leases[(lease.model, lease.pk)]
+
+    def held(self, model: type[LeasedWork]) -> list[int]:
+        """Ids of the rows of `model` this process holds."""
+        return [pk for (m, pk) in self.leases if m is model]
+
+    async def check(self, renew: bool) -> None:
+        """Find the leases lost since the last check, and renew the others (with `renew`)."""
+        for model in {m for (m, _) in self.leases}:
+            ids = self.held(model)
+            still = await db(work.holding, model, ids, self.owner, renew)
+            for pk in ids:
+                lease = self.leases.get((model, pk))
+                if pk not in still and lease is not None:
+                    lease.lost.set()
+
+    async def keep(self) -> None:
+        """Check every CHECK_INTERVAL seconds, renewing every third of the lease, while any lease is held."""
+        renew_every = max(1, round(settings.MAGICBOX_LEASE_SECONDS / 3 / CHECK_INTERVAL))
+        beat = 0
+        while self.leases:
+            await asyncio.sleep(CHECK_INTERVAL)
+            beat += 1
+            try:
+                await self.check(renew=beat % renew_every == 0)
+            except Exception:  # noqa: BLE001 — the database is away: try again next beat
+                log.exception("could not check or renew this process's leases; trying again in %s s", CHECK_INTERVAL)

@@ -1,0 +1,127 @@
+"""The one protocol of background work: claim → lease → finish → recover, for every kind.
+
+Task runs, checks, plan drafts and integrations (models.LeasedWork) are all done this way:
+
+- `claim`: one conditional UPDATE moves a queued row to running, owned by the claiming worker
+  process (its engine's owner name, "host:pid:n") with a lease of MAGICBOX_LEASE_SECONDS;
+- `holding`: the owner renews the leases of everything it still holds, and learns which rows
+  it no longer holds (cancelled from the browser, or taken over after its lease ran out);
+- `finish` / `fail`: the final write, made only while the owner still holds the claim;
+- `release`: a worker process that stops (SIGTERM) queues what it held again at once;
+- `recover`: the sweep of any worker process queues again the work of a process that died,
+  noticed when its lease runs out, or at once when it was a process of this host. Attempts
+  lost this way do not count against a task's retries, but work that loses its worker
+  MAX_WORKER_LOSSES times fails, naming the cause (it may be what kills its worker).
+
+Delivery is at least once: an attempt whose worker died may have done part or all of its work
+before the retry.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from orchestration.engine import orphans
+from orchestration.models import LeasedWork
+
+log = logging.getLogger(__name__)
+
+MAX_WORKER_LOSSES = 3
+
+
+def lease_end(now: datetime | None = None) -> datetime:
+    """When a lease taken or renewed at `now` runs out (MAGICBOX_LEASE_SECONDS later)."""
+    return (now or timezone.now()) + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS)
+
+
+def marker(work: LeasedWork) -> str:
+    """The MAGICBOX_ATTEMPT value (engine.orphans) of `work`'s current attempt by its owner."""
+    return orphans.marker(work.claimed_by, f"{work.KIND.replace(' ', '-')}-{work.pk}", work.attempt)
+
+
+def claim(work: LeasedWork, owner: str, **fields) -> bool:
+    """Move queued `work` to running, owned by `owner`, leased, as a new attempt; False if
+    another process claimed it first (or it left the queue). Extra fields are written with it."""
+    return work.transition(work.RUNNING, expect=work.QUEUED, claimed_by=owner, lease_expires_at=lease_end(),
+                           attempt=F("attempt") + 1, **fields)
+
+
+def holding(model: type[LeasedWork], ids: list[int], owner: str, renew: bool) -> set[int]:
+    """Of `ids`, the rows of `model` that `owner` still holds (running, claimed by it); with
+    `renew`, their leases are extended too. Two queries at most, whatever the number of rows."""
+    held = set(model.objects.filter(pk__in=ids, state=model.RUNNING, claimed_by=owner).values_list("pk", flat=True))
+    if renew and held:
+        model.objects.filter(pk__in=held, state=model.RUNNING, claimed_by=owner).update(lease_expires_at=lease_end())
+    return held
+
+
+def finish(work: LeasedWork, owner: str, state: str, reason: str = "", **fields) -> bool:
+    """The final write of an attempt: move running `work` to `state` (a terminal one, or back to
+    queued for a retry) with `fields`, only while `owner` still holds it. False when it no
+    longer does (cancelled, or recovered after its lease ran out): the other party decided."""
+    return work.transition(state, reason, expect=work.RUNNING, owner=owner, lease_expires_at=None, **fields)
+
+
+def fail(work: LeasedWork, owner: str | None, reason: str) -> bool:
+    """Fail running `work` with `reason` (written where its kind shows failures); with `owner`,
+    only while that owner holds it."""
+    now = timezone.now()
+    return work.transition(work.FAILED, reason, expect=work.RUNNING, owner=owner, lease_expires_at=None,
+                           **work.failure_fields(reason, now))
+
+
+def release(model: type[LeasedWork], ids: list[int], owner: str) -> list[LeasedWork]:
+    """Queue again the rows of `ids` that `owner` holds, because its process is stopping.
+
+    The attempt counts as an interruption, not against the work's retries. Returns the rows
+    changed.
+    """
+    now = timezone.now()
+    changed = []
+    for work in model.objects.filter(pk__in=ids, state=model.RUNNING, claimed_by=owner):
+        if work.transition(work.QUEUED, "interrupted: its worker process stopped; queued again", expect=work.RUNNING,
+                           owner=owner, claimed_by="", lease_expires_at=None, interruptions=F("interruptions") + 1,
+                           **work.requeue_fields(now)):
+            changed.append(work)
+    return changed
+
+
+def recover(model: type[LeasedWork]) -> list[LeasedWork]:
+    """Queue again, or fail after MAX_WORKER_LOSSES, the running rows of `model` whose worker
+    process is gone: its lease ran out, or it was a process of this host that no longer exists
+    (known at once, without waiting for the lease). The processes its attempt left running on
+    this host are killed first, so they do not go on beside the retry.
+
+    The one stalled-work query of the engine, the same for every kind. Returns the rows changed.
+    """
+    now = timezone.now()
+    host = orphans.this_host()
+    changed = []
+    for work in model.objects.filter(state=model.RUNNING).filter(Q(lease_expires_at__lt=now) | Q(claimed_by__startswith=f"{host}:")):
+        owner = work.claimed_by
+        if orphans.owner_gone(owner):
+            reason = f"worker lost: {owner} is no longer running"
+            killed = orphans.kill_marked(marker(work))
+            if killed:
+                reason += f"; {killed} leftover process(es) of the attempt killed"
+        elif work.lease_expires_at is not None and work.lease_expires_at < now:
+            reason = f"worker lost: {owner or 'its worker process'} stopped renewing the lease"
+        else:
+            continue  # alive on this host
+        losses = work.worker_losses + 1
+        if losses >= MAX_WORKER_LOSSES:
+            reason = (f"{reason}; its worker process was lost {losses} times while working on this {work.KIND}, "
+                      "so it is not tried again (does it kill or exhaust its worker process?)")
+            done = work.transition(work.FAILED, reason, expect=work.RUNNING, owner=owner, lease_expires_at=None,
+                                   worker_losses=losses, **work.failure_fields(reason, now))
+        else:
+            done = work.transition(work.QUEUED, f"{reason}; queued again", expect=work.RUNNING, owner=owner, claimed_by="",
+                                   lease_expires_at=None, worker_losses=losses, **work.requeue_fields(now))
+        if done:
+            log.warning("%s %s: %s", work.KIND, work.pk, work.state_reason)
+            changed.append(work)
+    return changed

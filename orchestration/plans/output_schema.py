@@ -1,0 +1,52 @@
+"""Whether a structured result (a task's JSON answer, a check's JSON output) matches a JSON Schema.
+
+A schema is the plan author's: its `pattern`s can backtrack for ever and `uniqueItems` over a
+large array is quadratic, so the engine never calls `problems` on its own event loop: it runs
+this module as a helper process (`python -m orchestration.plans.output_schema`) with a time
+limit (engine.validation). The helper reads one JSON request a line, {"result": text,
+"schema": {...}}, and answers each with one JSON line, the list of problems.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import jsonschema
+
+from orchestration.plans.references import parse_output
+
+MAX_PROBLEMS = 10
+
+
+def problems(result: str, schema: dict) -> list[str]:
+    """Why `result` (JSON text, or a ```json block in it) does not match `schema`; [] if it does.
+
+    Each problem names the JSON pointer of the fault: "/token: 'token' is a required property".
+    At most MAX_PROBLEMS are listed.
+    """
+    try:
+        value = parse_output(result)
+    except ValueError:
+        return ["it is not JSON"]
+    validator = jsonschema.Draft202012Validator(schema)
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])[:MAX_PROBLEMS]
+    except RecursionError:
+        return ["the schema refers to itself ($ref) without end, so nothing can match it"]
+    return [f"/{'/'.join(str(p) for p in error.path)}: {error.message}" for error in errors]
+
+
+def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
+    """Answer requests line by line until stdin ends (the helper process's main loop)."""
+    for line in stdin:
+        request = json.loads(line)
+        try:
+            answer = problems(request["result"], request["schema"])
+        except Exception as error:  # noqa: BLE001 — a schema jsonschema cannot use is the author's fault
+            answer = [f"the schema could not be applied: {type(error).__name__}: {error}"]
+        stdout.write(json.dumps(answer) + "\n")
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,27 @@
+"""The explicit environment every worker process starts from: an allowlist, never os.environ."""
+from __future__ import annotations
+
+import os
+
+from orchestration.workers.registry import UnknownWorker, search_path, worker_config
+
+BASE_ENV_NAMES = ("LANG", "LC_ALL", "TZ", "TERM")
+NESTED_SESSION_NAMES = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")  # claude refuses to start inside another session
+
+
+def base_environment(worker: str) -> dict[str, str]:
+    """{name: value} for a process of `worker` (a task's worker, or "shell" for check commands).
+
+    PATH: the registry's search path (the same directories worker programs are found in).
+    Plus LANG/LC_ALL/TZ/TERM and the worker's env_passthrough variables when the server has them.
+    """
+    env = {"PATH": os.pathsep.join(search_path()), "LANG": "C.UTF-8"}
+    env.update({k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ})
+    try:
+        passthrough = worker_config(worker).env_passthrough
+    except UnknownWorker:
+        passthrough = []
+    env.update({k: os.environ[k] for k in passthrough if k in os.environ})
+    for nested in NESTED_SESSION_NAMES:
+        env.pop(nested, None)
+    return env
