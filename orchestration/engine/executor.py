@@ -25,9 +25,9 @@ from orchestration.vcs import changes, worktrees
 from orchestration.vcs.git import GitError
 from orchestration.vcs.repository import repository_dir, run_start
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
-from orchestration.workers.environment import base_environment
+from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
-from orchestration.workers.registry import UnknownWorker, get_adapter
+from orchestration.workers.registry import UnknownWorker
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
 
     repo_spec = None
     try:
-        adapter = get_adapter(plan.worker)
+        adapter, env = await db(worker_setup, plan.worker)
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
@@ -152,7 +152,6 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         await db(_record_prompt, plan.task_run_id, prompt)
         ids = [t["id"] for t in plan.spec["tasks"]]
         command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
-        env = base_environment(plan.worker)
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
         invocation = adapter.build(

@@ -24,9 +24,8 @@ from orchestration.vcs import conflicts, worktrees
 from orchestration.vcs.git import GitError, git
 from orchestration.vcs.repository import repository_dir
 from orchestration.workers.base import Invocation, WorkerUnavailable
-from orchestration.workers.environment import base_environment
+from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
-from orchestration.workers.registry import get_adapter
 
 CHECK_TIMEOUT = 1800  # seconds, when the workspace names no check_timeout
 CHECK_OUTPUT_LIMIT = 1024 * 1024  # characters of the check's output kept
@@ -145,9 +144,10 @@ async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) ->
         while kept[0] > CHECK_OUTPUT_LIMIT and len(lines) > 1:
             kept[0] -= len(lines.popleft()) + 1
 
-    env = {**base_environment("shell"), orphans.MARKER: marker}
+    shell, env = await db(worker_setup, "shell")
+    env[orphans.MARKER] = marker
     try:
-        program = get_adapter("shell").find_program(argv[0])
+        program = shell.find_program(argv[0])
     except WorkerUnavailable as error:
         return 127, str(error)
     try:

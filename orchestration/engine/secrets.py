@@ -14,6 +14,8 @@ import re
 
 from django.conf import settings
 
+from orchestration.workers.registry import worker_config
+
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 MIN_LENGTH = 6  # shorter values would mask ordinary words
 
@@ -21,8 +23,6 @@ MIN_LENGTH = 6  # shorter values would mask ordinary words
 def _secrets() -> tuple[list[str], list[tuple[str, str]]]:
     """(names of the variables passed through from the environment that are secrets,
     (name, value) of secret-looking variables the workers' configurations set themselves)."""
-    from orchestration.workers.registry import worker_config
-
     names = set(settings.MAGICBOX_SECRET_VARIABLES)
     configured = []
     for worker in settings.MAGICBOX_WORKERS:

@@ -20,12 +20,32 @@ def run_group(run_id: int) -> str:
     return f"run-{int(run_id)}"
 
 
+_layer_failing = False  # whether the last send failed: an outage is logged once, not per message
+
+
+def _sent() -> None:
+    global _layer_failing
+    if _layer_failing:
+        log.warning("the channel layer takes messages again")
+        _layer_failing = False
+
+
+def _not_sent(what: str, error: Exception) -> None:
+    global _layer_failing
+    if not _layer_failing:
+        log.warning("could not %s (%s: %s); until the channel layer is back, the sweep picks work up and "
+                    "viewers catch up when they reconnect", what, type(error).__name__, error)
+        _layer_failing = True
+
+
 async def awake_engine() -> None:
     """Ask one background consumer to look for work (async)."""
     try:
         await get_channel_layer().send(settings.MAGICBOX_ENGINE_CHANNEL, {"type": "engine.wake"})
     except Exception as error:  # noqa: BLE001 — a lost wake-up is recovered by the sweep
-        log.warning("could not wake the engine (%s); the sweep will pick the work up", error)
+        _not_sent("wake the engine", error)
+    else:
+        _sent()
 
 
 async def anotify_run(run_id: int) -> None:
@@ -33,7 +53,9 @@ async def anotify_run(run_id: int) -> None:
     try:
         await get_channel_layer().group_send(run_group(run_id), {"type": "run.changed", "run_id": run_id})
     except Exception as error:  # noqa: BLE001 — viewers resync from the database
-        log.warning("could not notify viewers of run %s: %s", run_id, error)
+        _not_sent(f"tell the viewers of run {run_id}", error)
+    else:
+        _sent()
 
 
 def wake_engine_on_commit() -> None:

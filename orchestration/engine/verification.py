@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from django.db import transaction
 from django.utils import timezone
 
 from orchestration.engine import checks, orphans, scheduler, work, workspace
@@ -23,9 +24,8 @@ from orchestration.engine.signals import anotify_run
 from orchestration.engine.validation import output_problems
 from orchestration.models import CheckState, Verdict
 from orchestration.workers.base import Invocation, WorkerUnavailable
-from orchestration.workers.environment import base_environment
+from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
-from orchestration.workers.registry import get_adapter
 
 
 def _load(verdict_id: int) -> tuple[Verdict, CheckJob]:
@@ -70,9 +70,10 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
     argv = job.command
     cwd = workspace.run_dir(run_id)
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**base_environment("shell"), "MAGICBOX_RUN_DIR": str(cwd), orphans.MARKER: marker}
+    shell, env = await db(worker_setup, "shell")
+    env.update({"MAGICBOX_RUN_DIR": str(cwd), orphans.MARKER: marker})
     try:
-        program = get_adapter("shell").find_program(argv[0])
+        program = shell.find_program(argv[0])
     except WorkerUnavailable as error:
         return CheckState.FAILED, str(error), ""
     lines: list[str] = []
@@ -102,6 +103,8 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
 
 
 def _record(verdict: Verdict, owner: str, state: str, summary: str, evidence: str) -> None:
-    if work.finish(verdict, owner, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
-                   decided_at=timezone.now()):
-        scheduler.advance_run(verdict.run_id)
+    """The check's verdict and, when it was the last one, the run's end: one transaction."""
+    with transaction.atomic():
+        if work.finish(verdict, owner, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
+                       decided_at=timezone.now()):
+            scheduler.advance_run(verdict.run_id)

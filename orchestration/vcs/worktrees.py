@@ -52,13 +52,33 @@ async def remove(repository: Path, workdir: Path) -> None:
     await locked(repository, lambda: _remove(repository, workdir))
 
 
+async def _linked_holders(repository: Path, branch: str) -> list[Path]:
+    """The linked worktrees (not the repository's own) that have `branch` checked out
+    (`git worktree list --porcelain`: the main worktree is listed first)."""
+    listing = (await git(["worktree", "list", "--porcelain"], repository)).out
+    holders, path, first = [], None, None
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            path = Path(line.removeprefix("worktree "))
+            first = first or path
+        elif line == f"branch refs/heads/{branch}" and path is not None and path != first:
+            holders.append(path)
+    return holders
+
+
 async def create(repository: Path, workdir: Path, branch: str, start: str) -> None:
-    """A fresh worktree at `workdir` on `branch`, reset to `start` (replacing an earlier attempt's).
+    """A fresh worktree at `workdir` on `branch`, reset to `start`, replacing an earlier
+    attempt's: the one at `workdir`, and any other that still has `branch` checked out (an
+    attempt whose worker process died, with another data directory).
 
     Worktree records live in the shared repository: creating and pruning them is serialised
     per repository (over processes of this host), or one task's prune breaks another's add."""
     async def make() -> None:
         await _remove(repository, workdir)
+        for stale in await _linked_holders(repository, branch):
+            # Only git removes it (never a plain delete): it is a worktree git knows as its own.
+            await git(["worktree", "remove", "--force", str(stale)], repository, ok_codes=(0, 128))
+            await git(["worktree", "prune"], repository, ok_codes=(0, 1, 128))
         workdir.parent.mkdir(parents=True, exist_ok=True)
         await git(["worktree", "add", "--quiet", "-B", branch, str(workdir), start], repository)
 

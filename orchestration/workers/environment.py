@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from orchestration.workers.registry import UnknownWorker, search_path, worker_config
+from orchestration.workers.base import WorkerAdapter
+from orchestration.workers.registry import UnknownWorker, get_adapter, search_path, worker_config
 
 BASE_ENV_NAMES = ("LANG", "LC_ALL", "TZ", "TERM")
 NESTED_SESSION_NAMES = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")  # claude refuses to start inside another session
@@ -25,3 +26,10 @@ def base_environment(worker: str) -> dict[str, str]:
     for nested in NESTED_SESSION_NAMES:
         env.pop(nested, None)
     return env
+
+
+def worker_setup(worker: str) -> tuple[WorkerAdapter, dict[str, str]]:
+    """The adapter of `worker` and its base environment, with the administrators' current
+    overrides (models.WorkerSetting). Call it from synchronous code (the engine's database
+    thread): only there are the overrides read afresh. Raises UnknownWorker."""
+    return get_adapter(worker), base_environment(worker)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from orchestration.workers.base import EventParser, Outcome, TaskContext
+from orchestration.workers.environment import NESTED_SESSION_NAMES
 
 SHOWN_LINE_LIMIT = 2000  # characters of one line shown in the live log
 SUMMARY_LIMIT = 200  # characters of a tool call / tool result summary
@@ -244,9 +245,6 @@ def agent_argv(
     return [program, *args], None if uses_prompt else ctx.prompt.encode()
 
 
-NESTED_SESSION_VARS = ("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT")
-
-
 def agent_env(
     ctx: TaskContext, defaults: dict[str, str], config_env: dict[str, str], forced: dict[str, str]
 ) -> dict[str, str]:
@@ -257,6 +255,6 @@ def agent_env(
     CLAUDE_CODE_ENTRYPOINT are always removed (claude refuses to start inside another session).
     """
     env = {**ctx.base_env, **defaults, **config_env, "HOME": str(ctx.home), "TMPDIR": str(ctx.tmpdir), **forced}
-    for name in NESTED_SESSION_VARS:
+    for name in NESTED_SESSION_NAMES:
         env.pop(name, None)
     return env

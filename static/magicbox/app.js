@@ -17,6 +17,13 @@
     });
   }, 1000);
 
+  // Reconnect soon after the server comes back (a restart takes seconds): 0.5 s doubling,
+  // never more than 10 s apart, jittered so many viewers do not knock at once.
+  htmx.config.wsReconnectDelay = function (retryCount) {
+    var most = Math.min(10000, 500 * Math.pow(2, retryCount));
+    return most / 2 + Math.random() * most / 2;
+  };
+
   function setStatus(text, cls) {
     var el = document.getElementById("socket-status");
     if (el) { el.textContent = text; el.className = "socket " + cls; }

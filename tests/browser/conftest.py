@@ -27,6 +27,7 @@ class Stack:
     password: str
     data_dir: Path
     log: Path
+    pid: int  # of `manage.py serve`
 
 
 def free_port() -> int:
@@ -61,7 +62,8 @@ def stack(tmp_path_factory):
                 pytest.fail(f"manage.py serve did not come up:\n{log.read_text()}")
             time.sleep(0.1)
     try:
-        yield Stack(url=url, password=(data_dir / "admin-password.txt").read_text().strip(), data_dir=data_dir, log=log)
+        yield Stack(url=url, password=(data_dir / "admin-password.txt").read_text().strip(), data_dir=data_dir, log=log,
+                    pid=proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

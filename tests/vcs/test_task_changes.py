@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from orchestration.engine.scheduler import start_run
 from orchestration.models import TaskRun
 from tests.conftest import make_plan, py, run_tasks, run_to_end
-from tests.vcs.conftest import git
+from tests.conftest import git
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
