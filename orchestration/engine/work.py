@@ -105,13 +105,15 @@ def recover(model: type[LeasedWork]) -> list[LeasedWork]:
         owner = work.claimed_by
         if orphans.owner_gone(owner):
             reason = f"worker lost: {owner} is no longer running"
-            killed = orphans.kill_marked(marker(work))
-            if killed:
-                reason += f"; {killed} leftover process(es) of the attempt killed"
         elif work.lease_expires_at is not None and work.lease_expires_at < now:
             reason = f"worker lost: {owner or 'its worker process'} stopped renewing the lease"
         else:
             continue  # alive on this host
+        # On this host, what the lost attempt started must not go on beside the retry (its
+        # worker died, or hangs: it stops its own processes when it learns its lease is gone).
+        killed = orphans.kill_marked(marker(work)) if owner.startswith(f"{host}:") else 0
+        if killed:
+            reason += f"; {killed} leftover process(es) of the attempt killed"
         losses = work.worker_losses + 1
         if losses >= MAX_WORKER_LOSSES:
             reason = (f"{reason}; its worker process was lost {losses} times while working on this {work.KIND}, "

@@ -120,7 +120,7 @@ def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(pa
     plan = tmp_path / "diamond.yaml"
     plan.write_text(json.dumps({"name": "Diamond", "parallel_execution": {"tasks": [
         {"id": "start", "worker": "shell", "command": sleeper(0.2)},
-        {"id": "slow", "worker": "shell", "command": sleeper(1.5), "depends_on": ["start"]},
+        {"id": "slow", "worker": "shell", "command": sleeper(3), "depends_on": ["start"]},
         {"id": "quick", "worker": "shell", "command": sleeper(0.1), "depends_on": ["start"]},
         {"id": "broken", "worker": "shell", "command": ["python", "-c", "raise SystemExit(3)"], "depends_on": ["start"]},
         {"id": "finish", "worker": "shell", "command": sleeper(0.1), "depends_on": ["slow", "quick"]},
@@ -144,7 +144,10 @@ def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(pa
     assert critical == ["start", "slow", "finish"]
     bars = page.locator("#timeline .tl-row .tl-run").evaluate_all(
         "els => Object.fromEntries(els.map(e => [e.closest('.tl-row').dataset.task, e.getBoundingClientRect()]))")
-    assert bars["slow"]["width"] > 5 * bars["quick"]["width"]
+    # Bars are as long as the tasks ran (the table shows each duration to a tenth of a second).
+    shown = {task: float(page.inner_text(f".task-row[data-task={task}] .elapsed").split()[0]) for task in ("slow", "quick")}
+    ratio = bars["slow"]["width"] / bars["quick"]["width"]
+    assert (shown["slow"] - 0.05) / (shown["quick"] + 0.05) <= ratio <= (shown["slow"] + 0.05) / (shown["quick"] - 0.05), (ratio, shown)
     assert bars["finish"]["x"] >= bars["slow"]["x"] + bars["slow"]["width"] - 2, "finish ran after slow"
     assert page.locator("svg.dag path.dag-critical").count() == 2  # start→slow, slow→finish
 
