@@ -40,7 +40,7 @@ def main() -> int:
     from django.test import Client
     from django.utils import timezone
 
-    from orchestration.engine.output import _append_chunk
+    from orchestration.engine.output import append_chunk
     from orchestration.engine.scheduler import start_run
     from orchestration.models import TaskRun
     from orchestration.plans.store import import_text
@@ -52,7 +52,7 @@ def main() -> int:
     run = start_run(revision.plan)
     now = timezone.now()
     for n, task_run in enumerate(run.task_runs.all()):
-        _append_chunk(task_run.pk, 1, f"output of {task_run.task_id}\n" * 20)
+        append_chunk(task_run.pk, 1, f"output of {task_run.task_id}\n" * 20)
         TaskRun.objects.filter(pk=task_run.pk).update(
             state="succeeded", attempt=1, queued_at=now, started_at=now + timedelta(seconds=n // 25),
             finished_at=now + timedelta(seconds=n // 25 + 1), exit_code=0)

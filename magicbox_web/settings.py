@@ -124,9 +124,11 @@ WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "orchestration": {"handlers": ["console"], "level": env_str("MAGICBOX_LOG_LEVEL", "INFO")},
+        # Not propagated: daphne and runworker give the root logger a handler too (lines twice).
+        "orchestration": {"handlers": ["console"], "level": env_str("MAGICBOX_LOG_LEVEL", "INFO"), "propagate": False},
     },
 }
 

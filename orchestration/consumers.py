@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from orchestration.engine.runtime import get_engine
 from orchestration.engine.signals import run_group
@@ -17,6 +19,9 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.25  # viewers get at most ~4 updates a second per run
 RESYNC_CLOSE_CODE = 4011  # "reload to resync" (app.js); servers may not send 1011 themselves
+# "Connect again in a moment" (app.js). Servers may not send 1012 themselves (autobahn allows
+# 1000 and 3000-4999 only), and the ws extension reconnects by itself after 1006/1011-1013 only.
+RECONNECT_CLOSE_CODE = 4012
 RECHECK_SECONDS = 10  # how often an open socket checks its user may still watch
 
 
@@ -26,6 +31,12 @@ class EngineConsumer(AsyncConsumer):
     A Channels consumer awaits each handler before reading the next message (channels#1924),
     so handlers only start the engine's work and return.
     """
+
+    async def __call__(self, scope, receive, send) -> None:
+        # The channel layer went away (Redis restarted): this instance ends quietly; the worker
+        # listens again (runworker) and the next wake-up starts a new one.
+        with contextlib.suppress(RedisError, OSError):
+            await super().__call__(scope, receive, send)
 
     async def engine_wake(self, message: dict) -> None:
         engine = get_engine()
@@ -38,8 +49,18 @@ class RunConsumer(AsyncWebsocketConsumer):
 
     Pushed HTML fragments are swapped by htmx's ws extension by id (out of band); output is
     appended from the stored chunks the page has not been sent yet, so a dropped message only
-    delays an update.
+    delays an update. When the channel layer goes away (Redis restarted), the socket is closed
+    with RECONNECT_CLOSE_CODE: the page connects again, and gets a fresh snapshot, by itself.
     """
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as error:
+            log.warning("a viewer of run %s lost the channel layer (%s: %s); its page reconnects",
+                        scope.get("url_route", {}).get("kwargs", {}).get("run_id"), type(error).__name__, error)
+            with contextlib.suppress(Exception):  # the socket may be gone already
+                await send({"type": "websocket.close", "code": RECONNECT_CLOSE_CODE})
 
     async def connect(self) -> None:
         user = self.scope.get("user")

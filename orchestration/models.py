@@ -376,6 +376,9 @@ class PlanDraft(LeasedWork):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"plan draft #{self.pk} by {self.worker}"
+
     def failure_fields(self, reason: str, now) -> dict:
         return {"error": reason, "finished_at": now}
 
@@ -420,6 +423,9 @@ class Verdict(LeasedWork):
     class Meta:
         ordering = ["run", "kind", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "kind", "position"], name="unique_verdict")]
+
+    def __str__(self) -> str:
+        return f"check '{self.name}' of run #{self.run_id}"
 
     @property
     def finished_at(self):

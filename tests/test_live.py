@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.engine.output import _append_chunk
+from orchestration.engine.output import append_chunk
 from orchestration.engine.scheduler import start_run
 from orchestration.live import RunView, attach_output
 from orchestration.models import TaskRun
@@ -20,18 +20,18 @@ def task_run():
 
 
 def test_output_written_after_a_task_run_was_loaded_is_left_for_the_next_update(task_run):
-    _append_chunk(task_run.pk, 1, "alpha-line\n")
+    append_chunk(task_run.pk, 1, "alpha-line\n")
     loaded = TaskRun.objects.get(pk=task_run.pk)
-    _append_chunk(task_run.pk, 1, "beta-line\n")  # arrives while the page is being rendered
+    append_chunk(task_run.pk, 1, "beta-line\n")  # arrives while the page is being rendered
     attach_output([loaded])
     assert loaded.shown_output == "alpha-line\n"
 
 
 def test_a_viewer_gets_each_line_once_across_snapshot_and_updates(task_run):
-    _append_chunk(task_run.pk, 1, "alpha-line\n")
+    append_chunk(task_run.pk, 1, "alpha-line\n")
     view = RunView(task_run.run_id)
     snapshot = "".join(view.snapshot())
-    _append_chunk(task_run.pk, 1, "beta-line\n")
+    append_chunk(task_run.pk, 1, "beta-line\n")
     first, second = "".join(view.update()), "".join(view.update())
     assert snapshot.count("alpha-line") == 1 and "beta-line" not in snapshot
     assert first.count("beta-line") == 1 and "alpha-line" not in first
@@ -43,7 +43,7 @@ FRAME_LIMIT = 1024 * 1024  # daphne refuses to send a websocket message larger t
 
 def test_a_huge_output_reaches_a_new_viewer_as_its_tail_in_messages_daphne_can_send(task_run):
     for i in range(20):
-        _append_chunk(task_run.pk, 1, f"<chunk {i}>" + "<" * 1_000_000 + "\n")  # escaping makes '<' 4x longer
+        append_chunk(task_run.pk, 1, f"<chunk {i}>" + "<" * 1_000_000 + "\n")  # escaping makes '<' 4x longer
     messages = RunView(task_run.run_id).snapshot()
     assert all(len(m.encode()) < FRAME_LIMIT for m in messages)
     page = "".join(messages)
@@ -54,7 +54,7 @@ def test_a_huge_output_reaches_a_new_viewer_as_its_tail_in_messages_daphne_can_s
 def test_a_burst_of_output_is_sent_in_pieces_daphne_can_send(task_run):
     view = RunView(task_run.run_id)
     view.snapshot()
-    _append_chunk(task_run.pk, 1, ("b" * 199 + "\n") * 6000 + "done\n")
+    append_chunk(task_run.pk, 1, ("b" * 199 + "\n") * 6000 + "done\n")
     messages = view.update()
     assert messages and all(len(m.encode()) < FRAME_LIMIT for m in messages)
     assert "done" in messages[-1]

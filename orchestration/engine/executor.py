@@ -13,7 +13,7 @@ from django.utils import timezone
 from orchestration.engine import orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
-from orchestration.engine.output import OutputBuffer, storable
+from orchestration.engine.output import OutputBuffer, append_chunk, storable
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.signals import anotify_run
 from orchestration.engine.validation import output_problems
@@ -273,6 +273,12 @@ def _store_change(plan: AttemptPlan, task_start: worktrees.TaskStart, captured: 
         files=captured.files, patch=storable(captured.patch), patch_truncated=captured.truncated,
         lines_added=captured.lines_added, lines_deleted=captured.lines_deleted, merge_conflicts=conflicts,
         captured_at=timezone.now()))
+
+
+def note_loss(task_run: TaskRun) -> None:
+    """Say in a task run's output why its attempt ended without an end of its own (its worker
+    process died and the sweep queued it again, or failed it)."""
+    append_chunk(task_run.pk, task_run.attempt, f"[Magic Box] attempt {task_run.attempt}: {task_run.state_reason}\n")
 
 
 def _state_reason(task_run_id: int) -> str:

@@ -87,11 +87,12 @@ class LeaseKeeper:
     async def check(self, renew: bool) -> None:
         """Find the leases lost since the last check, and renew the others (with `renew`)."""
         for model in {m for (m, _) in self.leases}:
-            ids = self.held(model)
-            still = await db(work.holding, model, ids, self.owner, renew)
-            for pk in ids:
-                lease = self.leases.get((model, pk))
-                if pk not in still and lease is not None:
+            # The Lease objects as they are now: one taken while the database answers (the
+            # same row claimed again for a retry) was not part of this question.
+            asked = [lease for (m, _), lease in self.leases.items() if m is model]
+            still = await db(work.holding, model, [lease.pk for lease in asked], self.owner, renew)
+            for lease in asked:
+                if lease.pk not in still:
                     lease.lost.set()
 
     async def keep(self) -> None:

@@ -61,7 +61,7 @@ class OutputBuffer:
         text = "\n".join(self._lines) + "\n"
         self._lines, size, self._pending = [], self._pending, 0
         self._stored += size
-        self._writing = asyncio.ensure_future(db(_append_chunk, self.task_run_id, self.attempt, text))
+        self._writing = asyncio.ensure_future(db(append_chunk, self.task_run_id, self.attempt, text))
         await asyncio.shield(self._writing)
         await anotify_run(self.run_id)
 
@@ -79,7 +79,9 @@ def storable(text: str) -> str:
     return mask(text).replace("\x00", "\ufffd")
 
 
-def _append_chunk(task_run_id: int, attempt: int, text: str) -> None:
+def append_chunk(task_run_id: int, attempt: int, text: str) -> None:
+    """Append `text` (whole lines, newline-terminated) to a task run's stored output, as written
+    by attempt `attempt`; secrets masked. One transaction."""
     text = storable(text)
     with transaction.atomic():
         TaskRun.objects.filter(pk=task_run_id).update(

@@ -35,6 +35,8 @@ class WorkKind:
     advances_run: whether the row's run must be advanced after the work ended or was
     recovered (its end may let the run go on or finish).
     slots(): how many rows of this kind this process works on at once.
+    note_loss(row): records, where the kind shows its progress, that an attempt was lost with
+    its worker process (sync; None: its state change is record enough).
     """
 
     model: type[LeasedWork]
@@ -42,20 +44,24 @@ class WorkKind:
     execute: Callable[[int, Lease], Awaitable[None]]
     advances_run: bool
     slots: Callable[[], float] = lambda: float("inf")
+    note_loss: Callable[[LeasedWork], None] | None = None
 
 
 KINDS = (
     WorkKind(TaskRun, scheduler.claim_next, executor.execute, advances_run=True,
-             slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf")),
+             slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf"), note_loss=executor.note_loss),
     WorkKind(Verdict, checks.claim_next, verification.execute, advances_run=True),
     WorkKind(PlanDraft, drafts.claim_next, drafts.execute, advances_run=False),
     WorkKind(Integration, integration.claim_next, integration.execute, advances_run=False),
 )
 
 
-def _after(kind: WorkKind, row: LeasedWork) -> int | None:
+def _after(kind: WorkKind, row: LeasedWork, lost: bool = False) -> int | None:
     """After `row` ended outside its own execute (recovered, re-queued, failed internally):
-    advance its run when its kind says so. Returns the run id whose viewers to tell, or None."""
+    note a loss (`lost`) and advance its run when its kind says so. Returns the run id whose
+    viewers to tell, or None."""
+    if lost and kind.note_loss is not None:
+        kind.note_loss(row)
     run_id = getattr(row, "run_id", None)
     if kind.advances_run and run_id is not None:
         scheduler.advance_run(run_id)
@@ -106,6 +112,9 @@ class Engine:
             if advance_runs:
                 for run_id in await db(scheduler.active_run_ids):
                     await db(scheduler.advance_run, run_id)
+            # Asked before claiming: a retry that comes due while this wake claims is not
+            # missed by both (too early for the claim, no longer "later" for the timer).
+            delay = await db(scheduler.next_retry_in)
             for kind in KINDS:
                 claimed = 0
                 while self._count_of(kind) < kind.slots():
@@ -119,7 +128,6 @@ class Engine:
                         # This process is full but took work, so more may be waiting: pass the
                         # wake-up on to another process (one that takes nothing passes nothing on).
                         await awake_engine()
-            delay = await db(scheduler.next_retry_in)
             if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
                 self._retry_timer = self._spawn(self._wake_after(delay))
 
@@ -178,7 +186,7 @@ class Engine:
         """Recover the work of every kind whose worker process is gone, then wake."""
         for kind in KINDS:
             for row in await db(work.recover, kind.model):
-                await self._tell(await db(_after, kind, row))
+                await self._tell(await db(_after, kind, row, True))
         await self.wake()
 
     def start_sweeping(self) -> None:
@@ -209,6 +217,7 @@ class Engine:
         for kind, ids in held.items():
             if ids:
                 for row in await db(work.release, kind.model, ids, self.owner):
+                    log.info("%s %s (%s) queued again: this worker process is stopping", kind.model.KIND, row.pk, row)
                     requeued += 1
                     await self._tell(await db(_after, kind, row))
         if requeued:

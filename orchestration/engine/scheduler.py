@@ -194,7 +194,7 @@ def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
     failed = [t for t in bad if t.state not in (TaskState.SKIPPED, TaskState.CANCELLED)]
     parts = [f"{t.task_id} {t.get_state_display().lower()}" for t in failed[:5]]
     skipped = sum(1 for t in bad if t.state == TaskState.SKIPPED)
-    reason = f"{len(failed)} of {len(task_runs)} tasks did not succeed: {', '.join(parts)}"
+    reason = f"{len(bad)} of {len(task_runs)} tasks did not succeed: {', '.join(parts)}"
     if len(failed) > 5:
         reason += ", …"
     if skipped:

@@ -10,6 +10,7 @@ since its end may wait for this check.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from pathlib import Path
 
 from django.db import transaction
@@ -89,7 +90,7 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
         return CheckState.FAILED, f"could not start {argv[0]}: {error}", ""
     finally:
         await asyncio.to_thread(orphans.kill_marked, marker)
-    evidence = f"$ {' '.join(argv)}\n" + "\n".join(lines)
+    evidence = f"$ {shlex.join(argv)}\n" + "\n".join(lines)
     if result.timed_out:
         return CheckState.FAILED, f"timed out after {job.timeout:g} s", evidence
     if result.exit_code != 0:

@@ -36,6 +36,9 @@
     setStatus("reconnecting…", "closed");
     document.body.dataset.socket = "closed";
     delete document.body.dataset.synced;
+    if (code === 4012 && event.detail.socketWrapper) {  // the server lost its message bus for a moment
+      setTimeout(event.detail.socketWrapper.reconnect, 500 + Math.random() * 1000);
+    }
   });
 
   // Keep a log scrolled to its end while the reader is at its end.

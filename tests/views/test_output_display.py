@@ -9,7 +9,7 @@ import re
 import pytest
 from asgiref.sync import sync_to_async
 
-from orchestration.engine.output import _append_chunk
+from orchestration.engine.output import append_chunk
 from orchestration.engine.scheduler import start_run
 from orchestration.live import OUTPUT_TAIL, RunView, output_window
 from orchestration.models import TaskRun
@@ -87,10 +87,10 @@ async def test_hostile_output_is_stored_whole_and_shown_safely_with_colours_and_
 def test_websocket_fragments_render_output_like_the_page(user):
     run = start_run(_plan())
     task_run = run.task_runs.get()
-    _append_chunk(task_run.pk, 1, "\x1b[32mgreen start\x1b[0m\n")
+    append_chunk(task_run.pk, 1, "\x1b[32mgreen start\x1b[0m\n")
     view = RunView(run.pk)
     snapshot = "".join(view.snapshot())
-    _append_chunk(task_run.pk, 1, "step 1/3\rstep 3/3\n\x1b]8;;http://evil.example\x07link\x1b]8;;\x07 <b>bold?</b>\n")
+    append_chunk(task_run.pk, 1, "step 1/3\rstep 3/3\n\x1b]8;;http://evil.example\x07link\x1b]8;;\x07 <b>bold?</b>\n")
     update = "".join(view.update())
     assert re.search(r'<span style="[^"]*color: #00aa00[^"]*">green start</span>', snapshot)
     assert "step 3/3" in update and "step 1/3" not in update
@@ -104,7 +104,7 @@ def test_earlier_output_windows_cover_the_output_exactly_once(user):
     task_run = run.task_runs.get()
     lines = [f"line {i:06d} " + "y" * (i % 300) for i in range(20_000)]
     for start in range(0, len(lines), 1000):
-        _append_chunk(task_run.pk, 1, "\n".join(lines[start:start + 1000]) + "\n")
+        append_chunk(task_run.pk, 1, "\n".join(lines[start:start + 1000]) + "\n")
     seq = TaskRun.objects.get(pk=task_run.pk).output_seq
     windows, cursor = [], {"seq": seq}
     while cursor is not None:
@@ -129,11 +129,11 @@ def test_every_websocket_message_stays_under_daphnes_frame_limit_however_the_out
 
     run = start_run(_plan())
     task_run = run.task_runs.get()
-    _append_chunk(task_run.pk, 1, ('"' * 99 + "\n") * 1400)  # each " becomes &quot;
-    _append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mX" * 9000 + "\n")  # each X becomes a styled span
+    append_chunk(task_run.pk, 1, ('"' * 99 + "\n") * 1400)  # each " becomes &quot;
+    append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mX" * 9000 + "\n")  # each X becomes a styled span
     view = RunView(run.pk)
     snapshot = view.snapshot()
-    _append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mY" * 6000 + "\n")
+    append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mY" * 6000 + "\n")
     update = view.update()
     assert all(len(m.encode()) < 1024 * 1024 for m in snapshot + update)
     assert "earlier output not shown here" in "".join(snapshot) and "Y</span>" in "".join(update)
