@@ -81,6 +81,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # two test sessions in one checkout never share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A process that hangs inside a transaction (frozen, stopped in a debugger) would hold its
+    # locks, the engine's claim lock among them, for ever: the server ends such a transaction.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c idle_in_transaction_session_timeout=60000"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The embedded Redis listens on this unix socket; `serve` and `runplan` start it when

@@ -138,9 +138,10 @@ class StateMachine(models.Model):
         return self.state in self.TERMINAL
 
     def transition(self, new_state: str, reason: str = "", expect: str | None = None, owner: str | None = None,
-                   **fields) -> bool:
+                   held_attempt: int | None = None, **fields) -> bool:
         """Move to `new_state` if still in a state that allows it (or exactly `expect`, if given),
-        and, with `owner`, only while `owner` holds the work's claim (LeasedWork.claimed_by).
+        and, with `owner`, only while `owner` holds the work's claim (LeasedWork.claimed_by),
+        with `held_attempt` too, only while that claim is still that attempt.
 
         One conditional UPDATE: of several processes racing for the change, exactly one gets
         True; False means another got there first or the state no longer allows it. The change
@@ -158,6 +159,8 @@ class StateMachine(models.Model):
         rows = type(self).objects.filter(pk=self.pk)
         if owner is not None:
             rows = rows.filter(claimed_by=owner)
+        if held_attempt is not None:
+            rows = rows.filter(attempt=held_attempt)
         old = rows.values_list("state", flat=True).first()
         changed = rows.filter(state__in=sources).update(state=new_state, state_reason=reason, **fields)
         if changed:

@@ -43,11 +43,18 @@ class Child:
 
 class Supervisor:
     """Starts children, restarts those that die, stops them all. `report(text)` is told of each
-    death and restart (serve prints it)."""
+    death and restart (serve prints it); `record(pids)` of the children's pids whenever they
+    change (serve keeps them in a file, to stop them should it die itself)."""
 
-    def __init__(self, children: list[Child], report: Callable[[str], None]) -> None:
+    def __init__(self, children: list[Child], report: Callable[[str], None],
+                 record: Callable[[list[int]], None] = lambda pids: None) -> None:
         self.children = children
         self.report = report
+        self.record = record
+
+    def pids(self) -> list[int]:
+        """The pids of the children running now."""
+        return [c.proc.pid for c in self.children if c.proc is not None]
 
     def start_all(self) -> None:
         """Start every child not already running (one that fails to start is retried by `check`)."""
@@ -56,6 +63,7 @@ class Supervisor:
                 self._start(child)
             else:
                 child.started_at = time.monotonic()
+        self.record(self.pids())
 
     def _start(self, child: Child) -> None:
         child.restart_at = None
@@ -89,6 +97,7 @@ class Supervisor:
                 self._start(child)
                 if child.proc is not None:
                     self.report(f"{child.name} restarted (pid {child.proc.pid})")
+                    self.record(self.pids())
 
     def watch(self, stopping: Callable[[], bool]) -> None:
         """Check the children every POLL seconds until `stopping()` is true."""

@@ -126,11 +126,11 @@ class CheckJob:
     outputs: list[tuple[str, str, str | None]]
 
 
-def claim_next(owner: str) -> Verdict | None:
-    """Claim (engine.work.claim) one pending check that needs a worker process, of a run whose
-    tasks have all ended; or None."""
+def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Verdict | None:
+    """Claim (engine.work.claim) one pending check within `scope` that needs a worker process,
+    of a run whose tasks have all ended; or None."""
     unfinished = TaskRun.objects.filter(run_id=OuterRef("run_id")).exclude(state__in=TASK_TERMINAL)
-    active = (Verdict.objects.filter(state=CheckState.PENDING).exclude(run__state__in=RUN_TERMINAL)
+    active = (work.claimable(Verdict.objects.filter(state=CheckState.PENDING), scope).exclude(run__state__in=RUN_TERMINAL)
               .exclude(Exists(unfinished)))  # checks run once every task of the run has ended
     for verdict in active.select_related("run__revision")[:50]:
         if job_of(verdict) is None:

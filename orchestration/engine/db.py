@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRY_DELAYS = (0.05, 0.2, 0.5, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)  # seconds: about a minute in all
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1, 2, 3)  # seconds before the first retries; then RETRY_EVERY
+RETRY_EVERY = 5.0
 
 
 def _drop_connection() -> None:
@@ -36,18 +37,26 @@ def _drop_connection() -> None:
 async def db(function: Callable[..., T], *args, **kwargs) -> T:
     """Run `function(*args, **kwargs)` in the database thread and return its value.
 
-    Raises what `function` raises, except a lost connection: that is retried for about a
-    minute (RETRY_DELAYS) before the last OperationalError or InterfaceError is raised.
+    Raises what `function` raises, except a lost connection (OperationalError, InterfaceError):
+    that is retried until the database answers again, after RETRY_DELAYS then every
+    RETRY_EVERY seconds: a worker process outlives a database restart or outage, and what it
+    was about to store (output, an end) is stored once it can be.
     """
     call = sync_to_async(function)
-    for delay in (*RETRY_DELAYS, None):
+    failures = 0
+    while True:
         try:
-            return await call(*args, **kwargs)
+            result = await call(*args, **kwargs)
         except (OperationalError, InterfaceError) as error:
-            if delay is None:
-                raise
-            log.warning("database call %s failed (%s); reconnecting in %g s", getattr(function, "__qualname__", function),
-                        str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__, delay)
+            delay = RETRY_DELAYS[failures] if failures < len(RETRY_DELAYS) else RETRY_EVERY
+            if failures % 12 == 0:  # the first time, then about once a minute
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                log.warning("database call %s failed (%s); reconnecting in %g s", getattr(function, "__qualname__", function),
+                            first, delay)
+            failures += 1
             await sync_to_async(_drop_connection)()
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+            continue
+        if failures:
+            log.warning("the database answers again, after %d failed attempt(s)", failures)
+        return result

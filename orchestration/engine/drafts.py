@@ -31,9 +31,9 @@ from orchestration.workers.registry import UnknownWorker
 FENCE = re.compile(r"```(?:ya?ml)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
-def claim_next(owner: str) -> PlanDraft | None:
-    """Claim (engine.work.claim) the oldest queued draft for `owner`; or None."""
-    for draft in PlanDraft.objects.filter(state=DraftState.QUEUED).order_by("created_at")[:5]:
+def claim_next(owner: str, scope: work.Scope = work.Scope()) -> PlanDraft | None:
+    """Claim (engine.work.claim) the oldest queued draft within `scope` for `owner`; or None."""
+    for draft in work.claimable(PlanDraft.objects.filter(state=DraftState.QUEUED), scope).order_by("created_at")[:5]:
         if work.claim(draft, owner, started_at=timezone.now()):
             return draft
     return None
@@ -51,15 +51,14 @@ def drafting_prompt(goal: str) -> str:
     return f"{instructions.strip()}\n\n# Goal\n{goal.strip()}\n"
 
 
-def _finish(draft: PlanDraft, owner: str, state: str, **fields) -> None:
-    work.finish(draft, owner, state, fields.get("error", "")[:2000], finished_at=timezone.now(), **fields)
+def _finish(draft: PlanDraft, lease: Lease, state: str, **fields) -> None:
+    work.finish(draft, lease.owner, lease.attempt, state, fields.get("error", "")[:2000], finished_at=timezone.now(), **fields)
 
 
 async def execute(draft_id: int, lease: Lease) -> None:
     """Run the orchestrator worker for a draft this process holds through `lease`, and record
     the checked result. Stops (its processes killed) when the lease is lost."""
     draft = await db(PlanDraft.objects.get, pk=draft_id)
-    owner = lease.owner
     prompt = await db(drafting_prompt, draft.goal)
     root = Path(settings.DATA_DIR) / "drafts" / str(draft_id) / f"attempt-{lease.attempt}"
     shutil.rmtree(root, ignore_errors=True)  # what an earlier, interrupted attempt left
@@ -73,7 +72,7 @@ async def execute(draft_id: int, lease: Lease) -> None:
         invocation = adapter.build(TaskContext(task_id="draft", prompt=prompt, command=None, workdir=dirs["work"],
                                                home=dirs["home"], tmpdir=dirs["tmp"], upstream_dir=dirs["upstream"], base_env=env))
     except (UnknownWorker, WorkerUnavailable, ValueError) as error:
-        await db(_finish, draft, owner, DraftState.FAILED, error=str(error))
+        await db(_finish, draft, lease, DraftState.FAILED, error=str(error))
         return
     invocation.env[orphans.MARKER] = lease.marker
     parser = adapter.parser()
@@ -86,12 +85,13 @@ async def execute(draft_id: int, lease: Lease) -> None:
     outcome = parser.finish(-1 if result.exit_code is None else result.exit_code, result.stderr_tail)
     if result.timed_out or not outcome.succeeded:
         error = "timed out" if result.timed_out else outcome.error
-        await db(_finish, draft, owner, DraftState.FAILED, output=storable(outcome.result), error=f"The {draft.worker} worker failed: {error}")
+        await db(_finish, draft, lease, DraftState.FAILED, output=storable(outcome.result), error=f"The {draft.worker} worker failed: {error}")
         return
     text = extract_yaml(outcome.result)
     try:
-        spec = load_plan(text, "draft.yaml")
+        # A large plan takes the loader seconds: in a thread, so leases and output go on meanwhile.
+        spec = await asyncio.to_thread(load_plan, text, "draft.yaml")
     except PlanInvalid as invalid:
-        await db(_finish, draft, owner, DraftState.FAILED, output=storable(text), error="The drafted plan is not valid:\n" + invalid.report())
+        await db(_finish, draft, lease, DraftState.FAILED, output=storable(text), error="The drafted plan is not valid:\n" + invalid.report())
         return
-    await db(_finish, draft, owner, DraftState.SUCCEEDED, output=storable(text), spec=spec)
+    await db(_finish, draft, lease, DraftState.SUCCEEDED, output=storable(text), spec=spec)

@@ -100,7 +100,7 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
     now = timezone.now()
     with transaction.atomic():
         task_run = TaskRun.objects.get(pk=plan.task_run_id)
-        if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner:
+        if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner or task_run.attempt != plan.attempt:
             return  # cancelled, or declared lost and taken over: the other party decides
         fields = dict(
             result=storable(_capped(outcome.result)),
@@ -115,9 +115,10 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
         if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
             delay = retry_delay(used)
             reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
-            work.finish(task_run, owner, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay), claimed_by="", **fields)
+            work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
+                        claimed_by="", **fields)
         else:
-            work.finish(task_run, owner, state, fields["error"], finished_at=now, **fields)
+            work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields)
         scheduler.advance_run(plan.run_id)
 
 
@@ -143,6 +144,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
             base, prefix = await run_start(plan.run_id, repo_spec)
+            await lease.check()  # a process that hung since its claim must not take the branch from its successor
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
         template, warning = await db(resolve_prompt, plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
@@ -167,13 +169,15 @@ async def execute(task_run_id: int, lease: Lease) -> None:
                 base_env=env,
             )
         )
+    except LeaseLost:  # taken over before it began: nothing of it to record
+        return
     except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
         output.add([f"[Magic Box] {error}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
 
     parser = adapter.parser()
-    interrupted = False
+    interrupted = taken_over = False
     capture_error = ""
     invocation.env[orphans.MARKER] = lease.marker
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
@@ -185,11 +189,14 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             on_stderr=lambda line: output.add(parser.feed_stderr(line)),
             timeout=plan.timeout,
         ))
-    except LeaseLost:  # cancelled from the browser: the process group was killed; record nothing more
-        reason = await db(_state_reason, plan.task_run_id)
-        output.add([f"[Magic Box] stopped: {reason or 'the task run was cancelled'}; its processes were killed"])
-        await output.flush()
-        await anotify_run(plan.run_id)
+    except LeaseLost:  # the process group was killed; record nothing more
+        state, reason = await db(_state_of, plan.task_run_id)
+        if state == TaskState.CANCELLED:  # from the browser: what it changed so far is kept
+            output.add([f"[Magic Box] stopped: {reason or 'the task run was cancelled'}; its processes were killed"])
+            await output.flush()
+            await anotify_run(plan.run_id)
+        else:  # taken over after its lease ran out: its worktree and output are the next attempt's now
+            taken_over = True
         return
     except (OSError, ValueError) as error:  # ValueError: an argument or variable holds a NUL
         message = f"could not start {invocation.argv[0]}: {error}"
@@ -205,7 +212,10 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         flusher.cancel()
         # What left the process group (setsid) is found by its marker and goes too.
         await asyncio.to_thread(orphans.kill_marked, lease.marker)
-        if repo_spec:
+        if repo_spec and not interrupted and not taken_over and not await lease.confirm():
+            # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).
+            taken_over = (await db(_state_of, plan.task_run_id))[0] != TaskState.CANCELLED
+        if repo_spec and not taken_over:
             if not interrupted:  # an interrupted attempt starts again from scratch
                 capture_error = await _capture(plan, repository, task_start, output)
             if capture_error:
@@ -281,5 +291,6 @@ def note_loss(task_run: TaskRun) -> None:
     append_chunk(task_run.pk, task_run.attempt, f"[Magic Box] attempt {task_run.attempt}: {task_run.state_reason}\n")
 
 
-def _state_reason(task_run_id: int) -> str:
-    return TaskRun.objects.filter(pk=task_run_id).values_list("state_reason", flat=True).first() or ""
+def _state_of(task_run_id: int) -> tuple[str, str]:
+    """(state, state_reason) of a task run."""
+    return TaskRun.objects.filter(pk=task_run_id).values_list("state", "state_reason").first() or ("", "")

@@ -6,7 +6,6 @@ run's base when its worker process stops or dies."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from pathlib import Path
 
 from django.db import transaction
@@ -26,6 +25,7 @@ from orchestration.vcs.repository import repository_dir
 from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
+from orchestration.workers.tail import Tail
 
 CHECK_TIMEOUT = 1800  # seconds, when the workspace names no check_timeout
 CHECK_OUTPUT_LIMIT = 1024 * 1024  # characters of the check's output kept
@@ -53,9 +53,9 @@ def request_integration(run: Run, user=None) -> Integration:
     return integration
 
 
-def claim_next(owner: str) -> Integration | None:
-    """Claim (engine.work.claim) the oldest queued integration for `owner`; or None."""
-    for integration in Integration.objects.filter(state=IntegrationState.QUEUED).order_by("created_at")[:5]:
+def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Integration | None:
+    """Claim (engine.work.claim) the oldest queued integration within `scope` for `owner`; or None."""
+    for integration in work.claimable(Integration.objects.filter(state=IntegrationState.QUEUED), scope).order_by("created_at")[:5]:
         if work.claim(integration, owner, started_at=timezone.now()):
             return integration
     return None
@@ -70,9 +70,10 @@ def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, st
     return integration, spec, [(task, heads[task]) for task in order if task in heads]
 
 
-def _progress(integration_id: int, owner: str, **fields) -> None:
-    """Record a step of a running integration, while `owner` still holds it."""
-    Integration.objects.filter(pk=integration_id, state=IntegrationState.RUNNING, claimed_by=owner).update(**fields)
+def _progress(integration_id: int, lease: Lease, **fields) -> None:
+    """Record a step of a running integration, while `lease` still holds it."""
+    Integration.objects.filter(pk=integration_id, state=IntegrationState.RUNNING, claimed_by=lease.owner,
+                               attempt=lease.attempt).update(**fields)
 
 
 async def execute(integration_id: int, lease: Lease) -> None:
@@ -83,7 +84,7 @@ async def execute(integration_id: int, lease: Lease) -> None:
         state, reason, extra = await lease.guard(_integrate(integration, spec, heads, lease))
     except LeaseLost:
         return
-    await db(work.finish, integration, lease.owner, state, storable(reason), finished_at=timezone.now(), **extra)
+    await db(work.finish, integration, lease.owner, lease.attempt, state, storable(reason), finished_at=timezone.now(), **extra)
     await anotify_run(integration.run_id)
 
 
@@ -91,21 +92,23 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
     """Merge and check; (final state, reason, fields to record)."""
     integration_id = integration.pk
     run_id, ws = integration.run_id, spec["workspace"]
-    workdir = workspace.run_dir(run_id) / "integration" / f"attempt-{integration_id}"
+    workdir = workspace.run_dir(run_id) / "integration" / f"{integration_id}-attempt-{lease.attempt}"
     repository: Path | None = None
     state, reason, extra = IntegrationState.FAILED, "", {}
     try:
         repository = await repository_dir(ws)
+        await lease.check()  # before each change to the shared branch: a frozen process may wake taken over
         await worktrees.create(repository, workdir, integration.branch, integration.run.base_commit or ws.get("base") or "HEAD")
         merged: list[str] = []
         for task_id, head in heads:
+            await lease.check()
             files = await worktrees.merge(workdir, head, f"Magic Box: integrate task {task_id} of run #{run_id}")
             if files:
                 reason = f"stopped at {task_id}: merging its branch conflicts in {conflicts.describe(files)}"
                 extra = {"conflict": {"task": task_id, "files": files}}
                 break
             merged.append(task_id)
-            await db(_progress, integration_id, lease.owner, merged=merged)
+            await db(_progress, integration_id, lease, merged=merged)
             await anotify_run(run_id)
         else:
             head = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
@@ -135,15 +138,7 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
 
 async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:
     """Run the check command in the integration worktree; (exit code or None on timeout, output)."""
-    lines: deque[str] = deque()
-    kept = [0]
-
-    def keep(line: str) -> None:  # only the last CHECK_OUTPUT_LIMIT characters stay in memory
-        lines.append(line)
-        kept[0] += len(line) + 1
-        while kept[0] > CHECK_OUTPUT_LIMIT and len(lines) > 1:
-            kept[0] -= len(lines.popleft()) + 1
-
+    output = Tail(CHECK_OUTPUT_LIMIT)  # only its end stays in memory
     shell, env = await db(worker_setup, "shell")
     env[orphans.MARKER] = marker
     try:
@@ -151,9 +146,9 @@ async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) ->
     except WorkerUnavailable as error:
         return 127, str(error)
     try:
-        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), keep, keep, timeout)
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), output.add, output.add, timeout)
     finally:
         await asyncio.to_thread(orphans.kill_marked, marker)
     if result.timed_out:
-        lines.append(f"[Magic Box] the check timed out after {timeout:g} s; its process group was killed")
-    return result.exit_code, "\n".join(lines)
+        output.add(f"[Magic Box] the check timed out after {timeout:g} s; its process group was killed")
+    return result.exit_code, output.text()

@@ -42,6 +42,19 @@ class Lease:
         self.model, self.pk, self.owner, self.attempt, self.marker = model, pk, owner, attempt, marker
         self.lost = asyncio.Event()
 
+    async def confirm(self) -> bool:
+        """Ask the database whether this process still holds the row as this attempt (the
+        keeper looks only every CHECK_INTERVAL seconds; a process that was frozen learns it here
+        before it touches what may be its successor's). Sets `lost` when it does not."""
+        if not self.lost.is_set() and self.pk not in await db(work.holding, self.model, {self.pk: self.attempt}, self.owner, False):
+            self.lost.set()
+        return not self.lost.is_set()
+
+    async def check(self) -> None:
+        """Raise LeaseLost unless this process still holds the row (see `confirm`)."""
+        if not await self.confirm():
+            raise LeaseLost()
+
     async def guard(self, awaitable: Awaitable[T]) -> T:
         """Await `awaitable`; if the lease is lost first, cancel it (a running process's group
         is killed by its runner) and raise LeaseLost."""
@@ -70,7 +83,12 @@ class LeaseKeeper:
         self.leases: dict[tuple[type[LeasedWork], int], Lease] = {}
 
     def hold(self, model: type[LeasedWork], pk: int, attempt: int, marker: str) -> Lease:
-        """Start keeping the lease of a row this process has just claimed."""
+        """Start keeping the lease of a row this process has just claimed. An earlier attempt
+        of the same row still held here (its lease ran out and this process claimed the row
+        again) has lost it."""
+        earlier = self.leases.get((model, pk))
+        if earlier is not None:
+            earlier.lost.set()
         lease = Lease(model, pk, self.owner, attempt, marker)
         self.leases[(model, pk)] = lease
         return lease
@@ -90,7 +108,7 @@ class LeaseKeeper:
             # The Lease objects as they are now: one taken while the database answers (the
             # same row claimed again for a retry) was not part of this question.
             asked = [lease for (m, _), lease in self.leases.items() if m is model]
-            still = await db(work.holding, model, [lease.pk for lease in asked], self.owner, renew)
+            still = await db(work.holding, model, {lease.pk: lease.attempt for lease in asked}, self.owner, renew)
             for lease in asked:
                 if lease.pk not in still:
                     lease.lost.set()

@@ -33,6 +33,7 @@ class OutputBuffer:
         self._pending = 0
         self._truncated = stored_bytes >= self.limit
         self._writing: asyncio.Task | None = None
+        self._telling: asyncio.Future | None = None
 
     def add(self, lines: list[str]) -> None:
         """Queue display lines (without newlines) for the next flush."""
@@ -63,7 +64,8 @@ class OutputBuffer:
         self._stored += size
         self._writing = asyncio.ensure_future(db(append_chunk, self.task_run_id, self.attempt, text))
         await asyncio.shield(self._writing)
-        await anotify_run(self.run_id)
+        if self._telling is None or self._telling.done():  # viewers read the stored output: one word is enough
+            self._telling = asyncio.ensure_future(anotify_run(self.run_id))
 
     async def flush_forever(self) -> None:
         """Flush every FLUSH_INTERVAL seconds until cancelled."""
@@ -81,11 +83,12 @@ def storable(text: str) -> str:
 
 def append_chunk(task_run_id: int, attempt: int, text: str) -> None:
     """Append `text` (whole lines, newline-terminated) to a task run's stored output, as written
-    by attempt `attempt`; secrets masked. One transaction."""
+    by attempt `attempt`; secrets masked. One transaction. Nothing is stored once a later
+    attempt has started (a stale attempt, taken over, must not write between its lines)."""
     text = storable(text)
     with transaction.atomic():
-        TaskRun.objects.filter(pk=task_run_id).update(
-            output_seq=F("output_seq") + 1, output_bytes=F("output_bytes") + len(text.encode("utf-8", "replace"))
-        )
+        if not TaskRun.objects.filter(pk=task_run_id, attempt__lte=attempt).update(
+                output_seq=F("output_seq") + 1, output_bytes=F("output_bytes") + len(text.encode("utf-8", "replace"))):
+            return
         seq = TaskRun.objects.values_list("output_seq", flat=True).get(pk=task_run_id)
         OutputChunk.objects.create(task_run_id=task_run_id, seq=seq, attempt=attempt, text=text)

@@ -20,7 +20,7 @@ from django.conf import settings
 from orchestration.engine import checks, drafts, executor, integration, scheduler, verification, work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseKeeper
-from orchestration.engine.signals import anotify_run, awake_engine
+from orchestration.engine.signals import anotify_run, awake_engine, send_from_threads_on
 from orchestration.models import Integration, LeasedWork, PlanDraft, TaskRun, Verdict
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class WorkKind:
     """How the engine does one kind of background work.
 
-    claim(owner): claim the next row that may start now (engine.work.claim), or None; sync.
+    claim(owner, scope): claim the next row within the scope (engine.work.Scope) that may start
+    now (engine.work.claim), or None; sync.
     execute(pk, lease): do the claimed work to its final write (engine.work.finish); async.
     advances_run: whether the row's run must be advanced after the work ended or was
     recovered (its end may let the run go on or finish).
@@ -40,7 +41,7 @@ class WorkKind:
     """
 
     model: type[LeasedWork]
-    claim: Callable[[str], LeasedWork | None]
+    claim: Callable[[str, work.Scope], LeasedWork | None]
     execute: Callable[[int, Lease], Awaitable[None]]
     advances_run: bool
     slots: Callable[[], float] = lambda: float("inf")
@@ -73,14 +74,19 @@ class Engine:
 
     Task runs: at most MAGICBOX_WORKER_SLOTS at once in this process (0: no limit of its own),
     within the global and per-worker limits scheduler.claim_next enforces over all processes.
+    Work that lost its worker process before is taken only by a process with nothing else to
+    do, and then alone (engine.work.Scope).
 
-    owner: the name written into claimed rows ("host:pid:n").
+    owner: the name written into claimed rows ("host:pid:n"). run_id: do only this run's work
+    (`runplan`); None: any work.
     """
 
     _count = 0
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: int | None = None) -> None:
         Engine._count += 1
+        self.run_id = run_id
+        self._alone: tuple[type[LeasedWork], int] | None = None  # the suspect work running here, alone
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{Engine._count}"
         self.leases = LeaseKeeper(self.owner)
         self.working: dict[tuple[type[LeasedWork], int], asyncio.Task] = {}
@@ -89,6 +95,7 @@ class Engine:
         self._keeper: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._retry_timer: asyncio.Task | None = None
+        send_from_threads_on(asyncio.get_running_loop())
 
     @property
     def executing(self) -> dict[int, asyncio.Task]:
@@ -115,21 +122,39 @@ class Engine:
             # Asked before claiming: a retry that comes due while this wake claims is not
             # missed by both (too early for the claim, no longer "later" for the timer).
             delay = await db(scheduler.next_retry_in)
-            for kind in KINDS:
-                claimed = 0
-                while self._count_of(kind) < kind.slots():
-                    row = await db(kind.claim, self.owner)
-                    if row is None:
-                        break
-                    self._start(kind, row)
-                    claimed += 1
-                else:
-                    if claimed:
-                        # This process is full but took work, so more may be waiting: pass the
-                        # wake-up on to another process (one that takes nothing passes nothing on).
-                        await awake_engine()
+            if self._alone in self.working:
+                pass  # work that may kill its worker process runs here alone
+            elif not self.working and await self._claim_a_suspect():
+                pass
+            else:
+                await self._claim(work.Scope(run_id=self.run_id))
             if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
                 self._retry_timer = self._spawn(self._wake_after(delay))
+
+    async def _claim(self, scope: work.Scope) -> None:
+        for kind in KINDS:
+            claimed = 0
+            while self._count_of(kind) < kind.slots():
+                row = await db(kind.claim, self.owner, scope)
+                if row is None:
+                    break
+                self._start(kind, row)
+                claimed += 1
+            else:
+                if claimed:
+                    # This process is full but took work, so more may be waiting: pass the
+                    # wake-up on to another process (one that takes nothing passes nothing on).
+                    await awake_engine()
+
+    async def _claim_a_suspect(self) -> bool:
+        """Claim one piece of work that lost its worker process before, to run it alone."""
+        for kind in KINDS:
+            row = await db(kind.claim, self.owner, work.Scope(suspects=True, run_id=self.run_id))
+            if row is not None:
+                self._alone = (kind.model, row.pk)
+                self._start(kind, row)
+                return True
+        return False
 
     def _count_of(self, kind: WorkKind) -> int:
         return sum(1 for (model, _) in self.working if model is kind.model)
@@ -148,11 +173,12 @@ class Engine:
         except Exception:
             log.exception("%s %s: Magic Box failed while working on it", kind.model.KIND, row.pk)
             reason = f"internal error in Magic Box while working on this {kind.model.KIND} (see the worker process's log)"
-            if await db(work.fail, row, self.owner, reason):
+            if await db(work.fail, row, self.owner, lease.attempt, reason):
                 await self._tell(await db(_after, kind, row))
         finally:
             self.leases.drop(lease)
-            self.working.pop((kind.model, row.pk), None)
+            if self.working.get((kind.model, row.pk)) is asyncio.current_task():  # not a later attempt's
+                del self.working[(kind.model, row.pk)]
         # A slot is free and downstream work may be queued (recording the end advanced the
         # run): take work here, and let other processes know in case this one is at its limit.
         await self.wake(advance_runs=False)
@@ -183,10 +209,12 @@ class Engine:
         await self._wake_logged()
 
     async def sweep(self) -> None:
-        """Recover the work of every kind whose worker process is gone, then wake."""
+        """Recover the work of every kind whose worker process is gone, kill what attempts
+        nobody holds left running on this host, then wake."""
         for kind in KINDS:
             for row in await db(work.recover, kind.model):
                 await self._tell(await db(_after, kind, row, True))
+        await db(work.kill_orphans)
         await self.wake()
 
     def start_sweeping(self) -> None:

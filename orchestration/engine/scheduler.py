@@ -232,8 +232,9 @@ def active_run_ids() -> list[int]:
     return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))
 
 
-def claim_next(owner: str) -> TaskRun | None:
-    """Claim (engine.work.claim) the oldest queued task run that may start now, for `owner`.
+def claim_next(owner: str, scope: work.Scope = work.Scope()) -> TaskRun | None:
+    """Claim (engine.work.claim) the oldest queued task run within `scope` that may start now,
+    for `owner`.
 
     Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes:
     the count and the claim happen under the "claim" EngineLock, so two processes never both
@@ -248,7 +249,7 @@ def claim_next(owner: str) -> TaskRun | None:
         if sum(running.values()) >= settings.MAGICBOX_MAX_PARALLEL:
             return None
         candidates = (
-            TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now)
+            work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope)
             .exclude(run__state__in=RUN_TERMINAL)
             .order_by("queued_at", "id")[:100]
         )

@@ -2,10 +2,15 @@
 
 Delivery is at most once and messages expire, so a failure to send is logged and ignored: the
 periodic sweep of every worker process finds whatever a lost message would have announced.
+A send never waits more than SEND_TIMEOUT seconds (a frozen or unreachable Redis must not hold
+up the work), and a send asked for from the database thread of a process with an engine is
+handed to the engine's event loop instead of being waited for there.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -14,13 +19,23 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT = 2.0  # seconds one send to the channel layer may take
+
+_layer_failing = False  # whether the last send failed: an outage is logged once, not per message
+_engine_loop: asyncio.AbstractEventLoop | None = None
+_pending: set[asyncio.Future] = set()  # sends handed to the engine's loop, kept until done
+
 
 def run_group(run_id: int) -> str:
     """The channel-layer group of a run's viewers (derived from the primary key only)."""
     return f"run-{int(run_id)}"
 
 
-_layer_failing = False  # whether the last send failed: an outage is logged once, not per message
+def send_from_threads_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Make sends asked for in other threads (the engine's database thread) run on `loop`,
+    the engine's event loop, without the asking thread waiting for them."""
+    global _engine_loop
+    _engine_loop = loop
 
 
 def _sent() -> None:
@@ -30,39 +45,60 @@ def _sent() -> None:
         _layer_failing = False
 
 
-def _not_sent(what: str, error: Exception) -> None:
+def _not_sent(what: str, error: BaseException) -> None:
     global _layer_failing
     if not _layer_failing:
         log.warning("could not %s (%s: %s); until the channel layer is back, the sweep picks work up and "
-                    "viewers catch up when they reconnect", what, type(error).__name__, error)
+                    "viewers catch up when they reconnect", what, type(error).__name__, error or "no answer")
         _layer_failing = True
 
 
-async def awake_engine() -> None:
-    """Ask one background consumer to look for work (async)."""
+async def _send(what: str, send: Callable[[], Awaitable[None]]) -> None:
     try:
-        await get_channel_layer().send(settings.MAGICBOX_ENGINE_CHANNEL, {"type": "engine.wake"})
-    except Exception as error:  # noqa: BLE001 — a lost wake-up is recovered by the sweep
-        _not_sent("wake the engine", error)
+        await asyncio.wait_for(send(), SEND_TIMEOUT)
+    except Exception as error:  # noqa: BLE001 — a lost message is recovered by the sweep
+        _not_sent(what, error)
     else:
         _sent()
+
+
+async def awake_engine() -> None:
+    """Ask one background consumer to look for work (async; at most SEND_TIMEOUT seconds)."""
+    await _send("wake the engine",
+                lambda: get_channel_layer().send(settings.MAGICBOX_ENGINE_CHANNEL, {"type": "engine.wake"}))
 
 
 async def anotify_run(run_id: int) -> None:
-    """Tell the run's viewers that it changed (async)."""
-    try:
-        await get_channel_layer().group_send(run_group(run_id), {"type": "run.changed", "run_id": run_id})
-    except Exception as error:  # noqa: BLE001 — viewers resync from the database
-        _not_sent(f"tell the viewers of run {run_id}", error)
-    else:
-        _sent()
+    """Tell the run's viewers that it changed (async; at most SEND_TIMEOUT seconds)."""
+    await _send(f"tell the viewers of run {run_id}",
+                lambda: get_channel_layer().group_send(run_group(run_id), {"type": "run.changed", "run_id": run_id}))
+
+
+def _deliver(make: Callable[[], Awaitable[None]]) -> None:
+    """Run the send `make()` from synchronous code: on the engine's loop without waiting when
+    called from another thread of an engine's process, else here (at most SEND_TIMEOUT s)."""
+    loop = _engine_loop
+    if loop is not None and loop.is_running():
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is not loop:
+            future = asyncio.run_coroutine_threadsafe(make(), loop)
+            _pending.add(future)
+            future.add_done_callback(_pending.discard)
+            return
+    async def send() -> None:
+        await make()
+
+    async_to_sync(send)()
 
 
 def wake_engine_on_commit() -> None:
     """Wake the engine once the current transaction commits (so the rows exist when it looks)."""
-    transaction.on_commit(lambda: async_to_sync(awake_engine)())
+    transaction.on_commit(lambda: _deliver(awake_engine))
 
 
 def notify_run_on_commit(run_id: int) -> None:
     """Notify the run's viewers once the current transaction commits."""
-    transaction.on_commit(lambda: async_to_sync(anotify_run)(run_id))
+    transaction.on_commit(lambda: _deliver(lambda: anotify_run(run_id)))

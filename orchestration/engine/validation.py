@@ -23,21 +23,46 @@ log = logging.getLogger(__name__)
 STREAM_LIMIT = 64 * 1024 * 1024  # bytes of one answer line (answers are short; a guard, not a budget)
 
 
+class _Helper:
+    """One helper process (plans.output_schema), answering one request at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls) -> _Helper:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(settings.BASE_DIR),
+               "MAGICBOX_PARENT_PID": str(os.getpid())}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "orchestration.plans.output_schema",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            cwd=str(settings.BASE_DIR), env=env, limit=STREAM_LIMIT, start_new_session=True)
+        return cls(proc)
+
+    async def ask(self, result: str, schema: dict) -> list[str]:
+        self.proc.stdin.write(json.dumps({"result": result, "schema": schema}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise EOFError("it exited")
+        return json.loads(line)
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
 class Validator:
-    """One helper process validating results against schemas, one request at a time."""
+    """A pool of helper processes of one event loop: up to MAX_HELPERS validations at once (one
+    pathological schema holds one helper, not the others' turn); idle helpers are kept."""
+
+    MAX_HELPERS = max(2, os.cpu_count() or 2)
 
     def __init__(self) -> None:
-        self._proc: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()
-
-    async def _helper(self) -> asyncio.subprocess.Process:
-        if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "orchestration.plans.output_schema",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-                cwd=str(settings.BASE_DIR), env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(settings.BASE_DIR)},
-                limit=STREAM_LIMIT, start_new_session=True)
-        return self._proc
+        self._idle: list[_Helper] = []
+        self._slots = asyncio.Semaphore(self.MAX_HELPERS)
 
     async def problems(self, result: str, schema: dict, timeout: float | None = None) -> list[str]:
         """Why `result` does not match `schema` (plans.output_schema.problems); [] if it does.
@@ -46,50 +71,36 @@ class Validator:
         default) returns one problem saying so. Never raises for the schema's or result's sake.
         """
         timeout = settings.MAGICBOX_VALIDATION_TIMEOUT if timeout is None else timeout
-        async with self._lock:
-            proc = await self._helper()
+        async with self._slots:
+            helper = self._idle.pop() if self._idle else await _Helper.start()
             try:
-                proc.stdin.write(json.dumps({"result": result, "schema": schema}).encode() + b"\n")
-                answer = await asyncio.wait_for(self._answer(proc), timeout)
+                answer = await asyncio.wait_for(helper.ask(result, schema), timeout)
             except TimeoutError:
-                await self._kill()
+                await helper.kill()
                 return [f"checking it against the schema took longer than {timeout:g} s, so it was stopped: a `pattern` "
                         "that backtracks (such as ^(a+)+$) or `uniqueItems` over a very long array can take for ever; "
                         "simplify the schema"]
             except (OSError, ValueError, EOFError) as error:
-                await self._kill()
+                await helper.kill()
                 log.warning("the schema validation helper failed: %s", error)
                 return [f"the schema validation helper failed ({error}); the result could not be checked"]
             except asyncio.CancelledError:
-                await self._kill()
+                await helper.kill()
                 raise
-        return answer
-
-    @staticmethod
-    async def _answer(proc: asyncio.subprocess.Process) -> list[str]:
-        await proc.stdin.drain()
-        line = await proc.stdout.readline()
-        if not line:
-            raise EOFError("it exited")
-        return json.loads(line)
-
-    async def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            self._idle.append(helper)
+            return answer
 
     async def close(self) -> None:
-        """Stop the helper process (it is started again on the next validation)."""
-        await self._kill()
+        """Stop the idle helper processes (new ones start on the next validation)."""
+        while self._idle:
+            await self._idle.pop().kill()
 
 
 _validators: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Validator] = weakref.WeakKeyDictionary()
 
 
 async def output_problems(result: str, schema: dict, timeout: float | None = None) -> list[str]:
-    """Validate with this event loop's helper process (see Validator.problems)."""
+    """Validate with this event loop's helper processes (see Validator.problems)."""
     loop = asyncio.get_running_loop()
     validator = _validators.get(loop)
     if validator is None:

@@ -27,6 +27,10 @@ from orchestration.models import CheckState, Verdict
 from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
 from orchestration.workers.process import run_process
+from orchestration.workers.tail import Tail
+
+
+STDOUT_LIMIT = 16 * 2**20  # characters of a check command's stdout checked against a contract schema
 
 
 def _load(verdict_id: int) -> tuple[Verdict, CheckJob]:
@@ -48,7 +52,7 @@ async def execute(verdict_id: int, lease: Lease) -> None:
             state, summary, evidence = await lease.guard(_run_command(verdict.run_id, job, lease.marker))
     except LeaseLost:
         return
-    await db(_record, verdict, lease.owner, state, summary, evidence)
+    await db(_record, verdict, lease, state, summary, evidence)
     await anotify_run(verdict.run_id)
 
 
@@ -77,35 +81,37 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
         program = shell.find_program(argv[0])
     except WorkerUnavailable as error:
         return CheckState.FAILED, str(error), ""
-    lines: list[str] = []
-    stdout: list[str] = []
+    shown = Tail(EVIDENCE_LIMIT)  # what the evidence keeps; stdout, for a schema, up to STDOUT_LIMIT
+    stdout = Tail(STDOUT_LIMIT)
 
     def out(line: str) -> None:
-        stdout.append(line)
-        lines.append(line)
+        stdout.add(line)
+        shown.add(line)
 
     try:
-        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, lines.append, timeout=job.timeout)
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, shown.add, timeout=job.timeout)
     except (OSError, ValueError) as error:  # not executable, or a NUL in an argument
         return CheckState.FAILED, f"could not start {argv[0]}: {error}", ""
     finally:
         await asyncio.to_thread(orphans.kill_marked, marker)
-    evidence = f"$ {shlex.join(argv)}\n" + "\n".join(lines)
+    evidence = f"$ {shlex.join(argv)}\n" + shown.text()
     if result.timed_out:
         return CheckState.FAILED, f"timed out after {job.timeout:g} s", evidence
     if result.exit_code != 0:
         return CheckState.FAILED, f"exited with code {result.exit_code}", evidence
     if job.schema is not None:
-        problems = await output_problems("\n".join(stdout), job.schema)  # stdout only: stderr is evidence
+        if stdout.cut:
+            return CheckState.FAILED, f"its output is larger than {STDOUT_LIMIT // 2**20} MiB, too large to check against the contract", evidence
+        problems = await output_problems(stdout.text(), job.schema)  # stdout only: stderr is evidence
         if problems:
             return CheckState.FAILED, "output does not match the contract: " + "; ".join(problems), evidence
         return CheckState.PASSED, "output matches the contract", evidence
     return CheckState.PASSED, "exited with code 0", evidence
 
 
-def _record(verdict: Verdict, owner: str, state: str, summary: str, evidence: str) -> None:
+def _record(verdict: Verdict, lease: Lease, state: str, summary: str, evidence: str) -> None:
     """The check's verdict and, when it was the last one, the run's end: one transaction."""
     with transaction.atomic():
-        if work.finish(verdict, owner, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
+        if work.finish(verdict, lease.owner, lease.attempt, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
                        decided_at=timezone.now()):
             scheduler.advance_run(verdict.run_id)

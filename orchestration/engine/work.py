@@ -6,7 +6,8 @@ Task runs, checks, plan drafts and integrations (models.LeasedWork) are all done
   process (its engine's owner name, "host:pid:n") with a lease of MAGICBOX_LEASE_SECONDS;
 - `holding`: the owner renews the leases of everything it still holds, and learns which rows
   it no longer holds (cancelled from the browser, or taken over after its lease ran out);
-- `finish` / `fail`: the final write, made only while the owner still holds the claim;
+- `finish` / `fail`: the final write, made only while the owner still holds the claim, as the
+  same attempt (a process may claim again, as a new attempt, what its own sweep recovered);
 - `release`: a worker process that stops (SIGTERM) queues what it held again at once;
 - `recover`: the sweep of any worker process queues again the work of a process that died,
   noticed when its lease runs out, or at once when it was a process of this host. Attempts
@@ -18,11 +19,13 @@ before the retry.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from orchestration.engine import orphans
@@ -38,9 +41,63 @@ def lease_end(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) + timedelta(seconds=settings.MAGICBOX_LEASE_SECONDS)
 
 
+def installation() -> str:
+    """A short name of this installation (its database), so that the processes of another Magic
+    Box on the same host are never taken for ours (engine.orphans markers)."""
+    db = settings.DATABASES["default"]
+    identity = f"{db['ENGINE']}|{db.get('HOST', '')}|{db.get('PORT', '')}|{db['NAME']}"
+    return hashlib.sha1(identity.encode()).hexdigest()[:10]
+
+
+def _item(model: type[LeasedWork], pk: int) -> str:
+    return f"{model.KIND.replace(' ', '-')}-{pk}"
+
+
 def marker(work: LeasedWork) -> str:
     """The MAGICBOX_ATTEMPT value (engine.orphans) of `work`'s current attempt by its owner."""
-    return orphans.marker(work.claimed_by, f"{work.KIND.replace(' ', '-')}-{work.pk}", work.attempt)
+    return orphans.marker(installation(), work.claimed_by, _item(type(work), work.pk), work.attempt)
+
+
+def kill_orphans() -> int:
+    """Kill this host's processes of attempts nobody holds any more: their worker process died,
+    or their work ended, was cancelled or was taken over meanwhile (while their worker hung,
+    say). Returns how many processes were killed."""
+    kinds = {_item(model, 0).removesuffix("-0"): model for model in LeasedWork.__subclasses__()}
+    killed = 0
+    for value, pids in orphans.all_marked(installation()).items():
+        _, owner, item, attempt = orphans.parse_marker(value) or ("", "", "", 0)
+        kind, _, pk = item.rpartition("-")
+        model = kinds.get(kind)
+        held = (model is not None and pk.isdigit() and not orphans.owner_gone(owner)
+                and model.objects.filter(pk=int(pk), state=model.RUNNING, claimed_by=owner, attempt=attempt).exists())
+        if not held:
+            log.warning("killing %d leftover process(es) of %s (attempt %s, by %s): nobody holds that attempt any more",
+                        len(pids), item, attempt, owner)
+            killed += orphans.kill_marked(value, pids)
+    return killed
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which queued work a worker process may claim now.
+
+    suspects: only work that lost its worker process before (worker_losses > 0), which a
+    process takes up only when it has nothing else, and then alone, so that work that kills
+    its worker takes no other work down with it; False: only the rest.
+    run_id: only work of this run (`runplan` does its own run's work, nobody else's).
+    """
+
+    suspects: bool = False
+    run_id: int | None = None
+
+
+def claimable(queryset: QuerySet, scope: Scope) -> QuerySet:
+    """`queryset` (queued rows of one kind) narrowed to what `scope` lets a process claim."""
+    queryset = queryset.filter(worker_losses__gt=0) if scope.suspects else queryset.filter(worker_losses=0)
+    if scope.run_id is not None:
+        has_run = any(f.name == "run" for f in queryset.model._meta.get_fields())
+        queryset = queryset.filter(run_id=scope.run_id) if has_run else queryset.none()
+    return queryset
 
 
 def claim(work: LeasedWork, owner: str, **fields) -> bool:
@@ -50,27 +107,29 @@ def claim(work: LeasedWork, owner: str, **fields) -> bool:
                            attempt=F("attempt") + 1, **fields)
 
 
-def holding(model: type[LeasedWork], ids: list[int], owner: str, renew: bool) -> set[int]:
-    """Of `ids`, the rows of `model` that `owner` still holds (running, claimed by it); with
-    `renew`, their leases are extended too. Two queries at most, whatever the number of rows."""
-    held = set(model.objects.filter(pk__in=ids, state=model.RUNNING, claimed_by=owner).values_list("pk", flat=True))
+def holding(model: type[LeasedWork], attempts: dict[int, int], owner: str, renew: bool) -> set[int]:
+    """Of the rows of `model` in `attempts` ({pk: the attempt claimed}), those `owner` still
+    holds (running, claimed by it, as that attempt); with `renew`, their leases are extended
+    too. Two queries at most, whatever the number of rows."""
+    rows = model.objects.filter(pk__in=list(attempts), state=model.RUNNING, claimed_by=owner).values_list("pk", "attempt")
+    held = {pk for pk, attempt in rows if attempts[pk] == attempt}
     if renew and held:
         model.objects.filter(pk__in=held, state=model.RUNNING, claimed_by=owner).update(lease_expires_at=lease_end())
     return held
 
 
-def finish(work: LeasedWork, owner: str, state: str, reason: str = "", **fields) -> bool:
+def finish(work: LeasedWork, owner: str, attempt: int, state: str, reason: str = "", **fields) -> bool:
     """The final write of an attempt: move running `work` to `state` (a terminal one, or back to
-    queued for a retry) with `fields`, only while `owner` still holds it. False when it no
-    longer does (cancelled, or recovered after its lease ran out): the other party decided."""
-    return work.transition(state, reason, expect=work.RUNNING, owner=owner, lease_expires_at=None, **fields)
+    queued for a retry) with `fields`, only while `owner` still holds it as `attempt`. False when
+    it no longer does (cancelled, or recovered after its lease ran out): the other party decided."""
+    return work.transition(state, reason, expect=work.RUNNING, owner=owner, held_attempt=attempt, lease_expires_at=None, **fields)
 
 
-def fail(work: LeasedWork, owner: str | None, reason: str) -> bool:
-    """Fail running `work` with `reason` (written where its kind shows failures); with `owner`,
-    only while that owner holds it."""
+def fail(work: LeasedWork, owner: str, attempt: int, reason: str) -> bool:
+    """Fail running `work` with `reason` (written where its kind shows failures), only while
+    `owner` still holds it as `attempt`."""
     now = timezone.now()
-    return work.transition(work.FAILED, reason, expect=work.RUNNING, owner=owner, lease_expires_at=None,
+    return work.transition(work.FAILED, reason, expect=work.RUNNING, owner=owner, held_attempt=attempt, lease_expires_at=None,
                            **work.failure_fields(reason, now))
 
 

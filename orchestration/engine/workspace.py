@@ -1,7 +1,9 @@
 """Per-attempt directories: the task's working directory, a private HOME and TMPDIR.
 
-Layout under MAGICBOX_DATA_DIR: runs/<run>/<task>/work (or a git worktree of the plan's
-workspace repository, see orchestration.vcs), runs/<run>/<task>/attempt-<n>/{home,tmp}, runs/<run>/<task>/upstream.
+Layout under MAGICBOX_DATA_DIR: runs/<run>/<task>/attempt-<n>/{work,home,tmp} (work: a plain
+directory, or a git worktree of the plan's workspace repository, see orchestration.vcs), and
+runs/<run>/<task>/upstream. Each attempt has its own: an attempt whose worker process hung and
+was taken over cannot touch its successor's files.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ async def prepare(run_id: int, task_id: str, attempt: int, upstream_results: dic
     """Create the attempt's directories: workdir (left to the vcs package when the plan has a
     workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and upstream/<task>.result files."""
     task_dir = run_dir(run_id) / task_id
-    workdir = task_dir / "work"
     attempt_dir = task_dir / f"attempt-{attempt}"
+    workdir = attempt_dir / "work"
     home, tmpdir, upstream = attempt_dir / "home", attempt_dir / "tmp", task_dir / "upstream"
     for directory in (home, tmpdir, upstream):
         directory.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ limit (engine.validation). The helper reads one JSON request a line, {"result": 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import jsonschema
@@ -36,6 +37,22 @@ def problems(result: str, schema: dict) -> list[str]:
     return [f"/{'/'.join(str(p) for p in error.path)}: {error.message}" for error in errors]
 
 
+def die_with_parent() -> None:
+    """Have the kernel kill this process when the worker process that started it dies (Linux's
+    PR_SET_PDEATHSIG: delivered even while a backtracking pattern holds the interpreter), and
+    exit at once if it has died already (MAGICBOX_PARENT_PID). Elsewhere only the latter."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = os.environ.get("MAGICBOX_PARENT_PID")
+    if parent and int(parent) != os.getppid():
+        sys.exit(0)
+
+
 def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
     """Answer requests line by line until stdin ends (the helper process's main loop)."""
     for line in stdin:
@@ -49,4 +66,5 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     serve()

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.workers.tail import Tail
+
 
 class WorkerUnavailable(Exception):
     """The worker's program is not installed (or not executable). The message says how to fix it."""
@@ -84,8 +86,7 @@ class EventParser:
     RESULT_LIMIT = 64 * 1024
 
     def __init__(self) -> None:
-        self._stdout_tail: list[str] = []
-        self._stdout_size = 0
+        self._stdout_tail = Tail(self.RESULT_LIMIT)
 
     def feed_stdout(self, line: str) -> list[str]:
         """Take one stdout line (without its newline); return the lines to show people."""
@@ -98,7 +99,7 @@ class EventParser:
 
     def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
         """Say how the attempt ended, given the process's exit code and the end of its stderr."""
-        result = "\n".join(self._stdout_tail)
+        result = self._stdout_tail.text()
         if exit_code == 0:
             return Outcome(succeeded=True, result=result)
         detail = stderr_tail.strip().splitlines()[-1:] or [""]
@@ -109,12 +110,7 @@ class EventParser:
         )
 
     def _remember(self, line: str) -> None:
-        if len(line) > self.RESULT_LIMIT:  # one huge line: keep its end
-            line = line[-self.RESULT_LIMIT:]
-        self._stdout_tail.append(line)
-        self._stdout_size += len(line) + 1
-        while self._stdout_size > self.RESULT_LIMIT and len(self._stdout_tail) > 1:
-            self._stdout_size -= len(self._stdout_tail.pop(0)) + 1
+        self._stdout_tail.add(line)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestration.workers.base import Invocation
+from orchestration.workers.tail import Tail
 
 READ_CHUNK = 256 * 1024  # bytes read from a pipe at once
 MAX_LINE = 64 * 1024 * 1024  # bytes; a longer line is delivered in pieces of this size
@@ -128,12 +129,10 @@ async def run_process(
         env=invocation.env,
         start_new_session=True,
     )
-    stderr_tail: list[str] = []
+    stderr_tail = Tail(STDERR_TAIL)
 
     def keep_stderr(line: str) -> None:
-        stderr_tail.append(line)
-        while sum(len(x) for x in stderr_tail) > STDERR_TAIL and len(stderr_tail) > 1:
-            stderr_tail.pop(0)
+        stderr_tail.add(line)
         on_stderr(line)
 
     async def feed_stdin() -> None:
@@ -177,4 +176,4 @@ async def run_process(
                 break
     if pumps.done() and not pumps.cancelled() and pumps.exception() is not None:
         raise pumps.exception()  # a line handler failed: a bug, not the task's fault
-    return ProcessResult(exit_code=exit_code, timed_out=timed_out, stderr_tail="\n".join(stderr_tail))
+    return ProcessResult(exit_code=exit_code, timed_out=timed_out, stderr_tail=stderr_tail.text())

@@ -96,3 +96,23 @@ def test_ctrl_c_cancels_the_run_and_kills_its_tasks(tmp_path):
     assert "cancelled" in out and "Traceback" not in out
     task_pid = int(pid_file.read_text())
     wait_until(lambda: not process_alive(task_pid), 10, "the task's process to be killed")
+
+
+def test_runplan_does_its_own_runs_work_only(tmp_path):
+    # Another run waits in the same database for a worker process: runplan leaves it alone.
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    other = tmp_path / "other.yaml"
+    other.write_text("name: waiting\nparallel_execution:\n  tasks:\n    - {id: w, worker: shell, command: [python, -c, \"print('w')\"]}\n")
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180)
+    code = ("import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'magicbox_web.settings'); django.setup();"
+            "from orchestration.plans.store import import_file; from orchestration.engine.scheduler import start_run;"
+            f"from pathlib import Path; print(start_run(import_file(Path({str(other)!r}))[0].plan).pk)")
+    waiting = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert waiting.returncode == 0, waiting.stderr
+    result = runplan(tmp_path, GOOD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = ("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'magicbox_web.settings'); django.setup();"
+             f"from orchestration.models import TaskRun; print(TaskRun.objects.get(run_id={waiting.stdout.split()[-1]}).state)")
+    state = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert state.stdout.strip() == "queued", "the other run's task is still waiting for a worker process"

@@ -27,7 +27,7 @@ async def test_the_login_plan_runs_each_task_with_its_cli_and_hands_results_down
 
     assert {k: v.state for k, v in t.items()} == dict.fromkeys(["frontend", "backend", "docs", "integration"], "succeeded")
     assert (t["frontend"].worker, t["backend"].worker, t["integration"].worker) == ("gemini", "codex", "claude")
-    assert (data_dir / "runs" / str(run.pk) / "frontend" / "work" / "Login.jsx").read_text().startswith("export default")
+    assert (data_dir / "runs" / str(run.pk) / "frontend" / "attempt-1" / "work" / "Login.jsx").read_text().startswith("export default")
     assert t["integration"].result.startswith("APPROVE")
     # The integration task's prompt carried both upstream results; the builders got the contract.
     integration_prompt = next(p for p in model.prompts() if "Verify frontend-backend integration" in p)

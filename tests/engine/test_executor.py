@@ -53,7 +53,7 @@ async def test_each_task_runs_in_its_own_working_directory_with_a_private_home()
     ])
     one, two = t["one"].result.split(), t["two"].result.split()
     assert one[0] != two[0] and one[1] != two[1]
-    assert one[0].endswith("/one/work") and os.path.exists(os.path.join(one[0], "mine.txt"))
+    assert one[0].endswith("/one/attempt-1/work") and os.path.exists(os.path.join(one[0], "mine.txt"))
 
 
 async def test_the_environment_is_an_allowlist_not_the_servers(monkeypatch):

@@ -18,7 +18,7 @@ from django.db import connection
 from orchestration import embedded_redis
 from orchestration.engine.scheduler import start_run
 from orchestration.models import Run, StateChange, TaskRun
-from tests.conftest import children_of, make_plan, wait_until
+from tests.conftest import children_of, make_plan, process_alive, wait_until
 from tests.engine.conftest import ROOT, test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,13 +95,14 @@ def test_workers_survive_redis_dying_and_coming_back_and_the_run_finishes_with_n
 
 @pytest.mark.skipif(connection.vendor != "postgresql",
                     reason="needs PostgreSQL: SQLite has no connection a server can end (CI's second pass runs it)")
-def test_a_worker_whose_postgresql_connection_is_terminated_goes_on_and_the_run_finishes(worker, tmp_path):
+def test_a_worker_whose_postgresql_connection_is_terminated_goes_on_and_the_run_finishes(spawn_worker, tmp_path):
+    worker = spawn_worker(PGAPPNAME="magicbox-healing-worker")  # libpq names its connections so
     ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     run = start_run(make_plan(gated_chain(ledger, gate)))
     wait_until(lambda: middle_task_running(run), 120, "the run to reach its middle task")
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                       " WHERE datname = current_database() AND application_name = 'magicbox-healing-worker'")
         assert cursor.fetchone()[0] >= 1, "the worker's connection was ended"
     gate.touch()
     wait_until(lambda: Run.objects.get(pk=run.pk).is_finished, 120, "the run to finish")
@@ -161,3 +162,36 @@ def test_serve_restarts_each_child_that_dies_and_the_run_finishes(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_serve_stops_its_children_on_sighup_and_a_serve_killed_outright_has_its_children_stopped_at_the_next_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != "REDIS_URL"}
+    env.update(DATABASE_URL=test_database_url(), MAGICBOX_DATA_DIR=str(tmp_path / "data"))
+
+    def start(log_name: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        with (tmp_path / log_name).open("w") as out:
+            serve = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port), "--workers", "1",
+                                      "--no-examples"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: page_answers(f"http://127.0.0.1:{port}/schema/plan.json"), 120, "serve to answer")
+        wait_until(lambda: len(children_of(serve.pid)) == 3, 60, "redis, daphne and a worker")
+        return serve, port
+
+    serve, _ = start("first.log")
+    children = list(children_of(serve.pid))
+    serve.send_signal(signal.SIGHUP)  # its terminal was closed
+    serve.wait(60)
+    wait_until(lambda: not any(process_alive(pid) for pid in children), 30, "serve's children to stop with it")
+
+    serve, port = start("second.log")
+    children = list(children_of(serve.pid))
+    serve.kill()  # serve itself dies: its children run on, unsupervised, holding the port
+    serve.wait(60)
+    assert all(process_alive(pid) for pid in children)
+    serve, _ = start("third.log")  # same port is free again: the leftovers were stopped first
+    try:
+        assert "stopped 3 process(es) an earlier serve left running" in (tmp_path / "third.log").read_text()
+        assert not any(process_alive(pid) for pid in children)
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(60)

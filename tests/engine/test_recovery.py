@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from orchestration.engine.integration import request_integration
-from orchestration.engine.scheduler import start_run
+from orchestration.engine.scheduler import cancel_task, start_run
 from orchestration.models import Integration, PlanDraft, Run, StateChange, TaskRun, Verdict, WorkerSetting
-from tests.conftest import make_plan, process_alive, wait_until
+from tests.conftest import children_of, git, make_plan, process_alive, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,27 +138,144 @@ def test_a_task_without_retries_whose_worker_is_killed_once_still_succeeds(spawn
     assert row.state == "succeeded" and row.worker_losses == 1, row.state_reason
 
 
-def test_a_task_that_kills_its_worker_every_time_fails_after_three_losses_naming_the_cause(spawn_worker, tmp_path):
-    # Each attempt SIGKILLs the worker process running it (as an out-of-memory kill would).
+def test_a_task_that_kills_its_worker_fails_after_three_losses_and_takes_no_other_task_down(spawn_worker, tmp_path):
+    # Each attempt of `killer` SIGKILLs the worker process running it (as an out-of-memory kill
+    # would), the first time while two innocent tasks run in the same worker process.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    innocent = ("import pathlib, sys, time; pathlib.Path(sys.argv[1], sys.argv[2]).touch(); time.sleep(3); print('done')")
+    killer = ("import os, pathlib, signal, sys, time\n"
+              "marks = pathlib.Path(sys.argv[1])\n"
+              "while not ((marks / 'one').exists() and (marks / 'two').exists()): time.sleep(0.05)\n"
+              "os.kill(os.getppid(), signal.SIGKILL); time.sleep(300)\n")
     plan = make_plan(json.dumps({"name": "killer", "parallel_execution": {"tasks": [
-        {"id": "killer", "worker": "shell", "retries": 5,
-         "command": ["python", "-c", "import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(300)"]}]}}))
+        {"id": "one", "worker": "shell", "command": ["python", "-c", innocent, str(marks), "one"]},
+        {"id": "two", "worker": "shell", "command": ["python", "-c", innocent, str(marks), "two"]},
+        {"id": "killer", "worker": "shell", "retries": 5, "command": ["python", "-c", killer, str(marks)]}]}}))
     run = start_run(plan)
-    task_run = TaskRun.objects.get(run=run)
     workers = [spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE)]
 
     def ended_with_a_worker_at_hand():
-        for worker in workers:
+        for worker in list(workers):
             if worker.poll() is not None and not getattr(worker, "replaced", False):
                 worker.replaced = True
                 workers.append(spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE))
-        return TaskRun.objects.get(pk=task_run.pk).is_finished
+        return Run.objects.get(pk=run.pk).is_finished
 
-    wait_until(ended_with_a_worker_at_hand, 240, "the task to fail after killing its workers")
-    task_run.refresh_from_db()
-    assert task_run.state == "failed" and task_run.worker_losses == 3
-    assert "lost 3 times" in task_run.error and "kill or exhaust its worker process" in task_run.error
-    assert task_run.attempts_used == 0, "the task's own 6 attempts were not spent"
+    wait_until(ended_with_a_worker_at_hand, 240, "the run to end after the killer killed its workers")
+    tasks = {t.task_id: t for t in TaskRun.objects.filter(run=run)}
+    assert tasks["killer"].state == "failed" and tasks["killer"].worker_losses == 3
+    assert "lost 3 times" in tasks["killer"].error and "kill or exhaust its worker process" in tasks["killer"].error
+    assert tasks["killer"].attempts_used == 0, "the task's own 6 attempts were not spent"
+    for name in ("one", "two"):  # lost once with the killer's first victim, then run alone and fine
+        assert tasks[name].state == "succeeded" and tasks[name].worker_losses == 1, (name, tasks[name].state_reason)
     for worker in workers:
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGTERM)
+
+
+def database_busy() -> bool:
+    """Whether some other connection is inside a transaction now (a process frozen there would
+    block every writer: SQLite's write lock, PostgreSQL's row locks)."""
+    if connection.vendor == "sqlite":
+        probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.2)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+        return cursor.fetchone()[0] > 0
+
+
+def freeze_between_transactions(proc) -> None:
+    """SIGSTOP `proc` at a moment no transaction is open (else thaw it and try again): a real
+    freeze can land anywhere, but one inside a transaction stops every other writer, which no
+    engine can help."""
+    for _ in range(200):
+        proc.send_signal(signal.SIGSTOP)
+        if not database_busy():
+            return
+        proc.send_signal(signal.SIGCONT)
+    pytest.fail("could not freeze the worker outside a transaction")
+
+
+def holder_of(row, workers):
+    pid = int(type(row).objects.get(pk=row.pk).claimed_by.split(":")[1])
+    return next(w for w in workers if w.pid == pid)
+
+
+def test_a_frozen_worker_whose_task_was_taken_over_leaves_the_new_attempt_alone_when_it_wakes(spawn_worker, tmp_path, repo):
+    # The task writes its own pid into a file of its worktree for a few seconds. Its worker is
+    # frozen (SIGSTOP) until the lease runs out and the other worker takes the task over, then
+    # woken (SIGCONT): the old attempt must not commit, capture or remove anything any more.
+    code = ("import os, pathlib, time\n"
+            "for i in range(40):\n"
+            "    with open('mine.txt', 'a') as f: f.write(f'{os.getpid()}\\n')\n"
+            "    print('line', i, flush=True); time.sleep(0.1)\n")
+    plan = make_plan(json.dumps({"name": "frozen", "workspace": {"repository": str(repo), "base": "main"},
+                                 "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": ["python", "-c", code]}]}}))
+    workers = [spawn_worker(MAGICBOX_LEASE_SECONDS="4") for _ in range(2)]
+    run = start_run(plan)
+    task_run = wait_until(lambda: TaskRun.objects.filter(run=run, state="running").first(), 120, "the task to start")
+    frozen = holder_of(task_run, workers)
+    freeze_between_transactions(frozen)
+    try:
+        wait_until(lambda: TaskRun.objects.get(pk=task_run.pk).attempt == 2, 60, "the other worker to take the task over")
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    done = wait_until(lambda: (t := TaskRun.objects.select_related("change").get(pk=task_run.pk)).is_finished and t, 120,
+                      "the task to end")
+    assert done.state == "succeeded" and done.attempt == 2, (done.state, done.state_reason)
+    pids = set(git(repo, "show", f"{done.change.head_commit}:mine.txt").split())
+    assert len(pids) == 1, "the file is the second attempt's alone"
+    assert "(attempt 2)" in git(repo, "log", "-1", "--format=%s", done.change.head_commit)
+    output = done.output_text()
+    second = output.index("attempt 2:")
+    assert "[Magic Box] attempt 1" not in output[second:] and "stopped" not in output[second:], "the old attempt wrote nothing after"
+
+
+def test_a_task_cancelled_while_its_worker_is_frozen_or_dead_has_its_processes_killed_by_another_worker(spawn_worker, tmp_path):
+    for how in (signal.SIGSTOP, signal.SIGKILL):
+        pid_file = tmp_path / f"pid-{how}"
+        code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+        plan = make_plan(json.dumps({"name": f"stuck {how}", "parallel_execution": {"tasks": [
+            {"id": "stuck", "worker": "shell", "command": ["python", "-c", code]}]}}))
+        workers = [spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE) for _ in range(2)]
+        run = start_run(plan)
+        pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120, "the task to start"))
+        task_run = TaskRun.objects.get(run=run)
+        holder = holder_of(task_run, workers)
+        if how == signal.SIGKILL:
+            holder.send_signal(how)
+            holder.wait(60)
+        else:
+            freeze_between_transactions(holder)
+        try:
+            cancel_task(TaskRun.objects.get(pk=task_run.pk), "cancelled by ada")
+            wait_until(lambda: not process_alive(pid), 30, "the other worker to kill the cancelled task's process")
+        finally:
+            if how == signal.SIGSTOP:
+                holder.send_signal(signal.SIGCONT)
+        assert Run.objects.get(pk=run.pk).state == "cancelled"
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(60)
+
+
+def test_the_schema_helper_of_a_killed_worker_dies_with_it(worker, tmp_path):
+    plan = make_plan(json.dumps({"name": "schema", "parallel_execution": {"tasks": [
+        {"id": "answer", "worker": "shell", "command": ["python", "-c", "print('\"' + 'a' * 60 + '!\"')"],
+         "output_schema": {"type": "string", "pattern": "^(a+)+$"}}]}}))
+    start_run(plan)
+    helper = wait_until(lambda: next((p for p, cmd in children_of(worker.pid).items() if "output_schema" in cmd), None), 120,
+                        "the worker to check the answer against the schema")
+    worker.kill()
+    worker.wait(60)
+    wait_until(lambda: not process_alive(helper), 10, "the schema helper to die with its worker")

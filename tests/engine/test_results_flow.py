@@ -152,6 +152,8 @@ async def test_a_backtracking_pattern_fails_its_task_and_a_parallel_task_keeps_s
     plan = await sync_to_async(make_plan)(json.dumps({"name": "bt", "parallel_execution": {"tasks": [
         {"id": "answer", "worker": "shell", "command": ["python", "-c", "print('\"' + 'a' * 30 + '!\"')"],
          "output_schema": {"type": "string", "pattern": "^(a+)+$"}},
+        {"id": "fine", "worker": "shell", "command": ["python", "-c", "print('\"yes\"')"],
+         "output_schema": {"type": "string", "pattern": "^y"}},
         {"id": "chatty", "worker": "shell", "command": ["python", "-c", chatty]}]}}))
     run = await sync_to_async(start_run)(plan)
     engine = Engine()
@@ -168,3 +170,5 @@ async def test_a_backtracking_pattern_fails_its_task_and_a_parallel_task_keeps_s
         task_run=chatty_run, created_at__gte=answer.finished_at - timedelta(seconds=2.5), created_at__lte=answer.finished_at))
     assert len(stored) >= 2, "chatty's output stalled while the answer was validated"
     assert chatty_run.state == "succeeded"
+    fine = await TaskRun.objects.aget(run=run, task_id="fine")
+    assert fine.state == "succeeded" and fine.finished_at < answer.finished_at, "another task's check did not wait its turn"

@@ -46,9 +46,10 @@ def test_exactly_one_claimer_wins_and_only_it_writes_the_end(kind):
     assert work.claim(row, "here:1:1")
     assert row.attempt == 1 and row.claimed_by == "here:1:1" and row.lease_expires_at > timezone.now()
     assert not work.claim(type(row).objects.get(pk=row.pk), "there:2:1"), "the second claimer loses"
-    assert not work.fail(type(row).objects.get(pk=row.pk), "there:2:1", "not mine to end")
+    assert not work.fail(type(row).objects.get(pk=row.pk), "there:2:1", 1, "not mine to end")
+    assert not work.fail(type(row).objects.get(pk=row.pk), "here:1:1", 2, "a later attempt of mine is not this one")
     assert state_of(row) == "running"
-    assert work.fail(row, "here:1:1", "ended by its holder")
+    assert work.fail(row, "here:1:1", 1, "ended by its holder")
     assert state_of(row) == "failed"
     changes = StateChange.objects.filter(kind=row.KIND, object_id=row.pk).values_list("from_state", "to_state")
     assert list(changes)[-2:] == [(type(row).QUEUED, "running"), ("running", "failed")], "every change is recorded"
@@ -112,5 +113,6 @@ def test_holding_renews_only_what_the_owner_still_holds():
         work.claim(row, "here:1:1")
     TaskRun.objects.filter(pk__in=[mine.pk, cancelled.pk]).update(lease_expires_at=timezone.now())
     cancelled.transition("cancelled", "cancelled from the browser")
-    assert work.holding(TaskRun, [mine.pk, cancelled.pk], "here:1:1", renew=True) == {mine.pk}
+    assert work.holding(TaskRun, {mine.pk: 1, cancelled.pk: 1}, "here:1:1", renew=True) == {mine.pk}
+    assert work.holding(TaskRun, {mine.pk: 2}, "here:1:1", renew=False) == set(), "another attempt of the same row"
     assert TaskRun.objects.get(pk=mine.pk).lease_expires_at > timezone.now() + timedelta(seconds=5)

@@ -34,7 +34,7 @@ async def test_work_committed_on_another_branch_or_a_detached_head_ends_on_the_t
 async def test_a_task_that_removes_its_worktrees_git_file_fails_and_its_work_is_kept(repo, data_dir):
     run, t = await run_workspace_plan(repo, [{"id": "wrecker", "worker": "shell", "command": sh("rm .git && echo work > kept.txt")}])
     assert t["wrecker"].state == "failed" and "is no longer a git worktree" in t["wrecker"].error
-    assert (data_dir / "runs" / str(run.pk) / "wrecker" / "work" / "kept.txt").read_text() == "work\n"
+    assert (data_dir / "runs" / str(run.pk) / "wrecker" / "attempt-1" / "work" / "kept.txt").read_text() == "work\n"
     assert "kept.txt" not in git(repo, "status", "--porcelain")
 
 

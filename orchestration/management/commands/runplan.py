@@ -1,9 +1,9 @@
 """`manage.py runplan FILE|PLAN`: run a plan headless, printing each task's state changes.
 
 It imports the file (or reuses an identical stored revision), starts a run, and executes it
-through the same background consumer as `runworker magicbox.engine`, in this process. Other
-worker processes sharing the database and channel layer may take part. Exits 0 only if the
-run succeeded.
+through the same background consumer as `runworker magicbox.engine`, in this process: its
+work only (other runs' work is left to worker processes). Other worker processes sharing the
+database and channel layer may take part. Exits 0 only if the run succeeded.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration import embedded_redis
+from orchestration.engine.runtime import get_engine
 from orchestration.engine.scheduler import cancel_run, start_run
 from orchestration.management.commands.runworker import EngineWorker
 from orchestration.models import Plan, Run, StateChange
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         return found
 
     async def _watch(self, run_id: int) -> str:
+        get_engine().run_id = run_id  # this process does its own run's work only
         worker = EngineWorker(
             application=get_default_application(),
             channels=[settings.MAGICBOX_ENGINE_CHANNEL],

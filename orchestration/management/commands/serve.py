@@ -7,12 +7,15 @@ SIGTERM.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -73,8 +76,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-examples", action="store_true", help="do not load the example plans")
 
     def handle(self, *args, host: str, port: int, workers: int, no_examples: bool, **options):
-        _check_port_free(host, port)
         Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
+        left = stop_leftovers()
+        if left:
+            self.stderr.write(f"[serve] stopped {left} process(es) an earlier serve left running when it ended without them")
+        _check_port_free(host, port)
         call_command("migrate", verbosity=0, interactive=False)
         password = ensure_admin()
         added = load_starter_prompts()
@@ -95,7 +101,7 @@ class Command(BaseCommand):
         children.append(Child("the web server (daphne)", partial(_spawn, web, env)))
         worker = [sys.executable, manage, "runworker", settings.MAGICBOX_ENGINE_CHANNEL]
         children += [Child(f"worker process {n + 1}", partial(_spawn, worker, env)) for n in range(max(0, workers))]
-        supervisor = Supervisor(children, report=lambda text: self.stderr.write(f"[serve] {text}"))
+        supervisor = Supervisor(children, report=lambda text: self.stderr.write(f"[serve] {text}"), record=record_children)
         supervisor.start_all()
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nMagic Box is running at {url}"))
@@ -112,12 +118,13 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: its terminal was closed
+            signal.signal(sig, stop)
         try:
             supervisor.watch(lambda: stopping)
         finally:
             supervisor.stop_all()
+            children_file().unlink(missing_ok=True)
 
     def _load_examples(self) -> None:
         for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
@@ -128,6 +135,65 @@ class Command(BaseCommand):
                 continue
             if created:
                 self.stdout.write(f"loaded example plan '{revision.plan.name}' ({len(revision.spec['tasks'])} tasks)")
+
+
+def children_file() -> Path:
+    """Where serve keeps its pid and its children's (DATA_DIR/serve.json)."""
+    return Path(settings.DATA_DIR) / "serve.json"
+
+
+def record_children(pids: list[int]) -> None:
+    """Keep this serve's pid and its children's pids in children_file()."""
+    children_file().write_text(json.dumps({"serve": os.getpid(), "children": pids}))
+
+
+def stop_leftovers(grace: float = 15.0) -> int:
+    """Stop the children an earlier serve of this data directory left running when it died
+    (SIGKILL leaves them unsupervised, holding the port): SIGTERM to each group (the workers
+    queue their work again), SIGKILL after `grace` seconds. Returns how many there were.
+    Only processes still running Magic Box (manage.py, daphne, redis-server) are touched."""
+    try:
+        recorded = json.loads(children_file().read_text())
+    except (OSError, ValueError):
+        return 0
+    if _alive(recorded.get("serve")):
+        return 0  # that serve still runs: it answers for its children
+    ours = [pid for pid in recorded.get("children", []) if _alive(pid) and _is_magic_box(pid)]
+    for pid in ours:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in ours:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    children_file().unlink(missing_ok=True)
+    return len(ours)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_magic_box(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(part in command for part in (b"manage.py", b"daphne", b"redis-server"))
 
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
