@@ -122,12 +122,11 @@ class Engine:
             # Asked before claiming: a retry that comes due while this wake claims is not
             # missed by both (too early for the claim, no longer "later" for the timer).
             delay = await db(scheduler.next_retry_in)
-            if self._alone in self.working:
-                pass  # work that may kill its worker process runs here alone
-            elif not self.working and await self._claim_a_suspect():
-                pass
-            else:
-                await self._claim(work.Scope(run_id=self.run_id))
+            # Work that lost its worker process before runs alone (nothing joins it here), and
+            # an idle process takes such work before anything else.
+            if self._alone not in self.working:
+                if self.working or not await self._claim_a_suspect():
+                    await self._claim(work.Scope(run_id=self.run_id))
             if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
                 self._retry_timer = self._spawn(self._wake_after(delay))
 

@@ -8,9 +8,9 @@ import hashlib
 import re
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from orchestration.engine.db import db
 from orchestration.plans.loader import is_url
 from orchestration.vcs.git import GitError, git
 
@@ -78,7 +78,7 @@ async def run_start(run_id: int, workspace: dict) -> tuple[str, str]:
     def stored() -> tuple[str, str]:
         return Run.objects.values_list("base_commit", "branch_prefix").get(pk=run_id)
 
-    commit, prefix = await sync_to_async(stored)()
+    commit, prefix = await db(stored)
     if commit and prefix:
         return commit, prefix
     directory = await repository_dir(workspace, fetch=not commit)
@@ -98,4 +98,4 @@ async def run_start(run_id: int, workspace: dict) -> tuple[str, str]:
         Run.objects.filter(pk=run_id, branch_prefix="").update(branch_prefix=prefix)
         return stored()
 
-    return await sync_to_async(store)()
+    return await db(store)
