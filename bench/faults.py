@@ -210,6 +210,7 @@ def scenario_run(scenario: str, args, rng: random.Random, env: dict[str, str], w
     else:
         workers = Workers(3, env, logs)
     hits, killed_at = Counter(), {}  # killed_at: pid -> when it was killed
+    failures: list[str] = []
     tally = {kind: Counter() for kind in KINDS}
     latency: dict[str, list[float]] = defaultdict(list)
     models = {"task run": TaskRun, "check": Verdict, "draft": PlanDraft, "integration": Integration}
@@ -301,6 +302,8 @@ def scenario_run(scenario: str, args, rng: random.Random, env: dict[str, str], w
                     t = tally[kind]
                     t["total"] += 1
                     t[row.state if row.is_finished else "stuck"] += 1
+                    if row.state == "failed" and kind != "task run":
+                        failures.append(f"{scenario} {kind} {row.pk}: {row.state_reason or getattr(row, 'summary', '')}"[:400])
                     changes = StateChange.objects.filter(kind=models[kind].KIND, object_id=row.pk, from_state="running")
                     for change in changes.filter(reason__startswith="interrupted"):
                         t["requeued after a stop"] += 1
@@ -329,7 +332,7 @@ def scenario_run(scenario: str, args, rng: random.Random, env: dict[str, str], w
         if scenario == "serve" and args.setup == "embedded":
             redis.start()
     return {"hits": dict(hits), "tally": {k: dict(v) for k, v in tally.items()},
-            "latency": {k: max(v) for k, v in latency.items() if v}}
+            "latency": {k: max(v) for k, v in latency.items() if v}, "failures": failures}
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -353,6 +356,10 @@ def report(results: dict[str, dict]) -> int:
                 extra = f" ({t['ran twice']} ran twice)" if t["ran twice"] else ""
                 print(f"| {setup} | {scenario} | {kind} | {t['total']} | {states or '–'} | {t['requeued after a stop']} / "
                       f"{t['requeued after a death']} | {f'{longest:.1f} s' if longest is not None else '–'} | {t['stuck']} | {lost}{extra} |")
+    for setup, scenarios in results.items():
+        for scenario, result in scenarios.items():
+            for failure in result.get("failures", []):
+                print(f"- {setup}: {failure}")
     return 0 if bad == 0 else 1
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 0.5  # seconds before the first restart of a child that died
-RESTART_DELAY_MAX = 30.0
-STABLE_AFTER = 30.0  # seconds up after which a child's deaths in a row are forgotten
+RESTART_DELAY_MAX = 10.0
+STABLE_AFTER = 10.0  # seconds up after which a child's deaths in a row are forgotten (it was no crash loop)
 STOP_GRACE = 10.0  # seconds a child has to stop after SIGTERM
 POLL = 0.2  # seconds between looks at the children
 
