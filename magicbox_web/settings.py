@@ -155,6 +155,17 @@ MAGICBOX_RETRY_BACKOFF_MAX = float(env_str("MAGICBOX_RETRY_BACKOFF_MAX", "300"))
 # Seconds one check of a result against a JSON Schema may take (a backtracking `pattern` can
 # take for ever); past it, that check fails saying why.
 MAGICBOX_VALIDATION_TIMEOUT = float(env_str("MAGICBOX_VALIDATION_TIMEOUT", "10"))
+# The task sandbox (orchestration/workers/sandbox.py): "on" runs every task, check and draft in
+# bubblewrap; "off" runs them unconfined, and every run they belong to is marked unsandboxed.
+MAGICBOX_SANDBOX = env_str("MAGICBOX_SANDBOX", "on").strip().lower()
+if MAGICBOX_SANDBOX not in ("on", "off"):
+    raise ValueError(f"MAGICBOX_SANDBOX must be 'on' or 'off', not {MAGICBOX_SANDBOX!r}")
+# Further directories (colon-separated) a sandboxed task must not see, besides the data
+# directory, the checkout's var/, the server user's home and local database sockets.
+MAGICBOX_SANDBOX_HIDE = [p for p in env_str("MAGICBOX_SANDBOX_HIDE", "").split(":") if p]
+# Directories (colon-separated) every sandboxed task may write besides its own, e.g. a shared
+# package cache; hidden directories inside them stay hidden.
+MAGICBOX_SANDBOX_WRITABLE = [p for p in env_str("MAGICBOX_SANDBOX_WRITABLE", "").split(":") if p]
 # Default task timeout (seconds) when a task names none.
 MAGICBOX_TASK_TIMEOUT = env_int("MAGICBOX_TASK_TIMEOUT", 3600)
 # Bytes of output kept per task run; past it a truncation marker is stored.

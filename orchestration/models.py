@@ -236,6 +236,8 @@ class Run(StateMachine):
     # when the repository already had branches of that name (another Magic Box's run).
     branch_prefix = models.CharField(max_length=100, blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # True once a task of the run ran without the task sandbox (MAGICBOX_SANDBOX=off).
+    unsandboxed = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

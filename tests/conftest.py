@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import textwrap
 
 import pytest
@@ -36,7 +37,19 @@ def data_dir(settings, tmp_path):
     """Task working directories and logs go to a fresh temporary directory per test."""
     settings.DATA_DIR = tmp_path / "data"
     settings.DATA_DIR.mkdir()
+    # Tests hand files to and from their tasks through tmp_path; the data directory inside it
+    # stays hidden from sandboxed tasks (tests/engine/test_sandbox.py).
+    settings.MAGICBOX_SANDBOX_WRITABLE = [str(tmp_path)]
     return settings.DATA_DIR
+
+
+@pytest.fixture
+def unsandboxed(settings, monkeypatch):
+    """MAGICBOX_SANDBOX=off for this test and the worker processes it starts: for tests of what
+    keeps unsandboxed tasks in check (process groups, the attempt marker), which need the pids
+    a task writes to mean the same as on the host (a sandboxed task has a PID namespace)."""
+    settings.MAGICBOX_SANDBOX = "off"
+    monkeypatch.setenv("MAGICBOX_SANDBOX", "off")
 
 
 def user_in(django_user_model, username: str, *groups: str):
@@ -153,6 +166,24 @@ def process_alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def processes_with(token: str) -> list[int]:
+    """Pids (as this host sees them) of live processes whose command line contains `token`.
+
+    Sandboxed tasks live in a PID namespace of their own: the pids they see of themselves mean
+    nothing here, so tests find their processes by a word in their argv instead."""
+    from pathlib import Path
+
+    needle, found = token.encode(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "cmdline").read_bytes() and process_alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def children_of(pid: int) -> dict[int, str]:

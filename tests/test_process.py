@@ -16,7 +16,7 @@ def run(code: str, timeout: float = 30):
     lines: list[str] = []
     invocation = Invocation(argv=[sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, cwd=".")
     started = time.monotonic()
-    result = asyncio.run(run_process(invocation, lines.append, lines.append, timeout=timeout, kill_grace=1))
+    result = asyncio.run(run_process(invocation, lines.append, lines.append, timeout=timeout, kill_grace=1, confinement=None))
     return result, lines, time.monotonic() - started
 
 

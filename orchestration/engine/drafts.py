@@ -25,6 +25,7 @@ from orchestration.plans.loader import load_plan
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.workers.base import TaskContext, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
+from orchestration.workers import sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import UnknownWorker
 
@@ -77,7 +78,8 @@ async def execute(draft_id: int, lease: Lease) -> None:
     invocation.env[orphans.MARKER] = lease.marker
     parser = adapter.parser()
     try:
-        result = await lease.guard(run_process(invocation, parser.feed_stdout, parser.feed_stderr, timeout=settings.MAGICBOX_DRAFT_TIMEOUT))
+        result = await lease.guard(run_process(invocation, parser.feed_stdout, parser.feed_stderr, timeout=settings.MAGICBOX_DRAFT_TIMEOUT,
+                                                 confinement=sandbox.for_attempt(dirs["work"], dirs["home"], dirs["tmp"])))
     except LeaseLost:
         return
     finally:

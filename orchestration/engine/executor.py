@@ -17,7 +17,7 @@ from orchestration.engine.output import OutputBuffer, append_chunk, storable
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.signals import anotify_run
 from orchestration.engine.validation import output_problems
-from orchestration.models import TaskChange, TaskRun, TaskState
+from orchestration.models import Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
 from orchestration.plans.graph import ancestors
 from orchestration.plans.prompt_library import resolve as resolve_prompt
@@ -26,6 +26,7 @@ from orchestration.vcs.git import GitError
 from orchestration.vcs.repository import repository_dir, run_start
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
+from orchestration.workers import sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import UnknownWorker
 
@@ -122,6 +123,11 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
         scheduler.advance_run(plan.run_id)
 
 
+def _mark_unsandboxed(run_id: int) -> None:
+    """Record that a task of the run ran without a sandbox (the run page says so)."""
+    Run.objects.filter(pk=run_id, unsandboxed=False).update(unsandboxed=True)
+
+
 async def execute(task_run_id: int, lease: Lease) -> None:
     """Run the current attempt of a task run this process has claimed (state running) and holds
     through `lease`; stop, killing its processes, when the lease is lost (a cancel).
@@ -180,7 +186,12 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     interrupted = taken_over = False
     capture_error = ""
     invocation.env[orphans.MARKER] = lease.marker
-    output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}"])
+    if sandbox.enabled():
+        confined = "in its sandbox" + ("" if plan.task.get("network", True) else ", without network")
+    else:
+        confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
+        await db(_mark_unsandboxed, plan.run_id)
+    output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}, {confined}"])
     flusher = asyncio.create_task(output.flush_forever())
     try:
         result = await lease.guard(run_process(
@@ -188,6 +199,8 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             on_stdout=lambda line: output.add(parser.feed_stdout(line)),
             on_stderr=lambda line: output.add(parser.feed_stderr(line)),
             timeout=plan.timeout,
+            confinement=sandbox.for_attempt(dirs.workdir, dirs.home, dirs.tmpdir, (dirs.upstream,),
+                                            network=plan.task.get("network", True)),
         ))
     except LeaseLost:  # the process group was killed; record nothing more
         state, reason = await db(_state_of, plan.task_run_id)

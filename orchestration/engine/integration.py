@@ -24,6 +24,7 @@ from orchestration.vcs.git import GitError, git
 from orchestration.vcs.repository import repository_dir
 from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
+from orchestration.workers import sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.tail import Tail
 
@@ -146,7 +147,8 @@ async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) ->
     except WorkerUnavailable as error:
         return 127, str(error)
     try:
-        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), output.add, output.add, timeout)
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=workdir), output.add, output.add, timeout,
+                                   confinement=sandbox.Confinement(writable=(workdir,)).with_git(workdir))
     finally:
         await asyncio.to_thread(orphans.kill_marked, marker)
     if result.timed_out:

@@ -26,6 +26,7 @@ from orchestration.engine.validation import output_problems
 from orchestration.models import CheckState, Verdict
 from orchestration.workers.base import Invocation, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
+from orchestration.workers import sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.tail import Tail
 
@@ -89,7 +90,8 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
         shown.add(line)
 
     try:
-        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, shown.add, timeout=job.timeout)
+        result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, shown.add, timeout=job.timeout,
+                                   confinement=sandbox.Confinement(writable=(Path(cwd),)))
     except (OSError, ValueError) as error:  # not executable, or a NUL in an argument
         return CheckState.FAILED, f"could not start {argv[0]}: {error}", ""
     finally:

@@ -24,6 +24,8 @@ def spec_to_document(spec: dict[str, Any]) -> dict[str, Any]:
             item["timeout"] = task["timeout"]
         if task.get("retries"):
             item["retries"] = task["retries"]
+        if task.get("network") is False:
+            item["network"] = False
         if task.get("output_schema_ref") or task.get("output_schema"):
             item["output_schema"] = task.get("output_schema_ref") or task["output_schema"]
         for key in ("phase", "writes", "resources"):

@@ -105,7 +105,7 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
     Returns {"name", "description", "source_id", "workspace": {"repository", "base"} | None,
     "tasks": [{"id", "worker", "description", "prompt", "prompt_file", "output_format",
     "integration", "depends_on": [...], "command": [argv] | None, "timeout": seconds | None,
-    "retries": int, "phase": str, "writes": [...], "resources": [...]}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
+    "retries": int, "network": bool, "phase": str, "writes": [...], "resources": [...]}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
 
     Raises PlanInvalid listing every problem with its line, column and field.
     """
@@ -531,6 +531,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
                 "command": command,
                 "timeout": _whole_if_integral(task.get("timeout")),
                 "retries": task.get("retries", 0),
+                "network": task.get("network", True),
                 "phase": task.get("phase", ""),
                 "output_schema": (resolve_schema_ref(task["output_schema"], data.get("contracts") or {})
                                   if isinstance(task.get("output_schema"), str) else task.get("output_schema")),

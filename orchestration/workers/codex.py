@@ -5,7 +5,9 @@ Command (prompt on stdin, "-")::
     codex exec --json --skip-git-repo-check --ephemeral --sandbox workspace-write -C WORKDIR -
 
 `--sandbox workspace-write` lets it write in WORKDIR (the default sandbox is read-only: writes
-are refused and it still exits 0). codex blocks forever on an open stdin pipe, so stdin always
+are refused and it still exits 0). Inside Magic Box's task sandbox (workers.sandbox) it is
+`--sandbox danger-full-access` instead: codex's own bubblewrap cannot nest in ours, and ours
+already keeps its writes to the attempt's directories. codex blocks forever on an open stdin pipe, so stdin always
 carries the prompt and is then closed (or is /dev/null when configured args put the prompt in
 argv).
 
@@ -31,6 +33,7 @@ import json
 import re
 from typing import Any
 
+from orchestration.workers import sandbox
 from orchestration.workers.base import Invocation, Outcome, TaskContext, WorkerAdapter
 from orchestration.workers.events import (
     JsonEventParser,
@@ -59,7 +62,11 @@ def default_args(ctx: TaskContext) -> list[str]:
         schema_file = ctx.tmpdir / "output-schema.json"
         schema_file.write_text(json.dumps(ctx.output_schema), encoding="utf-8")
         schema_args = ["--output-schema", str(schema_file)]
-    return ["exec", "--json", "--skip-git-repo-check", "--ephemeral", "--sandbox", "workspace-write",
+    # Inside Magic Box's task sandbox, codex's own (bubblewrap too) cannot nest: user namespaces
+    # within ours may not map ids. Ours confines it already (writes only to the attempt's own
+    # directories, see workers.sandbox); with MAGICBOX_SANDBOX=off, codex sandboxes itself.
+    own_sandbox = "danger-full-access" if sandbox.enabled() else "workspace-write"
+    return ["exec", "--json", "--skip-git-repo-check", "--ephemeral", "--sandbox", own_sandbox,
             "-C", str(ctx.workdir), *schema_args, "-"]
 
 

@@ -14,7 +14,9 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from orchestration.workers import sandbox
 from orchestration.workers.base import Invocation
+from orchestration.workers.sandbox import Confinement
 from orchestration.workers.tail import Tail
 
 READ_CHUNK = 256 * 1024  # bytes read from a pipe at once
@@ -112,16 +114,25 @@ async def run_process(
     on_stdout: Callable[[str], None],
     on_stderr: Callable[[str], None],
     timeout: float,
+    *,
+    confinement: Confinement | None,
     kill_grace: float = 3.0,
 ) -> ProcessResult:
     """Run `invocation` to the end, calling on_stdout / on_stderr with each line (no newline).
 
+    confinement: what the process may reach inside the task sandbox (see workers.sandbox); None
+    runs it unconfined, as also when an administrator turned the sandbox off. Killing the
+    sandbox's bwrap ends every process inside it, daemons included.
     timeout: seconds before the whole process group is killed (SIGTERM, then SIGKILL after
     kill_grace seconds). If the calling asyncio task is cancelled, the group is killed the same
-    way before CancelledError propagates. Raises OSError when the program cannot be started.
+    way before CancelledError propagates. Raises OSError when the program cannot be started
+    (sandbox.SandboxUnavailable, an OSError, when no sandbox can be made here).
     """
+    argv = invocation.argv
+    if confinement is not None and sandbox.enabled():
+        argv = await asyncio.to_thread(sandbox.command, argv, invocation.cwd, confinement)
     proc = await asyncio.create_subprocess_exec(
-        *invocation.argv,
+        *argv,
         stdin=asyncio.subprocess.PIPE if invocation.stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

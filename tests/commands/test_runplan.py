@@ -20,6 +20,7 @@ def runplan(tmp_path: Path, plan_text: str, *extra: str) -> subprocess.Completed
     plan.write_text(plan_text)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    env["MAGICBOX_SANDBOX_WRITABLE"] = str(tmp_path)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "runplan", str(plan), *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -71,6 +72,7 @@ def test_runplan_explains_a_malformed_worker_map(tmp_path, mapping):
     assert result.returncode != 0 and "write it as FROM=TO" in result.stderr
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 def test_ctrl_c_cancels_the_run_and_kills_its_tasks(tmp_path):
     pid_file = tmp_path / "task.pid"
     plan = tmp_path / "plan.yaml"
@@ -81,6 +83,7 @@ def test_ctrl_c_cancels_the_run_and_kills_its_tasks(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    env["MAGICBOX_SANDBOX_WRITABLE"] = str(tmp_path)
     proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runplan", str(plan)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:  # wait for the state change, not a fixed delay
@@ -102,6 +105,7 @@ def test_runplan_does_its_own_runs_work_only(tmp_path):
     # Another run waits in the same database for a worker process: runplan leaves it alone.
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["MAGICBOX_DATA_DIR"] = str(tmp_path / "data")
+    env["MAGICBOX_SANDBOX_WRITABLE"] = str(tmp_path)
     other = tmp_path / "other.yaml"
     other.write_text("name: waiting\nparallel_execution:\n  tasks:\n    - {id: w, worker: shell, command: [python, -c, \"print('w')\"]}\n")
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180)

@@ -54,7 +54,7 @@ def spawn_worker(redis_url, tmp_path):
         n = len(procs)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
         env.update({"REDIS_URL": redis_url, "DATABASE_URL": test_database_url(),
-                    "MAGICBOX_DATA_DIR": str(tmp_path / f"worker{n}-data"), "MAGICBOX_SWEEP_INTERVAL": "1", **extra_env})
+                    "MAGICBOX_DATA_DIR": str(tmp_path / f"worker{n}-data"), "MAGICBOX_SANDBOX_WRITABLE": str(tmp_path), "MAGICBOX_SWEEP_INTERVAL": "1", **extra_env})
         log = tmp_path / f"worker{n}.log"
         with log.open("w") as out:
             proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runworker", "magicbox.engine"],

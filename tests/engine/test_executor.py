@@ -64,6 +64,7 @@ async def test_the_environment_is_an_allowlist_not_the_servers(monkeypatch):
     assert t["a"].result.strip() == "[]"
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 async def test_a_task_that_runs_too_long_is_killed_with_its_children(tmp_path):
     pid_file = tmp_path / "child.pid"
     code = (
@@ -80,6 +81,7 @@ async def test_a_task_that_runs_too_long_is_killed_with_its_children(tmp_path):
     wait_until(lambda: not process_alive(int(pid_file.read_text())), 10, "the background child to be killed")
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 async def test_a_child_that_left_the_process_group_does_not_outlive_its_task(tmp_path):
     pid_file = tmp_path / "daemon.pid"
     code = (
@@ -174,6 +176,7 @@ async def test_a_secret_in_the_error_of_a_retried_attempt_is_masked_in_every_sta
     assert not any("sk-live" in r for r in reasons + [t["leaky"].state_reason, t["leaky"].error])
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 async def test_cancelling_a_running_task_kills_its_process_tree_and_cancels_what_waits_for_it(tmp_path):
     from orchestration.engine.runtime import Engine
     from orchestration.engine.scheduler import cancel_task

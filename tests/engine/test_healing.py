@@ -126,7 +126,8 @@ def page_answers(url: str) -> bool:
 def test_serve_restarts_each_child_that_dies_and_the_run_finishes(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != "REDIS_URL"}
-    env.update(DATABASE_URL=test_database_url(), MAGICBOX_DATA_DIR=str(tmp_path / "data"), MAGICBOX_SWEEP_INTERVAL="1")
+    env.update(DATABASE_URL=test_database_url(), MAGICBOX_DATA_DIR=str(tmp_path / "data"), MAGICBOX_SWEEP_INTERVAL="1",
+               MAGICBOX_SANDBOX_WRITABLE=str(tmp_path))
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         serve = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port), "--workers", "1",
@@ -164,9 +165,10 @@ def test_serve_restarts_each_child_that_dies_and_the_run_finishes(tmp_path):
             serve.wait()
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 def test_serve_stops_its_children_on_sighup_and_a_serve_killed_outright_has_its_children_stopped_at_the_next_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_") and k != "REDIS_URL"}
-    env.update(DATABASE_URL=test_database_url(), MAGICBOX_DATA_DIR=str(tmp_path / "data"))
+    env.update(DATABASE_URL=test_database_url(), MAGICBOX_DATA_DIR=str(tmp_path / "data"), MAGICBOX_SANDBOX_WRITABLE=str(tmp_path))
 
     def start(log_name: str) -> tuple[subprocess.Popen, int]:
         port = free_port()

@@ -73,6 +73,7 @@ def test_four_worker_processes_share_a_200_task_plan_each_task_once_within_the_g
     assert len(owners) == 4, f"all four processes took work: {Counter(t.claimed_by for t in task_runs)}"
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 def test_a_worker_killed_with_sigkill_mid_task_is_noticed_and_its_task_retried_with_output_kept(
         spawn_worker, tmp_path):
     pid_file = tmp_path / "task.pid"

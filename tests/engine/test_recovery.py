@@ -22,7 +22,7 @@ from django.utils import timezone
 from orchestration.engine.integration import request_integration
 from orchestration.engine.scheduler import cancel_task, start_run
 from orchestration.models import Integration, PlanDraft, Run, StateChange, TaskRun, Verdict, WorkerSetting
-from tests.conftest import children_of, git, make_plan, process_alive, wait_until
+from tests.conftest import processes_with, children_of, git, make_plan, process_alive, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,6 +97,7 @@ ENDED_WELL = {"task run": "succeeded", "check": "passed", "draft": "succeeded", 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 @pytest.mark.parametrize("kind", list(STARTS))
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 def test_work_whose_worker_process_stops_or_dies_is_taken_up_by_another_and_ends(kind, how, spawn_worker, tmp_path, repo):
     marks = tmp_path / "marks"
     workers = [spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE) for _ in range(2)]
@@ -138,6 +139,7 @@ def test_a_task_without_retries_whose_worker_is_killed_once_still_succeeds(spawn
     assert row.state == "succeeded" and row.worker_losses == 1, row.state_reason
 
 
+@pytest.mark.usefixtures("unsandboxed")  # a sandboxed task cannot see, let alone kill, its worker
 def test_a_task_that_kills_its_worker_fails_after_three_losses_and_takes_no_other_task_down(spawn_worker, tmp_path):
     # Each attempt of `killer` SIGKILLs the worker process running it (as an out-of-memory kill
     # would), the first time while two innocent tasks run in the same worker process.
@@ -240,15 +242,14 @@ def test_a_frozen_worker_whose_task_was_taken_over_leaves_the_new_attempt_alone_
     assert "[Magic Box] attempt 1" not in output[second:] and "stopped" not in output[second:], "the old attempt wrote nothing after"
 
 
-def test_a_task_cancelled_while_its_worker_is_frozen_or_dead_has_its_processes_killed_by_another_worker(spawn_worker, tmp_path):
+def test_a_task_cancelled_while_its_worker_is_frozen_or_dead_has_its_processes_killed_by_another_worker(spawn_worker):
     for how in (signal.SIGSTOP, signal.SIGKILL):
-        pid_file = tmp_path / f"pid-{how}"
-        code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+        token = f"stuck-task-{how}"  # found in the sandboxed processes' argv, as the host sees them
         plan = make_plan(json.dumps({"name": f"stuck {how}", "parallel_execution": {"tasks": [
-            {"id": "stuck", "worker": "shell", "command": ["python", "-c", code]}]}}))
+            {"id": "stuck", "worker": "shell", "command": ["python", "-c", "import time; time.sleep(300)", token]}]}}))
         workers = [spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE) for _ in range(2)]
         run = start_run(plan)
-        pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), 120, "the task to start"))
+        wait_until(lambda: processes_with(token), 120, "the task to start")
         task_run = TaskRun.objects.get(run=run)
         holder = holder_of(task_run, workers)
         if how == signal.SIGKILL:
@@ -258,7 +259,7 @@ def test_a_task_cancelled_while_its_worker_is_frozen_or_dead_has_its_processes_k
             freeze_between_transactions(holder)
         try:
             cancel_task(TaskRun.objects.get(pk=task_run.pk), "cancelled by ada")
-            wait_until(lambda: not process_alive(pid), 30, "the other worker to kill the cancelled task's process")
+            wait_until(lambda: not processes_with(token), 30, "the cancelled task's processes to be killed")
         finally:
             if how == signal.SIGSTOP:
                 holder.send_signal(signal.SIGCONT)
@@ -279,3 +280,21 @@ def test_the_schema_helper_of_a_killed_worker_dies_with_it(worker, tmp_path):
     worker.kill()
     worker.wait(60)
     wait_until(lambda: not process_alive(helper), 10, "the schema helper to die with its worker")
+
+
+def test_a_sandboxed_task_and_its_daemons_die_with_their_worker(worker):
+    token = "998.5151"  # the daemon's argv: it cleared its environment, so no marker finds it
+    daemonise = ("import os\n"
+                 "if os.fork() == 0:\n"
+                 "    os.setsid()\n"
+                 f"    os.execve('/bin/sleep', ['sleep', '{token}'], {{}})\n"
+                 f"os.execvp('sleep', ['sleep', '{token}'])\n")
+    plan = make_plan(json.dumps({"name": "daemon", "parallel_execution": {"tasks": [
+        {"id": "daemon", "worker": "shell", "command": ["python", "-c", daemonise]}]}}))
+    start_run(plan)
+    # bwrap (twice: outside and inside its PID namespace), the task and its daemon
+    wait_until(lambda: len(processes_with(token)) >= 4, 120, "the task and its daemon to start")
+    worker.kill()
+    worker.wait(60)
+    # The kernel ends the sandbox's PID namespace with its bwrap, which dies with the worker.
+    wait_until(lambda: not processes_with(token), 10, "every process of the task to die with its worker")

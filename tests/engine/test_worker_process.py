@@ -13,6 +13,7 @@ from tests.conftest import make_plan, process_alive, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
 def test_a_worker_started_after_the_run_picks_it_up_and_sigterm_requeues_its_task(worker, tmp_path):
     pid_file = tmp_path / "task.pid"
     code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"

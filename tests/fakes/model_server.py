@@ -16,6 +16,8 @@ A test scripts the replies. Each reply is one of:
   tool (claude ``Write``; codex ``apply_patch``, inside its JavaScript ``exec`` tool for its
   default model, or a shell command through ``exec_command`` for models without apply_patch;
   gemini ``write_file``); once the CLI sends the tool's result back, the model answers ``then``.
+- ``RunCommand("cat x", then="Done.")``: codex runs the command with its shell tool (models
+  without apply_patch, e.g. CODEX_MODEL=local-model).
 - ``Fail(500, "message")``: the HTTP request fails with that status and the provider's error body
   (claude also gets ``x-should-retry: false``, so it does not retry).
 
@@ -71,6 +73,16 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
+class RunCommand:
+    """The model runs `command` with the CLI's shell tool (codex only, through ``exec_command``:
+    set CODEX_MODEL=local-model), then says `then`. What the command printed goes back to the
+    server in the next request (see ``ModelServer.requests``)."""
+
+    command: str
+    then: str = "I ran the command."
+
+
+@dataclass(frozen=True)
 class Fail:
     """The request fails with HTTP `status` and an error body carrying `message`."""
 
@@ -78,7 +90,7 @@ class Fail:
     message: str
 
 
-Reply = Text | WriteFile | Fail
+Reply = Text | WriteFile | RunCommand | Fail
 
 
 @dataclass
@@ -439,14 +451,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply.status, {"error": {"message": reply.message, "type": kind, "param": None, "code": None}})
             return
         n = self.fake._next_id()
-        if isinstance(reply, WriteFile) and not tool_done:
+        if isinstance(reply, (WriteFile, RunCommand)) and not tool_done:
             try:
                 item = _codex_write_call(body, reply, n)
             except _NoWriteTool as e:
                 self._json(500, {"error": {"message": str(e), "type": "server_error", "param": None, "code": None}})
                 return
         else:
-            text = reply.then if isinstance(reply, WriteFile) else reply.text
+            text = reply.then if isinstance(reply, (WriteFile, RunCommand)) else reply.text
             item = {"type": "message", "id": f"msg_fake{n}", "role": "assistant", "status": "completed",
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}
         response = {"id": f"resp_fake{n}", "object": "response", "created_at": 0, "status": "in_progress",
@@ -577,9 +589,14 @@ def _codex_tools(body: dict) -> dict[str, dict]:
     return found
 
 
-def _codex_write_call(body: dict, reply: WriteFile, n: int) -> dict:
-    """The output item that makes codex write `reply.path` with the tools it offered."""
+def _codex_write_call(body: dict, reply: WriteFile | RunCommand, n: int) -> dict:
+    """The output item that makes codex write `reply.path` (or run `reply.command`) with the tools it offered."""
     tools = _codex_tools(body)
+    if isinstance(reply, RunCommand):
+        if "exec_command" not in tools:
+            raise _NoWriteTool(f"codex offered no shell tool (set CODEX_MODEL=local-model): {sorted(tools)}")
+        return {"type": "function_call", "id": f"fc_fake{n}", "status": "completed", "call_id": f"call_fake{n}",
+                "name": "exec_command", "arguments": json.dumps({"cmd": reply.command})}
     patch = _apply_patch_text(reply.path, reply.content)
     call_id = f"call_fake{n}"
     if "apply_patch" in tools:

