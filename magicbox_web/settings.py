@@ -170,8 +170,12 @@ MAGICBOX_SANDBOX_WRITABLE = [p for p in env_str("MAGICBOX_SANDBOX_WRITABLE", "")
 MAGICBOX_TASK_TIMEOUT = env_int("MAGICBOX_TASK_TIMEOUT", 3600)
 # Bytes of output kept per task run; past it a truncation marker is stored.
 MAGICBOX_OUTPUT_LIMIT = env_int("MAGICBOX_OUTPUT_LIMIT", 50 * 1024 * 1024)
-# Where prompt_file paths of tasks (e.g. prompts/workers/gemini/frontend-builder.md) are looked up.
-MAGICBOX_PROMPTS_DIR = env_str("MAGICBOX_PROMPTS_DIR", str(BASE_DIR))
+# The prompts directory: a task's prompt_file prompts/<path> not in the prompt library is the file
+# <path> in it (e.g. prompts/workers/gemini/frontend-builder.md). Nothing outside it is read.
+MAGICBOX_PROMPTS_DIR = env_str("MAGICBOX_PROMPTS_DIR", str(BASE_DIR / "prompts"))
+# Directories (colon-separated) under which plans saved by non-superusers may name a local
+# workspace.repository (the data directory never). The default holds the example plans' (this checkout).
+MAGICBOX_REPOSITORY_ROOTS = [p for p in env_str("MAGICBOX_REPOSITORY_ROOTS", str(BASE_DIR)).split(":") if p]
 # Directories searched for worker programs before PATH (e.g. a node_modules/.bin).
 MAGICBOX_EXTRA_PATH = [p for p in env_str("MAGICBOX_EXTRA_PATH", str(BASE_DIR / "node_modules" / ".bin")).split(":") if p]
 # Variables whose values are masked in everything stored (besides workers' *_KEY/*_TOKEN passthroughs).

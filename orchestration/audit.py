@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from orchestration.models import AuditEvent, Plan, Run
+from orchestration.plans.repositories import masked
 
 Action = AuditEvent.Action
 
@@ -9,14 +10,15 @@ Action = AuditEvent.Action
 def record(action: str, user=None, *, plan: Plan | None = None, run: Run | None = None, detail: str = "",
            via: str = "") -> AuditEvent:
     """Store one audit event. `user` is the acting user (None for a command: then `via` names it,
-    e.g. "manage.py runplan"). With only `run`, the plan is taken from it."""
+    e.g. "manage.py runplan"). With only `run`, the plan is taken from it. Credentials in URLs in
+    `detail` are masked."""
     if plan is None and run is not None:
         plan = run.plan
     if user is not None and user.is_authenticated:
         actor, name = user, user.get_username()
     else:
         actor, name = None, via or "Magic Box"
-    return AuditEvent.objects.create(action=action, actor=actor, actor_name=name, plan=plan, run=run, detail=detail)
+    return AuditEvent.objects.create(action=action, actor=actor, actor_name=name, plan=plan, run=run, detail=masked(detail))
 
 
 def latest(events, limit: int = 50) -> dict:

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 from django import forms
 
+from orchestration.plans import repositories
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
 
 
 class PlanImportForm(forms.Form):
-    """Upload a plan file or paste its YAML. A valid form carries the loaded spec in `spec`."""
+    """Upload a plan file or paste its YAML. A valid form carries the loaded spec in `spec`.
+
+    user: who imports it (decides which local repository paths the plan may name; without one,
+    only those under MAGICBOX_REPOSITORY_ROOTS).
+    """
 
     file = forms.FileField(required=False, help_text="A plan in the seed's parallel_execution: form (.yaml).")
     text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
                            label="…or paste YAML")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
 
     def clean(self) -> dict:
         data = super().clean()
@@ -29,7 +38,7 @@ class PlanImportForm(forms.Form):
                     raise forms.ValidationError(f"The pasted plan is larger than {MAX_PLAN_BYTES // 1024} KiB.")
             else:
                 raise forms.ValidationError("Choose a plan file or paste its YAML.")
-            self.spec = load_plan(text, source)
+            self.spec = load_plan(text, source, any_repository=self.user is not None and repositories.trusted(self.user))
         except PlanInvalid as error:
             self.problems = error.problems
             raise forms.ValidationError([p.format(source) for p in error.problems]) from None

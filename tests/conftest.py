@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import textwrap
 
@@ -113,6 +114,32 @@ def make_plan(text: str, name: str = "plan.yaml"):
     from orchestration.plans.store import import_text
 
     revision, _ = import_text(textwrap.dedent(text), name)
+    return revision.plan
+
+
+@contextlib.contextmanager
+def local_http_server(handler):
+    """Serve `handler` (an http.server request handler class) on 127.0.0.1 at a free port from a
+    thread; yield the server (server.server_port), shut down on leaving."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def store_unchecked(doc: dict, user=None):
+    """Store plan `doc` (a dict in the plan file's form) normalised but never validated, as a plan
+    saved before a save-time check existed would be; return the Plan (revision by `user`)."""
+    from orchestration.plans.loader import _normalise
+    from orchestration.plans.store import save_spec
+
+    revision, _ = save_spec(_normalise(doc, "old.yaml", None), "", "old.yaml", user)
     return revision.plan
 
 

@@ -31,6 +31,7 @@ from orchestration.models import (
     TaskRun,
     TaskState,
 )
+from orchestration.plans import repositories
 from orchestration.plans.graph import ancestors
 from orchestration.workers.registry import UnknownWorker, worker_config
 
@@ -40,9 +41,12 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
     """Create a run of the plan's latest revision (or `revision`) and its task runs; wake the engine.
 
     worker_map: {"gemini": "claude"} runs the plan's gemini tasks with the claude worker.
-    The start is audited as `user`'s (or the command `via` names). Raises UnknownWorker if the map names a worker that is not configured.
+    The start is audited as `user`'s (or the command `via` names). Raises UnknownWorker if the map names a worker that is not configured,
+    and plans.repositories.RepositoryRefused (a ValueError) if neither `user` nor the revision's author may use its local
+    repository path (it is outside MAGICBOX_REPOSITORY_ROOTS: a plan stored before the check, or since the roots changed).
     """
     revision = revision or plan.latest_revision
+    repositories.check_run(revision.spec.get("workspace"), user, revision.created_by)
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
     for target in worker_map.values():
         worker_config(target)
@@ -77,10 +81,11 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
     Without task_id: the tasks that did not succeed (as GitHub Actions' "re-run failed jobs");
     with it: that task and everything downstream of it. Kept tasks are copied as succeeded,
     with their result, output and code changes. Raises ValueError for a task the run does not
-    have, or a run that has not ended.
+    have, or a run that has not ended, and RepositoryRefused (a ValueError) as start_run does.
     """
     if not run.is_finished:
         raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
+    repositories.check_run(run.revision.spec.get("workspace"), user, run.revision.created_by)
     old = {t.task_id: t for t in run.task_runs.all()}
     spec = run.revision.spec
     if task_id is not None:

@@ -14,6 +14,7 @@ import re
 
 from django.conf import settings
 
+from orchestration.plans.repositories import masked
 from orchestration.workers.registry import worker_config
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
@@ -42,9 +43,11 @@ def _pattern(values: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str] | Non
 
 
 def mask(text: str) -> str:
-    """`text` with every secret value replaced by "[secret NAME]"."""
+    """`text` with every secret value replaced by "[secret NAME]", and the credentials of every
+    URL in it by *** (plans.repositories.masked: e.g. git echoing a repository URL)."""
     if not text:
         return text
+    text = masked(text)
     names, configured = _secrets()
     from_environment = [(n, os.environ[n]) for n in names if len(os.environ.get(n, "")) >= MIN_LENGTH]
     values = tuple(sorted({*from_environment, *configured}))

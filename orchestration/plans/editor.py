@@ -336,10 +336,11 @@ def field_key(problem_field: str, doc: dict[str, Any]) -> str:
     return ""
 
 
-def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+def validate(state: EditorState, any_repository: bool = False) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """(spec, {}) when the state is a valid plan; else (None, {field key: [messages]}).
 
-    Messages for the whole plan are under the key "". Uses the same loader as file imports.
+    Messages for the whole plan are under the key "". Uses the same loader as file imports
+    (any_repository: see load_plan).
     """
     doc, faults = document(state)
     if not state.tasks:
@@ -348,7 +349,7 @@ def validate(state: EditorState) -> tuple[dict[str, Any] | None, dict[str, list[
     try:
         # PyYAML writes back what it reads (numbers such as 1e+16, .inf, non-text keys), so
         # the loader judges the form exactly as it would judge the same plan in a file.
-        spec = load_plan(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "plan")
+        spec = load_plan(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "plan", any_repository=any_repository)
     except PlanInvalid as error:
         for problem in error.problems:
             # Line numbers refer to the YAML the form was turned into, which nobody sees.

@@ -5,6 +5,8 @@ from typing import Any
 
 import yaml
 
+from orchestration.plans.repositories import masked
+
 SCHEMA_URL_PATH = "/schema/plan.json"
 
 
@@ -77,8 +79,9 @@ def spec_to_yaml(spec: dict[str, Any], schema_url: str = SCHEMA_URL_PATH) -> str
 
 
 def workspace_document(workspace: dict[str, Any]) -> dict[str, Any]:
-    """A normalised workspace as YAML would write it: its options left out when at their default."""
-    document = {"repository": workspace["repository"], "base": workspace.get("base", "HEAD")}
+    """A normalised workspace as YAML would write it: its options left out when at their default,
+    credentials in its repository URL masked (an export never carries them)."""
+    document = {"repository": masked(workspace["repository"]), "base": workspace.get("base", "HEAD")}
     if workspace.get("keep_worktrees"):
         document["keep_worktrees"] = True
     if workspace.get("check"):

@@ -20,7 +20,6 @@ import difflib
 import functools
 import json
 import math
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from orchestration.plans import references
+from orchestration.plans import references, repositories, schema_refs
 from orchestration.plans import graph
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.phased import PHASE_KEY, PhasedPlan, is_phased, phase_problems
@@ -95,12 +94,15 @@ def plan_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None, workers: list[str] | None = None) -> dict[str, Any]:
+def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None, workers: list[str] | None = None,
+              any_repository: bool = False) -> dict[str, Any]:
     """Parse and validate plan YAML; return the normalised spec.
 
     text: the file's contents. source: the name used in messages. base_dir: the plan file's
     directory, against which a relative workspace.repository is resolved (None: must be absolute).
-    workers: the allowed worker names (default: the configured registry).
+    workers: the allowed worker names (default: the configured registry). any_repository: the
+    plan is saved by someone who may name any local repository path (plans.repositories.trusted:
+    a superuser, or the command line); otherwise only paths under MAGICBOX_REPOSITORY_ROOTS.
 
     Returns {"name", "description", "source_id", "workspace": {"repository", "base"} | None,
     "tasks": [{"id", "worker", "description", "prompt", "prompt_file", "output_format",
@@ -138,14 +140,14 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
     # Unknown keys leave the structure intact, so the deeper checks can still run and report
     # everything in one go; any other schema fault would only make them fail confusingly.
     if all(p.message.startswith("unknown key") for p in schema_problems):
-        problems += _semantic_problems(doc, workers, base_dir)
+        problems += _semantic_problems(doc, workers, base_dir, any_repository)
     if problems:
         raise PlanInvalid(source, problems)
     return _normalise(doc.data, source, base_dir)
 
 
 def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
-    validator = jsonschema.Draft202012Validator(plan_schema())
+    validator = schema_refs.validator(plan_schema())
     problems = []
     for error in validator.iter_errors(doc.data):
         path = list(error.absolute_path)
@@ -260,7 +262,7 @@ def _describe(value: Any) -> str:
 def _endless(schema: dict[str, Any]) -> bool:
     """True when validating anything against `schema` never ends (e.g. {"$ref": "#"})."""
     try:
-        validator = jsonschema.Draft202012Validator(schema)
+        validator = schema_refs.validator(schema)
         for sample in (None, {}, [], "", 0):
             validator.is_valid(sample)
     except RecursionError:
@@ -317,7 +319,7 @@ def _task_ref(text: str) -> str:
     return text.strip().split()[0] if text and text.strip() else ""
 
 
-def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | None) -> list[PlanProblem]:
+def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | None, any_repository: bool) -> list[PlanProblem]:
     data = doc.data
     pe = data["parallel_execution"]
     tasks = pe["tasks"]
@@ -326,6 +328,14 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
     def add(path: list, message: str, at_key: bool = False) -> None:
         line, column = doc.locate(path, at_key=at_key)
         problems.append(PlanProblem(doc.field_name(path), message, line, column))
+
+    def remote_refs(path: list, schema: dict) -> bool:
+        """Report each $ref of the schema at `path` that points outside it; whether there were any."""
+        found = schema_refs.remote_refs(schema)
+        for inner, ref in found:
+            add([*path, *inner], f"{ref!r} points outside this schema, and Magic Box never fetches schemas over the "
+                                 "network: copy what it refers to under `$defs` and write `$ref: \"#/$defs/<name>\"`.")
+        return bool(found)
 
     if len(tasks) > MAX_TASKS:
         add(["parallel_execution", "tasks"], f"the plan has {len(tasks)} tasks; at most {MAX_TASKS} are allowed. Split it into several plans.")
@@ -376,10 +386,10 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         if worker != "shell" and worker in workers and not any(task.get(k, "").strip() for k in ("description", "prompt", "prompt_file")):
             add([*base, "description"], f"task '{task['id']}' has nothing to do: give it a `description` or a `prompt`.")
         if task.get("prompt_file"):
-            from orchestration.plans.prompt_library import BadPromptPath, clean_path
+            from orchestration.plans.prompt_library import BadPromptPath, check
 
             try:
-                clean_path(task["prompt_file"])
+                check(task["prompt_file"])
             except BadPromptPath as error:
                 add([*base, "prompt_file"], str(error))
 
@@ -450,7 +460,7 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                 pointer = "/" + "/".join(str(p) for p in error.path)
                 add([*path, *error.path], f"not a valid JSON Schema at {pointer}: {error.message}")
             else:
-                if _endless(schema):
+                if not remote_refs(path, schema) and _endless(schema):
                     add(path, "the schema refers to itself ($ref) without end, so nothing can match it.")
 
     if "total_tasks" in pe and pe["total_tasks"] != len(tasks):
@@ -476,6 +486,8 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
 
     for name, contract in (data.get("contracts") or {}).items():
         for pointer_parts, schema in contract_schemas(contract.get("specification") or {}):
+            if remote_refs(["contracts", name, "specification", *pointer_parts], schema):
+                continue
             if _endless(schema):
                 add(["contracts", name, "specification", *pointer_parts],
                     "this schema refers to itself ($ref) without end, so nothing can match it.")
@@ -499,16 +511,13 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
                 add(["parallel_execution", "tasks", index, "id"],
                     f"'{tid}' cannot name the task's git branch (magicbox/run-N/{tid}): with a workspace, a task id may not "
                     "contain '..' or end with '.' or '.lock'.")
-    if workspace and base_dir is None and not is_url(workspace["repository"]) and not Path(workspace["repository"]).is_absolute():
-        add(["workspace", "repository"], "an uploaded plan must name its repository by an absolute path on the server (a relative path "
-            "is only understood by `manage.py importplan FILE`, relative to the file).")
+    if workspace:
+        if reason := repositories.problem(workspace["repository"], any_repository, base_dir):
+            add(["workspace", "repository"], reason)
+        if str(workspace.get("base", "")).strip().startswith("-"):
+            add(["workspace", "base"], f"{workspace['base']!r} starts with '-', which git would read as an option: "
+                "name a branch, tag or commit (e.g. main).")
     return problems
-
-
-def is_url(repository: str) -> bool:
-    """Whether a workspace repository names a remote to clone (https://, ssh://, file://,
-    git@host:path) rather than a local path."""
-    return "://" in repository or bool(re.match(r"^[\w.-]+@[\w.-]+:", repository))
 
 
 def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict[str, Any]:
@@ -543,7 +552,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
     workspace = data.get("workspace")
     if workspace:
         repository = workspace["repository"]
-        if not is_url(repository) and not Path(repository).is_absolute() and base_dir is not None:
+        if not repositories.is_url(repository) and not Path(repository).is_absolute() and base_dir is not None:
             repository = str((base_dir / repository).resolve())
         check = workspace.get("check")
         workspace = {"repository": repository, "base": workspace.get("base", "HEAD"),

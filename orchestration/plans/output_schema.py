@@ -12,8 +12,7 @@ import json
 import os
 import sys
 
-import jsonschema
-
+from orchestration.plans import schema_refs
 from orchestration.plans.references import parse_output
 
 MAX_PROBLEMS = 10
@@ -23,13 +22,17 @@ def problems(result: str, schema: dict) -> list[str]:
     """Why `result` (JSON text, or a ```json block in it) does not match `schema`; [] if it does.
 
     Each problem names the JSON pointer of the fault: "/token: 'token' is a required property".
-    At most MAX_PROBLEMS are listed.
+    At most MAX_PROBLEMS are listed. A `$ref` outside the schema is never fetched: it is a problem.
     """
     try:
         value = parse_output(result)
     except ValueError:
         return ["it is not JSON"]
-    validator = jsonschema.Draft202012Validator(schema)
+    remote = schema_refs.remote_refs(schema)
+    if remote:  # a plan stored before such schemas were refused when saved
+        return [f"the schema's $ref {ref!r} points outside it, and Magic Box never fetches schemas over the network: "
+                "copy what it refers to under $defs and refer to it as #/$defs/<name>" for _, ref in remote[:MAX_PROBLEMS]]
+    validator = schema_refs.validator(schema)
     try:
         errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])[:MAX_PROBLEMS]
     except RecursionError:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from orchestration import audit
 from orchestration.models import Plan, PlanRevision
+from orchestration.plans import repositories
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
 
@@ -61,8 +62,9 @@ def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=Non
 
 
 def import_text(text: str, source_name: str, base_dir: Path | None = None, user=None, via: str = "") -> tuple[PlanRevision, bool]:
-    """Validate plan YAML and store it. Raises plans.errors.PlanInvalid; then nothing is stored."""
-    spec = load_plan(text, source_name, base_dir)
+    """Validate plan YAML and store it as `user`'s (None: a command's, which may name any local
+    repository). Raises plans.errors.PlanInvalid; then nothing is stored."""
+    spec = load_plan(text, source_name, base_dir, any_repository=repositories.trusted(user))
     return save_spec(spec, text, source_name, user, via=via)
 
 

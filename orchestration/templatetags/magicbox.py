@@ -36,6 +36,14 @@ def argv(value: list[str] | None) -> str:
 
 
 @register.filter
+def masked(value: str) -> str:
+    """A repository URL (or any text) with the credentials in its URLs shown as ***."""
+    from orchestration.plans.repositories import masked as hide
+
+    return hide(value)
+
+
+@register.filter
 def split(value: str) -> list[str]:
     """"a b c" -> ["a", "b", "c"] (for short literal lists in templates)."""
     return str(value).split()

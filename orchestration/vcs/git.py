@@ -14,6 +14,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.plans.repositories import masked
+
 GIT_TIMEOUT = 300  # seconds, for one git command (a clone of a large repository included)
 IDENTITY = ["-c", "user.name=Magic Box", "-c", "user.email=magicbox@localhost", "-c", "commit.gpgsign=false",
             "-c", "core.hooksPath=/dev/null", "-c", "safe.directory=*", "-c", "core.quotePath=false",
@@ -21,7 +23,11 @@ IDENTITY = ["-c", "user.name=Magic Box", "-c", "user.email=magicbox@localhost", 
 
 
 class GitError(Exception):
-    """A git command failed or git is missing; the message names the command and git's words."""
+    """A git command failed or git is missing; the message names the command and git's words,
+    with the credentials of any URL in them masked (plans.repositories.masked)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(masked(message))
 
 
 @dataclass
@@ -63,5 +69,6 @@ async def git(args: list[str], cwd: Path, ok_codes: tuple[int, ...] = (0,), time
         raise GitError(f"git {' '.join(args[:3])} took longer than {timeout:g} s") from None
     result = GitResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
     if result.code not in ok_codes:
-        raise GitError(f"git {' '.join(args[:4])} failed: {(result.err or result.out).strip()[-2000:]}")
+        command = " ".join([arg for arg in args if arg != "--"][:4])
+        raise GitError(f"git {command} failed: {(result.err or result.out).strip()[-2000:]}")
     return result

@@ -1,5 +1,9 @@
 """The plan's workspace repository on this host: a local path as it is, a URL cloned once (bare,
-under MAGICBOX_DATA_DIR/repos) and fetched when a run starts; and the run's base commit."""
+under MAGICBOX_DATA_DIR/repos) and fetched when a run starts; and the run's base commit.
+
+The clone's recorded origin is the URL with its credentials masked (plans.repositories.masked):
+a task reading its worktree's git configuration finds no token. Git gets the real URL on its
+command line, after `--`, for the clone and each fetch."""
 from __future__ import annotations
 
 import asyncio
@@ -11,13 +15,14 @@ from pathlib import Path
 from django.conf import settings
 
 from orchestration.engine.db import db
-from orchestration.plans.loader import is_url
+from orchestration.plans.repositories import is_url, masked
 from orchestration.vcs.git import GitError, git
 
 
 def clone_dir(url: str) -> Path:
-    """Where a remote repository is cloned: repos/<readable name>-<hash of the URL>.git."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40] or "repo"
+    """Where a remote repository is cloned: repos/<readable name>-<hash of the URL>.git (the
+    name never holds the URL's credentials)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", masked(url).rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))[:40] or "repo"
     return Path(settings.DATA_DIR) / "repos" / f"{name}-{hashlib.sha1(url.encode()).hexdigest()[:10]}.git"
 
 
@@ -56,10 +61,13 @@ async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
 
     async def clone_or_fetch() -> None:
         if not (target / "HEAD").exists():
-            await git(["clone", "--bare", "--quiet", repository, str(target)], target.parent)
+            await git(["clone", "--bare", "--quiet", "--", repository, str(target)], target.parent)
         elif fetch:
             # No --prune: the magicbox/* branches of earlier runs live only in this clone.
-            await git(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], target)
+            await git(["fetch", "--quiet", "--", repository, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], target)
+        else:
+            return
+        await git(["config", "remote.origin.url", masked(repository)], target)
 
     await _locked(target.with_suffix(".lock"), clone_or_fetch)
     return target

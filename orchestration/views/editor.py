@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from orchestration.roles import AUTHOR
 from orchestration.models import Plan, PlanDraft, PromptTemplate
+from orchestration.plans import repositories
 from orchestration.plans.editor import EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec, validate
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.shape import analyse, dag_data
@@ -49,13 +50,15 @@ def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
             state = EditorState(tasks=[TaskRow(worker="shell")])
         return _render(request, plan, state, {})
     state = state_from_post(request.POST)
+    if plan is not None and plan.latest_revision.spec.get("workspace"):  # credentials shown as *** are kept
+        state.repository = repositories.unmasked(state.repository, plan.latest_revision.spec["workspace"]["repository"])
     action = request.POST.get("action", "")
     if action == "validate":
         return _render(request, plan, state, None, part="error-slots")
     if action != "save":
         apply_action(state, action)
         return _render(request, plan, state, {}, part="editor")
-    spec, errors = validate(state)
+    spec, errors = validate(state, repositories.trusted(request.user))
     if spec is not None and plan is not None and state.base_revision != str(plan.latest_revision.number):
         latest = plan.latest_revision
         spec, errors = None, {"": [
@@ -78,9 +81,10 @@ def _render(request, plan, state: EditorState, errors: dict | None, part: str = 
     """Render the editor (or one part). errors None: validate the state here (as you type)."""
     spec = None
     if errors is None:
-        spec, errors = validate(state)
+        spec, errors = validate(state, repositories.trusted(request.user))
     elif not errors and state.tasks:
-        spec, _ = validate(state)
+        spec, _ = validate(state, repositories.trusted(request.user))
+    state.repository = repositories.masked(state.repository)  # the form never shows credentials
     ids = [t.id.strip() or f"#{n + 1}" for n, t in enumerate(state.tasks)]
     context = {
         "plan": plan,

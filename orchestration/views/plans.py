@@ -31,7 +31,7 @@ def plan_list(request: HttpRequest) -> HttpResponse:
 @permission_required(AUTHOR, raise_exception=True)
 def plan_import(request: HttpRequest) -> HttpResponse:
     """POST /plans/import/: validate an uploaded or pasted plan; store it only if valid."""
-    form = PlanImportForm(request.POST, request.FILES)
+    form = PlanImportForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
         plans = Plan.objects.order_by("name")
         return render(request, "plans/list.html", {"plans": plans, "form": form}, status=400)

@@ -22,6 +22,7 @@ from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
 from orchestration.models import Plan, Run, TaskChange, TaskRun
+from orchestration.plans.repositories import RepositoryRefused
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker
 
@@ -39,7 +40,7 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
         return redirect("plan-detail", plan_id=plan.pk)
     try:
         run = start_run(plan, request.user, form.worker_map())
-    except UnknownWorker as error:
+    except (UnknownWorker, RepositoryRefused) as error:
         messages.error(request, str(error))
         return redirect("plan-detail", plan_id=plan.pk)
     return redirect("run-detail", run_id=run.pk)
