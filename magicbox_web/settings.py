@@ -9,13 +9,17 @@ from pathlib import Path
 
 import dj_database_url
 
+from magicbox_web import datadir
 from magicbox_web.env import env_bool, env_int, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("MAGICBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the user Magic Box runs as (0700; the files in it 0600): it holds the database, the
+# Redis socket, the admin password and the secret key.
+DATA_DIR = datadir.private_dir(Path(env_str("MAGICBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve())
 
-SECRET_KEY = env_str("SECRET_KEY", "magicbox-local-development-key-change-me-in-production")
+# Generated per installation and kept in DATA_DIR/secret-key, unless set. Hosts serving one
+# database together must share it: set SECRET_KEY on each.
+SECRET_KEY = env_str("SECRET_KEY") or datadir.installation_secret(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -70,6 +74,12 @@ TEMPLATES = [
 _default_db = f"sqlite:///{DATA_DIR / 'magicbox.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    _database = Path(DATABASES["default"]["NAME"])
+    if _database.parent == DATA_DIR:
+        datadir.private_file(_database)
+        for _companion in ("-wal", "-shm"):
+            datadir.private_file(_database.with_name(_database.name + _companion), create=False)
     # WAL lets the web server read while a worker writes; IMMEDIATE transactions take the write
     # lock up front, so two processes never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {
