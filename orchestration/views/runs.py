@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from urllib.parse import urlencode
+from wsgiref.util import FileWrapper
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -17,12 +18,14 @@ from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
 from orchestration.review import comparison, export
+from orchestration.review.output import output_pieces
 from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
 from orchestration.models import Plan, Run, TaskChange, TaskRun
 from orchestration.views.plans import start_form
+from orchestration.views.streaming import download
 from orchestration.workers.registry import UnknownWorker
 
 
@@ -70,12 +73,10 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:
-    """GET /runs/<id>/tasks/<task run id>/output.txt: the task's whole stored output."""
+    """GET /runs/<id>/tasks/<task run id>/output.txt: the task's whole stored output, streamed
+    in pieces of about review.output.PIECE_BYTES, as fast as the client takes them."""
     task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
-    chunks = task_run.output_chunks.order_by("seq").values_list("text", flat=True).iterator(chunk_size=100)
-    response = StreamingHttpResponse((c.encode("utf-8", "replace") for c in chunks), content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run{run_id}-{task_run.task_id}.txt"'
-    return response
+    return download(output_pieces(task_run.pk), f"run{run_id}-{task_run.task_id}.txt", "text/plain; charset=utf-8")
 
 
 def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
@@ -180,11 +181,15 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/compare.html", comparison.compare(a, b))
 
 
-def run_export(request: HttpRequest, run_id: int) -> FileResponse:
-    """GET /runs/<id>/export.zip: summary.json, summary.md, every output and every diff."""
+EXPORT_BLOCK = 256 * 1024  # bytes of the export zip read at once
+
+
+def run_export(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    """GET /runs/<id>/export.zip: summary.json, summary.md, every output and every diff (the zip
+    is built in a temporary file, then streamed from it)."""
     run = get_object_or_404(Run.objects.select_related("plan", "revision", "started_by"), pk=run_id)
-    return FileResponse(export.archive(run), as_attachment=True, filename=f"magicbox-run{run.pk}.zip",
-                        content_type="application/zip")
+    archive = export.archive(run)
+    return download(FileWrapper(archive, EXPORT_BLOCK), f"magicbox-run{run.pk}.zip", "application/zip")
 
 
 def run_summary(request: HttpRequest, run_id: int) -> HttpResponse:
