@@ -10,6 +10,7 @@ from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -151,7 +152,7 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
         lines = patch.count("\n") if patch else 0
         files.append({**entry, "patch": patch, "lines": lines, "large": lines > LARGE_FILE_LINES})
     if wanted is not None and not files:
-        return HttpResponseBadRequest(f"task {task_run.task_id} changed no file named {wanted}")
+        return HttpResponseBadRequest(format_html("task {} changed no file named {}", task_run.task_id, wanted))
     context = {"run": task_run.run, "task_run": task_run, "change": change, "files": files,
                "single": wanted is not None, "limit": TaskChange.PATCH_LIMIT}
     if wanted is not None:  # replaces the file's placeholder: just that file's block
