@@ -1,9 +1,12 @@
-"""What a hostile link meets: escaped messages and a Content-Security-Policy on every page."""
+"""What a hostile link or a password guesser meets: escaped messages, a Content-Security-Policy on
+every page, and logins locked after repeated wrong passwords."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from orchestration.engine.scheduler import start_run
 from orchestration.models import TaskChange
@@ -54,3 +57,35 @@ def test_a_denied_page_has_the_policy_too(client, django_user_model):
     client.force_login(user_in(django_user_model, "nobody"))
     response = client.get("/plans/")
     assert response.status_code == 403 and "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def login(client, username: str, password: str, address: str = "127.0.0.1"):
+    return client.post("/accounts/login/", {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_repeated_wrong_passwords_lock_that_user_out_from_that_address_until_the_cooloff(client, django_user_model, settings):
+    from axes.models import AccessAttempt
+
+    user_in(django_user_model, "ada", "Viewers")
+    user_in(django_user_model, "bob", "Viewers")
+    for attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = login(client, "ada", "guess-%d" % attempt)
+        assert response.status_code == 200 and "Please enter a correct username and password" in response.content.decode()
+    locked = login(client, "ada", "one-guess-too-many")
+    assert locked.status_code == 429
+    assert "Too many wrong passwords for <strong>ada</strong>" in locked.content.decode()
+    assert "locked for 15 min 00 s" in locked.content.decode()
+
+    # The right password is refused too while the lock lasts.
+    right = login(client, "ada", "pw-ada-123")
+    assert right.status_code == 429 and "_auth_user_id" not in client.session
+    # Another user, and the same user from another address, are not affected.
+    assert login(client, "bob", "pw-bob-123").status_code == 302
+    client.logout()
+    assert login(client, "ada", "pw-ada-123", address="192.0.2.7").status_code == 302
+    client.logout()
+
+    # Once the cool-off has passed, the right password works again.
+    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    response = login(client, "ada", "pw-ada-123")
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(django_user_model.objects.get(username="ada").pk)
