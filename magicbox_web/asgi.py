@@ -13,12 +13,13 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
+from magicbox_web.backpressure import Backpressure  # noqa: E402
 from orchestration.consumers import EngineConsumer, RefusingConsumer, RunConsumer  # noqa: E402
 from orchestration.security import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": Backpressure(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             SameOriginValidator(
                 AuthMiddlewareStack(

@@ -5,17 +5,23 @@ Embedded defaults: a SQLite file and a Redis server that `manage.py serve` start
 """
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
+from magicbox_web import datadir
 from magicbox_web.env import env_bool, env_int, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("MAGICBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Private to the user Magic Box runs as (0700; the files in it 0600): it holds the database, the
+# Redis socket, the admin password and the secret key.
+DATA_DIR = datadir.private_dir(Path(env_str("MAGICBOX_DATA_DIR", str(BASE_DIR / "var"))).resolve())
 
-SECRET_KEY = env_str("SECRET_KEY", "magicbox-local-development-key-change-me-in-production")
+# Generated per installation and kept in DATA_DIR/secret-key, unless set. Hosts serving one
+# database together must share it: set SECRET_KEY on each.
+SECRET_KEY = env_str("SECRET_KEY") or datadir.installation_secret(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -33,6 +39,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -47,6 +54,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "magicbox_web.urls"
@@ -70,6 +80,12 @@ TEMPLATES = [
 _default_db = f"sqlite:///{DATA_DIR / 'magicbox.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    _database = Path(DATABASES["default"]["NAME"])
+    if _database.parent == DATA_DIR:
+        datadir.private_file(_database)
+        for _companion in ("-wal", "-shm"):
+            datadir.private_file(_database.with_name(_database.name + _companion), create=False)
     # WAL lets the web server read while a worker writes; IMMEDIATE transactions take the write
     # lock up front, so two processes never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {
@@ -113,6 +129,34 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 50_000
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes): after MAGICBOX_LOGIN_FAILURES wrong passwords for one username
+# from one address, that pair is refused for MAGICBOX_LOGIN_LOCKOUT_MINUTES, the right password
+# too. An administrator lifts it early with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("MAGICBOX_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MAGICBOX_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Content-Security-Policy on every response (django-csp): scripts and styles only from this
+# server's static files, no inline code, no eval. Style attributes stay allowed (the widths of
+# progress and timeline bars); same-origin websockets are covered by connect-src 'self'.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

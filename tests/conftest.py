@@ -143,6 +143,14 @@ def store_unchecked(doc: dict, user=None):
     return revision.plan
 
 
+async def streamed_body(response) -> bytes:
+    """The whole body of a streaming response (downloads stream from an async iterator; a sync
+    test reads it with asgiref's async_to_sync(streamed_body)(response))."""
+    if response.is_async:
+        return b"".join([part async for part in response.streaming_content])
+    return await sync_to_async(lambda: b"".join(response.streaming_content))()
+
+
 async def drain_engine(engine=None):
     """Do all background work there is (task runs, checks, drafts, integrations) with an
     in-process engine until nothing is left to do; return the engine.

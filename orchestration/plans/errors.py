@@ -27,13 +27,22 @@ class PlanProblem:
 
 
 class PlanInvalid(Exception):
-    """A plan was rejected. `problems` lists every fault found; nothing was stored."""
+    """A plan was rejected. `problems` lists every fault found; nothing was stored.
+
+    Text in the problems that UTF-8 cannot carry (a lone surrogate quoted from the plan) is
+    written as its escape (\\ud800), so a report can always be shown, printed and stored.
+    """
 
     def __init__(self, source: str, problems: list[PlanProblem]) -> None:
-        self.source = source
+        self.source = _encodable(source)
+        problems = [PlanProblem(_encodable(p.field), _encodable(p.message), p.line, p.column) for p in problems]
         self.problems = sorted(problems, key=lambda p: (p.line or 10**9, p.column, p.field))
         super().__init__(self.report())
 
     def report(self) -> str:
         """All problems, one per line, sorted by position."""
         return "\n".join(p.format(self.source) for p in self.problems)
+
+
+def _encodable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -187,34 +187,76 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
 
 
 def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
-    """Keys that are not strings, numbers that are not finite, text with NUL characters, and
-    values JSON cannot hold (YAML dates, binary, sets)."""
+    """Keys that are not strings, numbers that are not finite, text with NUL characters or lone
+    surrogates, and values JSON cannot hold (YAML dates, binary, sets).
+
+    A surrogate pair written as two escapes (YAML's "\\ud83d\\ude00") is made the character it
+    stands for, in doc.data, as JSON reads it.
+    """
     problems: list[PlanProblem] = []
 
     def add(path: list, message: str, at_key: bool = False) -> None:
         line, column = doc.locate(path, at_key=at_key)
         problems.append(PlanProblem(doc.field_name(path), message, line, column))
 
-    def walk(value: Any, path: list) -> None:
+    def walk(value: Any, path: list) -> Any:
         if len(problems) >= 20:
-            return
+            return value
         if isinstance(value, dict):
-            for key, item in value.items():
+            for key, item in list(value.items()):
                 if not isinstance(key, str):
                     add([*path, key], f"the key {key!r} is not text: quote it (\"{key}\").", at_key=True)
-                walk(item, [*path, key])
+                elif lone := _lone_surrogate(key):
+                    add([*path, key], _LONE_SURROGATE.format(lone=lone), at_key=True)
+                    continue
+                value[key] = walk(item, [*path, key])
+            if any(isinstance(key, str) and _has_surrogates(key) for key in value):
+                items = [(_joined_pairs(k) if isinstance(k, str) else k, v) for k, v in value.items()]
+                value.clear()
+                value.update(items)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                walk(item, [*path, index])
+                value[index] = walk(item, [*path, index])
         elif isinstance(value, float) and not math.isfinite(value):
             add(path, f"{value} is not a number a plan can hold: write a finite number.")
         elif isinstance(value, str) and "\x00" in value:
             add(path, "the text contains a NUL character (\\0), which no program argument or prompt can carry.")
+        elif isinstance(value, str) and _has_surrogates(value):
+            if lone := _lone_surrogate(value):
+                add(path, _LONE_SURROGATE.format(lone=lone))
+            return _joined_pairs(value)
         elif value is not None and not isinstance(value, (str, int, float, bool)):
             add(path, f"YAML reads this as a {type(value).__name__}, which a plan cannot hold: quote it to make it text.")
+        return value
 
-    walk(doc.data, [])
+    doc.data = walk(doc.data, [])
     return problems
+
+
+_LONE_SURROGATE = ("the text contains \\u{lone:x}, half of a UTF-16 surrogate pair without its other half: it is no "
+                   "character and cannot be stored. Remove it, or write the character itself (or both halves of its pair).")
+_LONE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
+
+
+def _has_surrogates(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The code point of the first surrogate in `text` that is not part of a pair, or None."""
+    found = _LONE.search(text) if _has_surrogates(text) else None
+    return ord(found.group()) if found else None
+
+
+def _joined_pairs(text: str) -> str:
+    """`text` with each surrogate pair made the character it stands for (lone halves kept)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 SCHEMA_KEYWORDS = {"type", "properties", "items", "$ref", "required", "enum", "const", "oneOf", "anyOf", "allOf",

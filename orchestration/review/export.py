@@ -8,6 +8,7 @@ import zipfile
 
 from orchestration.models import Run, TaskChange
 from orchestration.review import cost
+from orchestration.review.output import output_pieces
 from orchestration.vcs import collisions
 
 SUMMARY_VERSION = 1
@@ -111,8 +112,8 @@ def archive(run: Run):
         zf.writestr("summary.md", markdown(data))
         for task_run in run.task_runs.order_by("position"):
             with zf.open(f"outputs/{task_run.task_id}.txt", "w") as out:
-                for text in task_run.output_chunks.order_by("seq").values_list("text", flat=True).iterator(chunk_size=100):
-                    out.write(text.encode("utf-8", "replace"))
+                for piece in output_pieces(task_run.pk):
+                    out.write(piece)
             change = TaskChange.objects.filter(task_run=task_run).only("patch").first()
             if change is not None and change.patch:
                 zf.writestr(f"diffs/{task_run.task_id}.patch", change.patch)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from urllib.parse import urlencode
+from wsgiref.util import FileWrapper
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,6 +19,7 @@ from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
 from orchestration.review import comparison, export
+from orchestration.review.output import output_pieces
 from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
@@ -24,6 +27,7 @@ from orchestration.engine.integration import request_integration
 from orchestration.models import Plan, Run, TaskChange, TaskRun
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.views.plans import start_form
+from orchestration.views.streaming import download
 from orchestration.workers.registry import UnknownWorker
 
 
@@ -71,12 +75,10 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:
-    """GET /runs/<id>/tasks/<task run id>/output.txt: the task's whole stored output."""
+    """GET /runs/<id>/tasks/<task run id>/output.txt: the task's whole stored output, streamed
+    in pieces of about review.output.PIECE_BYTES, as fast as the client takes them."""
     task_run = get_object_or_404(TaskRun, pk=task_run_id, run_id=run_id)
-    chunks = task_run.output_chunks.order_by("seq").values_list("text", flat=True).iterator(chunk_size=100)
-    response = StreamingHttpResponse((c.encode("utf-8", "replace") for c in chunks), content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run{run_id}-{task_run.task_id}.txt"'
-    return response
+    return download(output_pieces(task_run.pk), f"run{run_id}-{task_run.task_id}.txt", "text/plain; charset=utf-8")
 
 
 def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
@@ -151,7 +153,7 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
         lines = patch.count("\n") if patch else 0
         files.append({**entry, "patch": patch, "lines": lines, "large": lines > LARGE_FILE_LINES})
     if wanted is not None and not files:
-        return HttpResponseBadRequest(f"task {task_run.task_id} changed no file named {wanted}")
+        return HttpResponseBadRequest(format_html("task {} changed no file named {}", task_run.task_id, wanted))
     context = {"run": task_run.run, "task_run": task_run, "change": change, "files": files,
                "single": wanted is not None, "limit": TaskChange.PATCH_LIMIT}
     if wanted is not None:  # replaces the file's placeholder: just that file's block
@@ -181,11 +183,15 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/compare.html", comparison.compare(a, b))
 
 
-def run_export(request: HttpRequest, run_id: int) -> FileResponse:
-    """GET /runs/<id>/export.zip: summary.json, summary.md, every output and every diff."""
+EXPORT_BLOCK = 256 * 1024  # bytes of the export zip read at once
+
+
+def run_export(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    """GET /runs/<id>/export.zip: summary.json, summary.md, every output and every diff (the zip
+    is built in a temporary file, then streamed from it)."""
     run = get_object_or_404(Run.objects.select_related("plan", "revision", "started_by"), pk=run_id)
-    return FileResponse(export.archive(run), as_attachment=True, filename=f"magicbox-run{run.pk}.zip",
-                        content_type="application/zip")
+    archive = export.archive(run)
+    return download(FileWrapper(archive, EXPORT_BLOCK), f"magicbox-run{run.pk}.zip", "application/zip")
 
 
 def run_summary(request: HttpRequest, run_id: int) -> HttpResponse:

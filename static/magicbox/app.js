@@ -41,6 +41,13 @@
     }
   });
 
+  // A form with data-confirm="question?" is sent only when the user confirms (no inline handlers:
+  // the Content-Security-Policy forbids them).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.dataset && event.target.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   // Keep a log scrolled to its end while the reader is at its end.
   var atEnd = new WeakMap();
   document.addEventListener("htmx:wsBeforeMessage", function () {

@@ -103,16 +103,38 @@ def browser():
         browser.close()
 
 
+# Reports every Content-Security-Policy violation of a page to its console (Playwright injects
+# this itself, so the policy does not stop it).
+REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", function (e) {
+  console.error("CSP violation: " + e.violatedDirective + " blocked " + (e.blockedURI || "inline code") + " at " + e.sourceFile + ":" + e.lineNumber);
+});"""
+
+
+def csp_violations(context) -> list[str]:
+    """The Content-Security-Policy violations every page of `context` reports, as they happen."""
+    found: list[str] = []
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+    context.on("console", lambda message: found.append(message.text)
+               if message.type == "error" and ("CSP violation" in message.text or "Content Security Policy" in message.text) else None)
+    return found
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(f"{url}/plans/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/plans/")
+
+
 @pytest.fixture
 def page(browser, stack):
-    """A logged-in page."""
+    """A page logged in as the admin. Any Content-Security-Policy violation fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    violations = csp_violations(context)
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{stack.url}/plans/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", stack.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{stack.url}/plans/")
+    log_in(page, stack.url, "admin", stack.password)
     yield page
     context.close()
+    assert violations == [], "the Content-Security-Policy refused something a page needs"

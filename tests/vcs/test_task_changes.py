@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 
 from orchestration.engine.scheduler import start_run
 from orchestration.models import TaskRun
-from tests.conftest import make_plan, py, run_tasks, run_to_end
+from tests.conftest import make_plan, py, run_tasks, run_to_end, streamed_body
 from tests.conftest import git
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -100,7 +100,7 @@ async def test_a_run_exports_as_a_zip_of_outputs_diffs_and_summaries(repo, async
     await sync_to_async(async_client.force_login)(user)
     response = await async_client.get(f"/runs/{run.pk}/export.zip")
     assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment")
-    body = b"".join([chunk async for chunk in response.streaming_content]) if response.is_async else b"".join(response.streaming_content)
+    body = await streamed_body(response)
     with zipfile.ZipFile(io.BytesIO(body)) as zf:
         names = set(zf.namelist())
         assert {"summary.json", "summary.md", "outputs/edit.txt", "outputs/fail.txt", "diffs/edit.patch"} <= names

@@ -13,7 +13,7 @@ from orchestration.engine.output import append_chunk
 from orchestration.engine.scheduler import start_run
 from orchestration.live import OUTPUT_TAIL, RunView, output_window
 from orchestration.models import TaskRun
-from tests.conftest import make_plan, py, run_to_end
+from tests.conftest import make_plan, py, run_to_end, streamed_body
 
 HOSTILE = r'''
 import sys
@@ -51,7 +51,7 @@ async def test_hostile_output_is_stored_whole_and_shown_safely_with_colours_and_
 
     # The download is everything that was kept, escape sequences included.
     response = await async_client.get(f"/runs/{run.pk}/tasks/{task_run.pk}/output.txt")
-    download = await sync_to_async(lambda: b"".join(response.streaming_content))()
+    download = await streamed_body(response)
     text = download.decode()
     assert text.startswith("[Magic Box] attempt 1") and "\nFIRST LINE\n" in text and "\x1b[31mred alert" in text and "x" * (10 * 1024 * 1024) in text
     assert "bad utf-8 \ufffd\ufffd\ufffd and NUL \ufffd here" in text

@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from orchestration.models import Run
-from tests.conftest import make_plan, run_to_end
+from tests.conftest import make_plan, run_to_end, streamed_body
 
 PLAN = """
 name: Checks
@@ -83,7 +84,7 @@ def test_the_history_lists_runs_newest_first_and_keeps_every_output(logged_in_cl
 
     test_run = first.task_runs.get(task_id="test")
     download = logged_in_client.get(f"/runs/{first.pk}/tasks/{test_run.pk}/output.txt")
-    assert b"1 failed" in b"".join(download.streaming_content)
+    assert b"1 failed" in async_to_sync(streamed_body)(download)
 
 
 @pytest.mark.django_db

@@ -8,6 +8,7 @@ SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -21,9 +22,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.checks.security.base import check_secret_key
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from magicbox_web import datadir
 from orchestration import embedded_redis
 from orchestration.supervisor import Child, Supervisor
 from orchestration.plans.errors import PlanInvalid
@@ -44,10 +47,39 @@ def ensure_admin(username: str = "admin") -> str | None:
         return None
     password = secrets.token_urlsafe(12)
     users.objects.create_superuser(username=username, email="", password=password)
-    path = Path(settings.DATA_DIR) / "admin-password.txt"
-    path.write_text(password + "\n")
-    path.chmod(0o600)
+    datadir.write_private(Path(settings.DATA_DIR) / "admin-password.txt", password + "\n")
     return password
+
+
+# SECRET_KEY values published somewhere (this project's old default): as weak as no key.
+PUBLISHED_KEYS = {"magicbox-local-development-key-change-me-in-production"}
+
+
+def check_exposure(host: str) -> None:
+    """Raise CommandError, saying how to fix it, when `host` is not a loopback address and the
+    server would be reachable from other machines with DEBUG on or a weak SECRET_KEY (one
+    Django's deployment check calls weak, or a published one)."""
+    if _is_loopback(host):
+        return
+    problems = []
+    if settings.DEBUG:
+        problems.append("DEBUG is on (it shows settings and code to anyone who causes an error): unset DEBUG")
+    if settings.SECRET_KEY in PUBLISHED_KEYS or check_secret_key(None):
+        problems.append("SECRET_KEY is a default or weak key (anyone knowing it can forge logins): unset SECRET_KEY "
+                        f"to use the generated one in {Path(settings.DATA_DIR) / datadir.SECRET_KEY_FILE}, or set "
+                        "50 or more random characters")
+    if problems:
+        raise CommandError(f"refusing to listen on {host}, which other machines can reach: "
+                           + "; ".join(problems) + ". (On 127.0.0.1 or localhost, both are allowed.)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: whatever it resolves to now, it may resolve elsewhere later
+        return False
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -76,7 +108,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-examples", action="store_true", help="do not load the example plans")
 
     def handle(self, *args, host: str, port: int, workers: int, no_examples: bool, **options):
-        Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
+        check_exposure(host)
+        datadir.private_dir(Path(settings.DATA_DIR))
         left = stop_leftovers()
         if left:
             self.stderr.write(f"[serve] stopped {left} process(es) an earlier serve left running when it ended without them")
@@ -144,7 +177,7 @@ def children_file() -> Path:
 
 def record_children(pids: list[int]) -> None:
     """Keep this serve's pid and its children's pids in children_file()."""
-    children_file().write_text(json.dumps({"serve": os.getpid(), "children": pids}))
+    datadir.write_private(children_file(), json.dumps({"serve": os.getpid(), "children": pids}))
 
 
 def stop_leftovers(grace: float = 15.0) -> int:
