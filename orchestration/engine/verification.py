@@ -91,7 +91,7 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
 
     try:
         result = await run_process(Invocation(argv=[program, *argv[1:]], env=env, cwd=Path(cwd)), out, shown.add, timeout=job.timeout,
-                                   confinement=sandbox.Confinement(writable=(Path(cwd),)))
+                                   confinement=sandbox.Confinement(writable=(), readable=(Path(cwd),)))  # reads the run, changes nothing of it
     except (OSError, ValueError) as error:  # not executable, or a NUL in an argument
         return CheckState.FAILED, f"could not start {argv[0]}: {error}", ""
     finally:

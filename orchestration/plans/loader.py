@@ -20,6 +20,7 @@ import difflib
 import functools
 import json
 import math
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -428,10 +429,11 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         if worker != "shell" and worker in workers and not any(task.get(k, "").strip() for k in ("description", "prompt", "prompt_file")):
             add([*base, "description"], f"task '{task['id']}' has nothing to do: give it a `description` or a `prompt`.")
         if task.get("prompt_file"):
-            from orchestration.plans.prompt_library import BadPromptPath, check
+            from orchestration.plans.prompt_library import BadPromptPath
+            from orchestration.plans.prompt_library import check as check_prompt_file
 
             try:
-                check(task["prompt_file"])
+                check_prompt_file(task["prompt_file"])
             except BadPromptPath as error:
                 add([*base, "prompt_file"], str(error))
 

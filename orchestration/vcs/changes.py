@@ -28,7 +28,8 @@ async def commit_worktree(workdir: Path, branch: str, message: str) -> str:
     `branch` unless nothing changed. Returns the head commit.
 
     A task that switched branch or detached HEAD has its work brought back: `branch` is moved to
-    where HEAD is, keeping the working tree. Raises GitError when the worktree is no longer one
+    where HEAD is, keeping the working tree; when HEAD is a commit only the task's own object
+    store has (a sandboxed task's, see workers.sandbox), its files are committed on `branch`. Raises GitError when the worktree is no longer one
     (its .git removed or replaced) or git cannot commit, so the task is not taken as done."""
     top = (await git(["rev-parse", "--show-toplevel"], workdir, ok_codes=(0, 128))).out.strip()
     if not top or Path(top).resolve() != workdir.resolve():
@@ -36,8 +37,14 @@ async def commit_worktree(workdir: Path, branch: str, message: str) -> str:
                        "replaced?); its changes cannot be committed")
     head_ref = (await git(["symbolic-ref", "-q", "HEAD"], workdir, ok_codes=(0, 1))).out.strip()
     if head_ref != f"refs/heads/{branch}":
-        await git(["checkout", "-q", "-B", branch], workdir)
-    status = (await git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], workdir)).out
+        if (await git(["cat-file", "-e", "HEAD^{commit}"], workdir, ok_codes=(0, 1, 128))).code == 0:
+            await git(["checkout", "-q", "-B", branch], workdir)  # its commits are kept
+        else:  # commits of a sandboxed task live in its own object store: its files are its work
+            await git(["symbolic-ref", "HEAD", f"refs/heads/{branch}"], workdir)
+    # The index anew from the branch and the files: a sandboxed task's index may name objects
+    # only its own store has (Magic Box hashes every file it commits itself).
+    await git(["reset", "-q"], workdir, ok_codes=(0, 1))
+    status = (await git(["status", "--porcelain=v1", "-z", "--ignore-submodules=all", "--untracked-files=all"], workdir)).out
     if status.strip("\0"):
         await git(["add", "--all", "--", "."], workdir)
         await git(["commit", "--quiet", "--no-verify", "-m", message], workdir)

@@ -34,7 +34,7 @@ async def conflicted_files(worktree: Path) -> list[dict]:
     A file with no markers (both sides added a binary, or one deleted it) has hunks [] and a
     "reason" from git's status code.
     """
-    status = (await git(["status", "--porcelain=v1", "-z"], worktree)).out.split("\0")
+    status = (await git(["status", "--porcelain=v1", "-z", "--ignore-submodules=all"], worktree)).out.split("\0")
     kinds = {"DD": "both deleted", "AU": "added by us", "UD": "deleted by them", "UA": "added by them",
              "DU": "deleted by us", "AA": "both added", "UU": "both modified"}
     report = []

@@ -2,8 +2,11 @@
 
 Every command runs with a fixed identity (commits are Magic Box's), no hooks, no prompts, no
 signing, no pager and no fsmonitor (a task could set core.fsmonitor to a command in the shared
-.git/config), and never looks for a repository above its working directory's parent (a task
-that deletes its worktree's .git must not make git find an enclosing repository).
+.git/config), no global or system config (HOME is Magic Box's own empty directory: a task
+could write a .gitconfig into its worktree), never inside a nested repository a task made (its
+config could name a filter command), and never looks for a repository above its working
+directory's parent (a task that deletes its worktree's .git must not make git find an
+enclosing repository).
 """
 from __future__ import annotations
 
@@ -14,12 +17,17 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from orchestration.plans.repositories import masked
 
 GIT_TIMEOUT = 300  # seconds, for one git command (a clone of a large repository included)
 IDENTITY = ["-c", "user.name=Magic Box", "-c", "user.email=magicbox@localhost", "-c", "commit.gpgsign=false",
             "-c", "core.hooksPath=/dev/null", "-c", "safe.directory=*", "-c", "core.quotePath=false",
-            "-c", "merge.conflictStyle=merge", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"]
+            "-c", "merge.conflictStyle=merge", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false",
+            # A nested repository a task made has a config of its own (a `filter` command, say):
+            # never step into one.
+            "-c", "diff.ignoreSubmodules=all", "-c", "submodule.recurse=false", "-c", "status.submoduleSummary=false"]
 
 
 class GitError(Exception):
@@ -40,8 +48,12 @@ class GitResult:
 
 
 def _environment(cwd: Path) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), "LANG": "C.UTF-8",
-            "GIT_CEILING_DIRECTORIES": str(cwd.parent),
+    # No global or system config: HOME is an empty directory of Magic Box's own, never the
+    # working directory (a task could write a .gitconfig there whose `filter` the server runs).
+    home = Path(settings.DATA_DIR) / "git-home"
+    home.mkdir(exist_ok=True)
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
+            "GIT_CEILING_DIRECTORIES": str(cwd.parent), "GIT_CONFIG_GLOBAL": os.devnull,
             "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "GIT_CONFIG_NOSYSTEM": "1",
             **({"SSH_AUTH_SOCK": os.environ["SSH_AUTH_SOCK"]} if "SSH_AUTH_SOCK" in os.environ else {})}
 

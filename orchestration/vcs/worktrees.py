@@ -41,7 +41,7 @@ def integration_branch(prefix: str) -> str:
 async def _remove(repository: Path, workdir: Path) -> None:
     if workdir.exists():
         try:
-            await git(["worktree", "remove", "--force", str(workdir)], repository)
+            await git(["worktree", "remove", "--force", "--force", str(workdir)], repository)  # twice: locked ones too
         except GitError:
             shutil.rmtree(workdir, ignore_errors=True)
     await git(["worktree", "prune"], repository, ok_codes=(0, 1, 128))
@@ -77,7 +77,7 @@ async def create(repository: Path, workdir: Path, branch: str, start: str) -> No
         await _remove(repository, workdir)
         for stale in await _linked_holders(repository, branch):
             # Only git removes it (never a plain delete): it is a worktree git knows as its own.
-            await git(["worktree", "remove", "--force", str(stale)], repository, ok_codes=(0, 128))
+            await git(["worktree", "remove", "--force", "--force", str(stale)], repository, ok_codes=(0, 128))
             await git(["worktree", "prune"], repository, ok_codes=(0, 1, 128))
         workdir.parent.mkdir(parents=True, exist_ok=True)
         await git(["worktree", "add", "--quiet", "-B", branch, str(workdir), start], repository)

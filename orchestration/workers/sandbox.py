@@ -10,11 +10,12 @@ needs. A sandboxed process gets
   UTS namespaces;
 - the host's filesystem read-only, with hidden (an empty tmpfs over them): the data directory
   (database, Redis socket, admin password, secret key, every run's files), the checkout's var/,
-  the server user's home directory, /tmp, and the local PostgreSQL / Redis socket directories;
+  the server user's home directory, /tmp and /var/tmp, and /run (local services' sockets);
 - writable only: its own directories (work directory or git worktree, private HOME and TMPDIR)
-  and, for a worktree, what git needs for it (the repository's objects, the task's worktree
-  record and its branch's ref directory); the worktree's `.git` file and the record's pointers
-  stay read-only, so the server's own git commands later see the genuine repository;
+  and, for a worktree, what git needs for it: the worktree's record (index, HEAD) and an object
+  directory of its own (the repository's objects and refs stay read-only); the worktree's
+  `.git` file and the record's pointers stay read-only too, so the server's own git commands
+  later see the genuine repository;
 - writable too: the directories an administrator shares with every task in
   MAGICBOX_SANDBOX_WRITABLE (a package cache), what is hidden staying hidden inside them;
 - the network, unless the task says `network: false` (then only its own loopback).
@@ -31,13 +32,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 PROBE_TIMEOUT = 10  # seconds the one-off check that bwrap works may take
-SOCKET_DIRS = ("/run/postgresql", "/var/run/postgresql", "/run/redis", "/var/run/redis", "/run/mysqld")
+# Local services' sockets (/var/run is mostly a link to /run) and the other shared temporary
+# directory (the task has its own /tmp and TMPDIR).
+RUNTIME_DIRS = ("/run", "/var/run", "/var/tmp")
 FIX = ("Enable unprivileged user namespaces (Debian/Ubuntu: `sysctl kernel.unprivileged_userns_clone=1`; "
        "Ubuntu 24.04+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0` or install the bubblewrap "
        "package, whose bwrap has an AppArmor profile; in a container: run it with user namespaces allowed, "
@@ -58,19 +62,21 @@ class Confinement:
     created if missing. readable: paths bound read-only (e.g. upstream results inside the
     hidden data directory). read_only_files: paths inside writable ones bound read-only again
     on top (a worktree's .git file). network: False gives the process a network namespace of
-    its own with only loopback.
+    its own with only loopback. environment: variables set inside (git's object directories).
     """
 
     writable: tuple[Path, ...]
     readable: tuple[Path, ...] = ()
     read_only_files: tuple[Path, ...] = ()
     network: bool = True
+    environment: tuple[tuple[str, str], ...] = ()  # (name, value) set inside the sandbox
 
     def with_git(self, workdir: Path) -> Confinement:
         """This confinement plus what git needs to work in the worktree at `workdir`: the
-        repository's common directory read-only, with its objects, the worktree's record and the
-        branch's ref directories writable, and the pointers between them read-only. A `workdir`
-        that is no linked worktree (no .git file) is left as it is."""
+        repository's common directory read-only (refs and objects included: a task moves no
+        branch, its own neither; Magic Box commits its work), an object directory of the
+        attempt's own and the worktree's own record (index, HEAD) writable, and the pointers between worktree and record read-only. A
+        `workdir` that is no linked worktree (no .git file) is left as it is."""
         dot_git = workdir / ".git"
         if not dot_git.is_file():
             return self
@@ -81,17 +87,19 @@ class Confinement:
         if not record.is_absolute():
             record = (workdir / record).resolve()
         common = (record / (record / "commondir").read_text().strip()).resolve() if (record / "commondir").is_file() else record.parent.parent
-        writable = [record, common / "objects"]
-        head = (record / "HEAD").read_text(errors="replace").strip() if (record / "HEAD").is_file() else ""
-        if head.startswith("ref: refs/heads/"):
-            ref_dir = (common / head.removeprefix("ref: ")).parent
-            writable += [ref_dir, common / "logs" / ref_dir.relative_to(common)]
+        # New objects go to a directory of the attempt's own: the shared store stays read-only
+        # (a task could otherwise replace the objects of other branches). Magic Box commits the
+        # task's files itself afterwards, hashing them anew (vcs.changes.commit_worktree).
+        objects = workdir.parent / f"{workdir.name}.git-objects"
+        writable = [record, objects]
+        environment = (("GIT_OBJECT_DIRECTORY", str(objects)), ("GIT_ALTERNATE_OBJECT_DIRECTORIES", str(common / "objects")))
         pointers = [dot_git, *(p for p in (record / "commondir", record / "gitdir") if p.exists())]
         return Confinement(
             writable=(*self.writable, *writable),
             readable=(*self.readable, common),
             read_only_files=(*self.read_only_files, *pointers),
             network=self.network,
+            environment=(*self.environment, *environment),
         )
 
 
@@ -148,32 +156,38 @@ def _namespaces(network: bool) -> list[str]:
 
 def hidden_paths() -> list[Path]:
     """Existing directories a sandboxed process must not see: the data directory, the checkout's
-    var/, the server user's home, local database and Redis socket directories, and any in
-    MAGICBOX_SANDBOX_HIDE."""
+    var/, the server user's home, /run (sockets of local services: databases, Redis, D-Bus,
+    Docker, the user's ssh and gpg agents), /var/tmp and any in MAGICBOX_SANDBOX_HIDE."""
     home = Path(os.path.expanduser("~"))
-    candidates = [Path(settings.DATA_DIR), Path(settings.BASE_DIR) / "var", *map(Path, SOCKET_DIRS),
+    candidates = [Path(settings.DATA_DIR), Path(settings.BASE_DIR) / "var", *map(Path, RUNTIME_DIRS),
                   *map(Path, settings.MAGICBOX_SANDBOX_HIDE)]
     if home != Path("/") and home.is_absolute():
         candidates.append(home)
-    return [p.resolve() for p in candidates if p.is_dir()]
+    return list(dict.fromkeys(p.resolve() for p in candidates if p.is_dir()))
 
 
 def visible_again(hidden: list[Path]) -> list[Path]:
-    """Directories inside hidden ones that programs need, bound back read-only: the checkout
-    (its var/ stays hidden), and for each directory of the workers' search path inside a hidden
-    one, its topmost directory there (~/.nvm for ~/.nvm/versions/node/v22/bin, so node finds
-    its lib)."""
+    """Paths inside hidden ones that programs need, bound back read-only: the checkout (its var/
+    stays hidden), each directory of the workers' search path and the one of the Python that
+    runs Magic Box (a venv's links to it) (for a `bin` directory, also its
+    sibling lib/, lib64/ and libexec/, so ~/.nvm/versions/node/v22/bin finds node's modules;
+    never the rest of a dot-directory, such as ~/.cargo/credentials.toml), and the file
+    /etc/resolv.conf points to when it lies in /run (the DNS resolver's)."""
     from orchestration.workers.registry import search_path
 
-    found: list[Path] = []
-    for entry in [str(settings.BASE_DIR), *search_path()]:
+    wanted: list[Path] = []
+    python = os.path.dirname(os.path.realpath(sys.executable))  # a venv's python links to its base installation
+    for entry in [str(settings.BASE_DIR), *search_path(), python]:
         path = Path(entry)
-        if not path.is_absolute() or not path.is_dir():
-            continue
-        path = path.resolve()
-        for root in hidden:
-            if path != root and root in path.parents:
-                found.append(root / path.relative_to(root).parts[0])
+        if path.is_absolute() and path.is_dir():
+            path = path.resolve()
+            wanted.append(path)
+            if path.name == "bin":
+                wanted += [path.parent / sibling for sibling in ("lib", "lib64", "libexec") if (path.parent / sibling).is_dir()]
+    resolver = Path("/etc/resolv.conf")
+    if resolver.is_symlink() and resolver.exists():
+        wanted.append(resolver.resolve())
+    found = [path for path in wanted if any(path != root and root in path.parents for root in hidden)]
     return list(dict.fromkeys(found))
 
 
@@ -197,7 +211,7 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     for path in hidden:
         args += ["--tmpfs", str(path)]
     for path in shown:
-        args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(path), str(path)]  # a file too (bwrap makes its mount point)
     shared = [Path(p).resolve() for p in settings.MAGICBOX_SANDBOX_WRITABLE if Path(p).is_dir()]
     for path in shared:
         args += ["--bind", str(path), str(path)]
@@ -212,4 +226,6 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
         args += ["--bind", str(path), str(path)]
     for path in confinement.read_only_files:
         args += ["--ro-bind", str(path), str(path)]
+    for name, value in confinement.environment:
+        args += ["--setenv", name, value]
     return [*args, "--chdir", str(cwd), "--", *argv]

@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from orchestration.engine.scheduler import start_run
 from orchestration.models import Run, TaskRun
 from orchestration.workers import sandbox
-from tests.conftest import make_plan, processes_with, py, run_tasks, wait_until
+from tests.conftest import make_plan, processes_with, py, run_plan, run_tasks, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -211,3 +211,46 @@ async def test_a_task_cannot_signal_the_server(mode):
     """)
     assert task_run.state == "succeeded", out
     assert ("could signal the worker" in out) == (mode == "off"), out
+
+
+async def test_a_completion_criterion_reads_the_run_but_cannot_plant_anything_in_it(mode, settings, tmp_path):
+    from orchestration.models import Verdict
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    plan = {"name": "criteria", "parallel_execution": {
+        "tasks": [{"id": "build", "worker": "shell", "command": ["sh", "-c", "echo built > artefact.txt"]}],
+        # The integration's worktree would be made at a predictable path in the run directory:
+        # a link planted there would make Magic Box write (and later delete) outside it.
+        "completion_criteria": [{"name": "plant", "command": ["sh", "-c",
+                                 f"cat build/attempt-1/work/artefact.txt && mkdir -p integration && ln -s {victim} integration/1-attempt-1 && echo planted | tr a-z A-Z"]}]}}
+    run, t = await run_plan(json.dumps(plan))
+    verdict = await Verdict.objects.aget(run=run)
+    assert "built" in verdict.evidence, verdict.evidence  # it reads the run's files
+    assert ("PLANTED" in verdict.evidence) == (mode == "off"), verdict.evidence
+    assert (settings.DATA_DIR / "runs" / str(run.pk) / "integration" / "1-attempt-1").is_symlink() == (mode == "off")
+
+
+async def test_a_task_cannot_reach_unix_sockets_of_the_host(mode):
+    # Sockets of local services (/run: databases, D-Bus, Docker; /var/tmp) are no network: a
+    # network namespace does not stop them, hiding their directories does.
+    path = f"/var/tmp/magicbox-test-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(5)
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()
+    try:
+        task_run, out = await probe(f"""
+            import socket
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect({path!r})
+                print('reached the service')
+            except OSError as error:
+                print('cannot connect', type(error).__name__)
+        """, network=False)
+    finally:
+        server.close()
+        os.unlink(path)
+    assert task_run.state == "succeeded", out
+    assert ("reached the service" in out) == (mode == "off"), out

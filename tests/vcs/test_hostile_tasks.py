@@ -20,11 +20,12 @@ def sh(script: str) -> list[str]:
 
 
 async def test_work_committed_on_another_branch_or_a_detached_head_ends_on_the_tasks_branch(repo):
+    # In the sandbox, refs are read-only (the branch switch and the commit on it fail) and a
+    # detached commit lands in the attempt's own object store: the files are the work.
+    commit = "git -c user.name=X -c user.email=x@x commit -q -m mine"
     run, t = await run_workspace_plan(repo, [
-        # A sandboxed task may make branches beside its own (magicbox/run-N/...), no others.
-        {"id": "switcher", "worker": "shell", "command": sh("git switch -q -c \"$(git symbolic-ref --short HEAD)-elsewhere\" && echo a > a.txt && git add a.txt && "
-                                                            "git -c user.name=X -c user.email=x@x commit -q -m mine && echo b > b.txt")},
-        {"id": "detacher", "worker": "shell", "command": sh("git checkout -q --detach && echo c > c.txt")},
+        {"id": "switcher", "worker": "shell", "command": sh(f"git switch -q -c elsewhere; echo a > a.txt; git add a.txt; {commit}; echo b > b.txt")},
+        {"id": "detacher", "worker": "shell", "command": sh(f"git checkout -q --detach && echo c > c.txt && git add c.txt && {commit}")},
     ])
     for task, files in (("switcher", {"a.txt", "b.txt"}), ("detacher", {"c.txt"})):
         change = t[task].change
@@ -99,3 +100,41 @@ async def test_task_ids_that_cannot_name_a_branch_are_refused_when_the_plan_has_
         await sync_to_async(make_plan)(text)
     message = str(refused.value)
     assert "'fix..bug' cannot name the task's git branch" in message and "'x.lock' cannot name" in message
+
+
+async def test_a_gitconfig_or_a_nested_repository_planted_in_the_worktree_runs_nothing_in_magic_boxs_git(repo, data_dir):
+    # A filter's `clean` command runs whenever git hashes a matching file: Magic Box's own git
+    # (outside the sandbox) must never read a config a task wrote. The data directory is hidden
+    # from the task: only a filter run outside its sandbox can write there.
+    pwned = data_dir / "pwned"
+    filter_script = f"#!/bin/sh\necho ran >> {pwned}\ncat\n"
+    run, t = await run_workspace_plan(repo, [
+        {"id": "gitconfig", "worker": "shell", "command": sh(
+            f"printf '%s' '{filter_script}' > .pwn.sh && chmod +x .pwn.sh && "
+            "printf '[filter \"pwn\"]\\n\\tclean = %s/.pwn.sh\\n' \"$PWD\" > .gitconfig && "
+            "mkdir -p .config/git && cp .gitconfig .config/git/config && echo '* filter=pwn' > .gitattributes && echo x > x.txt")},
+        {"id": "nested", "worker": "shell", "command": sh(
+            f"printf '%s' '{filter_script}' > /tmp/pwn.sh; cp /tmp/pwn.sh .pwn.sh && chmod +x .pwn.sh && "
+            "git init -q sub && cd sub && echo '* filter=pwn' > .gitattributes && echo y > y.txt && "
+            "git config filter.pwn.clean \"$PWD/../.pwn.sh\" && git add . && "
+            "git -c user.name=X -c user.email=x@x commit -q -m sub && echo z >> y.txt")},
+    ])
+    assert t["gitconfig"].state == "succeeded", t["gitconfig"].error
+    assert t["nested"].state == "succeeded", t["nested"].error
+    assert not pwned.exists(), "Magic Box's git ran a filter a task planted"
+    assert {f["path"] for f in t["gitconfig"].change.files} >= {".gitconfig", ".gitattributes", "x.txt"}
+
+
+async def test_a_sandboxed_task_can_neither_move_a_branch_through_a_symbolic_ref_nor_rewrite_its_objects(repo):
+    main = git(repo, "rev-parse", "main").strip()
+    readme = git(repo, "rev-parse", "main:README.md").strip()
+    common = str(repo / ".git")
+    run, t = await run_workspace_plan(repo, [{"id": "forger", "worker": "shell", "command": sh(
+        f"echo 'ref: refs/heads/main' > {common}/refs/heads/$(git symbolic-ref --short HEAD) 2>/dev/null; "
+        f"obj={common}/objects/$(echo {readme} | cut -c1-2)/$(echo {readme} | cut -c3-); "
+        "chmod u+w \"$obj\" 2>/dev/null; rm -f \"$obj\" 2>/dev/null; echo EVIL > \"$obj\" 2>/dev/null; "
+        "echo work > forged.txt")}])
+    assert t["forger"].state == "succeeded", t["forger"].error
+    assert git(repo, "rev-parse", "main").strip() == main
+    assert git(repo, "cat-file", "-p", readme) != "EVIL\n" and "EVIL" not in git(repo, "show", "main:README.md")
+    assert {f["path"] for f in t["forger"].change.files} == {"forged.txt"}

@@ -10,11 +10,11 @@ import zipfile
 
 import pytest
 import yaml
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 
 from orchestration.engine.scheduler import start_run
 from orchestration.models import Plan
-from tests.conftest import git, local_http_server, make_plan, run_to_end, user_in
+from tests.conftest import streamed_body, git, local_http_server, make_plan, run_to_end, user_in
 from tests.views.test_plan_editor import scrape_form
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -93,7 +93,7 @@ async def test_pages_the_editor_exports_and_the_audit_trail_never_show_them(git_
             assert response.status_code == 200 and TOKEN not in response.content.decode(), url
         assert f"http://***@127.0.0.1:{git_server.server_port}/app.git" in pages[f"/plans/{plan.pk}/"].content.decode()
         assert "http://***@" in pages[f"/plans/{plan.pk}/export.yaml"].content.decode()
-        archive = zipfile.ZipFile(io.BytesIO(b"".join(client.get(f"/runs/{run.pk}/export.zip").streaming_content)))
+        archive = zipfile.ZipFile(io.BytesIO(async_to_sync(streamed_body)(client.get(f"/runs/{run.pk}/export.zip"))))
         assert all(TOKEN.encode() not in archive.read(name) for name in archive.namelist())
 
         client.force_login(author)
