@@ -19,11 +19,13 @@ import yaml
 
 from orchestration.plans.exporter import workspace_document
 from orchestration.plans.errors import PlanInvalid
-from orchestration.plans.loader import load_plan
+from orchestration.plans.loader import MAX_TASKS, load_plan
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
 
 TASK_TEXT_FIELDS = ("id", "worker", "description", "prompt", "prompt_file", "output_format", "integration", "phase")
-MAX_ROWS = 500
+# The fields the editor folds away under "Prompt, output, integration, files".
+TASK_MORE_FIELDS = ("prompt", "output_format", "integration", "writes", "resources", "output_schema")
+MAX_ROWS = 500  # contracts and integration points; tasks go up to the loader's MAX_TASKS
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TaskRow:
     command: str = ""
     timeout: str = ""
     retries: str = ""
+    offline: str = ""  # "on": the task's sandbox has no network (network: false)
     writes: str = ""
     resources: str = ""
     output_schema: str = ""
@@ -83,9 +86,9 @@ class EditorState:
     points: list[PointRow] = field(default_factory=list)
 
 
-def _count(data, key: str) -> int:
+def _count(data, key: str, most: int = MAX_ROWS) -> int:
     try:
-        return max(0, min(MAX_ROWS, int(data.get(key, 0))))
+        return max(0, min(most, int(data.get(key, 0))))
     except (TypeError, ValueError):
         return 0
 
@@ -98,8 +101,8 @@ def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
                                                          "base_revision", "criteria_checks", "workspace_options")})
-    for n in range(_count(data, "tasks-count")):
-        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema")})
+    for n in range(_count(data, "tasks-count", MAX_TASKS)):
+        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes", "resources", "output_schema")})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):
@@ -129,6 +132,7 @@ def state_from_spec(spec: dict[str, Any]) -> EditorState:
         timeout = task.get("timeout")
         row.timeout = "" if timeout is None else str(int(timeout)) if float(timeout).is_integer() else repr(float(timeout))
         row.retries = str(task.get("retries") or "")
+        row.offline = "on" if task.get("network") is False else ""
         row.writes = "\n".join(task.get("writes", []))
         row.resources = "\n".join(task.get("resources", []))
         row.output_schema = task.get("output_schema_ref") or (json.dumps(task["output_schema"], indent=2) if task.get("output_schema") else "")
@@ -153,7 +157,7 @@ def apply_action(state: EditorState, action: str) -> None:
         return
     verb, kind, index = match.group(1), match.group(2), int(match.group(3) or -1)
     rows = {"task": state.tasks, "contract": state.contracts, "point": state.points}[kind]
-    if verb == "add" and len(rows) < MAX_ROWS:
+    if verb == "add" and len(rows) < (MAX_TASKS if kind == "task" else MAX_ROWS):
         if kind == "task":  # a new task starts with the worker of the one above it
             rows.append(TaskRow(worker=state.tasks[-1].worker if state.tasks else "shell"))
         else:
@@ -221,6 +225,8 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
                     task[key] = cast(raw)
                 except ValueError:
                     faults.setdefault(f"tasks-{n}-{key}", []).append("must be a number" if key == "timeout" else "must be a whole number")
+        if row.offline:
+            task["network"] = False
         for key in ("writes", "resources"):
             if _lines(getattr(row, key)):
                 task[key] = _lines(getattr(row, key))
@@ -349,7 +355,7 @@ def validate(state: EditorState, any_repository: bool = False) -> tuple[dict[str
     try:
         # PyYAML writes back what it reads (numbers such as 1e+16, .inf, non-text keys), so
         # the loader judges the form exactly as it would judge the same plan in a file.
-        spec = load_plan(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "plan", any_repository=any_repository)
+        spec = load_plan(_yaml_text(doc), "plan", any_repository=any_repository)
     except PlanInvalid as error:
         for problem in error.problems:
             # Line numbers refer to the YAML the form was turned into, which nobody sees.
@@ -357,6 +363,16 @@ def validate(state: EditorState, any_repository: bool = False) -> tuple[dict[str
             faults.setdefault(field_key(problem.field, doc), []).append(message)
         return None, faults
     return (spec, {}) if not faults else (None, faults)
+
+
+def _yaml_text(doc: dict[str, Any]) -> str:
+    """doc as YAML: by libyaml when PyYAML has it (ten times faster on a 2,000-task form), else,
+    and for text libyaml cannot encode (a lone surrogate, which the loader then locates), by
+    PyYAML's own emitter. Both write the same document."""
+    try:
+        return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), allow_unicode=True, sort_keys=False)
+    except UnicodeEncodeError:
+        return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
 TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema", "depends_on")

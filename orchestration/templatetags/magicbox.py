@@ -1,7 +1,8 @@
-"""Template filters for run pages."""
+"""Template filters and tags for Magic Box pages."""
 from __future__ import annotations
 
 from django import template
+from django.utils.html import format_html, format_html_join
 
 register = template.Library()
 
@@ -44,18 +45,6 @@ def masked(value: str) -> str:
 
 
 @register.filter
-def split(value: str) -> list[str]:
-    """"a b c" -> ["a", "b", "c"] (for short literal lists in templates)."""
-    return str(value).split()
-
-
-@register.filter
-def get(mapping: dict, key: str):
-    """mapping[key], or [] when absent (for looking up per-field error lists)."""
-    return mapping.get(key, []) if isinstance(mapping, dict) else []
-
-
-@register.filter
 def terminal(text: str) -> str:
     """A task's output as safe HTML: ANSI colours rendered, other control sequences removed
     (see orchestration.terminal)."""
@@ -83,3 +72,20 @@ def cost(value) -> str:
     if value.usd is None:
         return ""
     return ("≈" if value.estimated else "") + f"${value.usd:.4f}"
+
+
+@register.simple_tag
+def error_slot(errors: dict, field: str, row: str = "") -> str:
+    """The list where the editor shows one field's problems, or "" when it has none.
+
+    errors: {field: [message]}; row: the row's key prefix ("tasks-3") or "" for the plan's own
+    fields. {% error_slot t.errors "id" "tasks-3" %} -> <ul class="field-errors"
+    id="err-tasks-3-id"> with an <li> per message. Field "" is the whole plan: its list (id
+    "err-plan") is there even when empty. As-you-type validation removes these lists and adds
+    new ones at the same places (templates/plans/edit.html, error-slots).
+    """
+    messages = (errors.get(field) if isinstance(errors, dict) else None) or []
+    if not messages and field:
+        return ""
+    return format_html('<ul class="field-errors" id="err-{}">{}</ul>', f"{row}-{field}" if row else field or "plan",
+                       format_html_join("", "<li>{}</li>", ((m,) for m in messages)))

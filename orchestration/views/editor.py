@@ -13,7 +13,8 @@ from django.urls import reverse
 from orchestration.roles import AUTHOR
 from orchestration.models import Plan, PlanDraft, PromptTemplate
 from orchestration.plans import repositories
-from orchestration.plans.editor import EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec, validate
+from orchestration.plans.editor import (TASK_MORE_FIELDS, EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec,
+                                        validate)
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.shape import analyse, dag_data
 from orchestration.plans.store import NameTaken, save_spec
@@ -36,8 +37,10 @@ def plan_edit(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
     if request.method != "POST":
+        # A stored plan or draft is valid as stored: its picture is drawn from it, not re-checked.
         if plan:
-            state = state_from_spec(plan.latest_revision.spec)
+            spec = plan.latest_revision.spec
+            state = state_from_spec(spec)
             state.base_revision = str(plan.latest_revision.number)
         elif "draft" in request.GET:
             ref = request.GET["draft"]
@@ -45,10 +48,11 @@ def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
             if draft is None:
                 messages.error(request, f"Draft {ref} has no plan to open (it failed, or does not exist).")
                 return redirect("draft-new")
-            state = state_from_spec(draft.spec)
+            spec = draft.spec
+            state = state_from_spec(spec)
         else:
-            state = EditorState(tasks=[TaskRow(worker="shell")])
-        return _render(request, plan, state, {})
+            spec, state = None, EditorState(tasks=[TaskRow(worker="shell")])
+        return _render(request, plan, state, {}, spec=spec)
     state = state_from_post(request.POST)
     if plan is not None and plan.latest_revision.spec.get("workspace"):  # credentials shown as *** are kept
         state.repository = repositories.unmasked(state.repository, plan.latest_revision.spec["workspace"]["repository"])
@@ -77,38 +81,48 @@ def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
     return _render(request, plan, state, errors, status=400)
 
 
-def _render(request, plan, state: EditorState, errors: dict | None, part: str = "", status: int = 200):
-    """Render the editor (or one part). errors None: validate the state here (as you type)."""
-    spec = None
+def _render(request, plan, state: EditorState, errors: dict | None, part: str = "", status: int = 200,
+            spec: dict | None = None) -> HttpResponse:
+    """Render the editor (or one part: "editor", "error-slots").
+
+    errors None: validate the state here (as you type). spec: the valid plan the state shows
+    when the caller has it (a stored revision); otherwise the picture needs a validation.
+    Work and HTML grow linearly with the tasks: a task lists only its own dependencies (the
+    picker offers the others in the browser), and its folded-away fields are only sent when
+    they hold something.
+    """
     if errors is None:
         spec, errors = validate(state, repositories.trusted(request.user))
-    elif not errors and state.tasks:
+    elif spec is None and not errors and state.tasks:
         spec, _ = validate(state, repositories.trusted(request.user))
     state.repository = repositories.masked(state.repository)  # the form never shows credentials
     ids = [t.id.strip() or f"#{n + 1}" for n, t in enumerate(state.tasks)]
+    by_row = _errors_by_row(errors)
     context = {
         "plan": plan,
         "state": state,
         "post_url": reverse("plan-edit", args=[plan.pk]) if plan else reverse("plan-new"),
         "workers": worker_names(),
         "prompt_paths": list(PromptTemplate.objects.values_list("path", flat=True)),
+        # Rows as dicts (vars of the dataclass): template lookups on them are the cheap kind.
         "tasks": [
-            {"n": n, "row": row, "errors": {k.split("-", 2)[2]: v for k, v in errors.items() if k.startswith(f"tasks-{n}-")},
-             "others": [(m, ids[m], m in row.depends_on) for m in range(len(ids)) if m != n]}
+            {"n": n, "key": f"tasks-{n}", "row": vars(row), "errors": by_row.get(("tasks", n), {}),
+             "more": any(getattr(row, f).strip() for f in TASK_MORE_FIELDS),
+             "depends": [(m, ids[m]) for m in row.depends_on if m < len(ids)]}
             for n, row in enumerate(state.tasks)
         ],
-        "contracts": [
-            {"n": n, "row": row, "errors": {k.split("-", 2)[2]: v for k, v in errors.items() if k.startswith(f"contracts-{n}-")}}
-            for n, row in enumerate(state.contracts)
-        ],
+        "contracts": [{"n": n, "key": f"contracts-{n}", "row": row, "errors": by_row.get(("contracts", n), {})}
+                      for n, row in enumerate(state.contracts)],
         "points": [
-            {"n": n, "row": row, "errors": {k.split("-", 2)[2]: v for k, v in errors.items() if k.startswith(f"points-{n}-")},
-             "members": [(m, ids[m], m in row.between) for m in range(len(ids))]}
+            {"n": n, "key": f"points-{n}", "row": row, "errors": by_row.get(("points", n), {}),
+             "members": [(m, ids[m]) for m in row.between if m < len(ids)]}
             for n, row in enumerate(state.points)
         ],
         "errors": errors,
-        "plan_errors": errors.get("", []),
-        "slots": [(key or "plan", errors.get(key, [])) for key in slot_keys(state)],
+        "more_fields": TASK_MORE_FIELDS,
+        # As you type, the page drops the error lists it shows; only fields with messages get one
+        # back, and the plan's own (always there, so that there is always one to drop).
+        "slots": [(key, _slot_anchor(key)) for key in slot_keys(state) if not key or errors.get(key)] if part == "error-slots" else [],
         "error_count": sum(len(v) for v in errors.values()),
     }
     # The picture follows the form: it is redrawn whenever what was typed is a valid plan.
@@ -119,3 +133,28 @@ def _render(request, plan, state: EditorState, errors: dict | None, part: str = 
         return HttpResponse(html, status=status)
     name = f"{TEMPLATE}#{part}" if part else TEMPLATE
     return render(request, name, context, status=status)
+
+
+def _slot_anchor(key: str) -> str:
+    """Where a field's error list goes, as an htmx out-of-band swap ("how:selector"): where the
+    editor template renders it. "" is the whole plan (the top of the form); a task's folded
+    fields list theirs before its dependencies, in order; a task picker's follows its box;
+    any other field's follows its label."""
+    if not key:
+        return "afterbegin:#editor"
+    match = re.fullmatch(r"tasks-(\d+)-(\w+)", key)
+    if match and match.group(2) in TASK_MORE_FIELDS:
+        return f'beforebegin:#editor .depends:has([name="tasks-{match.group(1)}-depends_on"])'
+    if re.fullmatch(r"tasks-\d+-depends_on|points-\d+-between", key):
+        return f'afterend:#editor .depends:has([name="{key}"])'
+    return f'afterend:#editor label:has(> [name="{key}"])'
+
+
+def _errors_by_row(errors: dict[str, list[str]]) -> dict[tuple[str, int], dict[str, list[str]]]:
+    """{"tasks-2-id": [...]} -> {("tasks", 2): {"id": [...]}} (keys of other shapes are left out)."""
+    rows: dict[tuple[str, int], dict[str, list[str]]] = {}
+    for key, messages_ in errors.items():
+        match = re.fullmatch(r"(tasks|contracts|points)-(\d+)-(\w+)", key)
+        if match:
+            rows.setdefault((match.group(1), int(match.group(2))), {})[match.group(3)] = messages_
+    return rows

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -9,6 +10,16 @@ pytestmark = pytest.mark.browser
 def fill_task(page, n: int, task_id: str, command: str) -> None:
     page.fill(f"input[name=tasks-{n}-id]", task_id)
     page.fill(f"input[name=tasks-{n}-command]", command)
+
+
+def pick(page, n: int, search: str, task_id: str) -> None:
+    """In task n's "Depends on" picker, type `search` and pick `task_id` from what it offers."""
+    picker = page.locator(f"#task-form-{n}").get_by_role("combobox", name="Depends on")  # the search box has the label
+    picker.focus()
+    page.keyboard.type(search)
+    page.locator(".ts-dropdown.multi .option", has_text=task_id).click()
+    page.keyboard.press("Escape")
+    page.locator(f"#task-form-{n} .ts-control .item", has_text=task_id).wait_for()
 
 
 def test_a_three_task_plan_is_built_in_the_forms_and_runs(page, stack):
@@ -22,14 +33,14 @@ def test_a_three_task_plan_is_built_in_the_forms_and_runs(page, stack):
     page.click("#add-task")
     page.wait_for_selector("input[name=tasks-2-id]")
     fill_task(page, 2, "report", "python -c \"import os; print(open(os.environ['MAGICBOX_UPSTREAM_DIR'] + '/process.result').read())\"")
-    page.check("#task-form-1 input[name=tasks-1-depends_on][value='0']")
-    page.check("#task-form-2 input[name=tasks-2-depends_on][value='1']")
+    pick(page, 1, "fet", "fetch")
+    pick(page, 2, "proc", "process")
 
     # A mistake shows beside its field as it is typed, and goes away when fixed.
     page.fill("input[name=tasks-2-id]", "fetch")
     page.locator("#err-tasks-2-id", has_text="duplicate task id 'fetch'").wait_for()
     page.fill("input[name=tasks-2-id]", "report")
-    page.locator("#err-tasks-2-id:empty").wait_for(state="attached")
+    page.locator("#err-tasks-2-id").wait_for(state="detached")
     page.locator("svg.dag g.dag-node[data-task=report]").wait_for()
     assert page.locator("svg.dag path.dag-edge").count() == 2
 
@@ -41,3 +52,62 @@ def test_a_three_task_plan_is_built_in_the_forms_and_runs(page, stack):
     page.locator("pre.log", has_text="processed").first.wait_for()
     report = page.locator(".task-row[data-task=report]")
     assert report.get_attribute("data-state") == "succeeded"
+
+
+def test_dependencies_are_searched_picked_and_removed_in_their_picker_and_saved(page, stack, tmp_path):
+    import yaml
+
+    steps = "".join(f"    - {{id: step_{i:02d}, worker: shell, command: 'true'}}\n" for i in range(30))
+    source = tmp_path / "picker.yaml"
+    source.write_text("name: Picker\nparallel_execution:\n  tasks:\n" + steps +
+                      "    - {id: report, worker: shell, command: 'true', depends_on: [step_03, step_07]}\n")
+    page.set_input_files("input[name=file]", str(source))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Picker")
+    page.click("#edit-plan")
+    console_errors = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+
+    # The picker offers tasks by the ids as typed now, not as the page was sent.
+    page.fill("input[name=tasks-17-id]", "collect")
+    report = page.locator("#task-form-30")  # far below: its picker is made when it is scrolled to
+    report.scroll_into_view_if_needed()
+    picked = report.locator(".ts-control .item")
+    expect(picked).to_have_text(["step_03×", "step_07×"])
+
+    picked.filter(has_text="step_03").get_by_title("Remove this task").click()
+    box = report.get_by_role("combobox", name="Depends on")
+    box.focus()
+    page.keyboard.type("coll")
+    expect(page.locator(".ts-dropdown.multi .option")).to_have_text(["collect"])
+    page.keyboard.press("Enter")  # picked by the keyboard
+    page.keyboard.type("step_2")
+    expect(page.locator(".ts-dropdown.multi .option")).to_have_count(10)  # step_20 … step_29
+    page.locator(".ts-dropdown.multi .option", has_text="step_25").click()
+    box.fill("report")
+    expect(page.locator(".ts-dropdown.multi .option")).to_have_count(0)  # a task cannot wait for itself
+    page.keyboard.press("Escape")
+    expect(picked).to_have_text(["step_07×", "collect×", "step_25×"])
+
+    # A pick is checked as you type: a cycle shows, and goes when the pick is taken back.
+    step_07 = page.locator("#task-form-7")
+    step_07.scroll_into_view_if_needed()
+    step_07.get_by_role("combobox", name="Depends on").focus()
+    page.keyboard.type("report")
+    page.keyboard.press("Enter")
+    page.locator("#editor .field-errors", has_text="dependency cycle").wait_for()
+    page.keyboard.press("Backspace")  # removes the last pick
+    page.locator("#editor .field-errors", has_text="dependency cycle").wait_for(state="detached")
+
+    # The folded fields are there when opened, and are saved.
+    report.get_by_text("Prompt, output, integration, files").click()
+    report.get_by_label("Writes (one path or glob a line)").fill("out/report.txt")
+    page.click("#save-plan")
+    page.wait_for_selector("text=Saved revision 2 of Picker")
+
+    saved = yaml.safe_load(page.request.get(page.url.rstrip("/") + "/export.yaml").text())
+    tasks = {t["id"]: t for t in saved["parallel_execution"]["tasks"]}
+    assert tasks["report"]["depends_on"] == ["step_07", "collect", "step_25"]
+    assert tasks["report"]["writes"] == ["out/report.txt"]
+    assert "depends_on" not in tasks["step_07"] and "collect" in tasks
+    assert console_errors == []

@@ -1,6 +1,8 @@
 """Writing plans in web forms: validated as you type, never saved broken, nothing typed is lost."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestration.models import Plan
@@ -45,7 +47,6 @@ def test_a_broken_form_is_not_saved_and_everything_typed_comes_back(logged_in_cl
     ([BUILD, dict(TEST, id="build")], "err-tasks-1-id", "duplicate task id &#x27;build&#x27;"),
     ([dict(BUILD, command="")], "err-tasks-0-command", "the shell worker needs a `command:`"),
     ([dict(BUILD, timeout="1e400")], "err-tasks-0-timeout", "not a number a plan can hold"),
-    ([dict(BUILD, depends_on=["²"])], "err-plan", ""),
     ([dict(BUILD, timeout="soon")], "err-tasks-0-timeout", "must be a number"),
     ([dict(BUILD, command="echo 'unbalanced")], "err-tasks-0-command", "cannot split the command into arguments"),
 ])
@@ -53,6 +54,27 @@ def test_errors_appear_beside_their_field_as_you_type(logged_in_client, tasks, s
     page = logged_in_client.post("/plans/new/", form(tasks=tasks, action="validate")).content.decode()
     start = page.index(f'id="{slot}"')
     assert message in page[start:page.index("</ul>", start)]
+
+
+def error_lists(page: str) -> dict[str, str]:
+    """The error lists in an editor reply: {"err-tasks-0-id": "<li>…</li>", …}."""
+    return dict(re.findall(r'<ul class="field-errors" id="(err-[\w-]+)">(.*?)</ul>', page))
+
+
+def test_a_dependency_that_is_no_task_position_is_left_out_without_a_problem(logged_in_client):
+    response = logged_in_client.post("/plans/new/", form(tasks=[dict(BUILD, depends_on=["²", "-1"])], action="validate"))
+    assert response.status_code == 200 and error_lists(response.content.decode()) == {"err-plan": ""}
+
+
+def test_fixed_problems_leave_the_page_and_only_fields_with_problems_get_a_list(logged_in_client):
+    """As you type, the reply first removes every shown error list, then adds one beside each
+    field that has a problem now: a fixed field's list goes, and nothing is sent for the others."""
+    page = logged_in_client.post("/plans/new/", form(tasks=[BUILD, dict(TEST, timeout="soon")], action="validate")).content.decode()
+    assert page.index('hx-swap-oob="delete:#editor .field-errors"') < page.index('id="err-plan"')
+    assert error_lists(page) == {"err-plan": "", "err-tasks-1-timeout": "<li>must be a number</li>"}
+    assert 'hx-swap-oob="afterend:#editor label:has(&gt; [name=&quot;tasks-1-timeout&quot;])"' in page
+    fixed = logged_in_client.post("/plans/new/", form(tasks=[BUILD, TEST], action="validate")).content.decode()
+    assert 'hx-swap-oob="delete:#editor .field-errors"' in fixed and error_lists(fixed) == {"err-plan": ""}
 
 
 def test_an_invalid_contract_schema_is_named_by_its_pointer_beside_the_specification(logged_in_client):
@@ -103,6 +125,25 @@ def test_saving_an_unchanged_plan_changes_nothing(logged_in_client, path):
     assert revision.plan.revisions.count() == 1
 
 
+def test_a_plan_of_more_than_500_tasks_is_opened_and_saved_whole(logged_in_client):
+    """The editor used to read back at most 500 tasks: saving a larger plan dropped the rest."""
+    import json
+
+    tasks = [{"id": f"t{i}", "worker": "shell", "command": "true", **({"depends_on": [f"t{i - 1}"]} if i else {})} for i in range(600)]
+    plan = make_plan(json.dumps({"name": "Long", "parallel_execution": {"tasks": tasks}}))
+    page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    assert page.count('<fieldset class="card task-form"') == 600
+    # Each task lists only the task it depends on, not every other task.
+    assert '<select id="depends-599" name="tasks-599-depends_on" multiple data-task-picker="599"><option value="598" selected>t598</option></select>' in page
+    data = scrape_form(page)
+    response = logged_in_client.post(f"/plans/{plan.pk}/edit/", data | {"action": "save"}, follow=True)
+    assert "Nothing changed" in response.content.decode()
+    data["tasks-599-id"] = "last"
+    logged_in_client.post(f"/plans/{plan.pk}/edit/", data | {"action": "save"})
+    saved = plan.latest_revision.spec["tasks"]
+    assert len(saved) == 600 and saved[-1]["id"] == "last" and saved[-1]["depends_on"] == ["t598"]
+
+
 def scrape_form(page: str) -> dict:
     """The fields a browser would post from the editor page (a small HTML form reader)."""
     from html.parser import HTMLParser
@@ -110,22 +151,25 @@ def scrape_form(page: str) -> dict:
     class Reader(HTMLParser):
         def __init__(self):
             super().__init__()
-            self.data, self.field, self.text, self.select = {}, None, [], None
+            self.data, self.field, self.text, self.select, self.multiple = {}, None, [], None, False
 
         def handle_starttag(self, tag, attrs):
             a = dict(attrs)
             if tag == "input" and a.get("name"):
                 if a.get("type") == "checkbox":
                     if "checked" in a:
-                        self.data.setdefault(a["name"], []).append(a["value"])
+                        self.data.setdefault(a["name"], []).append(a.get("value", "on"))  # a browser's default
                 else:
                     self.data[a["name"]] = a.get("value", "")
             elif tag == "textarea":
                 self.field, self.text = a["name"], []
             elif tag == "select":
-                self.select = a["name"]
+                self.select, self.multiple = a["name"], "multiple" in a
             elif tag == "option" and self.select and "selected" in a:
-                self.data[self.select] = a.get("value") or ""
+                if self.multiple:  # the task pickers: a list of the picked tasks' positions
+                    self.data.setdefault(self.select, []).append(a["value"])
+                else:
+                    self.data[self.select] = a.get("value") or ""
 
         def handle_data(self, data):
             if self.field:
@@ -181,3 +225,25 @@ def test_a_command_comes_back_as_it_was_written(logged_in_client):
     plan = Plan.objects.get()
     page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
     assert 'value="python -c &quot;print(&#x27;A&#x27;)&quot;"' in page
+
+
+def test_a_tasks_network_setting_survives_the_editor_and_can_be_turned_off_there(logged_in_client):
+    from tests.conftest import make_plan
+
+    plan = make_plan("""
+        name: Offline
+        parallel_execution:
+          tasks:
+            - {id: fetch, worker: shell, command: "true"}
+            - {id: crunch, worker: shell, command: "true", network: false}
+        """)
+    data = scrape_form(logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode())
+    assert data.get("tasks-1-offline") == ["on"] and "tasks-0-offline" not in data
+    response = logged_in_client.post(f"/plans/{plan.pk}/edit/", {**data, "action": "save"}, follow=True)
+    assert "Nothing changed" in response.content.decode()
+
+    data["tasks-0-offline"] = ["on"]
+    logged_in_client.post(f"/plans/{plan.pk}/edit/", {**data, "action": "save"})
+    plan.refresh_from_db()
+    assert [t["network"] for t in plan.latest_revision.spec["tasks"]] == [False, False]
+    assert "network: false" in logged_in_client.get(f"/plans/{plan.pk}/export.yaml").content.decode()
