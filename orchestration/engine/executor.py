@@ -229,6 +229,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).
             taken_over = (await db(_state_of, plan.task_run_id))[0] != TaskState.CANCELLED
         if repo_spec and not taken_over:
+            sandbox.discard_git_scratch(dirs.workdir)  # what git wrote inside the sandbox: the files are the work
             if not interrupted:  # an interrupted attempt starts again from scratch
                 capture_error = await _capture(plan, repository, task_start, output)
             if capture_error:

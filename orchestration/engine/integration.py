@@ -129,6 +129,7 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
     except GitError as error:
         reason = str(error)
     finally:
+        sandbox.discard_git_scratch(workdir)
         if repository is not None and not ws.get("keep_worktrees"):
             try:
                 await worktrees.remove(repository, workdir)

@@ -31,8 +31,8 @@ def conflict_hunks(text: str) -> list[str]:
 async def conflicted_files(worktree: Path) -> list[dict]:
     """[{"path", "hunks": [text]}] of the files a merge in progress in `worktree` left unmerged.
 
-    A file with no markers (both sides added a binary, or one deleted it) has hunks [] and a
-    "reason" from git's status code.
+    A file with no markers (both sides added a binary or a symbolic link, or one deleted it) has
+    hunks [] and a "reason" from git's status code.
     """
     status = (await git(["status", "--porcelain=v1", "-z", "--ignore-submodules=all"], worktree)).out.split("\0")
     kinds = {"DD": "both deleted", "AU": "added by us", "UD": "deleted by them", "UA": "added by them",
@@ -44,7 +44,9 @@ async def conflicted_files(worktree: Path) -> list[dict]:
             continue
         file = worktree / path
         try:
-            text = file.read_text(errors="replace") if file.is_file() and file.stat().st_size < 5_000_000 else ""
+            # Never through a link: a branch may hold one to a file of the server's.
+            inside = not file.is_symlink() and worktree.resolve() in file.resolve().parents
+            text = file.read_text(errors="replace") if inside and file.is_file() and file.stat().st_size < 5_000_000 else ""
         except OSError:
             text = ""
         report.append({"path": path, "reason": kinds[code], "hunks": conflict_hunks(text)})

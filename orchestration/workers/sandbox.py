@@ -12,10 +12,10 @@ needs. A sandboxed process gets
   (database, Redis socket, admin password, secret key, every run's files), the checkout's var/,
   the server user's home directory, /tmp and /var/tmp, and /run (local services' sockets);
 - writable only: its own directories (work directory or git worktree, private HOME and TMPDIR)
-  and, for a worktree, what git needs for it: the worktree's record (index, HEAD) and an object
-  directory of its own (the repository's objects and refs stay read-only); the worktree's
-  `.git` file and the record's pointers stay read-only too, so the server's own git commands
-  later see the genuine repository;
+  and, for a worktree, what git needs for it: a private copy of the worktree's record (index,
+  HEAD) and an object directory of its own (the repository's objects and refs stay
+  read-only); the worktree's `.git` file stays read-only too, so the server's own git commands
+  later see the genuine repository and record;
 - writable too: the directories an administrator shares with every task in
   MAGICBOX_SANDBOX_WRITABLE (a package cache), what is hidden staying hidden inside them;
 - the network, unless the task says `network: false` (then only its own loopback).
@@ -63,6 +63,8 @@ class Confinement:
     hidden data directory). read_only_files: paths inside writable ones bound read-only again
     on top (a worktree's .git file). network: False gives the process a network namespace of
     its own with only loopback. environment: variables set inside (git's object directories).
+    bound_at: directories shown read-write at another place (a private copy of a worktree's
+    record at the record's own path).
     """
 
     writable: tuple[Path, ...]
@@ -70,13 +72,18 @@ class Confinement:
     read_only_files: tuple[Path, ...] = ()
     network: bool = True
     environment: tuple[tuple[str, str], ...] = ()  # (name, value) set inside the sandbox
+    bound_at: tuple[tuple[Path, Path], ...] = ()  # (directory, where the sandbox sees it), read-write
 
     def with_git(self, workdir: Path) -> Confinement:
-        """This confinement plus what git needs to work in the worktree at `workdir`: the
-        repository's common directory read-only (refs and objects included: a task moves no
-        branch, its own neither; Magic Box commits its work), an object directory of the
-        attempt's own and the worktree's own record (index, HEAD) writable, and the pointers between worktree and record read-only. A
-        `workdir` that is no linked worktree (no .git file) is left as it is."""
+        """This confinement plus what git needs to work in the worktree at `workdir`, made
+        ready on disk: the repository's common directory read-only (refs, objects, config and
+        hooks: a task moves no branch, its own neither; Magic Box commits its work), and
+        writable an object directory of the attempt's own and a private copy of the worktree's
+        record (HEAD, index, logs), seen at the record's place. Magic Box's own git, outside
+        the sandbox, keeps using the genuine record, which the task never touches (a planted
+        symlink or symbolic ref there would be followed by it). The worktree's `.git` file is
+        read-only. A `workdir` that is no linked worktree (no .git file) is left as it is.
+        Raises OSError when the record cannot be copied."""
         dot_git = workdir / ".git"
         if not dot_git.is_file():
             return self
@@ -87,20 +94,32 @@ class Confinement:
         if not record.is_absolute():
             record = (workdir / record).resolve()
         common = (record / (record / "commondir").read_text().strip()).resolve() if (record / "commondir").is_file() else record.parent.parent
-        # New objects go to a directory of the attempt's own: the shared store stays read-only
-        # (a task could otherwise replace the objects of other branches). Magic Box commits the
-        # task's files itself afterwards, hashing them anew (vcs.changes.commit_worktree).
-        objects = workdir.parent / f"{workdir.name}.git-objects"
-        writable = [record, objects]
+        objects, private_record = git_scratch(workdir)
+        shutil.rmtree(private_record, ignore_errors=True)
+        shutil.copytree(record, private_record, symlinks=True)
         environment = (("GIT_OBJECT_DIRECTORY", str(objects)), ("GIT_ALTERNATE_OBJECT_DIRECTORIES", str(common / "objects")))
-        pointers = [dot_git, *(p for p in (record / "commondir", record / "gitdir") if p.exists())]
         return Confinement(
-            writable=(*self.writable, *writable),
+            writable=(*self.writable, objects),
             readable=(*self.readable, common),
-            read_only_files=(*self.read_only_files, *pointers),
+            read_only_files=(*self.read_only_files, dot_git),
             network=self.network,
             environment=(*self.environment, *environment),
+            bound_at=(*self.bound_at, (private_record, record)),
         )
+
+
+def git_scratch(workdir: Path) -> tuple[Path, Path]:
+    """(object directory, private worktree record) a sandboxed process in the worktree at
+    `workdir` writes instead of the repository's: beside the worktree, removed with
+    `discard_git_scratch`."""
+    return workdir.parent / f"{workdir.name}.git-objects", workdir.parent / f"{workdir.name}.git-record"
+
+
+def discard_git_scratch(workdir: Path) -> None:
+    """Remove what sandboxed processes in the worktree at `workdir` wrote of git (see
+    git_scratch); their work itself is in the worktree's files. Never raises."""
+    for path in git_scratch(workdir):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def for_attempt(workdir: Path, home: Path, tmpdir: Path, readable: tuple[Path, ...] = (), network: bool = True) -> Confinement:
@@ -224,6 +243,8 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     for path in confinement.writable:
         path.mkdir(parents=True, exist_ok=True)
         args += ["--bind", str(path), str(path)]
+    for source, destination in confinement.bound_at:
+        args += ["--bind", str(source), str(destination)]
     for path in confinement.read_only_files:
         args += ["--ro-bind", str(path), str(path)]
     for name, value in confinement.environment:

@@ -43,6 +43,8 @@ def stack(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
     env["MAGICBOX_DATA_DIR"] = str(data_dir)
+    # Tests hand files to their tasks through their tmp_path (the data directory stays hidden).
+    env["MAGICBOX_SANDBOX_WRITABLE"] = str(tmp_path_factory.getbasetemp())
     log = data_dir / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

@@ -138,3 +138,44 @@ async def test_a_sandboxed_task_can_neither_move_a_branch_through_a_symbolic_ref
     assert git(repo, "rev-parse", "main").strip() == main
     assert git(repo, "cat-file", "-p", readme) != "EVIL\n" and "EVIL" not in git(repo, "show", "main:README.md")
     assert {f["path"] for f in t["forger"].change.files} == {"forged.txt"}
+
+
+async def test_what_a_task_plants_in_its_worktree_record_never_reaches_magic_boxs_git(repo, data_dir):
+    # The record (<repo>/.git/worktrees/<name>) is what Magic Box's own git reads when it commits
+    # the task's work: a sandboxed task writes a private copy of it instead.
+    git(repo, "config", "extensions.worktreeConfig", "true")  # config.worktree in the record is read
+    main = git(repo, "rev-parse", "main").strip()
+    victim = data_dir / "victim.txt"
+    victim.write_text("precious\n")
+    pwned = data_dir / "pwned"
+    run, t = await run_workspace_plan(repo, [{"id": "planter", "worker": "shell", "command": sh(
+        'record="$(git rev-parse --git-dir)"; '
+        'echo "ref: refs/heads/main" > "$record/ORIG_HEAD"; '
+        f'ln -sf {victim} "$record/COMMIT_EDITMSG"; '
+        f'printf "#!/bin/sh\\necho ran >> {pwned}\\ncat\\n" > .pwn.sh; chmod +x .pwn.sh; '
+        'printf "[filter \\"pwn\\"]\\n\\tclean = %s/.pwn.sh\\n" "$PWD" > "$record/config.worktree"; '
+        "echo '* filter=pwn' > .gitattributes; echo work > planted.txt")}])
+    assert t["planter"].state == "succeeded", t["planter"].error
+    assert git(repo, "rev-parse", "main").strip() == main
+    assert victim.read_text() == "precious\n"
+    assert not pwned.exists(), "Magic Box's git ran a filter from a config the task wrote"
+    assert "planted.txt" in {f["path"] for f in t["planter"].change.files}
+
+
+async def test_a_merge_conflict_between_symbolic_links_shows_nothing_of_where_they_point(repo, data_dir):
+    from orchestration.engine.integration import request_integration
+    from orchestration.models import Integration
+    from tests.conftest import drain_engine
+
+    secret = data_dir / "server-only.txt"  # hidden from tasks, readable by Magic Box
+    secret.write_text("<<<<<<< a\nSERVER-ONLY secret\n>>>>>>> b\n")
+    run, t = await run_workspace_plan(repo, [
+        {"id": "a", "worker": "shell", "command": sh(f"ln -s {secret} x")},
+        {"id": "b", "worker": "shell", "command": sh("ln -s /etc/hostname x")},
+    ])
+    assert run.state == "succeeded"
+    integration = await sync_to_async(request_integration)(run)
+    await drain_engine()
+    integration = await Integration.objects.aget(pk=integration.pk)
+    assert integration.state == "failed" and integration.conflict["files"][0]["path"] == "x"
+    assert "SERVER-ONLY" not in str(integration.conflict) + integration.state_reason
