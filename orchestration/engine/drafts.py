@@ -82,6 +82,9 @@ async def execute(draft_id: int, lease: Lease) -> None:
                                                  confinement=sandbox.for_attempt(dirs["work"], dirs["home"], dirs["tmp"])))
     except LeaseLost:
         return
+    except (OSError, ValueError) as error:  # the program, or a sandbox for it, cannot be started
+        await db(_finish, draft, lease, DraftState.FAILED, error=f"could not start {invocation.argv[0]}: {error}")
+        return
     finally:
         await asyncio.to_thread(orphans.kill_marked, lease.marker)
     outcome = parser.finish(-1 if result.exit_code is None else result.exit_code, result.stderr_tail)

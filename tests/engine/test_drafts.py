@@ -72,3 +72,13 @@ def test_garbage_from_the_orchestrator_is_shown_with_the_validation_errors(logge
 def test_the_yaml_is_taken_from_a_fenced_block_or_the_whole_answer():
     assert extract_yaml(DRAFTED).startswith("name: Login page\n")
     assert extract_yaml("name: x\nparallel_execution: {}\n") == "name: x\nparallel_execution: {}\n"
+
+
+def test_a_draft_without_a_sandbox_says_why_and_how_to_fix_it(logged_in_client, model, monkeypatch):
+    from orchestration.workers import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap_program", lambda: "/bin/false")  # as where user namespaces are off
+    draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
+    assert draft.state == "failed"
+    assert "the task sandbox cannot be made on this host" in draft.error and "MAGICBOX_SANDBOX=off" in draft.error
+    assert "internal error" not in draft.error
