@@ -277,6 +277,8 @@ class TaskRun(LeasedWork):
     input_tokens = models.BigIntegerField(null=True, blank=True)
     output_tokens = models.BigIntegerField(null=True, blank=True)
     session_id = models.CharField(max_length=200, blank=True)
+    cli_version = models.CharField(max_length=100, blank=True)  # the agent CLI's version, "" when unknown
+    model = models.CharField(max_length=200, blank=True)  # the model that did the work, "" when unknown
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -65,6 +65,10 @@ class Outcome:
     error: a one-paragraph message for people when not succeeded ("" otherwise).
     cost_usd: the cost the CLI reported, or None. input_tokens / output_tokens: None when unknown.
     session_id: the CLI's session / thread id, when it gives one.
+    cli_version: the CLI's version as its events state it ("2.1.197"), "" when they do not (the
+    engine then asks `<cli> --version`, see workers.identity).
+    model: the model that did the work as the events state it, "" when they do not (the engine
+    then takes the worker's configured model variable, WorkerAdapter.MODEL_ENV).
     """
 
     succeeded: bool
@@ -74,6 +78,8 @@ class Outcome:
     input_tokens: int | None = None
     output_tokens: int | None = None
     session_id: str = ""
+    cli_version: str = ""
+    model: str = ""
 
 
 class EventParser:
@@ -130,7 +136,12 @@ class WorkerConfig:
 
 
 class WorkerAdapter:
-    """Base adapter. Subclasses set nothing but `build` and `parser` when they need to."""
+    """Base adapter. Subclasses set nothing but `build`, `parser` and MODEL_ENV when they need to.
+
+    MODEL_ENV: the environment variable that chooses the CLI's model ("" for no model: shell).
+    """
+
+    MODEL_ENV = ""
 
     def __init__(self, config: WorkerConfig, search_path: list[str]) -> None:
         self.config = config

@@ -7,9 +7,11 @@ Command (prompt on stdin)::
 Event format (claude 2.1.197, `--output-format stream-json --verbose`): one JSON object per
 stdout line, by `type`:
 
-- `system`, subtype `init`: `session_id`, `model`, `cwd`, `tools`; subtype `api_retry`:
+- `system`, subtype `init`: `session_id`, `model` (as configured, e.g. "claude-opus-4-8[1m]"),
+  `claude_code_version`, `cwd`, `tools`; subtype `api_retry`:
   `attempt`, `max_retries`, `retry_delay_ms`, `error_status`, `error`.
-- `assistant`: `message.content[]` blocks: `text` {text}, `tool_use` {name, input},
+- `assistant`: `message.model` (the model the API answered with; "<synthetic>" for a message
+  claude made up itself), `message.content[]` blocks: `text` {text}, `tool_use` {name, input},
   `thinking`; an API failure arrives as a synthetic assistant message ("API Error: 500 ...").
 - `user`: `message.content[]` `tool_result` blocks {content, is_error}.
 - `result`: `subtype` ("success", "error_max_turns", "error_during_execution", ...),
@@ -51,6 +53,8 @@ class ClaudeAdapter(WorkerAdapter):
     removed. `--permission-mode acceptEdits` lets it write files without asking.
     """
 
+    MODEL_ENV = "ANTHROPIC_MODEL"
+
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "claude")
         defaults = DEFAULT_ARGS + (["--json-schema", json.dumps(ctx.output_schema)] if ctx.output_schema else [])
@@ -72,7 +76,9 @@ class ClaudeEventParser(JsonEventParser):
 
     Outcome: decided by the `result` event (`is_error` first, then `subtype`), whatever the
     exit code; without a `result` event the attempt failed. input_tokens counts fresh, cache-write
-    and cache-read input tokens together; cost_usd is claude's `total_cost_usd`.
+    and cache-read input tokens together; cost_usd is claude's `total_cost_usd`. cli_version is
+    the init event's `claude_code_version`; model is the one the API answered with (the init
+    event's configured model until an answer came).
     """
 
     CLI = "claude"
@@ -82,6 +88,8 @@ class ClaudeEventParser(JsonEventParser):
         self.cwd: str | None = None
         self.session_id = ""
         self.model = ""
+        self.cli_version = ""
+        self.answered_by = ""  # the model of the API's last real answer
         self.result_event: dict[str, Any] | None = None
         self.last_text = ""
 
@@ -105,6 +113,7 @@ class ClaudeEventParser(JsonEventParser):
         if subtype == "init":
             self.cwd = event.get("cwd") or None
             self.model = str(event.get("model") or "")
+            self.cli_version = str(event.get("claude_code_version") or "")
             return [f"claude started (model {self.model or 'default'}, session {self.session_id})"]
         if subtype == "api_retry":
             status = event.get("error_status")
@@ -117,6 +126,9 @@ class ClaudeEventParser(JsonEventParser):
 
     def _assistant(self, event: dict[str, Any]) -> list[str]:
         message = event.get("message") or {}
+        model = message.get("model")
+        if isinstance(model, str) and model and not model.startswith("<"):  # not claude's own "<synthetic>"
+            self.answered_by = model
         lines: list[str] = []
         texts: list[str] = []
         for block in message.get("content") or []:
@@ -169,6 +181,8 @@ class ClaudeEventParser(JsonEventParser):
             input_tokens=input_tokens,
             output_tokens=int_or_none(usage.get("output_tokens")),
             session_id=str(event.get("session_id") or self.session_id),
+            cli_version=self.cli_version,
+            model=self.answered_by or self.model,
         )
         if not outcome.succeeded:
             outcome.error = self._error_message(event, result_text)
@@ -200,5 +214,6 @@ class ClaudeEventParser(JsonEventParser):
             outcome = self.no_result(exit_code, stderr_tail, "a result event")
             outcome.session_id = self.session_id
             outcome.result = self.last_text
+            outcome.cli_version, outcome.model = self.cli_version, self.answered_by or self.model
             return outcome
         return self._outcome(self.result_event)

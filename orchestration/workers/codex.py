@@ -25,6 +25,7 @@ Event format (codex 0.171.0, `exec --json`): one JSON object per stdout line, by
 {server, tool}, `web_search` {query}, `todo_list` {items}, `error` {message} (a warning);
 `turn.completed` {usage: {input_tokens, cached_input_tokens, output_tokens,
 reasoning_output_tokens}} (no cost), `turn.failed` {error: {message}} (fatal), `error` {message}.
+No event names codex's version or model (the engine asks `codex --version` and reads CODEX_MODEL).
 Exit code 0 on success, 1 on API errors.
 """
 from __future__ import annotations
@@ -98,6 +99,8 @@ class CodexAdapter(WorkerAdapter):
     passed through), the worker's configured env, then HOME, TMPDIR and CODEX_HOME inside the
     attempt's private directories. build() writes `$CODEX_HOME/config.toml`.
     """
+
+    MODEL_ENV = "CODEX_MODEL"
 
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "codex")

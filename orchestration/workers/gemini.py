@@ -14,12 +14,14 @@ statistics off. GEMINI_CLI_TRUST_WORKSPACE=true trusts the workdir (otherwise ex
 GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL and GEMINI_MODEL are read by gemini itself.
 
 Event format (gemini 0.61.0, `--output-format stream-json`): one JSON object per stdout line,
-by `type`: `init` {session_id, model}; `message` {role: user|assistant, content, delta}
+by `type`: `init` {session_id, model} (the configured model: "auto" lets gemini's router choose); `message` {role: user|assistant, content, delta}
 (assistant text arrives in chunks with `delta: true`: concatenate them); `tool_use`
 {tool_name, tool_id, parameters}; `tool_result` {tool_id, status: success|error, output,
 error: {type, message}}; `error` {severity, message} (a warning); `result` {status:
 success|error, error: {type, message}, stats: {input_tokens, output_tokens, total_tokens,
-duration_ms, tool_calls, models}} (no cost).
+duration_ms, tool_calls, models: {model name: {total_tokens, ...}}} (no cost; `models` names
+every model called, the main one and the flash-lite model gemini uses for routing and other
+chores). No event names gemini's version (the engine asks `gemini --version`).
 Exit codes: 0 success; on API errors the HTTP status mod 256 (500 -> 244, 400 -> 144);
 41 auth; 55 untrusted folder. stderr always carries harmless noise.
 """
@@ -66,6 +68,8 @@ class GeminiAdapter(WorkerAdapter):
     TMPDIR inside the attempt's private directories. build() writes `$HOME/.gemini/settings.json`.
     """
 
+    MODEL_ENV = "GEMINI_MODEL"
+
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "gemini")
         argv, stdin = agent_argv(program, DEFAULT_ARGS, self.config.args, ctx)
@@ -85,7 +89,7 @@ class GeminiEventParser(JsonEventParser):
     Assistant text chunks are joined and shown line by line once complete. Outcome: the `result`
     event's status decides, whatever the exit code; without it the attempt failed. The result
     text is the assistant's text after its last tool call (all of its text when that is empty).
-    cost_usd stays None (gemini reports none).
+    cost_usd stays None (gemini reports none). model: see `used_model`.
     """
 
     CLI = "gemini"
@@ -147,7 +151,8 @@ class GeminiEventParser(JsonEventParser):
             outcome = self._outcome(event)
             tokens = format_tokens(outcome.input_tokens, outcome.output_tokens)
             if outcome.succeeded:
-                lines.append("gemini finished" + (f" ({tokens})" if tokens else ""))
+                facts = ", ".join(f for f in (f"model {outcome.model}" if outcome.model else "", tokens) if f)
+                lines.append("gemini finished" + (f" ({facts})" if facts else ""))
             else:
                 lines.append(shorten(outcome.error))
         return lines
@@ -166,6 +171,7 @@ class GeminiEventParser(JsonEventParser):
             input_tokens=int_or_none(stats.get("input_tokens")),
             output_tokens=int_or_none(stats.get("output_tokens")),
             session_id=self.session_id,
+            model=used_model(self.model, stats.get("models")),
         )
         if not outcome.succeeded:
             error = event.get("error")
@@ -182,7 +188,32 @@ class GeminiEventParser(JsonEventParser):
             outcome.error = f"gemini: {EXIT_CODES[exit_code]}. {outcome.error}"
         outcome.session_id = self.session_id
         outcome.result = "".join(self.all_text).strip()
+        outcome.model = used_model(self.model, None)
         return outcome
+
+
+UTILITY_MODEL_MARK = "flash-lite"  # gemini 0.61 routes and does its chores with a flash-lite model
+
+
+def used_model(configured: str, models: Any) -> str:
+    """The model that did the work, from the init event's `configured` model and the result
+    stats' `models` ({name: {total_tokens, ...}}, or None when there were no stats).
+
+    The configured model when the stats name it; else the stats' models that are not flash-lite
+    utility models (all of them when every one is), most tokens first, joined with ", "; without
+    stats the configured model ("auto" stays "auto": nobody knows which model would have worked).
+    """
+    if not isinstance(models, dict) or not models:
+        return configured
+    if configured in models:
+        return configured
+    names = [n for n in models if UTILITY_MODEL_MARK not in n] or list(models)
+
+    def tokens(name: str) -> int:
+        entry = models.get(name)
+        return (int_or_none(entry.get("total_tokens")) or 0) if isinstance(entry, dict) else 0
+
+    return ", ".join(sorted(names, key=lambda n: (-tokens(n), n)))
 
 
 def _readable_error(message: str) -> str:

@@ -42,6 +42,18 @@ def test_a_text_answer_becomes_the_result_with_cost_tokens_and_session(recording
     ]
 
 
+def test_the_version_and_the_model_that_answered_come_from_the_events(recording):
+    _, outcome = replay(recording("claude-text"), 0)
+
+    assert (outcome.cli_version, outcome.model) == ("2.1.197", "claude-opus-4-8")  # not the init's "[1m]" alias
+
+
+def test_an_api_error_keeps_the_configured_model_not_claudes_synthetic_one(recording):
+    _, outcome = replay(recording("claude-api-error-500"), 1)
+
+    assert (outcome.cli_version, outcome.model) == ("2.1.197", "claude-opus-4-8[1m]")
+
+
 def test_a_file_write_shows_the_written_path_and_the_tool_result(recording):
     shown, outcome = replay(recording("claude-write-file"), 0)
 

@@ -10,7 +10,7 @@ import pytest
 
 from orchestration.workers.base import TaskContext
 from orchestration.workers.events import SHOWN_LINE_LIMIT
-from orchestration.workers.gemini import DEFAULT_ARGS, GeminiAdapter, GeminiEventParser
+from orchestration.workers.gemini import DEFAULT_ARGS, GeminiAdapter, GeminiEventParser, used_model
 from orchestration.workers.registry import worker_config
 
 # stderr of a real gemini 0.61.0 run that got a 500 (paths shortened).
@@ -56,8 +56,26 @@ def test_a_text_answer_becomes_the_result_with_tokens_and_session_but_no_cost(re
     assert shown == [
         f"gemini started (model auto, session {session_id})",
         "The capital of France is Paris.",
-        "gemini finished (2,400 in / 60 out tokens)",
+        "gemini finished (model gemini-3.8-flash, 2,400 in / 60 out tokens)",
     ]
+
+
+@pytest.mark.parametrize(("configured", "models", "expected"), [
+    ("auto", {"gemini-3.5-flash-lite": {"total_tokens": 9}, "gemini-3.8-flash": {"total_tokens": 0}}, "gemini-3.8-flash"),
+    ("gemini-2.5-pro", {"gemini-3.5-flash-lite": {"total_tokens": 9}, "gemini-2.5-pro": {"total_tokens": 5}}, "gemini-2.5-pro"),
+    ("auto", {"gemini-3.5-flash-lite": {"total_tokens": 9}}, "gemini-3.5-flash-lite"),
+    ("auto", {"a-pro": {"total_tokens": 1}, "b-flash": {"total_tokens": 7}}, "b-flash, a-pro"),
+    ("auto", None, "auto"),
+])
+def test_the_model_recorded_is_the_one_gemini_used_not_its_router(configured, models, expected):
+    assert used_model(configured, models) == expected
+
+
+def test_a_failed_call_still_names_the_model_gemini_routed_to(recording):
+    _, outcome = replay(recording("gemini-api-error-500"), 244, STDERR_OF_A_500)
+
+    assert outcome.model == "gemini-3.8-flash"
+    assert outcome.cli_version == ""  # gemini's events do not say; the engine asks `gemini --version`
 
 
 def test_a_file_write_shows_the_tool_call_and_its_result(recording):
