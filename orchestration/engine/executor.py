@@ -26,7 +26,7 @@ from orchestration.vcs.git import GitError
 from orchestration.vcs.repository import repository_dir, run_start
 from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
-from orchestration.workers import sandbox
+from orchestration.workers import identity, sandbox
 from orchestration.workers.process import run_process
 from orchestration.workers.registry import UnknownWorker
 
@@ -111,6 +111,8 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
             input_tokens=outcome.input_tokens,
             output_tokens=outcome.output_tokens,
             session_id=outcome.session_id[:200],
+            cli_version=outcome.cli_version[:100],
+            model=outcome.model[:200],
         )
         used = task_run.attempts_used
         if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
@@ -239,11 +241,13 @@ async def execute(task_run_id: int, lease: Lease) -> None:
 
     if result.timed_out:
         outcome = parser.finish(-1, result.stderr_tail)
+        await identity.complete(adapter, invocation, outcome)
         outcome.succeeded = False
         outcome.error = f"timed out after {plan.timeout:g} s; the worker's process group was killed"
         await end(TaskState.TIMED_OUT, outcome)
         return
     outcome = parser.finish(result.exit_code, result.stderr_tail)
+    await identity.complete(adapter, invocation, outcome)
     if outcome.succeeded and capture_error:  # downstream tasks would start without its work
         outcome.succeeded, outcome.error = False, capture_error
     if outcome.succeeded and plan.task.get("output_schema"):

@@ -1,5 +1,6 @@
-"""Two runs side by side, task by task: state, duration, cost, attempts, and the differences
-between their results, their code changes and the plan revisions they ran."""
+"""Two runs side by side, task by task: state, worker, CLI version and model, duration, cost,
+attempts, and the differences between their results, their code changes and the plan revisions
+they ran."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,10 +21,33 @@ class TaskPair:
     change_diff: list[DiffLine] = field(default_factory=list)
 
     @property
+    def differences(self) -> list[str]:
+        """What differs, in words ("worker", "CLI version", "model", "cost", "result", ...); [] when
+        nothing a reviewer would look at does. A cost counts when one is known and the other not,
+        or one is more than COST_RATIO times the other (agents' costs vary a little every run)."""
+        if self.a is None or self.b is None:
+            return ["only in one run"]
+        found = [label for label, attr in (("state", "state"), ("worker", "worker"), ("CLI version", "cli_version"),
+                                           ("model", "model")) if getattr(self.a, attr) != getattr(self.b, attr)]
+        if _cost_changed(self.a, self.b):
+            found.append("cost")
+        return found + (["result"] if self.result_diff else []) + (["code change"] if self.change_diff else [])
+
+    @property
     def same(self) -> bool:
-        """Nothing a reviewer would look at differs (state, result, code change)."""
-        return (self.a is not None and self.b is not None and self.a.state == self.b.state
-                and not self.result_diff and not self.change_diff)
+        """Nothing a reviewer would look at differs (see `differences`)."""
+        return not self.differences
+
+
+COST_RATIO = 1.5  # a task's cost changed when one run's is more than this many times the other's
+
+
+def _cost_changed(a: TaskRun, b: TaskRun) -> bool:
+    usd_a, usd_b = (cost.task_cost(t.worker, t.cost_usd, t.input_tokens, t.output_tokens).usd for t in (a, b))
+    if usd_a is None or usd_b is None:
+        return (usd_a is None) != (usd_b is None)
+    low, high = sorted((usd_a, usd_b))
+    return high > low * COST_RATIO if low > 0 else high > 0
 
 
 def _patch(task_run: TaskRun | None, changes: dict[int, TaskChange]) -> str:

@@ -61,3 +61,34 @@ async def test_runs_whose_plans_have_different_tasks_compare_with_the_missing_on
     assert response.status_code == 200
     assert f"not in #{second.pk}" in page.split('data-task="steady"', 1)[1].split("</summary>", 1)[0]
     assert f"not in #{first.pk}" in page.split('data-task="renamed"', 1)[1].split("</summary>", 1)[0]
+
+
+@pytest.mark.parametrize(("first_fields", "second_fields", "named"), [
+    ({"cli_version": "2.1.197", "model": "claude-opus-4-8"}, {"cli_version": "2.1.200", "model": "claude-opus-4-8"},
+     "CLI version differs"),
+    ({"cli_version": "2.1.197", "model": "claude-opus-4-8"}, {"cli_version": "2.1.197", "model": "claude-sonnet-4-6"},
+     "model differs"),
+    ({"worker": "gemini", "input_tokens": 1000, "output_tokens": 100}, {"worker": "claude", "cost_usd": 0.5},
+     "worker, cost differ"),
+    ({"cost_usd": 0.01}, {"cost_usd": 0.12}, "cost differs"),
+])
+async def test_a_task_whose_agent_or_cost_changed_is_not_unchanged(async_client, user, first_fields, second_fields, named):
+    """The same answer from another CLI version, model or worker, or at 12 times the cost, is a difference."""
+    from orchestration.models import TaskRun
+
+    await sync_to_async(import_text)(plan_text("same"), "answers.yaml")
+    plan = await Plan.objects.aget(name="Answers")
+    first = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    second = await run_to_end((await sync_to_async(start_run)(plan)).pk)
+    for run, fields in ((first, first_fields), (second, second_fields)):  # as the agents' runs recorded them
+        await TaskRun.objects.filter(run=run, task_id="answer").aupdate(**fields)
+    await sync_to_async(async_client.force_login)(user)
+
+    page = (await async_client.get(f"/runs/compare/?a={first.pk}&b={second.pk}")).content.decode()
+
+    assert "<strong>1</strong> of 2 tasks differs" in page
+    answer = page.split('data-task="answer"', 1)[1].split("</section>", 1)[0]
+    assert 'data-same="false"' in answer and "unchanged" not in answer and named in answer
+    for value in (*first_fields.values(), *second_fields.values()):
+        if isinstance(value, str):
+            assert value in answer  # each side's worker, version and model is shown
