@@ -20,7 +20,8 @@ def _seconds(value: float | None) -> float | None:
 
 def summary(run: Run) -> dict:
     """The run as JSON-ready data: {"version", "run": {...}, "tasks": [...], "checks": [...],
-    "collisions": [...], "integration": {...} | None}. Durations in seconds, costs in dollars."""
+    "collisions": [...], "integration": {...} | None}. Durations in seconds, costs in dollars; a
+    task's cli_version and model are its agent CLI's (None when unknown or a shell command)."""
     task_runs = list(run.task_runs.order_by("position"))
     changes = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__run=run).defer("patch")}
     total = cost.total(task_runs)
@@ -29,7 +30,8 @@ def summary(run: Run) -> dict:
         task_cost = cost.task_cost(t.worker, t.cost_usd, t.input_tokens, t.output_tokens)
         change = changes.get(t.pk)
         tasks.append({
-            "id": t.task_id, "worker": t.worker, "state": t.state, "reason": t.state_reason, "attempts": t.attempt,
+            "id": t.task_id, "worker": t.worker, "cli_version": t.cli_version or None, "model": t.model or None,
+            "state": t.state, "reason": t.state_reason, "attempts": t.attempt,
             "upstream": t.upstream, "started_at": t.started_at.isoformat() if t.started_at else None,
             "finished_at": t.finished_at.isoformat() if t.finished_at else None, "duration_seconds": _seconds(t.duration),
             "exit_code": t.exit_code, "cost_usd": task_cost.usd, "cost_estimated": task_cost.estimated,
@@ -85,7 +87,8 @@ def markdown(data: dict) -> str:
         changed = (f"{count} file{'s' if count != 1 else ''}, +{change['lines_added']} −{change['lines_deleted']} on `{change['branch']}`"
                    if change else "–")
         duration = f"{t['duration_seconds']:.1f} s" if t["duration_seconds"] is not None else "–"
-        lines.append(f"| `{t['id']}` | {t['worker']} | {t['state']} | {t['attempts']} | {duration} | "
+        agent = " ".join(x for x in (t["worker"], t["cli_version"] and f"v{t['cli_version']}", t["model"] and f"({t['model']})") if x)
+        lines.append(f"| `{t['id']}` | {_cell(agent)} | {t['state']} | {t['attempts']} | {duration} | "
                      f"{_money(t['cost_usd'], t['cost_estimated'])} | {_cell(changed)} |")
     failed = [t for t in data["tasks"] if t["state"] not in ("succeeded", "skipped", "pending", "queued", "running")]
     if failed:

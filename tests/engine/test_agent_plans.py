@@ -78,3 +78,50 @@ async def test_provider_output_without_a_token_fails_with_the_pointer_of_the_fau
     assert "does not match contracts.auth_api.response.success" in t["backend"].error
     assert "/: 'token' is a required property" in t["backend"].error
     assert t["integration"].state == "skipped" and run.state == "failed"
+
+
+def installed_version(package: str) -> str:
+    """The version of an npm package in the repository's node_modules (what the CLIs must report)."""
+    import json
+
+    return json.loads((Path(__file__).resolve().parents[2] / "node_modules" / package / "package.json").read_text())["version"]
+
+
+async def test_each_task_run_records_its_cli_version_and_model_and_shows_them(model, monkeypatch, async_client, user):
+    import io
+    import json
+    import zipfile
+
+    from asgiref.sync import sync_to_async
+
+    from orchestration.workers import identity
+
+    identity.forget_versions()  # codex's and gemini's versions come from `<cli> --version`, asked here
+    monkeypatch.setenv("CODEX_MODEL", "local-model")  # codex's events never name the model: its variable does
+    model.reply(Text("APPROVE: done"))
+
+    run, t = await run_login_plan()
+
+    assert run.state == "succeeded"
+    claude_model = {r.body["model"] for r in model.requests if r.provider == "anthropic"}
+    gemini_main = {r.path.split("/models/", 1)[1].split(":", 1)[0] for r in model.requests
+                   if r.provider == "gemini" and ":streamGenerateContent" in r.path}
+    assert len(claude_model) == 1 and len(gemini_main) == 1, (claude_model, gemini_main)
+    expected = {
+        "integration": (installed_version("@anthropic-ai/claude-code"), claude_model.pop()),
+        "backend": (installed_version("@openai/codex"), "local-model"),
+        "frontend": (installed_version("@google/gemini-cli"), gemini_main.pop()),  # the model it used, not "auto"
+    }
+    assert {task: (t[task].cli_version, t[task].model) for task in expected} == expected
+    await sync_to_async(async_client.force_login)(user)
+    page = (await async_client.get(f"/runs/{run.pk}/")).content.decode()
+    for task, (version, used) in expected.items():
+        row = page.split(f'class="task-row" role="row" data-task="{task}"', 1)[1].split('class="task-row"', 1)[0]
+        assert f"v{version} · {used}" in row
+    summary = json.loads((await async_client.get(f"/runs/{run.pk}/summary.json")).content)
+    assert {x["id"]: (x["cli_version"], x["model"]) for x in summary["tasks"] if x["id"] in expected} == expected
+    response = await async_client.get(f"/runs/{run.pk}/export.zip")
+    archived = json.loads(zipfile.ZipFile(io.BytesIO(b"".join([c async for c in response.streaming_content]))).read("summary.json"))
+    assert archived["tasks"] == summary["tasks"]
+    markdown = (await async_client.get(f"/runs/{run.pk}/summary.md")).content.decode()
+    assert f"claude v{expected['integration'][0]} ({expected['integration'][1]})" in markdown
