@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestration.workers.base import Invocation, Outcome, WorkerAdapter
 from orchestration.workers.events import shorten
 from orchestration.workers.process import run_process
+from orchestration.workers.sandbox import Confinement
 
 VERSION_TIMEOUT = 30.0  # seconds `<cli> --version` may take (gemini takes about 2)
 VERSION_LIMIT = 100  # characters of a version kept (TaskRun.cli_version)
@@ -51,7 +52,8 @@ async def cli_version(program: str, path: str) -> str:
         env = {"PATH": path, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "NO_COLOR": "1"}
         try:
             result = await run_process(Invocation(argv=[program, "--version"], env=env, cwd=Path(home)),
-                                       lines.append, lambda line: None, VERSION_TIMEOUT, confinement=None)
+                                       lines.append, lambda line: None, VERSION_TIMEOUT,
+                                       confinement=Confinement(writable=(Path(home),)))  # like every program Magic Box starts
             ok = result.exit_code == 0
         except (OSError, ValueError):
             ok = False
