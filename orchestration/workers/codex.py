@@ -96,7 +96,9 @@ class CodexAdapter(WorkerAdapter):
 
     Environment: the engine's base env (OPENAI_API_KEY, CODEX_PROVIDER_BASE_URL, CODEX_MODEL when
     passed through), the worker's configured env, then HOME, TMPDIR and CODEX_HOME inside the
-    attempt's private directories. build() writes `$CODEX_HOME/config.toml`.
+    attempt's private directories. build() writes `$CODEX_HOME/config.toml`. stdout is a file
+    in TMPDIR, as for every agent CLI (codex 0.171 passed a 3 MB event through a pipe whole,
+    but claude and gemini cut one at 64 KiB when they exit).
     """
 
     def build(self, ctx: TaskContext) -> Invocation:
@@ -106,7 +108,7 @@ class CodexAdapter(WorkerAdapter):
         env = agent_env(ctx, defaults={}, config_env=self.config.env, forced={"CODEX_HOME": str(codex_home)})
         codex_home.mkdir(parents=True, exist_ok=True)  # codex refuses a CODEX_HOME that does not exist
         (codex_home / "config.toml").write_text(config_toml(env), encoding="utf-8")
-        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin)
+        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
 
     def parser(self) -> CodexEventParser:
         return CodexEventParser()

@@ -64,6 +64,8 @@ class GeminiAdapter(WorkerAdapter):
     Environment: the engine's base env (GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL, GEMINI_MODEL when
     passed through), GEMINI_CLI_TRUST_WORKSPACE=true, the worker's configured env, then HOME and
     TMPDIR inside the attempt's private directories. build() writes `$HOME/.gemini/settings.json`.
+    stdout is a file in TMPDIR, not a pipe: gemini 0.61, like claude, cuts a large event
+    written to a pipe at 64 KiB when it exits (a 3 MB answer was lost 3 times out of 3).
     """
 
     def build(self, ctx: TaskContext) -> Invocation:
@@ -73,7 +75,7 @@ class GeminiAdapter(WorkerAdapter):
         settings_dir = ctx.home / ".gemini"
         settings_dir.mkdir(parents=True, exist_ok=True)
         (settings_dir / "settings.json").write_text(json.dumps(SETTINGS, indent=2) + "\n", encoding="utf-8")
-        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin)
+        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
 
     def parser(self) -> GeminiEventParser:
         return GeminiEventParser()
