@@ -231,4 +231,11 @@ def _readable_error(message: str, prefix: str = "codex failed: ") -> str:
     status, text = api_error_detail(message)
     if text != message:
         return f"codex API error{f' {status}' if status else ''}: {text}"
+    # Errors codex 0.171 reports without the provider's message: a 429 (as its retry limit, even
+    # with retries off) and a 500 (its fixed InternalServerError text).
+    last_status = re.search(r"last status: (\d{3})\b\s*(.*)", message)
+    if last_status:
+        return f"codex API error {last_status[1]}: {last_status[2].strip() or 'no message'} (codex gives no more)"
+    if message.strip().startswith("We’re currently experiencing high demand"):
+        return f"codex API error 500: {message.strip()} (codex's words for any 500; it gives no more)"
     return prefix + message.strip()

@@ -112,6 +112,7 @@ class GeminiEventParser(JsonEventParser):
         self.final_text: list[str] = []
         self.result_event: dict[str, Any] | None = None
         self.last_warning = ""
+        self.stderr_status: int | None = None  # the HTTP status of the API error gemini dumped on stderr
 
     def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
@@ -154,6 +155,12 @@ class GeminiEventParser(JsonEventParser):
                 lines.append(shorten(outcome.error))
         return lines
 
+    def feed_stderr(self, line: str) -> list[str]:
+        status = _STDERR_STATUS.match(line)
+        if status:
+            self.stderr_status = int(status[1])
+        return super().feed_stderr(line)
+
     def _flush(self) -> list[str]:
         lines = text_lines(self.pending) if self.pending.strip() else []
         self.pending = ""
@@ -178,13 +185,23 @@ class GeminiEventParser(JsonEventParser):
     def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
         self._flush()
         if self.result_event is not None:
-            return self._outcome(self.result_event)
+            outcome = self._outcome(self.result_event)
+            status = self.stderr_status
+            # Some errors (a 429 that invites a retry) lose their status in the result event; the
+            # error's dump on stderr has it, and the exit code (the status mod 256) confirms it.
+            if not outcome.succeeded and status and status % 256 == exit_code and str(status) not in outcome.error:
+                outcome.error = f"gemini API error {status}: " + outcome.error.removeprefix("gemini: ").removeprefix(
+                    "gemini API error: ")
+            return outcome
         outcome = self.no_result(exit_code, stderr_tail, "a result event")
         if exit_code in EXIT_CODES:
             outcome.error = f"gemini: {EXIT_CODES[exit_code]}. {outcome.error}"
         outcome.session_id = self.session_id
         outcome.result = "".join(self.all_text).strip()
         return outcome
+
+
+_STDERR_STATUS = re.compile(r"^\s*(?:code|status): (\d{3}),?\s*$")
 
 
 def _readable_error(message: str) -> str:

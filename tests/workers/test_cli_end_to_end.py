@@ -272,7 +272,8 @@ def test_an_api_error_fails_within_seconds_even_when_the_server_invites_retries(
 
     assert not run.outcome.succeeded
     assert str(status) in run.outcome.error, run.outcome.error
-    assert "The model is overloaded, try later." in run.outcome.error or (cli, status) == ("codex", 500), run.outcome.error
+    if cli != "codex":  # codex 0.171 passes on no provider message for a 500 or a 429
+        assert "The model is overloaded, try later." in run.outcome.error, run.outcome.error
     assert len([r for r in model_server.requests if isinstance(r.reply, Fail)]) == 1, "the CLI retried"
     # An upper bound only (the machine may be busy); bench/agent_failures.py measures the real time.
     assert run.seconds < 60, f"the failure took {run.seconds:.1f} s: the CLI retried"
