@@ -101,6 +101,11 @@ class EventParser:
         """Take one stderr line (without its newline); return the lines to show people."""
         return [line]
 
+    def end_of_output(self) -> list[str]:
+        """Once the process ended (exited or killed for its timeout), before `finish`: the lines
+        still held back to show (text a CLI streamed without finishing its line)."""
+        return []
+
     def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
         """Say how the attempt ended, given the process's exit code and the end of its stderr."""
         result = self._stdout_tail.text()

@@ -161,6 +161,9 @@ class GeminiEventParser(JsonEventParser):
             self.stderr_status = int(status[1])
         return super().feed_stderr(line)
 
+    def end_of_output(self) -> list[str]:
+        return self._flush()
+
     def _flush(self) -> list[str]:
         lines = text_lines(self.pending) if self.pending.strip() else []
         self.pending = ""

@@ -74,6 +74,7 @@ async def run_worker(adapter: WorkerAdapter, ctx: TaskContext, timeout: float = 
     result = await run_process(invocation, on_stdout, lambda line: shown.extend(parser.feed_stderr(line)), timeout,
                                confinement=confinement)
     seconds = time.monotonic() - started
+    shown.extend(parser.end_of_output())
     assert not result.timed_out, f"the CLI did not finish within {timeout} s; it showed: {shown}"
     outcome = parser.finish(result.exit_code, result.stderr_tail)
     return Run(outcome, shown, stdout, result.exit_code, seconds)
@@ -149,7 +150,7 @@ def test_codex_reports_a_500_only_as_high_demand(tmp_path, model_server, agent_c
     run = run_cli("codex", tmp_path, model_server, "Do something useful.", agent_clis)
 
     assert not run.outcome.succeeded
-    assert "high demand" in run.outcome.error
+    assert "500" in run.outcome.error and "high demand" in run.outcome.error
     assert run.seconds < 20
 
 
