@@ -195,7 +195,7 @@ def test_a_429_whose_result_event_lost_the_status_takes_it_from_the_stderr_dump(
     _, outcome = replay([json.dumps(result)], 429 % 256, stderr)
     _, other_exit = replay([json.dumps(result)], 1, stderr)
 
-    assert outcome.error.startswith("gemini API error 429: [API Error: Slow down.")
+    assert outcome.error.startswith("gemini API error 429: Slow down.")
     assert "429" not in other_exit.error  # an exit code that does not match: not that status
 
 
