@@ -239,6 +239,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             elif not repo_spec.get("keep_worktrees"):
                 await worktrees.remove(repository, dirs.workdir)
 
+    output.add(parser.end_of_output())  # e.g. gemini's unfinished line of text when it timed out
     if result.timed_out:
         outcome = parser.finish(-1, result.stderr_tail)
         await identity.complete(adapter, invocation, outcome)

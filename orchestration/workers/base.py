@@ -48,12 +48,16 @@ class Invocation:
     """A process to start: argv list (never a shell string), env, cwd and optional stdin bytes.
 
     stdin None means the process gets /dev/null (agent CLIs such as codex block on an open pipe).
+    stdout_dir: when set, stdout is an unnamed regular file created in this directory (one the
+    process may write, such as the attempt's TMPDIR) and followed as it grows, instead of a pipe:
+    a CLI that exits with a large write pending on a pipe loses its end, a file gets it whole.
     """
 
     argv: list[str]
     env: dict[str, str]
     cwd: Path
     stdin: bytes | None = None
+    stdout_dir: Path | None = None
 
 
 @dataclass
@@ -102,6 +106,11 @@ class EventParser:
     def feed_stderr(self, line: str) -> list[str]:
         """Take one stderr line (without its newline); return the lines to show people."""
         return [line]
+
+    def end_of_output(self) -> list[str]:
+        """Once the process ended (exited or killed for its timeout), before `finish`: the lines
+        still held back to show (text a CLI streamed without finishing its line)."""
+        return []
 
     def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
         """Say how the attempt ended, given the process's exit code and the end of its stderr."""

@@ -47,10 +47,14 @@ class ClaudeAdapter(WorkerAdapter):
     """Runs `claude -p` in the task's workdir with the prompt on stdin.
 
     Environment: the engine's base env (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, ANTHROPIC_MODEL
-    ... when passed through), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1, the worker's
-    configured env, then HOME and TMPDIR set to the attempt's private directories (claude keeps
-    its config and session transcript under HOME). CLAUDECODE / CLAUDE_CODE_ENTRYPOINT are
-    removed. `--permission-mode acceptEdits` lets it write files without asking.
+    ... when passed through), CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1,
+    CLAUDE_CODE_MAX_RETRIES=0 (claude would otherwise retry an API error for about 3 minutes
+    whenever the provider invites it; the plan's `retries` retry the task, visibly), the
+    worker's configured env, then HOME and TMPDIR set to the attempt's private directories
+    (claude keeps its config and session transcript under HOME). CLAUDECODE /
+    CLAUDE_CODE_ENTRYPOINT are removed. `--permission-mode acceptEdits` lets it write files
+    without asking. stdout is a file in TMPDIR, not a pipe: claude cuts a large event written
+    to a pipe at 64 KiB when it exits (anthropics/claude-code#77112).
     """
 
     MODEL_ENV = "ANTHROPIC_MODEL"
@@ -61,11 +65,11 @@ class ClaudeAdapter(WorkerAdapter):
         argv, stdin = agent_argv(program, defaults, self.config.args, ctx)
         env = agent_env(
             ctx,
-            defaults={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+            defaults={"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_MAX_RETRIES": "0"},
             config_env=self.config.env,
             forced={},
         )
-        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin)
+        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
 
     def parser(self) -> ClaudeEventParser:
         return ClaudeEventParser()

@@ -97,7 +97,9 @@ class CodexAdapter(WorkerAdapter):
 
     Environment: the engine's base env (OPENAI_API_KEY, CODEX_PROVIDER_BASE_URL, CODEX_MODEL when
     passed through), the worker's configured env, then HOME, TMPDIR and CODEX_HOME inside the
-    attempt's private directories. build() writes `$CODEX_HOME/config.toml`.
+    attempt's private directories. build() writes `$CODEX_HOME/config.toml`. stdout is a file
+    in TMPDIR, as for every agent CLI (codex 0.171 passed a 3 MB event through a pipe whole,
+    but claude and gemini cut one at 64 KiB when they exit).
     """
 
     MODEL_ENV = "CODEX_MODEL"
@@ -109,7 +111,7 @@ class CodexAdapter(WorkerAdapter):
         env = agent_env(ctx, defaults={}, config_env=self.config.env, forced={"CODEX_HOME": str(codex_home)})
         codex_home.mkdir(parents=True, exist_ok=True)  # codex refuses a CODEX_HOME that does not exist
         (codex_home / "config.toml").write_text(config_toml(env), encoding="utf-8")
-        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin)
+        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
 
     def parser(self) -> CodexEventParser:
         return CodexEventParser()
@@ -232,4 +234,11 @@ def _readable_error(message: str, prefix: str = "codex failed: ") -> str:
     status, text = api_error_detail(message)
     if text != message:
         return f"codex API error{f' {status}' if status else ''}: {text}"
+    # Errors codex 0.171 reports without the provider's message: a 429 (as its retry limit, even
+    # with retries off) and a 500 (its fixed InternalServerError text).
+    last_status = re.search(r"last status: (\d{3})\b\s*(.*)", message)
+    if last_status:
+        return f"codex API error {last_status[1]}: {last_status[2].strip() or 'no message'} (codex gives no more)"
+    if message.strip().startswith("We’re currently experiencing high demand"):
+        return f"codex API error 500: {message.strip()} (codex's words for any 500; it gives no more)"
     return prefix + message.strip()

@@ -66,6 +66,8 @@ class GeminiAdapter(WorkerAdapter):
     Environment: the engine's base env (GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL, GEMINI_MODEL when
     passed through), GEMINI_CLI_TRUST_WORKSPACE=true, the worker's configured env, then HOME and
     TMPDIR inside the attempt's private directories. build() writes `$HOME/.gemini/settings.json`.
+    stdout is a file in TMPDIR, not a pipe: gemini 0.61, like claude, cuts a large event
+    written to a pipe at 64 KiB when it exits (a 3 MB answer was lost 3 times out of 3).
     """
 
     MODEL_ENV = "GEMINI_MODEL"
@@ -77,7 +79,7 @@ class GeminiAdapter(WorkerAdapter):
         settings_dir = ctx.home / ".gemini"
         settings_dir.mkdir(parents=True, exist_ok=True)
         (settings_dir / "settings.json").write_text(json.dumps(SETTINGS, indent=2) + "\n", encoding="utf-8")
-        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin)
+        return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
 
     def parser(self) -> GeminiEventParser:
         return GeminiEventParser()
@@ -114,6 +116,7 @@ class GeminiEventParser(JsonEventParser):
         self.final_text: list[str] = []
         self.result_event: dict[str, Any] | None = None
         self.last_warning = ""
+        self.stderr_status: int | None = None  # the HTTP status of the API error gemini dumped on stderr
 
     def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
@@ -157,6 +160,15 @@ class GeminiEventParser(JsonEventParser):
                 lines.append(shorten(outcome.error))
         return lines
 
+    def feed_stderr(self, line: str) -> list[str]:
+        status = _STDERR_STATUS.match(line)
+        if status:
+            self.stderr_status = int(status[1])
+        return super().feed_stderr(line)
+
+    def end_of_output(self) -> list[str]:
+        return self._flush()
+
     def _flush(self) -> list[str]:
         lines = text_lines(self.pending) if self.pending.strip() else []
         self.pending = ""
@@ -182,7 +194,14 @@ class GeminiEventParser(JsonEventParser):
     def finish(self, exit_code: int, stderr_tail: str) -> Outcome:
         self._flush()
         if self.result_event is not None:
-            return self._outcome(self.result_event)
+            outcome = self._outcome(self.result_event)
+            status = self.stderr_status
+            # Some errors (a 429 that invites a retry) lose their status in the result event; the
+            # error's dump on stderr has it, and the exit code (the status mod 256) confirms it.
+            if not outcome.succeeded and status and status % 256 == exit_code and str(status) not in outcome.error:
+                outcome.error = f"gemini API error {status}: " + outcome.error.removeprefix("gemini: ").removeprefix(
+                    "gemini API error: ")
+            return outcome
         outcome = self.no_result(exit_code, stderr_tail, "a result event")
         if exit_code in EXIT_CODES:
             outcome.error = f"gemini: {EXIT_CODES[exit_code]}. {outcome.error}"
@@ -214,6 +233,9 @@ def used_model(configured: str, models: Any) -> str:
         return (int_or_none(entry.get("total_tokens")) or 0) if isinstance(entry, dict) else 0
 
     return ", ".join(sorted(names, key=lambda n: (-tokens(n), n)))
+
+
+_STDERR_STATUS = re.compile(r"^\s*(?:code|status): (\d{3}),?\s*$")
 
 
 def _readable_error(message: str) -> str:

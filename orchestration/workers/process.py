@@ -3,6 +3,10 @@
 Output is read in chunks and split into lines here rather than with StreamReader.readline, so a
 single JSON line of many megabytes (agent CLIs emit them) never trips asyncio's line limit.
 Invalid UTF-8 is replaced, never raised.
+
+stdout is a pipe, or, when the Invocation names a `stdout_dir`, an unnamed regular file there that
+is followed as it grows: a CLI that exits with a large write still pending on a pipe loses all
+but its first 64 KiB (anthropics/claude-code#77112), while a write to a regular file is whole.
 """
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import codecs
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from orchestration.workers import sandbox
@@ -22,6 +27,7 @@ from orchestration.workers.tail import Tail
 READ_CHUNK = 256 * 1024  # bytes read from a pipe at once
 MAX_LINE = 64 * 1024 * 1024  # bytes; a longer line is delivered in pieces of this size
 STDERR_TAIL = 8 * 1024  # characters of stderr kept for the error message
+FILE_POLL = 0.05  # seconds between looks at a stdout file that has not grown
 
 
 @dataclass
@@ -39,14 +45,38 @@ class _Progress:
     bytes_read = 0
 
 
-async def _pump(stream: asyncio.StreamReader, on_line: Callable[[str], None], progress: _Progress) -> None:
+async def _pipe_chunks(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The bytes of a pipe, in chunks, until it closes."""
+    while chunk := await stream.read(READ_CHUNK):
+        yield chunk
+
+
+async def _file_chunks(fd: int, ended: asyncio.Event) -> AsyncIterator[bytes]:
+    """The bytes of a regular file another process is writing, in chunks, as it grows.
+
+    Reads from offset 0 with pread (the writer's file offset is left alone), looking again every
+    FILE_POLL seconds while nothing new is there; once `ended` is set (every writer is gone),
+    reads what is left up to the end of the file and stops.
+    """
+    offset = 0
+    while True:
+        finished = ended.is_set()  # before reading: what was written before the end is read below
+        chunk = os.pread(fd, READ_CHUNK, offset)
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+        elif finished:
+            return
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), FILE_POLL)
+
+
+async def _pump(chunks: AsyncIterator[bytes], on_line: Callable[[str], None], progress: _Progress) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     partial: list[str] = []  # the current unfinished line, in pieces (no quadratic joining)
     size = 0
-    while True:
-        chunk = await stream.read(READ_CHUNK)
-        if not chunk:
-            break
+    async for chunk in chunks:
         progress.bytes_read += len(chunk)
         pieces = decoder.decode(chunk).split("\n")
         if len(pieces) > 1:
@@ -125,21 +155,40 @@ async def run_process(
     sandbox's bwrap ends every process inside it, daemons included.
     timeout: seconds before the whole process group is killed (SIGTERM, then SIGKILL after
     kill_grace seconds). If the calling asyncio task is cancelled, the group is killed the same
-    way before CancelledError propagates. Raises OSError when the program cannot be started
+    way before CancelledError propagates. stdout is read from an unnamed regular file in
+    invocation.stdout_dir when that is set (see the module docstring), else from a pipe; stderr
+    is always a pipe. Raises OSError when the program cannot be started
     (sandbox.SandboxUnavailable, an OSError, when no sandbox can be made here).
     """
     argv = invocation.argv
     if confinement is not None and sandbox.enabled():
         argv = await asyncio.to_thread(sandbox.command, argv, invocation.cwd, confinement)
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if invocation.stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=str(invocation.cwd),
-        env=invocation.env,
-        start_new_session=True,
-    )
+    # An unnamed file: nothing left on disk, no name a task could find and truncate.
+    spool = tempfile.TemporaryFile(dir=invocation.stdout_dir) if invocation.stdout_dir else contextlib.nullcontext()
+    with spool as stdout_file:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if invocation.stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=stdout_file or asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(invocation.cwd),
+            env=invocation.env,
+            start_new_session=True,
+        )
+        stdout_fd = stdout_file.fileno() if stdout_file else None
+        return await _follow(proc, invocation, stdout_fd, on_stdout, on_stderr, timeout, kill_grace)
+
+
+async def _follow(
+    proc: asyncio.subprocess.Process,
+    invocation: Invocation,
+    stdout_fd: int | None,
+    on_stdout: Callable[[str], None],
+    on_stderr: Callable[[str], None],
+    timeout: float,
+    kill_grace: float,
+) -> ProcessResult:
+    """Feed a started process's output to the line handlers until it ends (see run_process)."""
     stderr_tail = Tail(STDERR_TAIL)
 
     def keep_stderr(line: str) -> None:
@@ -154,7 +203,9 @@ async def run_process(
         proc.stdin.close()
 
     progress = _Progress()
-    jobs = [_pump(proc.stdout, on_stdout, progress), _pump(proc.stderr, keep_stderr, progress)]
+    stdout_ended = asyncio.Event()  # set once no process of the group can write the stdout file
+    stdout_chunks = _pipe_chunks(proc.stdout) if stdout_fd is None else _file_chunks(stdout_fd, stdout_ended)
+    jobs = [_pump(stdout_chunks, on_stdout, progress), _pump(_pipe_chunks(proc.stderr), keep_stderr, progress)]
     if invocation.stdin is not None:
         jobs.append(feed_stdin())
     pumps = asyncio.gather(*jobs)
@@ -174,6 +225,7 @@ async def run_process(
     # Whatever the task left running in its group (background children) goes with it, so the
     # pipes close and nothing outlives the task.
     kill_group(proc.pid, signal.SIGKILL)
+    stdout_ended.set()
     # Read what is left in the pipes. They close once every writer is gone; only a process that
     # left the group (it called setsid) can keep one open, so stop when reading stalls.
     while not pumps.done():

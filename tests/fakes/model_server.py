@@ -19,7 +19,9 @@ A test scripts the replies. Each reply is one of:
 - ``RunCommand("cat x", then="Done.")``: codex runs the command with its shell tool (models
   without apply_patch, e.g. CODEX_MODEL=local-model).
 - ``Fail(500, "message")``: the HTTP request fails with that status and the provider's error body
-  (claude also gets ``x-should-retry: false``, so it does not retry).
+  (claude also gets ``x-should-retry: false``, so it does not retry). ``Fail(429, "message",
+  invite_retry=True)`` invites retries instead, as real providers do: ``retry-after: 1`` and
+  ``x-should-retry: true`` headers for every provider, and a ``RetryInfo`` detail for gemini.
 
 ``server.client_env("claude" | "codex" | "gemini")`` gives the environment variables (the
 workers' passthrough variables) that point that CLI at the server.
@@ -84,10 +86,18 @@ class RunCommand:
 
 @dataclass(frozen=True)
 class Fail:
-    """The request fails with HTTP `status` and an error body carrying `message`."""
+    """The request fails with HTTP `status` and an error body carrying `message`; with
+    `invite_retry` the response asks the client to retry in 1 s (headers and, for gemini, body)."""
 
     status: int
     message: str
+    invite_retry: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The retry headers of the error response."""
+        if self.invite_retry:
+            return {"retry-after": "1", "x-should-retry": "true"}
+        return {}
 
 
 Reply = Text | WriteFile | RunCommand | Fail
@@ -398,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(
                 reply.status,
                 {"type": "error", "error": {"type": kind, "message": reply.message}},
-                {"x-should-retry": "false", "request-id": f"req_fake{self.fake._next_id()}"},
+                {"x-should-retry": "false", "request-id": f"req_fake{self.fake._next_id()}", **reply.headers()},
             )
             return
         n = self.fake._next_id()
@@ -448,7 +458,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._record("openai", body, prompt, reply)
         if isinstance(reply, Fail):
             kind = "invalid_request_error" if 400 <= reply.status < 500 else "server_error"
-            self._json(reply.status, {"error": {"message": reply.message, "type": kind, "param": None, "code": None}})
+            self._json(reply.status, {"error": {"message": reply.message, "type": kind, "param": None, "code": None}},
+                       reply.headers())
             return
         n = self.fake._next_id()
         if isinstance(reply, (WriteFile, RunCommand)) and not tool_done:
@@ -504,7 +515,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, Fail):
             status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                       429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(reply.status, "INTERNAL")
-            self._json(reply.status, {"error": {"code": reply.status, "message": reply.message, "status": status}})
+            error = {"code": reply.status, "message": reply.message, "status": status}
+            if reply.invite_retry:
+                error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
+            self._json(reply.status, {"error": error}, reply.headers())
             return
         tools = {d.get("name") for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []}
         if isinstance(reply, WriteFile) and not tool_done and "write_file" not in tools:

@@ -70,11 +70,20 @@ def test_an_api_error_body_becomes_its_message(recording):
     assert outcome.session_id
 
 
-def test_a_500_reads_as_high_demand_because_codex_hides_the_server_message(recording):
+def test_a_500_names_its_status_though_codex_hides_the_server_message(recording):
     _, outcome = replay(recording("codex-api-error-500"), 1)
 
     assert not outcome.succeeded
-    assert outcome.error == "codex failed: We’re currently experiencing high demand, which may cause temporary errors."
+    assert outcome.error.startswith(
+        "codex API error 500: We’re currently experiencing high demand, which may cause temporary errors.")
+
+
+def test_a_429_names_its_status_though_codex_reports_it_as_a_retry_limit():
+    parser = CodexEventParser()
+    message = "exceeded retry limit, last status: 429 Too Many Requests"
+    parser.feed_stdout(json.dumps({"type": "turn.failed", "error": {"message": message}}))
+
+    assert parser.finish(1, "").error.startswith("codex API error 429: Too Many Requests")
 
 
 def test_other_statuses_keep_codex_own_wording():

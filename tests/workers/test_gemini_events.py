@@ -203,3 +203,26 @@ def test_gemini_settings_select_api_key_auth_and_one_attempt(stand_in_clis, gemi
     assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert settings["general"]["maxAttempts"] == 1
     assert settings["privacy"]["usageStatisticsEnabled"] is False
+
+
+def test_a_429_whose_result_event_lost_the_status_takes_it_from_the_stderr_dump():
+    result = {"type": "result", "status": "error",
+              "error": {"type": "unknown", "message": "[API Error: Slow down.\nSuggested retry after 1s.]"}}
+    stderr = "RetryableQuotaError: Slow down.\n  cause: {\n    code: 429,\n    message: 'Slow down.',\n  },"
+
+    _, outcome = replay([json.dumps(result)], 429 % 256, stderr)
+    _, other_exit = replay([json.dumps(result)], 1, stderr)
+
+    assert outcome.error.startswith("gemini API error 429: Slow down.")
+    assert "429" not in other_exit.error  # an exit code that does not match: not that status
+
+
+def test_text_still_unfinished_when_the_output_ends_is_shown_then(recording):
+    parser = GeminiEventParser()
+    shown = parser.feed_stdout(recording("gemini-text")[0])
+    shown += parser.feed_stdout(message("Line one.\nAnd a line cut short by the timeo"))
+
+    assert shown[-1] == "Line one."
+    assert parser.end_of_output() == ["And a line cut short by the timeo"]
+    assert parser.end_of_output() == []
+    assert parser.finish(-1, "").result == "Line one.\nAnd a line cut short by the timeo"
