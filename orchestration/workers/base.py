@@ -130,7 +130,15 @@ class WorkerConfig:
 
 
 class WorkerAdapter:
-    """Base adapter. Subclasses set nothing but `build` and `parser` when they need to."""
+    """Base adapter. Subclasses set nothing but `build` and `parser` when they need to, and the
+    paths (glob patterns relative to the attempt's HOME) engine.homes treats specially:
+
+    HOME_DISCARD: removed when the attempt ends (the CLI's credential files and scratch).
+    HOME_TRANSCRIPTS: the CLI's session transcripts, kept (moved aside) when the HOME is removed.
+    """
+
+    HOME_DISCARD: tuple[str, ...] = ()
+    HOME_TRANSCRIPTS: tuple[str, ...] = ()
 
     def __init__(self, config: WorkerConfig, search_path: list[str]) -> None:
         self.config = config

@@ -51,6 +51,10 @@ class ClaudeAdapter(WorkerAdapter):
     removed. `--permission-mode acceptEdits` lets it write files without asking.
     """
 
+    # An OAuth login's tokens; transcripts: ~/.claude/projects/<workdir as a name>/<session>.jsonl.
+    HOME_DISCARD = (".claude/.credentials.json",)
+    HOME_TRANSCRIPTS = (".claude/projects",)
+
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "claude")
         defaults = DEFAULT_ARGS + (["--json-schema", json.dumps(ctx.output_schema)] if ctx.output_schema else [])

@@ -66,6 +66,10 @@ class GeminiAdapter(WorkerAdapter):
     TMPDIR inside the attempt's private directories. build() writes `$HOME/.gemini/settings.json`.
     """
 
+    # A Google login's tokens; transcripts: ~/.gemini/tmp/<project>/chats/session-*.jsonl.
+    HOME_DISCARD = (".gemini/oauth_creds.json", ".gemini/google_accounts.json")
+    HOME_TRANSCRIPTS = (".gemini/tmp/*/chats",)
+
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "gemini")
         argv, stdin = agent_argv(program, DEFAULT_ARGS, self.config.args, ctx)
