@@ -140,6 +140,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     output = OutputBuffer(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
+        output.follow_partial(None)
         await output.flush()
         await db(_finish, plan, owner, state, outcome, exit_code)
         await anotify_run(plan.run_id)
@@ -195,6 +196,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
         await db(_mark_unsandboxed, plan.run_id)
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}, {confined}"])
+    output.follow_partial(parser.partial_text)
     flusher = asyncio.create_task(output.flush_forever())
     try:
         result = await lease.guard(run_process(
@@ -209,6 +211,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         state, reason = await db(_state_of, plan.task_run_id)
         if state == TaskState.CANCELLED:  # from the browser: what it changed so far is kept
             output.add([f"[Magic Box] stopped: {reason or 'the task run was cancelled'}; its processes were killed"])
+            output.follow_partial(None)
             await output.flush()
             await anotify_run(plan.run_id)
         else:  # taken over after its lease ran out: its worktree and output are the next attempt's now
@@ -222,6 +225,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     except asyncio.CancelledError:
         interrupted = True
         output.add(["[Magic Box] interrupted: the worker process is stopping; its processes were killed"])
+        output.follow_partial(None)
         await output.flush()
         raise
     finally:

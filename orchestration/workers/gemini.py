@@ -156,6 +156,10 @@ class GeminiEventParser(JsonEventParser):
                 lines.append(shorten(outcome.error))
         return lines
 
+    def partial_text(self, limit: int) -> str:
+        """The unfinished last line of the answer being written (its complete lines are shown)."""
+        return self.pending[-limit:]
+
     def _flush(self) -> list[str]:
         lines = text_lines(self.pending) if self.pending.strip() else []
         self.pending = ""

@@ -185,3 +185,12 @@ def test_gemini_settings_select_api_key_auth_and_one_attempt(stand_in_clis, gemi
     assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
     assert settings["general"]["maxAttempts"] == 1
     assert settings["privacy"]["usageStatisticsEnabled"] is False
+
+
+def test_the_unfinished_line_of_a_streamed_answer_is_the_text_being_written():
+    parser = GeminiEventParser()
+    chunk = lambda text: json.dumps({"type": "message", "role": "assistant", "content": text, "delta": True})  # noqa: E731
+    assert parser.feed_stdout(chunk("First line\nSecond ")) == ["First line"]
+    assert parser.partial_text(1000) == "Second "
+    assert parser.feed_stdout(chunk("line\n")) == ["Second line"]
+    assert parser.partial_text(1000) == ""
