@@ -59,3 +59,28 @@ async def test_no_key_is_left_in_an_attempts_home_and_the_home_goes_when_the_run
     if case == "success" and cli in TRANSCRIPTS:  # kept for a later resume, without keys
         assert list((attempt / "sessions").glob(TRANSCRIPTS[cli]))
     assert files_holding(attempt, secrets) == []
+
+
+@pytest.mark.parametrize("cli", CLI_NAMES)
+async def test_a_cancelled_attempt_leaves_no_key_and_its_home_goes_with_the_run(cli, model, data_dir):
+    from orchestration.engine.scheduler import cancel_run
+    from orchestration.models import TaskRun
+
+    model.reply(Text("Never finished.", pieces=2, delay=60))
+    secrets = [value for name in CLI_NAMES for key, value in model.client_env(name).items() if "KEY" in key]
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "c", "parallel_execution": {"tasks": [
+        {"id": "agent", "worker": cli, "prompt": "Answer the question."}]}}))
+    run = await sync_to_async(start_run)(plan)
+    attempt = data_dir / "runs" / str(run.pk) / "agent" / "attempt-1"
+    engine = Engine()
+    await engine.wake()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while not model.prompts():  # the CLI is waiting for the model's answer
+        assert loop.time() < deadline, "the CLI never asked the model"
+        await asyncio.sleep(0.05)
+    await sync_to_async(cancel_run)(run.pk, "cancelled by ada")
+    await asyncio.wait_for(engine.settle(), 120)
+    assert (await sync_to_async(TaskRun.objects.get)(run=run)).state == "cancelled"
+    assert not (attempt / "home").exists() and not (attempt / "tmp").exists()
+    assert files_holding(attempt, secrets) == []
