@@ -72,6 +72,7 @@ class RunConsumer(AsyncWebsocketConsumer):
         self._checked_at = asyncio.get_running_loop().time()
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
+        self._partials: dict[int, str] = {}  # {task run id: the message it is writing}, not sent yet
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()
         for message in await database_sync_to_async(self.view.snapshot)():
@@ -85,6 +86,12 @@ class RunConsumer(AsyncWebsocketConsumer):
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._push_update())
 
+    async def run_partial(self, event: dict) -> None:
+        """The message an agent is writing (engine.signals.asend_partial): sent with the next
+        coalesced update, after the stored output, the latest text only."""
+        self._partials[int(event["task_run_id"])] = str(event["text"])
+        await self.run_changed(event)
+
     async def _push_update(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
         loop = asyncio.get_running_loop()
@@ -96,6 +103,9 @@ class RunConsumer(AsyncWebsocketConsumer):
         try:
             for message in await database_sync_to_async(self.view.update)():
                 await self.send(text_data=message)
+            partials, self._partials = self._partials, {}
+            for task_run_id, text in partials.items():
+                await self.send(text_data=self.view.partial_fragment(task_run_id, text))
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.

@@ -249,6 +249,12 @@ class RunView:
             fragments.append(html)
         return fragments
 
+    @staticmethod
+    def partial_fragment(task_run_id: int, text: str) -> str:
+        """The fragment showing `text`, the message a task run's agent is writing now, below its
+        stored output ("" empties it: the complete message is in the output by then)."""
+        return f'<pre class="log-partial" id="partial-{int(task_run_id)}" hx-swap-oob="true">{terminal.render(text)}</pre>'
+
     def _output_fragment(self, context: dict, task_run: TaskRun) -> str:
         """The task-output fragment, from a shorter tail while it renders over FRAGMENT_LIMIT."""
         size = OUTPUT_TAIL

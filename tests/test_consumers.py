@@ -1,6 +1,7 @@
 """The run page's websocket: who may join, the snapshot on connect, and live updates."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from django.test import Client
 from magicbox_web.asgi import application
 from orchestration.engine.scheduler import start_run
 from tests.conftest import make_plan, run_to_end
+from tests.fakes.model_server import Text
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -142,3 +144,34 @@ async def test_an_operators_live_fragments_keep_the_cancel_button_with_a_working
     assert (await watcher.connect())[0]
     assert "cancel/" not in await watcher.receive_from(timeout=5)
     await watcher.disconnect()
+
+
+@pytest.mark.cli
+async def test_an_agents_answer_reaches_a_viewer_as_it_is_written_and_is_stored_once(user, model):
+    import re
+
+    from orchestration.engine.runtime import Engine
+    from orchestration.models import TaskRun
+
+    answer = "The migration plan: first copy the table, then switch the readers, then drop the old column."
+    model.reply(Text(answer, pieces=6, delay=0.5))
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "stream", "parallel_execution": {"tasks": [
+        {"id": "think", "worker": "claude", "prompt": "Plan the migration."}]}}))
+    run = await sync_to_async(start_run)(plan)
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user))
+    assert (await ws.connect())[0]
+    await ws.receive_from(timeout=5)  # the snapshot
+    engine = Engine()
+    await engine.wake()
+    partials = []  # the texts the viewer was shown of the answer being written
+    received = ""
+    while 'data-state="succeeded"' not in received or (partials and partials[-1] != ""):  # shown, then cleared
+        message = await ws.receive_from(timeout=60)
+        received += message
+        partials += re.findall(r'<pre class="log-partial" id="partial-\d+" hx-swap-oob="true">(.*?)</pre>', message, re.S)
+    await asyncio.wait_for(engine.settle(), 60)
+    growing = [p for p in partials if p and answer.startswith(p) and p != answer]
+    assert growing, f"no part of the answer was shown before it was complete; shown: {partials}"
+    task_run = await sync_to_async(TaskRun.objects.get)(run=run)
+    assert (await sync_to_async(task_run.output_text)()).count(answer) == 1
+    await ws.disconnect()

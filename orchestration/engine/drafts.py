@@ -58,7 +58,8 @@ def _finish(draft: PlanDraft, lease: Lease, state: str, **fields) -> None:
 
 async def execute(draft_id: int, lease: Lease) -> None:
     """Run the orchestrator worker for a draft this process holds through `lease`, and record
-    the checked result. Stops (its processes killed) when the lease is lost."""
+    the checked result. Stops (its processes killed) when the lease is lost. The attempt's
+    directories (HOME with the CLI's config and keys among them) are removed when it ends."""
     draft = await db(PlanDraft.objects.get, pk=draft_id)
     prompt = await db(drafting_prompt, draft.goal)
     root = Path(settings.DATA_DIR) / "drafts" / str(draft_id) / f"attempt-{lease.attempt}"
@@ -87,6 +88,8 @@ async def execute(draft_id: int, lease: Lease) -> None:
         return
     finally:
         await asyncio.to_thread(orphans.kill_marked, lease.marker)
+        # A draft keeps nothing on disk (its answer is stored): no key, no transcript stays.
+        await asyncio.to_thread(shutil.rmtree, root, True)
     outcome = parser.finish(-1 if result.exit_code is None else result.exit_code, result.stderr_tail)
     if result.timed_out or not outcome.succeeded:
         error = "timed out" if result.timed_out else outcome.error

@@ -10,21 +10,22 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.engine import orphans, scheduler, work, workspace
+from orchestration.engine import homes, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, append_chunk, storable
 from orchestration.engine.prompts import compose_prompt
+from orchestration.engine.secrets import secret_values
 from orchestration.engine.signals import anotify_run
 from orchestration.engine.validation import output_problems
-from orchestration.models import Run, TaskChange, TaskRun, TaskState
+from orchestration.models import RUN_TERMINAL, Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
 from orchestration.plans.graph import ancestors
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.vcs import changes, worktrees
 from orchestration.vcs.git import GitError
 from orchestration.vcs.repository import repository_dir, run_start
-from orchestration.workers.base import Outcome, TaskContext, WorkerUnavailable
+from orchestration.workers.base import Outcome, TaskContext, WorkerAdapter, WorkerUnavailable
 from orchestration.workers.environment import worker_setup
 from orchestration.workers import identity, sandbox
 from orchestration.workers.process import run_process
@@ -141,11 +142,13 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     output = OutputBuffer(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
+        output.follow_partial(None)
         await output.flush()
         await db(_finish, plan, owner, state, outcome, exit_code)
         await anotify_run(plan.run_id)
 
-    repo_spec = None
+    repo_spec = adapter = dirs = None
+    env: dict[str, str] = {}
     try:
         adapter, env = await db(worker_setup, plan.worker)
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
@@ -181,6 +184,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         return
     except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
         output.add([f"[Magic Box] {error}"])
+        await _seal(plan, dirs, adapter, env)
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
 
@@ -194,6 +198,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
         await db(_mark_unsandboxed, plan.run_id)
     output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}, {confined}"])
+    output.follow_partial(parser.partial_text)
     flusher = asyncio.create_task(output.flush_forever())
     try:
         result = await lease.guard(run_process(
@@ -208,6 +213,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         state, reason = await db(_state_of, plan.task_run_id)
         if state == TaskState.CANCELLED:  # from the browser: what it changed so far is kept
             output.add([f"[Magic Box] stopped: {reason or 'the task run was cancelled'}; its processes were killed"])
+            output.follow_partial(None)
             await output.flush()
             await anotify_run(plan.run_id)
         else:  # taken over after its lease ran out: its worktree and output are the next attempt's now
@@ -221,12 +227,14 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     except asyncio.CancelledError:
         interrupted = True
         output.add(["[Magic Box] interrupted: the worker process is stopping; its processes were killed"])
+        output.follow_partial(None)
         await output.flush()
         raise
     finally:
         flusher.cancel()
         # What left the process group (setsid) is found by its marker and goes too.
         await asyncio.to_thread(orphans.kill_marked, lease.marker)
+        await _seal(plan, dirs, adapter, invocation.env)  # whatever the outcome: its processes are gone
         if repo_spec and not interrupted and not taken_over and not await lease.confirm():
             # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).
             taken_over = (await db(_state_of, plan.task_run_id))[0] != TaskState.CANCELLED
@@ -259,6 +267,21 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             outcome.error = f"the result does not match {source}: " + "; ".join(problems)
             output.add([f"[Magic Box] {outcome.error}"])
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
+
+
+async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: WorkerAdapter | None, env: dict[str, str]) -> None:
+    """The attempt has ended: remove every secret from its HOME (engine.homes.seal); when its run
+    has ended meanwhile (a cancel), its HOME goes altogether, as the run's end removed the others."""
+    if dirs is None:
+        return
+    await asyncio.to_thread(homes.seal, dirs.home, secret_values(env), getattr(adapter, "HOME_DISCARD", ()),
+                            getattr(adapter, "HOME_TRANSCRIPTS", ()))
+    if await db(_run_ended, plan.run_id):
+        await asyncio.to_thread(homes.discard_run_homes, plan.run_id)
+
+
+def _run_ended(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id, state__in=RUN_TERMINAL).exists()
 
 
 async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStart, output: OutputBuffer) -> str:

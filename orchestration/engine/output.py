@@ -1,7 +1,9 @@
-"""Store a task's live output as it arrives: buffered lines flushed as chunks a few times a second."""
+"""Store a task's live output as it arrives: buffered lines flushed as chunks a few times a second,
+and the message an agent is writing shown to viewers (never stored) at the same pace."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import transaction
@@ -9,10 +11,11 @@ from django.db.models import F
 
 from orchestration.engine.db import db
 from orchestration.engine.secrets import mask
-from orchestration.engine.signals import anotify_run
+from orchestration.engine.signals import anotify_run, asend_partial
 from orchestration.models import OutputChunk, TaskRun
 
 FLUSH_INTERVAL = 0.3  # seconds between flushes (and between viewer notifications)
+PARTIAL_LIMIT = 4096  # characters of the message being written sent to viewers (its end)
 TRUNCATION_MARKER = "\n[Magic Box: output truncated here: the task wrote more than {limit} bytes; later output was not kept]\n"
 
 
@@ -34,6 +37,14 @@ class OutputBuffer:
         self._truncated = stored_bytes >= self.limit
         self._writing: asyncio.Task | None = None
         self._telling: asyncio.Future | None = None
+        self._partial: Callable[[int], str] | None = None
+        self._partial_sent = ""
+        self._showing: asyncio.Future | None = None
+
+    def follow_partial(self, source: Callable[[int], str] | None) -> None:
+        """Show viewers, at each flush, the message being written: `source(limit)` returns its last
+        `limit` characters (EventParser.partial_text). None stops (the next flush clears it)."""
+        self._partial = source
 
     def add(self, lines: list[str]) -> None:
         """Queue display lines (without newlines) for the next flush."""
@@ -49,7 +60,8 @@ class OutputBuffer:
             self._pending += size
 
     async def flush(self) -> None:
-        """Write the queued lines as one chunk and notify the run's viewers.
+        """Write the queued lines as one chunk and notify the run's viewers; then show them the
+        message being written, when it changed (never waiting for the channel layer).
 
         The write is a task of its own: cancelling the caller (the periodic flusher is cancelled
         when the process ends) never drops lines already taken from the buffer, and the next
@@ -57,8 +69,16 @@ class OutputBuffer:
         """
         if self._writing is not None and not self._writing.done():
             await asyncio.wait({self._writing})  # its failure was raised to its own caller
-        if not self._lines:
-            return
+        if self._lines:
+            await self._store()
+        if self._showing is not None and not self._showing.done():
+            return  # the channel layer is slow: the next flush sends what is current then
+        partial = storable(self._partial(PARTIAL_LIMIT)) if self._partial is not None else ""
+        if partial != self._partial_sent:  # after the lines: a completed message replaces its partial
+            self._partial_sent = partial
+            self._showing = asyncio.ensure_future(asend_partial(self.run_id, self.task_run_id, partial))
+
+    async def _store(self) -> None:
         text = "\n".join(self._lines) + "\n"
         self._lines, size, self._pending = [], self._pending, 0
         self._stored += size

@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import checks, work
+from orchestration.engine import checks, homes, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     RUN_TERMINAL,
@@ -169,12 +169,19 @@ def advance_run(run_id: int) -> bool:
             changed |= run.transition(RunState.RUNNING, started_at=now)
         if all(s in TASK_TERMINAL for s in states):
             if checks.prepare(run, task_runs):
-                changed |= _finish(run, task_runs, now)
+                if _finish(run, task_runs, now):
+                    changed = True
+                    _discard_homes_on_commit(run_id)
             else:
                 notify_run_on_commit(run_id)
         if changed:
             notify_run_on_commit(run_id)
     return changed
+
+
+def _discard_homes_on_commit(run_id: int) -> None:
+    """Once the run's end is committed, remove its attempts' HOME and TMPDIR (engine.homes)."""
+    transaction.on_commit(lambda: homes.discard_run_homes(run_id))
 
 
 def _root_cause(skipped: TaskRun) -> str:
@@ -227,6 +234,7 @@ def cancel_run(run_id: int, reason: str, user: AbstractBaseUser | None = None, v
         for verdict in run.verdicts.filter(state__in=(CheckState.PENDING, CheckState.RUNNING)):
             verdict.transition(CheckState.UNVERIFIED, reason, summary=f"not checked: {reason}", decided_at=now, lease_expires_at=None)
         run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
+        _discard_homes_on_commit(run_id)  # its running attempts' executors discard what they write meanwhile
         audit.record(audit.Action.RUN_CANCELLED, user, run=run, detail=reason, via=via)
         notify_run_on_commit(run_id)
     return True

@@ -42,16 +42,29 @@ def _pattern(values: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str] | Non
     return re.compile("|".join(re.escape(v) for v in ordered)), by_value
 
 
+def _values_from_environment() -> tuple[tuple[str, str], ...]:
+    """(name, value) of every secret Magic Box knows: passed through from its environment, or
+    set by a worker's configuration."""
+    names, configured = _secrets()
+    from_environment = [(n, os.environ[n]) for n in names if len(os.environ.get(n, "")) >= MIN_LENGTH]
+    return tuple(sorted({*from_environment, *configured}))
+
+
+def secret_values(env: dict[str, str] | None = None) -> set[str]:
+    """The secret values to keep off disk: those mask() masks, plus the values of `env`'s
+    variables whose names look like a secret (KEY, TOKEN, ...; at least MIN_LENGTH characters)."""
+    values = {value for _, value in _values_from_environment()}
+    values |= {v for n, v in (env or {}).items() if SECRET_NAME.search(n) and len(v) >= MIN_LENGTH}
+    return values
+
+
 def mask(text: str) -> str:
     """`text` with every secret value replaced by "[secret NAME]", and the credentials of every
     URL in it by *** (plans.repositories.masked: e.g. git echoing a repository URL)."""
     if not text:
         return text
     text = masked(text)
-    names, configured = _secrets()
-    from_environment = [(n, os.environ[n]) for n in names if len(os.environ.get(n, "")) >= MIN_LENGTH]
-    values = tuple(sorted({*from_environment, *configured}))
-    pattern, by_value = _pattern(values)
+    pattern, by_value = _pattern(_values_from_environment())
     if pattern is None:
         return text
     return pattern.sub(lambda m: f"[secret {by_value[m.group(0)]}]", text)

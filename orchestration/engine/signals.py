@@ -1,4 +1,6 @@
-"""Wake-ups through the channel layer: "look at the database", never the data itself.
+"""Wake-ups through the channel layer: "look at the database", never the data itself — but for
+the text of an agent's message being written (`asend_partial`), which is never stored: a lost
+one is replaced by the next, or by the complete message's stored lines.
 
 Delivery is at most once and messages expire, so a failure to send is logged and ignored: the
 periodic sweep of every worker process finds whatever a lost message would have announced.
@@ -72,6 +74,13 @@ async def anotify_run(run_id: int) -> None:
     """Tell the run's viewers that it changed (async; at most SEND_TIMEOUT seconds)."""
     await _send(f"tell the viewers of run {run_id}",
                 lambda: get_channel_layer().group_send(run_group(run_id), {"type": "run.changed", "run_id": run_id}))
+
+
+async def asend_partial(run_id: int, task_run_id: int, text: str) -> None:
+    """Show the run's viewers `text`, the message task run `task_run_id` is writing now ("" when
+    none is), below its stored output (async; at most SEND_TIMEOUT seconds)."""
+    await _send(f"tell the viewers of run {run_id}", lambda: get_channel_layer().group_send(
+        run_group(run_id), {"type": "run.partial", "task_run_id": task_run_id, "text": text}))
 
 
 def _deliver(make: Callable[[], Awaitable[None]]) -> None:

@@ -30,13 +30,16 @@ def run_dir(run_id: int) -> Path:
 
 async def prepare(run_id: int, task_id: str, attempt: int, upstream_results: dict[str, str]) -> AttemptDirs:
     """Create the attempt's directories: workdir (left to the vcs package when the plan has a
-    workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and upstream/<task>.result files."""
+    workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and upstream/<task>.result files.
+    The task's and the attempt's directories are readable by Magic Box's user only (mode 0700)."""
     task_dir = run_dir(run_id) / task_id
     attempt_dir = task_dir / f"attempt-{attempt}"
     workdir = attempt_dir / "work"
     home, tmpdir, upstream = attempt_dir / "home", attempt_dir / "tmp", task_dir / "upstream"
     for directory in (home, tmpdir, upstream):
         directory.mkdir(parents=True, exist_ok=True)
+    for directory in (task_dir, attempt_dir, home, tmpdir, upstream):
+        directory.chmod(0o700)  # private: a CLI may write its key to a file others could read
     for name, result in upstream_results.items():
         (upstream / f"{name}.result").write_text(result)
     workdir.mkdir(parents=True, exist_ok=True)

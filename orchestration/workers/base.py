@@ -91,12 +91,33 @@ class EventParser:
 
     The base class treats stdout as plain text: every line is shown, and the result is the
     whole of stdout (its last 64 KiB).
+
+    A parser of a CLI that streams its answer also keeps the text of the message being written
+    (`partial_text`): shown to live viewers only, never stored, and cleared when the complete
+    message arrives as lines (so the stored log has it once).
     """
 
     RESULT_LIMIT = 64 * 1024
 
     def __init__(self) -> None:
         self._stdout_tail = Tail(self.RESULT_LIMIT)
+        self._partial: list[str] = []
+
+    def partial_text(self, limit: int) -> str:
+        """The last `limit` characters of the message being written ("" when none is)."""
+        pieces, size = [], 0
+        for piece in reversed(self._partial):
+            pieces.append(piece)
+            size += len(piece)
+            if size >= limit:
+                break
+        return "".join(reversed(pieces))[-limit:]
+
+    def _grow_partial(self, text: str) -> None:
+        self._partial.append(text)
+
+    def _end_partial(self) -> None:
+        self._partial = []
 
     def feed_stdout(self, line: str) -> list[str]:
         """Take one stdout line (without its newline); return the lines to show people."""
@@ -145,12 +166,17 @@ class WorkerConfig:
 
 
 class WorkerAdapter:
-    """Base adapter. Subclasses set nothing but `build`, `parser` and MODEL_ENV when they need to.
+    """Base adapter. Subclasses set nothing but `build` and `parser` when they need to, and:
 
     MODEL_ENV: the environment variable that chooses the CLI's model ("" for no model: shell).
+    HOME_DISCARD / HOME_TRANSCRIPTS: paths (glob patterns relative to the attempt's HOME) that
+    engine.homes treats specially: removed when the attempt ends (the CLI's credential files
+    and scratch), and the CLI's session transcripts, kept (moved aside) when the HOME is removed.
     """
 
     MODEL_ENV = ""
+    HOME_DISCARD: tuple[str, ...] = ()
+    HOME_TRANSCRIPTS: tuple[str, ...] = ()
 
     def __init__(self, config: WorkerConfig, search_path: list[str]) -> None:
         self.config = config

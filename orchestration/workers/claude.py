@@ -2,7 +2,7 @@
 
 Command (prompt on stdin)::
 
-    claude -p --output-format stream-json --verbose --permission-mode acceptEdits
+    claude -p --output-format stream-json --verbose --include-partial-messages --permission-mode acceptEdits
 
 Event format (claude 2.1.197, `--output-format stream-json --verbose`): one JSON object per
 stdout line, by `type`:
@@ -14,6 +14,9 @@ stdout line, by `type`:
   claude made up itself), `message.content[]` blocks: `text` {text}, `tool_use` {name, input},
   `thinking`; an API failure arrives as a synthetic assistant message ("API Error: 500 ...").
 - `user`: `message.content[]` `tool_result` blocks {content, is_error}.
+- `stream_event` (with `--include-partial-messages`): `event` is the API's streaming event;
+  `content_block_delta` with `delta.type == "text_delta"` carries the next piece of text of the
+  message being written (the whole message follows as an `assistant` event).
 - `result`: `subtype` ("success", "error_max_turns", "error_during_execution", ...),
   `is_error`, `result` (final text), `api_error_status`, `total_cost_usd`, `usage`
   {input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens},
@@ -40,7 +43,8 @@ from orchestration.workers.events import (
     text_lines,
 )
 
-DEFAULT_ARGS = ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"]
+DEFAULT_ARGS = ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
+                "--permission-mode", "acceptEdits"]
 
 
 class ClaudeAdapter(WorkerAdapter):
@@ -58,6 +62,9 @@ class ClaudeAdapter(WorkerAdapter):
     """
 
     MODEL_ENV = "ANTHROPIC_MODEL"
+    # An OAuth login's tokens; transcripts: ~/.claude/projects/<workdir as a name>/<session>.jsonl.
+    HOME_DISCARD = (".claude/.credentials.json",)
+    HOME_TRANSCRIPTS = (".claude/projects",)
 
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "claude")
@@ -103,7 +110,11 @@ class ClaudeEventParser(JsonEventParser):
             self.session_id = event["session_id"]
         if kind == "system":
             return self._system(event)
+        if kind == "stream_event":
+            self._stream(event.get("event"))
+            return []
         if kind == "assistant":
+            self._end_partial()  # the whole message: shown as lines
             return self._assistant(event)
         if kind == "user":
             return self._user(event)
@@ -146,6 +157,16 @@ class ClaudeEventParser(JsonEventParser):
         if texts:
             self.last_text = "\n".join(texts)
         return lines
+
+    def _stream(self, event: Any) -> None:
+        """A piece of the message being written (partial_text), from a `stream_event`."""
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start":
+            self._end_partial()
+        delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+        if isinstance(delta, dict) and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+            self._grow_partial(delta["text"])
 
     def _user(self, event: dict[str, Any]) -> list[str]:
         content = (event.get("message") or {}).get("content")

@@ -103,6 +103,10 @@ class CodexAdapter(WorkerAdapter):
     """
 
     MODEL_ENV = "CODEX_MODEL"
+    # auth.json: a login's keys; shell_snapshots: its shell's environment, OPENAI_API_KEY included;
+    # tmp: copies of its own 300 MB binary. Sessions (without --ephemeral): ~/.codex/sessions.
+    HOME_DISCARD = (".codex/auth.json", ".codex/shell_snapshots", ".codex/tmp")
+    HOME_TRANSCRIPTS = (".codex/sessions",)
 
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "codex")

@@ -71,6 +71,9 @@ class GeminiAdapter(WorkerAdapter):
     """
 
     MODEL_ENV = "GEMINI_MODEL"
+    # A Google login's tokens; transcripts: ~/.gemini/tmp/<project>/chats/session-*.jsonl.
+    HOME_DISCARD = (".gemini/oauth_creds.json", ".gemini/google_accounts.json")
+    HOME_TRANSCRIPTS = (".gemini/tmp/*/chats",)
 
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "gemini")
@@ -168,6 +171,10 @@ class GeminiEventParser(JsonEventParser):
 
     def end_of_output(self) -> list[str]:
         return self._flush()
+
+    def partial_text(self, limit: int) -> str:
+        """The unfinished last line of the answer being written (its complete lines are shown)."""
+        return self.pending[-limit:]
 
     def _flush(self) -> list[str]:
         lines = text_lines(self.pending) if self.pending.strip() else []

@@ -8,7 +8,9 @@ class ShellAdapter(WorkerAdapter):
     """Runs `ctx.command`; stdout and stderr are shown as they come, stdout is the result.
 
     The task gets MAGICBOX_UPSTREAM_DIR (a directory of `<task_id>.result` files), MAGICBOX_TASK_ID
-    and MAGICBOX_PROMPT (the composed description) in its environment.
+    and MAGICBOX_PROMPT (the composed description) in its environment, and PYTHONUNBUFFERED=1 so
+    a Python program's output is shown as it prints it, not only when it ends (Python
+    block-buffers output to a pipe); the worker's `env` setting may say otherwise.
     """
 
     def build(self, ctx: TaskContext) -> Invocation:
@@ -16,6 +18,7 @@ class ShellAdapter(WorkerAdapter):
             raise ValueError(f"task {ctx.task_id}: the shell worker needs a command")
         program = self.find_program(ctx.command[0])
         env = dict(ctx.base_env)
+        env["PYTHONUNBUFFERED"] = "1"
         env.update(self.config.env)
         env.update(
             {

@@ -82,3 +82,10 @@ def test_a_draft_without_a_sandbox_says_why_and_how_to_fix_it(logged_in_client, 
     assert draft.state == "failed"
     assert "the task sandbox cannot be made on this host" in draft.error and "MAGICBOX_SANDBOX=off" in draft.error
     assert "internal error" not in draft.error
+
+
+def test_a_finished_draft_leaves_nothing_on_disk(logged_in_client, model, settings):
+    model.when("Add a login page", Text(DRAFTED))
+    draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
+    assert draft.state == "succeeded"
+    assert not list((settings.DATA_DIR / "drafts" / str(draft.pk)).glob("attempt-*"))

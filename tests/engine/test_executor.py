@@ -121,6 +121,36 @@ async def test_retries_wait_a_backoff_that_doubles(settings):
     assert waits[0] >= 0.4 - 0.05 and waits[1] >= 0.8 - 0.05, waits
 
 
+async def test_a_python_tasks_output_is_shown_while_it_runs_without_it_flushing(tmp_path):
+    from orchestration.engine.runtime import Engine
+
+    gate = tmp_path / "gate"
+    code = (  # a plain print: Python block-buffers it when stdout is a pipe, unless PYTHONUNBUFFERED
+        "import os, time\n"
+        "print('tests collected')\n"
+        f"while not os.path.exists({str(gate)!r}): time.sleep(0.05)\n"
+    )
+    plan = await sync_to_async(make_plan)(json.dumps({"name": "u", "parallel_execution": {"tasks": [
+        {"id": "shard", "worker": "shell", "command": ["python", "-c", code]}]}}))
+    run = await sync_to_async(start_run)(plan)
+    engine = Engine()
+    await engine.wake()
+    task_run = await sync_to_async(TaskRun.objects.get)(run=run, task_id="shard")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    try:
+        while "tests collected" not in await output_of(task_run):
+            assert loop.time() < deadline, "the printed line was not shown while the task ran"
+            await asyncio.sleep(0.05)
+        await sync_to_async(task_run.refresh_from_db)()
+        assert task_run.state == "running"
+    finally:
+        gate.touch()
+    await asyncio.wait_for(engine.settle(), 60)
+    await sync_to_async(task_run.refresh_from_db)()
+    assert task_run.state == "succeeded" and (await output_of(task_run)).count("tests collected") == 1
+
+
 async def test_invalid_utf8_and_a_ten_megabyte_line_are_stored_whole():
     code = "import sys; sys.stdout.buffer.write(b'bad \\xff\\xfe bytes\\n' + b'x' * 10_000_000 + b'\\nend\\n')"
     run, t = await run_tasks([{"id": "noisy", "worker": "shell", "command": ["python", "-c", code]}])

@@ -48,6 +48,7 @@ import posixpath
 import re
 import shlex
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,9 +61,22 @@ OUTPUT_TOKENS = 30
 
 @dataclass(frozen=True)
 class Text:
-    """The model answers with `text`."""
+    """The model answers with `text`, streamed in `pieces` deltas sent `delay` seconds apart
+    (a slow model whose answer a viewer can watch grow, or one that outlasts a task's timeout)."""
 
     text: str
+    pieces: int = 1
+    delay: float = 0.0
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    """`text` cut into `pieces` consecutive non-empty parts (fewer when it is shorter)."""
+    size = max(1, -(-len(text) // max(1, pieces)))
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _pacing(reply: object) -> tuple[int, float]:
+    return (reply.pieces, reply.delay) if isinstance(reply, Text) else (1, 0.0)
 
 
 @dataclass(frozen=True)
@@ -274,13 +288,10 @@ class _NoWriteTool(Exception):
     """The CLI offered no tool the fake server knows how to write a file with."""
 
 
-def _sse(events: list[tuple[str | None, dict]]) -> bytes:
-    out = []
-    for name, data in events:
-        if name:
-            out.append(f"event: {name}\n")
-        out.append(f"data: {json.dumps(data)}\n\n")
-    return "".join(out).encode()
+def _sse(events: list[tuple[str | None, dict]]) -> list[bytes]:
+    """The server-sent events, one bytes string each (send them with _Handler._send)."""
+    return [(f"event: {name}\n" if name else "").encode() + f"data: {json.dumps(data)}\n\n".encode()
+            for name, data in events]
 
 
 def _apply_patch_text(path: str, content: str) -> str:
@@ -326,15 +337,21 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return raw.decode("utf-8", "replace")
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: bytes | list[bytes], content_type: str, headers: dict[str, str] | None = None,
+              delay: float = 0.0) -> None:
+        """Send `body` (or its parts, `delay` seconds apart: a slowly streamed answer)."""
+        parts = [body] if isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        for i, part in enumerate(parts):
+            if i and delay:
+                time.sleep(delay)
+            self.wfile.write(part)
+            self.wfile.flush()
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), "application/json", headers)
@@ -421,13 +438,13 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, WriteFile) and not tool_done:
             block = {"type": "tool_use", "id": f"toolu_fake{n}", "name": "Write", "input": {}}
             inputs = {"file_path": _absolute_for_claude(body, reply.path), "content": reply.content}
-            delta = {"type": "input_json_delta", "partial_json": json.dumps(inputs)}
+            delta = [{"type": "input_json_delta", "partial_json": json.dumps(inputs)}]
             stop_reason = "tool_use"
             final_content = [{**block, "input": inputs}]
         else:
             text = reply.then if isinstance(reply, WriteFile) else reply.text
             block = {"type": "text", "text": ""}
-            delta = {"type": "text_delta", "text": text}
+            delta = [{"type": "text_delta", "text": piece} for piece in _split(text, _pacing(reply)[0])]
             stop_reason = "end_turn"
             final_content = [{"type": "text", "text": text}]
         model = body.get("model", "claude-fake")
@@ -442,13 +459,13 @@ class _Handler(BaseHTTPRequestHandler):
             ("message_start", {"type": "message_start",
                                "message": {**message, "content": [], "usage": {**usage, "output_tokens": 1}}}),
             ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
+            *[("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in delta],
             ("content_block_stop", {"type": "content_block_stop", "index": 0}),
             ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                "usage": {"output_tokens": OUTPUT_TOKENS}}),
             ("message_stop", {"type": "message_stop"}),
         ]
-        self._send(200, _sse(events), "text/event-stream", {"request-id": f"req_fake{n}"})
+        self._send(200, _sse(events), "text/event-stream", {"request-id": f"req_fake{n}"}, delay=_pacing(reply)[1])
 
     # --- OpenAI Responses -----------------------------------------------------------------
 
@@ -485,8 +502,9 @@ class _Handler(BaseHTTPRequestHandler):
                 ("response.content_part.added", {"type": "response.content_part.added", "item_id": item["id"],
                                                  "output_index": 0, "content_index": 0,
                                                  "part": {"type": "output_text", "text": "", "annotations": []}}),
-                ("response.output_text.delta", {"type": "response.output_text.delta", "item_id": item["id"],
-                                                "output_index": 0, "content_index": 0, "delta": text}),
+                *[("response.output_text.delta", {"type": "response.output_text.delta", "item_id": item["id"],
+                                                  "output_index": 0, "content_index": 0, "delta": piece})
+                  for piece in _split(text, _pacing(reply)[0])],
                 ("response.output_text.done", {"type": "response.output_text.done", "item_id": item["id"],
                                                "output_index": 0, "content_index": 0, "text": text}),
                 ("response.content_part.done", {"type": "response.content_part.done", "item_id": item["id"],
@@ -503,7 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("response.completed", {"type": "response.completed",
                                     "response": {**response, "status": "completed", "output": [item], "usage": usage}}),
         ]
-        self._send(200, _sse(events), "text/event-stream")
+        self._send(200, _sse(events), "text/event-stream", delay=_pacing(reply)[1])
 
     # --- Gemini ---------------------------------------------------------------------------
 
@@ -537,7 +555,14 @@ class _Handler(BaseHTTPRequestHandler):
             "modelVersion": model,
             "responseId": f"fake{self.fake._next_id()}",
         }
-        if stream:
+        if stream and "text" in part:
+            pieces = _split(part["text"], _pacing(reply)[0])
+            chunks = [{**chunk, "candidates": [{"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}]}
+                      for piece in pieces[:-1]]
+            chunks.append({**chunk, "candidates": [{**chunk["candidates"][0],
+                                                    "content": {"role": "model", "parts": [{"text": pieces[-1]}]}}]})
+            self._send(200, _sse([(None, c) for c in chunks]), "text/event-stream", delay=_pacing(reply)[1])
+        elif stream:
             self._send(200, _sse([(None, chunk)]), "text/event-stream")
         else:
             self._json(200, chunk)

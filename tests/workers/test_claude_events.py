@@ -224,3 +224,19 @@ def test_a_prompt_too_long_for_argv_is_refused_when_args_put_it_there(stand_in_c
 
     with pytest.raises(ValueError, match="too long for a command-line argument"):
         ClaudeAdapter(config, [str(stand_in_clis)]).build(claude_ctx)
+
+
+def test_partial_message_events_grow_the_text_being_written_and_the_whole_message_replaces_it():
+    def delta(text: str) -> str:
+        return json.dumps({"type": "stream_event", "event": {"type": "content_block_delta", "index": 0,
+                                                             "delta": {"type": "text_delta", "text": text}}})
+
+    parser = ClaudeEventParser()
+    start = json.dumps({"type": "stream_event", "event": {"type": "message_start", "message": {}}})
+    assert parser.feed_stdout(start) == [] and parser.feed_stdout(delta("Paris is ")) == []
+    assert parser.partial_text(1000) == "Paris is "
+    assert parser.feed_stdout(delta("the capital.")) == []
+    assert parser.partial_text(1000) == "Paris is the capital." and parser.partial_text(8) == "capital."
+    whole = {"type": "assistant", "message": {"content": [{"type": "text", "text": "Paris is the capital."}]}}
+    assert parser.feed_stdout(json.dumps(whole)) == ["Paris is the capital."]  # shown once, as a line
+    assert parser.partial_text(1000) == ""

@@ -226,3 +226,12 @@ def test_text_still_unfinished_when_the_output_ends_is_shown_then(recording):
     assert parser.end_of_output() == ["And a line cut short by the timeo"]
     assert parser.end_of_output() == []
     assert parser.finish(-1, "").result == "Line one.\nAnd a line cut short by the timeo"
+
+
+def test_the_unfinished_line_of_a_streamed_answer_is_the_text_being_written():
+    parser = GeminiEventParser()
+    chunk = lambda text: json.dumps({"type": "message", "role": "assistant", "content": text, "delta": True})  # noqa: E731
+    assert parser.feed_stdout(chunk("First line\nSecond ")) == ["First line"]
+    assert parser.partial_text(1000) == "Second "
+    assert parser.feed_stdout(chunk("line\n")) == ["Second line"]
+    assert parser.partial_text(1000) == ""
