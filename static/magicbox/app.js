@@ -48,6 +48,26 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // Say state changes to screen readers: the run's and each task's, after every live update.
+  function states() {
+    var found = {};
+    var run = document.getElementById("run-header");
+    if (run) found.run = run.dataset.state;
+    document.querySelectorAll(".task-row[data-task]").forEach(function (row) { found["task " + row.dataset.task] = row.dataset.state; });
+    return found;
+  }
+  var before = null;
+  document.addEventListener("htmx:wsBeforeMessage", function () { before = states(); });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var announcer = document.getElementById("announcer");
+    if (!announcer || !before) return;
+    var after = states(), said = [];
+    Object.keys(after).forEach(function (key) {
+      if (before[key] !== undefined && before[key] !== after[key]) said.push(key + ": " + after[key].replace("_", " "));
+    });
+    if (said.length) announcer.textContent = said.join("; ");
+  });
+
   // Keep a log scrolled to its end while the reader is at its end.
   var atEnd = new WeakMap();
   document.addEventListener("htmx:wsBeforeMessage", function () {

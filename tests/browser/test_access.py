@@ -38,3 +38,25 @@ def test_every_state_badge_has_its_own_colour_and_aa_contrast(page, stack):
     task_states = ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"]
     colours = [found[state]["background"] for state in task_states]
     assert len(set(colours)) == len(colours), dict(zip(task_states, colours))
+
+
+def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
+    import json
+
+    gate = tmp_path / "gate"
+    plan = tmp_path / "announce.json"
+    plan.write_text(json.dumps({"name": "Announced", "parallel_execution": {"tasks": [
+        {"id": "waiter", "worker": "shell", "command": ["python", "-c",
+         f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"]}]}}))
+    page.goto(f"{stack.url}/plans/")
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Announced")
+    page.click("#start-run")
+    page.locator(".task-row[data-task=waiter][data-state=running]").wait_for()
+    page.wait_for_selector("body[data-synced=true]", state="attached")
+    gate.touch()
+    page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
+    announcer = page.locator("#announcer[role=status][aria-live=polite]")
+    page.wait_for_function("document.getElementById('announcer').textContent.includes('run: succeeded')")
+    assert "task waiter: succeeded" in announcer.text_content()
