@@ -60,3 +60,33 @@ def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
     announcer = page.locator("#announcer[role=status][aria-live=polite]")
     page.wait_for_function("document.getElementById('announcer').textContent.includes('run: succeeded')")
     assert "task waiter: succeeded" in announcer.text_content()
+
+
+def test_a_run_page_fits_a_phone_without_sideways_scrolling(browser, stack, tmp_path):
+    import json
+
+    from tests.browser.conftest import log_in
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    log_in(page, stack.url, "admin", stack.password)
+    plan = tmp_path / "phone.json"
+    plan.write_text(json.dumps({"name": "On a phone", "parallel_execution": {"tasks": [
+        {"id": "a-task-with-a-rather-long-name", "worker": "shell", "command": ["python", "-c", "print('x' * 300)"]},
+        {"id": "then", "worker": "shell", "command": ["python", "-c", "print('done')"],
+         "depends_on": ["a-task-with-a-rather-long-name"]}]}}))
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported On a phone")
+    page.click("#start-run")
+    page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
+    wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                       && !e.closest('pre, .dag-wrap, .scroll-x'))
+        .slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    label = page.evaluate("getComputedStyle(document.querySelector('.task-row > span:nth-child(3)'), '::before').content")
+    context.close()
+    assert label == '"State "', "stacked cells name their column"
+    assert overflow <= 0 and not wide, f"{overflow}px of sideways scroll; too wide: {wide}"
