@@ -28,12 +28,13 @@
     var el = document.getElementById("socket-status");
     if (el) { el.textContent = text; el.className = "socket " + cls; }
   }
-  document.addEventListener("htmx:wsOpen", function () { setStatus("live", "open"); document.body.dataset.socket = "open"; });
+  // The badge is about the connection, never the run's state (a finished run's page stays connected).
+  document.addEventListener("htmx:wsOpen", function () { setStatus("connected: live updates", "open"); document.body.dataset.socket = "open"; });
   document.addEventListener("htmx:wsClose", function (event) {
     var code = event.detail && event.detail.event && event.detail.event.code;
     if (code === 4011) { window.location.reload(); return; }  // the server could not keep this page exact
     if (code === 4403) { setStatus("not allowed any more: reload to sign in", "closed"); return; }
-    setStatus("reconnecting…", "closed");
+    setStatus("connection lost: reconnecting…", "closed");
     document.body.dataset.socket = "closed";
     delete document.body.dataset.synced;
     if (code === 4012 && event.detail.socketWrapper) {  // the server lost its message bus for a moment
