@@ -93,6 +93,7 @@ class TaskState(models.TextChoices):
 
 TASK_TERMINAL = {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED, TaskState.TIMED_OUT}
 TASK_UNSUCCESSFUL = TASK_TERMINAL - {TaskState.SUCCEEDED}
+KEPT_FROM = "kept from run #"  # how the state_reason of a task run a re-run copied from its run begins
 RUN_TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
 
 RUN_TRANSITIONS: dict[str, set[str]] = {
@@ -305,6 +306,11 @@ class TaskRun(LeasedWork):
 
     def requeue_fields(self, now) -> dict:
         return {"queued_at": now}
+
+    @property
+    def kept_from(self) -> str:
+        """"kept from run #N" when a re-run copied this task run as it ended in run #N, else ""."""
+        return self.state_reason.split(":", 1)[0] if self.state_reason.startswith(KEPT_FROM) else ""
 
     def output_text(self) -> str:
         """The whole stored output of every attempt, in order."""

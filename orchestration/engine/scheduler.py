@@ -17,6 +17,7 @@ from orchestration import audit
 from orchestration.engine import checks, homes, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
+    KEPT_FROM,
     RUN_TERMINAL,
     TASK_TERMINAL,
     TASK_UNSUCCESSFUL,
@@ -75,26 +76,46 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
     return run
 
 
-def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None) -> Run:
-    """A new run of the same revision that redoes only what needs it and keeps the rest.
+_KEPT_FIELDS = ("state", "result", "error", "exit_code", "cost_usd", "input_tokens", "output_tokens", "session_id",
+                "cli_version", "model", "attempt", "interruptions", "worker_losses", "queued_at", "started_at", "finished_at",
+                "prompt", "output_seq", "output_bytes")
 
-    Without task_id: the tasks that did not succeed (as GitHub Actions' "re-run failed jobs");
-    with it: that task and everything downstream of it. Kept tasks are copied as succeeded,
-    with their result, output and code changes. Raises ValueError for a task the run does not
-    have, or a run that has not ended, and RepositoryRefused (a ValueError) as start_run does.
+
+def rerun_selection(run: Run, task_id: str | None = None) -> list[str]:
+    """The ids of the tasks a rerun(run, task_id) runs again, in plan order.
+
+    Without task_id: every task that did not succeed and every task that waits for one
+    (transitively); with it: that task and every task that waits for it, nothing else.
+    Raises ValueError for a task the run does not have.
+    """
+    spec = run.revision.spec
+    states = dict(run.task_runs.values_list("task_id", "state"))
+    if task_id is not None:
+        if task_id not in states:
+            raise ValueError(f"run #{run.pk} has no task {task_id!r}: retry one of {', '.join(sorted(states))}")
+        roots = {task_id}
+    else:
+        roots = {t for t, state in states.items() if state != TaskState.SUCCEEDED}
+    waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    redo = roots | {t for t, ups in waits_for.items() if roots & set(ups)}
+    return [t["id"] for t in spec["tasks"] if t["id"] in redo]
+
+
+def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None) -> Run:
+    """A new run of the same revision that redoes exactly rerun_selection(run, task_id) and keeps the rest.
+
+    Without task_id: the tasks that did not succeed and what waits for them (as GitHub Actions'
+    "re-run failed jobs"); with it: that task and everything downstream of it. Every other task is
+    copied as it ended (succeeded, failed, cancelled or skipped), with its result, output and code
+    changes, its state_reason starting "kept from run #N". Raises ValueError for a task the run does
+    not have, or a run that has not ended, and RepositoryRefused (a ValueError) as start_run does.
     """
     if not run.is_finished:
         raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
     repositories.check_run(run.revision.spec.get("workspace"), user, run.revision.created_by)
+    redo = rerun_selection(run, task_id)
     old = {t.task_id: t for t in run.task_runs.all()}
     spec = run.revision.spec
-    if task_id is not None:
-        if task_id not in old:
-            raise ValueError(f"run #{run.pk} has no task {task_id}")
-        waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
-        redo = {task_id} | {t for t, ups in waits_for.items() if task_id in ups}
-    else:
-        redo = {t for t, tr in old.items() if tr.state != TaskState.SUCCEEDED}
     with transaction.atomic():
         new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run,
                                  base_commit=run.base_commit)  # the same starting point as the kept tasks
@@ -103,28 +124,27 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
             before = old.get(task["id"])
             row = TaskRun(run=new, task_id=task["id"], position=index, worker=before.worker if before else task["worker"],
                           upstream=task["depends_on"], max_attempts=1 + int(task.get("retries") or 0), timeout=task.get("timeout"))
-            if before is not None and task["id"] not in redo and before.state == TaskState.SUCCEEDED:
-                for field in ("result", "exit_code", "cost_usd", "input_tokens", "output_tokens", "session_id", "attempt",
-                              "interruptions", "worker_losses", "started_at", "finished_at", "prompt", "output_seq", "output_bytes"):
+            if before is not None and task["id"] not in redo:
+                for field in _KEPT_FIELDS:
                     setattr(row, field, getattr(before, field))
-                row.state, row.state_reason = TaskState.SUCCEEDED, f"kept from run #{run.pk}"
+                row.state_reason = f"{KEPT_FROM}{run.pk}" + (f": {before.state_reason}" if before.state_reason else "")
             rows.append(row)
         TaskRun.objects.bulk_create(rows)
-        kept = {r.task_id: r for r in new.task_runs.filter(state=TaskState.SUCCEEDED)}
-        for task_id_kept, row in kept.items():
-            chunks = old[task_id_kept].output_chunks.order_by("seq")
+        for row in new.task_runs.exclude(task_id__in=redo):
+            chunks = old[row.task_id].output_chunks.order_by("seq")
             OutputChunk.objects.bulk_create(
                 [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text) for c in chunks.iterator(chunk_size=200)],
                 batch_size=200)
-            change = TaskChange.objects.filter(task_run=old[task_id_kept]).first()
+            change = TaskChange.objects.filter(task_run=old[row.task_id]).first()
             if change is not None:  # downstream tasks start from its branch's head, as in the first run
                 change.pk, change.task_run = None, row
                 change.save()
         checks.create_verdicts(new)
+        detail = f"of run #{run.pk}: redoing {', '.join(redo) or 'nothing'}"
         if task_id is None:
-            audit.record(audit.Action.RUN_RERUN, user, run=new, detail=f"of run #{run.pk}: redoing {', '.join(sorted(redo)) or 'nothing'}")
+            audit.record(audit.Action.RUN_RERUN, user, run=new, detail=detail)
         else:
-            audit.record(audit.Action.TASK_RETRIED, user, run=new, detail=f"{task_id} of run #{run.pk} (and what waits for it)")
+            audit.record(audit.Action.TASK_RETRIED, user, run=new, detail=f"{task_id} {detail}; every other task kept as it ended")
         advance_run(new.pk)
         wake_engine_on_commit()
     return new

@@ -47,3 +47,36 @@ def plan_total(plan) -> Cost:
     from orchestration.models import TaskRun
 
     return total(TaskRun.objects.filter(run__plan=plan).values("worker", "cost_usd", "input_tokens", "output_tokens"))
+
+
+@dataclass
+class Estimate:
+    """What one more attempt of a task may cost, from its earlier attempts in the plan's runs:
+    attempts: how many had a known cost; usd: their average in dollars (None when attempts is 0);
+    spent: their sum in dollars (0.0 when attempts is 0); estimated: some were computed from tokens."""
+
+    attempts: int = 0
+    usd: float | None = None
+    spent: float = 0.0
+    estimated: bool = False
+
+
+def estimates(plan, task_ids) -> dict[str, Estimate]:
+    """{task id: Estimate} for each of task_ids, from every earlier task run of that id in any
+    run of `plan` (one query). Task runs a re-run copied ("kept from run #N") are not counted
+    again; neither are ones whose cost is unknown."""
+    from orchestration.models import KEPT_FROM, TaskRun
+
+    found = {task_id: Estimate() for task_id in task_ids}
+    rows = (TaskRun.objects.filter(run__plan=plan, task_id__in=list(found)).exclude(state_reason__startswith=KEPT_FROM)
+            .values("task_id", "worker", "cost_usd", "input_tokens", "output_tokens"))
+    for row in rows:
+        cost = task_cost(row["worker"], row["cost_usd"], row["input_tokens"], row["output_tokens"])
+        if cost.usd is None:
+            continue
+        estimate = found[row["task_id"]]
+        estimate.attempts += 1
+        estimate.spent += cost.usd
+        estimate.estimated |= cost.estimated
+        estimate.usd = estimate.spent / estimate.attempts
+    return found

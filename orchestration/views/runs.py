@@ -12,13 +12,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestration import audit
-from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, start_run
+from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, rerun_selection, start_run
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
-from orchestration.review import comparison, export
+from orchestration.review import comparison, cost, export
 from orchestration.review.output import output_pieces
 from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
@@ -27,6 +27,7 @@ from orchestration.engine.integration import request_integration
 from orchestration.models import Plan, Run, TaskChange, TaskRun
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.views.plans import start_form
+from orchestration.workers.registry import UnknownWorker, worker_config
 from orchestration.views.streaming import download
 from orchestration.workers.registry import UnknownWorker
 
@@ -120,18 +121,39 @@ def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResp
     return redirect("run-detail", run_id=run_id)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @permission_required(OPERATOR, raise_exception=True)
 def run_rerun(request: HttpRequest, run_id: int) -> HttpResponse:
-    """POST /runs/<id>/rerun/[?task=<id>]: a new run redoing the failed tasks (or one task and its
-    downstream), keeping the successful results."""
-    run = get_object_or_404(Run, pk=run_id)
+    """GET /runs/<id>/rerun/[?task=<id>]: what a re-run would run again (the failed and skipped
+    tasks and what waits for them, or one task and what waits for it), with each agent task's
+    estimated cost from its earlier runs, and a button that POSTs here (task in the form) to start
+    it: a new run redoing exactly those tasks and keeping every other one as it ended."""
+    run = get_object_or_404(Run.objects.select_related("plan", "revision"), pk=run_id)
+    task_id = (request.POST if request.method == "POST" else request.GET).get("task") or None
     try:
-        new = rerun(run, request.user, request.POST.get("task") or None)
+        if request.method == "POST":
+            return redirect("run-detail", run_id=rerun(run, request.user, task_id).pk)
+        if not run.is_finished:
+            raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
+        redo = rerun_selection(run, task_id)
     except ValueError as error:
         messages.error(request, str(error))
         return redirect("run-detail", run_id=run.pk)
-    return redirect("run-detail", run_id=new.pk)
+    rows = {t.task_id: t for t in run.task_runs.filter(task_id__in=redo)}
+    estimates = cost.estimates(run.plan, [t for t in redo if _is_agent(rows[t].worker)])
+    tasks = [{"task_run": rows[t], "estimate": estimates.get(t)} for t in redo]
+    known = [e for e in estimates.values() if e.usd is not None]
+    return render(request, "runs/rerun_confirm.html", {
+        "run": run, "task_id": task_id, "tasks": tasks, "kept": run.task_runs.exclude(task_id__in=redo).count(),
+        "total": sum(e.usd for e in known) if known else None, "unestimated": len(estimates) - len(known)})
+
+
+def _is_agent(worker: str) -> bool:
+    """Whether the worker takes prompts (costs money); a worker no longer configured counts as one."""
+    try:
+        return worker_config(worker).kind == "agent"
+    except UnknownWorker:
+        return True
 
 
 LARGE_FILE_LINES = 800  # a file's diff longer than this waits for a click

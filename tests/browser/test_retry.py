@@ -1,0 +1,49 @@
+"""A user retries a failed task: the page says what will run again, and only that runs."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_retry_shows_what_will_run_again_and_then_runs_only_the_task_and_what_waits_for_it(page, stack, tmp_path):
+    fixed = tmp_path / "fixed"
+    plan = tmp_path / "retry.yaml"
+    plan.write_text(
+        "name: Retry me\n"
+        "parallel_execution:\n"
+        "  tasks:\n"
+        "    - {id: flaky, worker: shell, command: [python, -c, "
+        f"\"import os, sys; print('flaky ran'); sys.exit(0 if os.path.exists({str(fixed)!r}) else 1)\"]}}\n"
+        "    - {id: report, worker: shell, command: [python, -c, \"print('report ran')\"], depends_on: [flaky]}\n"
+        "    - {id: sleeper, worker: shell, command: [sleep, \"60\"]}\n"
+        "    - {id: after_sleep, worker: shell, command: [python, -c, \"print('woke')\"], depends_on: [sleeper]}\n"
+    )
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("text=Imported Retry me")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    first_url = page.url
+    page.locator(".task-row[data-task=flaky][data-state=failed]").wait_for()
+    page.locator(".task-row[data-task=sleeper][data-state=running]").wait_for()
+    page.locator(".task-row[data-task=sleeper] button.danger").click()  # cancel the unrelated sleeper
+    page.locator("#run-header[data-state=failed]").wait_for()
+
+    fixed.touch()
+    page.goto(first_url)  # Retry buttons of rows that ended before the run are issue 13 item 2's
+    page.locator(".task-row[data-task=flaky] button.retry").click()
+    page.wait_for_selector("#rerun-confirm")
+    assert page.locator("#rerun-tasks tbody tr").evaluate_all("rows => rows.map(r => r.dataset.task)") == ["flaky", "report"]
+    assert "The other 2 tasks are kept as they ended" in page.inner_text("#rerun-confirm")
+    page.click("#rerun-start")
+
+    page.wait_for_selector("body[data-socket=open]")
+    assert page.url != first_url
+    page.locator("#run-header[data-state=cancelled], #run-header[data-state=failed], #run-header[data-state=succeeded]").wait_for()
+    page.locator(".task-row[data-task=report][data-state=succeeded]").wait_for()
+    assert page.locator(".task-row[data-task=flaky][data-state=succeeded]").count() == 1
+    sleeper = page.locator(".task-row[data-task=sleeper]")
+    assert sleeper.get_attribute("data-state") == "cancelled" and "kept from run #" in sleeper.inner_text()
+    assert page.locator(".task-row[data-task=after_sleep]").get_attribute("data-state") == "cancelled"
+    assert "redoing flaky, report" in page.inner_text("#audit")
