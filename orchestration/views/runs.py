@@ -29,7 +29,6 @@ from orchestration.plans.repositories import RepositoryRefused
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker, worker_config
 from orchestration.views.streaming import download
-from orchestration.workers.registry import UnknownWorker
 
 
 @require_POST
