@@ -118,9 +118,12 @@ def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
     return {"changes": changes, "collisions": found, "integration": run.integrations.first()}
 
 
-def _row_fingerprint(task_run: TaskRun) -> tuple:
+def _row_fingerprint(task_run: TaskRun, run: Run) -> tuple:
+    """What a task's row shows depends on: its own fields, and whether its run has ended (the
+    Retry button appears then on a row that ended earlier)."""
     return (task_run.state, task_run.attempt, task_run.exit_code, task_run.error, task_run.started_at,
-            task_run.finished_at, task_run.state_reason, task_run.cost_usd)
+            task_run.finished_at, task_run.state_reason, task_run.cost_usd, task_run.cli_version, task_run.model,
+            run.is_finished)
 
 
 def _pack(fragments: list[str]) -> list[str]:
@@ -187,7 +190,7 @@ class RunView:
         for task_run in task_runs:
             fragments.append(self._render("task-row", context, task_run))
             fragments.append(self._output_fragment(context, task_run))
-            self.rows[task_run.pk] = _row_fingerprint(task_run)
+            self.rows[task_run.pk] = _row_fingerprint(task_run, run)
             self.sent_seq[task_run.pk] = task_run.output_seq
         self.header = self._header_key(run, context)
         fragments.append(self._render("verdicts", context))
@@ -214,7 +217,7 @@ class RunView:
             self.changes = self._changes_key(context)
         rows_changed = False
         for task_run in task_runs:
-            fingerprint = _row_fingerprint(task_run)
+            fingerprint = _row_fingerprint(task_run, run)
             if self.rows.get(task_run.pk) != fingerprint:
                 fragments.append(self._render("task-row", context, task_run))
                 fragments.append(self._render("task-result", context, task_run))

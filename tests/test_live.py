@@ -58,3 +58,37 @@ def test_a_burst_of_output_is_sent_in_pieces_daphne_can_send(task_run):
     messages = view.update()
     assert messages and all(len(m.encode()) < FRAME_LIMIT for m in messages)
     assert "done" in messages[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_failed_row_gets_its_retry_button_when_the_run_ends_without_a_reload(user):
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from orchestration.engine.runtime import Engine
+
+    gate_free = "import time; time.sleep(1)"
+    plan = await sync_to_async(make_plan)("""
+        name: ends later
+        parallel_execution:
+          tasks:
+            - {id: flaky, worker: shell, command: [python, -c, "raise SystemExit(1)"]}
+            - {id: slow, worker: shell, command: [python, -c, "%s"]}
+        """ % gate_free)
+    run = await sync_to_async(start_run)(plan)
+    view = RunView(run.pk, user=user)  # an author and operator: may retry
+    await sync_to_async(view.snapshot)()
+    engine = Engine()
+    await engine.wake()
+    failed = TaskRun.objects.filter(run=run, task_id="flaky", state="failed")
+    while not await failed.aexists():
+        await asyncio.sleep(0.05)
+    while_running = "".join(await sync_to_async(view.update)())
+    await asyncio.wait_for(engine.settle(), 60)
+    await run.arefresh_from_db()
+    assert run.is_finished, run.state
+    after_end = "".join(await sync_to_async(view.update)())
+    assert "flaky" in while_running and "Retry" not in while_running
+    assert "Retry" in after_end and "flaky" in after_end
