@@ -92,3 +92,4 @@ async def test_a_refused_push_is_recorded_without_the_credentials(git_server, lo
     detail = await page(logged_in_client, f"/runs/{run.pk}/")
     assert TOKEN not in integration.push_message + detail
     assert 'data-push="failed"' in detail and "http://***@127.0.0.1" in detail
+
