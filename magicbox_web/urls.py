@@ -34,6 +34,7 @@ urlpatterns = [
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output/earlier/", runs.task_output_earlier, name="task-output-earlier"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/diff/", runs.task_diff, name="task-diff"),
     path("runs/<int:run_id>/integrate/", runs.run_integrate, name="run-integrate"),
+    path("runs/<int:run_id>/integrations/<int:integration_id>/diff/", runs.integration_diff, name="integration-diff"),
     path("runs/<int:run_id>/export.zip", runs.run_export, name="run-export"),
     path("runs/<int:run_id>/summary.md", runs.run_summary, name="run-summary"),
     path("runs/<int:run_id>/summary.json", runs.run_summary, name="run-summary-json"),

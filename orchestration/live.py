@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from orchestration import terminal
 from orchestration.models import OutputChunk, Run, TaskChange, TaskRun
 from orchestration.review import cost
+from orchestration.review.integration import onward
 from orchestration.review.timeline import timeline
 from orchestration.vcs import collisions
 
@@ -109,13 +110,16 @@ def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
 
 def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
     """The run's captured code changes (`changes`: [(task run, TaskChange)] in plan order), the
-    collisions between them and its latest integration (None if never integrated)."""
+    collisions between them, its latest integration (None if never integrated; its patch not
+    loaded) and `onward` (review.integration.Onward: how to fetch its branch, once it has one)."""
     if not run.revision.spec.get("workspace"):
-        return {"changes": [], "collisions": [], "integration": None}
+        return {"changes": [], "collisions": [], "integration": None, "onward": None}
     by_task_run = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__run_id=run.pk).defer("patch")}
     changes = [(t, by_task_run[t.pk]) for t in task_runs if t.pk in by_task_run]
     found = collisions.find(run.revision.spec, {t.task_id: c for t, c in changes}) if len(changes) > 1 else []
-    return {"changes": changes, "collisions": found, "integration": run.integrations.first()}
+    integration = run.integrations.defer("patch").first()
+    return {"changes": changes, "collisions": found, "integration": integration,
+            "onward": onward(run.revision.spec["workspace"], integration) if integration and integration.head_commit else None}
 
 
 def _row_fingerprint(task_run: TaskRun, run: Run) -> tuple:

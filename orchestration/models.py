@@ -538,36 +538,26 @@ class WorkerSetting(models.Model):
         return f"settings of worker {self.worker}"
 
 
-class TaskChange(models.Model):
-    """The code a task run changed in the plan's workspace repository (its last attempt).
+class CapturedDiff(models.Model):
+    """A diff Magic Box captured (vcs.changes.diff) and keeps: a task's change, or an
+    integration branch against its run's base.
 
-    branch: magicbox/run-<run>/<task>. start_commit: where the task began (the run's base, or
-    the merge of its upstream tasks' branches); head_commit: the commit Magic Box made of the
-    worktree when the task ended (start_commit if it changed nothing).
     files: [{"path", "old_path" (renames), "status": "added" | "modified" | "deleted" |
     "renamed" | "copied" | "type changed", "added", "deleted" (lines; None for binary files),
     "binary", "start", "end" (the file's character range in `patch`; None if cut off)}].
-    patch: `git diff -M` from start to head, at most PATCH_LIMIT characters (patch_truncated).
+    patch: `git diff -M`, at most PATCH_LIMIT characters (patch_truncated).
     """
 
     PATCH_LIMIT = 5_000_000
 
-    task_run = models.OneToOneField(TaskRun, on_delete=models.CASCADE, related_name="change")
-    branch = models.CharField(max_length=300)
-    start_commit = models.CharField(max_length=64)
-    head_commit = models.CharField(max_length=64)
     files = models.JSONField(default=list)
     patch = models.TextField(blank=True)
     patch_truncated = models.BooleanField(default=False)
     lines_added = models.PositiveIntegerField(default=0)
     lines_deleted = models.PositiveIntegerField(default=0)
-    # {other task id: [paths git could not merge]} for tasks of the run that are neither upstream
-    # nor downstream of this one, checked with `git merge-tree` when this change was captured.
-    merge_conflicts = models.JSONField(default=dict, blank=True)
-    captured_at = models.DateTimeField(default=timezone.now)
 
-    def __str__(self) -> str:
-        return f"changes of {self.task_run}"
+    class Meta:
+        abstract = True
 
     def file_patch(self, path: str) -> str:
         """The part of the patch about `path` ("" if it is not there or was cut off)."""
@@ -577,6 +567,28 @@ class TaskChange(models.Model):
         return ""
 
 
+class TaskChange(CapturedDiff):
+    """The code a task run changed in the plan's workspace repository (its last attempt).
+
+    branch: magicbox/run-<run>/<task>. start_commit: where the task began (the run's base, or
+    the merge of its upstream tasks' branches); head_commit: the commit Magic Box made of the
+    worktree when the task ended (start_commit if it changed nothing). files, patch: the diff
+    from start to head (CapturedDiff).
+    """
+
+    task_run = models.OneToOneField(TaskRun, on_delete=models.CASCADE, related_name="change")
+    branch = models.CharField(max_length=300)
+    start_commit = models.CharField(max_length=64)
+    head_commit = models.CharField(max_length=64)
+    # {other task id: [paths git could not merge]} for tasks of the run that are neither upstream
+    # nor downstream of this one, checked with `git merge-tree` when this change was captured.
+    merge_conflicts = models.JSONField(default=dict, blank=True)
+    captured_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"changes of {self.task_run}"
+
+
 class IntegrationState(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
@@ -584,9 +596,19 @@ class IntegrationState(models.TextChoices):
     FAILED = "failed"
 
 
-class Integration(LeasedWork):
+class PushState(models.TextChoices):
+    NONE = "", "not pushed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Integration(LeasedWork, CapturedDiff):
     """An "integrate" of a run: its successful tasks' branches merged, in dependency order, into
     magicbox/run-<run>/integration, stopping at the first conflict; then the workspace's check.
+    files, patch (CapturedDiff): the integration branch against the run's base commit, once
+    every branch merged. push_state / push_message: the push of the branch to the workspace's
+    remote (workspace.push) after it succeeded: "" (not asked or not reached), succeeded or
+    failed, with git's words (credentials masked).
 
     state (IntegrationState): queued -> running -> succeeded | failed; back to queued when its
     worker process stopped or died (it starts again from the run's base).
@@ -611,6 +633,8 @@ class Integration(LeasedWork):
     check_command = models.JSONField(null=True, blank=True)
     check_exit_code = models.IntegerField(null=True, blank=True)
     check_output = models.TextField(blank=True)
+    push_state = models.CharField(max_length=20, choices=PushState.choices, default=PushState.NONE, blank=True)
+    push_message = models.TextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -626,4 +650,6 @@ class Integration(LeasedWork):
         return {"run_id": self.run_id}
 
     def requeue_fields(self, now) -> dict:
-        return {"merged": [], "conflict": {}, "head_commit": "", "check_exit_code": None, "check_output": ""}
+        return {"merged": [], "conflict": {}, "head_commit": "", "check_exit_code": None, "check_output": "",
+                "files": [], "patch": "", "patch_truncated": False, "lines_added": 0, "lines_deleted": 0,
+                "push_state": PushState.NONE, "push_message": ""}

@@ -17,9 +17,10 @@ from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import storable
 from orchestration.engine.signals import anotify_run, notify_run_on_commit, wake_engine_on_commit
-from orchestration.models import Integration, IntegrationState, Run, TaskChange, TaskState
+from orchestration.models import Integration, IntegrationState, PushState, Run, TaskChange, TaskState
 from orchestration.plans.graph import topological_order
-from orchestration.vcs import conflicts, worktrees
+from orchestration.plans.repositories import is_url, masked
+from orchestration.vcs import changes, conflicts, worktrees
 from orchestration.vcs.git import GitError, git
 from orchestration.vcs.repository import repository_dir
 from orchestration.workers.base import Invocation, WorkerUnavailable
@@ -35,7 +36,7 @@ CHECK_OUTPUT_LIMIT = 1024 * 1024  # characters of the check's output kept
 def request_integration(run: Run, user=None) -> Integration:
     """Queue an integration of a finished run of a workspace plan; the engine is woken.
     Raises ValueError (with the reason) when the run has no workspace, has not ended, has no
-    captured changes, or an integration of it is already under way."""
+    captured changes, or an integration of it is already under way or has succeeded."""
     workspace_spec = run.revision.spec.get("workspace")
     if not workspace_spec:
         raise ValueError("this plan has no workspace repository: there are no branches to integrate")
@@ -44,6 +45,9 @@ def request_integration(run: Run, user=None) -> Integration:
     with transaction.atomic():
         if run.integrations.filter(state__in=(IntegrationState.QUEUED, IntegrationState.RUNNING)).exists():
             raise ValueError(f"an integration of run #{run.pk} is already under way")
+        if done := run.integrations.filter(state=IntegrationState.SUCCEEDED).first():
+            raise ValueError(f"run #{run.pk} was already integrated (integration #{done.pk}, on {done.branch}): "
+                             "see its result on the run page")
         if not TaskChange.objects.filter(task_run__run=run, task_run__state=TaskState.SUCCEEDED).exists():
             raise ValueError(f"run #{run.pk} has no succeeded task with captured changes to integrate")
         integration = Integration.objects.create(run=run, requested_by=user, check_command=workspace_spec.get("check"),
@@ -99,7 +103,9 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
     try:
         repository = await repository_dir(ws)
         await lease.check()  # before each change to the shared branch: a frozen process may wake taken over
-        await worktrees.create(repository, workdir, integration.branch, integration.run.base_commit or ws.get("base") or "HEAD")
+        base = (await git(["rev-parse", "--verify", "--end-of-options",
+                           f"{integration.run.base_commit or ws.get('base') or 'HEAD'}^{{commit}}"], repository)).out.strip()
+        await worktrees.create(repository, workdir, integration.branch, base)
         merged: list[str] = []
         for task_id, head in heads:
             await lease.check()
@@ -113,7 +119,10 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
             await anotify_run(run_id)
         else:
             head = (await git(["rev-parse", "HEAD"], workdir)).out.strip()
-            extra = {"head_commit": head}
+            captured = await changes.diff(workdir, base, head, Integration.PATCH_LIMIT)
+            extra = {"head_commit": head, "files": captured.files, "patch": storable(captured.patch),
+                     "patch_truncated": captured.truncated, "lines_added": captured.lines_added,
+                     "lines_deleted": captured.lines_deleted}
             if integration.check_command:
                 timeout = ws.get("check_timeout") or CHECK_TIMEOUT
                 code, output = await _check(lease.marker, integration.check_command, workdir, timeout)
@@ -126,6 +135,9 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
                     reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
             else:
                 state, reason = IntegrationState.SUCCEEDED, f"merged {len(merged)} branch(es) cleanly (no check command)"
+        if state == IntegrationState.SUCCEEDED and ws.get("push"):
+            await lease.check()
+            extra.update(await push(repository, ws["repository"], integration.branch))
     except GitError as error:
         reason = str(error)
     finally:
@@ -136,6 +148,21 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
             except GitError:
                 pass
     return state, reason, extra
+
+
+async def push(repository: Path, remote: str, branch: str) -> dict:
+    """Push `branch` of `repository` (the workspace's git directory) to the workspace's
+    `remote` (its URL, credentials and all; only git sees them). Returns the Integration fields
+    push_state and push_message (git's words, credentials masked); never raises for git's
+    refusal. A local-path workspace is not pushed: the branch is already in it."""
+    if not is_url(remote):
+        return {"push_state": PushState.NONE,
+                "push_message": "not pushed: the repository is a local path on this server and the branch is already in it"}
+    try:
+        await git(["push", "--quiet", "--", remote, f"refs/heads/{branch}:refs/heads/{branch}"], repository)
+    except GitError as error:
+        return {"push_state": PushState.FAILED, "push_message": str(error)}
+    return {"push_state": PushState.SUCCEEDED, "push_message": f"pushed {branch} to {masked(remote)}"}
 
 
 async def _check(marker: str, argv: list[str], workdir: Path, timeout: float) -> tuple[int | None, str]:

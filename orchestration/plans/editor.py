@@ -80,7 +80,7 @@ class EditorState:
     base: str = ""
     base_revision: str = ""
     criteria_checks: str = ""  # JSON of the criteria with a command or review task, carried through
-    workspace_options: str = ""  # JSON of the workspace's keep_worktrees / check / check_timeout, carried through
+    workspace_options: str = ""  # JSON of the workspace's keep_worktrees / check / check_timeout / push, carried through
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -267,7 +267,7 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
             options = json.loads(state.workspace_options) if state.workspace_options.strip() else {}
         except (ValueError, RecursionError):
             options = {}
-        options = {k: v for k, v in options.items() if k in ("keep_worktrees", "check", "check_timeout")} if isinstance(options, dict) else {}
+        options = {k: v for k, v in options.items() if k in ("keep_worktrees", "check", "check_timeout", "push")} if isinstance(options, dict) else {}
         doc["workspace"] = {"repository": state.repository.strip(), **({"base": state.base.strip()} if state.base.strip() else {}), **options}
     contracts: dict[str, Any] = {}
     for n, row in enumerate(state.contracts):

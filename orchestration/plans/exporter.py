@@ -88,4 +88,6 @@ def workspace_document(workspace: dict[str, Any]) -> dict[str, Any]:
         document["check"] = list(workspace["check"])
     if workspace.get("check_timeout"):
         document["check_timeout"] = workspace["check_timeout"]
+    if workspace.get("push"):
+        document["push"] = True
     return document

@@ -601,6 +601,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict
         check = workspace.get("check")
         workspace = {"repository": repository, "base": workspace.get("base", "HEAD"),
                      "keep_worktrees": bool(workspace.get("keep_worktrees", False)),
+                     "push": bool(workspace.get("push", False)),
                      "check": shlex.split(check) if isinstance(check, str) else check,
                      "check_timeout": workspace.get("check_timeout")}
     stem = Path(source).stem

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestration import audit
@@ -24,7 +25,7 @@ from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
-from orchestration.models import Plan, Run, TaskChange, TaskRun
+from orchestration.models import CapturedDiff, Integration, Plan, Run, TaskRun
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker, worker_config
@@ -165,6 +166,26 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
     change = getattr(task_run, "change", None)
     if change is None:
         return HttpResponse('<p class="muted">This task has no captured changes.</p>')
+    return _diff_page(request, change, f"task {task_run.task_id}",
+                      {"run": task_run.run, "task_run": task_run, "branch": change.branch, "start_commit": change.start_commit,
+                       "diff_url": reverse("task-diff", args=(run_id, task_run.pk))})
+
+
+def integration_diff(request: HttpRequest, run_id: int, integration_id: int) -> HttpResponse:
+    """GET /runs/<id>/integrations/<integration id>/diff/[?file=<path>]: the integration
+    branch's combined diff against the run's base commit, shown like a task's (task_diff)."""
+    integration = get_object_or_404(Integration.objects.select_related("run"), pk=integration_id, run_id=run_id)
+    if not integration.head_commit:
+        return HttpResponse('<p class="muted">This integration did not merge every branch: it has no combined diff.</p>')
+    return _diff_page(request, integration, f"integration #{integration.pk}",
+                      {"run": integration.run, "integration": integration, "branch": integration.branch,
+                       "start_commit": integration.run.base_commit,
+                       "diff_url": reverse("integration-diff", args=(run_id, integration.pk))})
+
+
+def _diff_page(request: HttpRequest, change: CapturedDiff, name: str, context: dict) -> HttpResponse:
+    """A captured diff file by file, or the one file ?file= asks for (a 400 naming `name` when
+    it changed no such file). context: run, branch, start_commit, diff_url (this page's URL)."""
     wanted = request.GET.get("file")
     files = []
     for entry in change.files:
@@ -174,9 +195,8 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
         lines = patch.count("\n") if patch else 0
         files.append({**entry, "patch": patch, "lines": lines, "large": lines > LARGE_FILE_LINES})
     if wanted is not None and not files:
-        return HttpResponseBadRequest(format_html("task {} changed no file named {}", task_run.task_id, wanted))
-    context = {"run": task_run.run, "task_run": task_run, "change": change, "files": files,
-               "single": wanted is not None, "limit": TaskChange.PATCH_LIMIT}
+        return HttpResponseBadRequest(format_html("{} changed no file named {}", name, wanted))
+    context = {**context, "change": change, "files": files, "single": wanted is not None, "limit": change.PATCH_LIMIT}
     if wanted is not None:  # replaces the file's placeholder: just that file's block
         return render(request, "runs/diff.html#diff-file", {**context, "f": files[0]})
     return render(request, "runs/diff.html", context)

@@ -119,3 +119,12 @@ def test_the_served_schema_rejects_what_the_loader_rejects():
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"parallel_execution": {"phase_1": [{"task": "x"}]}}, editor_schema())  # no worker
+
+
+def test_workspace_push_is_loaded_and_exported_and_an_unknown_value_is_refused():
+    text = "name: p\nworkspace: {repository: 'https://host/r.git', push: %s}\nparallel_execution: {tasks: [{id: a, worker: shell, command: 'true'}]}\n"
+    spec = load_plan(text % "true", "p.yaml")
+    assert spec["workspace"]["push"] is True and "push: true" in spec_to_yaml(spec)
+    assert load_plan(text % "false", "p.yaml")["workspace"]["push"] is False
+    with pytest.raises(PlanInvalid, match="push"):
+        load_plan(text % "'yes'", "p.yaml")
