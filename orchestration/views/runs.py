@@ -64,6 +64,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/list.html", {"page": page, "plan": plan, "grid": grid})
 
 
+COMPARE_CHOICES = 50  # earlier runs of the plan offered by a run page's "Compare with…"
+
+
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """GET /runs/<id>/: the live run page (the websocket keeps it current)."""
     run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
@@ -72,7 +75,9 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context = run_context(run, task_runs)
     states = {t.task_id: t.state for t in task_runs}
     dag = {**dag_data(run.revision.spec, states), **({"critical": context["timeline"]["critical"]} if context["timeline"]["critical"] else {})}
-    return render(request, "runs/detail.html", {**context, "dag": dag, **audit.latest(run.audit_events.all())})
+    # "Compare with…": the plan's other recent runs, newest first.
+    others = Run.objects.filter(plan_id=run.plan_id).exclude(pk=run.pk).order_by("-pk").values("pk", "state", "created_at")[:COMPARE_CHOICES]
+    return render(request, "runs/detail.html", {**context, "dag": dag, "compare_choices": list(others), **audit.latest(run.audit_events.all())})
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:

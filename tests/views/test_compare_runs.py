@@ -92,3 +92,18 @@ async def test_a_task_whose_agent_or_cost_changed_is_not_unchanged(async_client,
     for value in (*first_fields.values(), *second_fields.values()):
         if isinstance(value, str):
             assert value in answer  # each side's worker, version and model is shown
+
+
+async def test_a_run_page_offers_the_plans_other_runs_to_compare_with(logged_in_client):
+    from asgiref.sync import sync_to_async
+
+    from orchestration.engine.scheduler import start_run
+    from tests.conftest import make_plan
+
+    plan = await sync_to_async(make_plan)("name: Twice\nparallel_execution:\n  tasks:\n    - {id: t, worker: shell, command: 'true'}\n")
+    first, second = await sync_to_async(start_run)(plan), await sync_to_async(start_run)(plan)
+    page = (await sync_to_async(logged_in_client.get)(f"/runs/{second.pk}/")).content.decode()
+    assert 'id="compare-with"' in page and f'<option value="{first.pk}">#{first.pk}' in page
+    assert f'<option value="{second.pk}">' not in page
+    response = await sync_to_async(logged_in_client.get)("/runs/compare/", {"a": first.pk, "b": second.pk})
+    assert response.status_code == 200
