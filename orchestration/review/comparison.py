@@ -1,6 +1,6 @@
 """Two runs side by side, task by task: state, worker, CLI version and model, duration, cost,
-attempts, and the differences between their results, their code changes and the plan revisions
-they ran."""
+attempts, and the differences between the prompts they were sent, their results, their code
+changes and the plan revisions they ran."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ class TaskPair:
     b: TaskRun | None
     result_diff: list[DiffLine] = field(default_factory=list)
     change_diff: list[DiffLine] = field(default_factory=list)
+    prompt_diff: list[DiffLine] = field(default_factory=list)
 
     @property
     def differences(self) -> list[str]:
@@ -31,7 +32,10 @@ class TaskPair:
                                            ("model", "model")) if getattr(self.a, attr) != getattr(self.b, attr)]
         if _cost_changed(self.a, self.b):
             found.append("cost")
-        return found + (["result"] if self.result_diff else []) + (["code change"] if self.change_diff else [])
+        if _duration_changed(self.a, self.b):
+            found.append("duration")
+        return (found + (["prompt"] if self.prompt_diff else []) + (["result"] if self.result_diff else [])
+                + (["code change"] if self.change_diff else []))
 
     @property
     def same(self) -> bool:
@@ -48,6 +52,16 @@ def _cost_changed(a: TaskRun, b: TaskRun) -> bool:
         return (usd_a is None) != (usd_b is None)
     low, high = sorted((usd_a, usd_b))
     return high > low * COST_RATIO if low > 0 else high > 0
+
+
+DURATION_RATIO, DURATION_MARGIN = 1.5, 2.0  # a duration changed: more than 1.5 times the other and 2 s apart
+
+
+def _duration_changed(a: TaskRun, b: TaskRun) -> bool:
+    if a.duration is None or b.duration is None:
+        return False
+    low, high = sorted((a.duration, b.duration))
+    return high - low > DURATION_MARGIN and high > low * DURATION_RATIO
 
 
 def _patch(task_run: TaskRun | None, changes: dict[int, TaskChange]) -> str:
@@ -68,6 +82,7 @@ def compare(a: Run, b: Run) -> dict:
         pairs.append(TaskPair(
             task_id, ta, tb,
             result_diff=text_diff(ta.result if ta else "", tb.result if tb else ""),
+            prompt_diff=text_diff(ta.prompt if ta else "", tb.prompt if tb else ""),
             change_diff=text_diff(_patch(ta, changes), _patch(tb, changes), max_lines=3000),
         ))
     totals = {side: {"cost": cost.total(rows), "attempts": sum(t.attempt for t in rows)} for side, rows in runs.items()}

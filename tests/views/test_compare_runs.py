@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 import re
 
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -63,6 +66,9 @@ async def test_runs_whose_plans_have_different_tasks_compare_with_the_missing_on
     assert f"not in #{first.pk}" in page.split('data-task="renamed"', 1)[1].split("</summary>", 1)[0]
 
 
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=dt_timezone.utc)
+
+
 @pytest.mark.parametrize(("first_fields", "second_fields", "named"), [
     ({"cli_version": "2.1.197", "model": "claude-opus-4-8"}, {"cli_version": "2.1.200", "model": "claude-opus-4-8"},
      "CLI version differs"),
@@ -71,6 +77,9 @@ async def test_runs_whose_plans_have_different_tasks_compare_with_the_missing_on
     ({"worker": "gemini", "input_tokens": 1000, "output_tokens": 100}, {"worker": "claude", "cost_usd": 0.5},
      "worker, cost differ"),
     ({"cost_usd": 0.01}, {"cost_usd": 0.12}, "cost differs"),
+    ({"prompt": "Build the login form in React"}, {"prompt": "Build the login form in Vue"}, "prompt differs"),
+    ({"started_at": T0, "finished_at": T0 + timedelta(seconds=3)}, {"started_at": T0, "finished_at": T0 + timedelta(seconds=40)},
+     "duration differs"),
 ])
 async def test_a_task_whose_agent_or_cost_changed_is_not_unchanged(async_client, user, first_fields, second_fields, named):
     """The same answer from another CLI version, model or worker, or at 12 times the cost, is a difference."""
