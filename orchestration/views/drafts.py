@@ -31,15 +31,24 @@ class DraftForm(forms.Form):
             self.fields["worker"].help_text = "Not available here — " + " | ".join(missing)
 
 
+PAST_DRAFTS = 30  # newest drafts listed under the form
+
+
 @permission_required(AUTHOR, raise_exception=True)
 def draft_new(request: HttpRequest) -> HttpResponse:
-    """GET/POST /plans/draft/: ask the orchestrator for a plan."""
-    form = DraftForm(request.POST or None)
+    """GET/POST /plans/draft/[?from=<draft id>]: ask the orchestrator for a plan (with `from`,
+    the goal and worker of that earlier draft filled in, to try again). Lists past drafts."""
+    initial = {}
+    if request.method == "GET" and (earlier := request.GET.get("from", "")).isdigit():
+        if found := PlanDraft.objects.filter(pk=int(earlier)).values("goal", "worker").first():
+            initial = found
+    form = DraftForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         draft = PlanDraft.objects.create(goal=form.cleaned_data["goal"], worker=form.cleaned_data["worker"], created_by=request.user)
         wake_engine_on_commit()
         return redirect("draft-detail", draft_id=draft.pk)
-    return render(request, "plans/draft_new.html", {"form": form}, status=400 if form.errors else 200)
+    past = PlanDraft.objects.select_related("created_by").order_by("-pk")[:PAST_DRAFTS]
+    return render(request, "plans/draft_new.html", {"form": form, "past": past}, status=400 if form.errors else 200)
 
 
 def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:
