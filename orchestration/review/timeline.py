@@ -21,11 +21,29 @@ class Bar:
     run_left: float
     run_width: float
     critical: bool
+    # Unix seconds of the same moments, for the page to keep the bars growing with its clock
+    # (None: not yet, or still going).
+    wait_from: float | None = None
+    wait_to: float | None = None
+    run_from: float | None = None
+    run_to: float | None = None
+
+
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)  # seconds
+
+
+def ticks(span: float, most: int = 8) -> list[tuple[float, float]]:
+    """[(percent of the span, seconds from the start)] for a time axis: the first step of
+    TICK_STEPS that needs at most `most` ticks over `span` seconds. (static/magicbox/app.js
+    draws the same axis again as the span grows.)"""
+    step = next((s for s in TICK_STEPS if span / s <= most), TICK_STEPS[-1])
+    return [(round(100 * t / span, 3), t) for t in range(0, int(span) + 1, step)]
 
 
 def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
-    """{"bars": [Bar], "span": seconds, "critical": [task ids], "critical_seconds": seconds};
-    bars only for tasks that started or were queued."""
+    """{"bars": [Bar], "span": seconds, "critical": [task ids], "critical_seconds": seconds,
+    "start_ts": unix seconds, "end_ts": unix seconds or None while the run goes on, "ticks":
+    see `ticks`}; bars only for tasks that started or were queued."""
     now = timezone.now()
     start = run.started_at or run.created_at
     end = run.finished_at or now
@@ -56,5 +74,11 @@ def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
             run_left=pct(run_from) if run_from else 0.0,
             run_width=max(pct(run_to) - pct(run_from), 0.3) if run_from and run_to else 0.0,
             critical=t.task_id in on_path,
+            wait_from=wait_from.timestamp() if wait_from else None,
+            wait_to=run_from.timestamp() if (wait_from and run_from) else None,
+            run_from=run_from.timestamp() if run_from else None,
+            run_to=t.finished_at.timestamp() if t.finished_at else None,
         ))
-    return {"bars": bars, "span": span, "critical": critical if on_path else [], "critical_seconds": critical_seconds}
+    return {"bars": bars, "span": span, "critical": critical if on_path else [], "critical_seconds": critical_seconds,
+            "start_ts": start.timestamp(), "end_ts": run.finished_at.timestamp() if run.finished_at else None,
+            "ticks": ticks(span)}

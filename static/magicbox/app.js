@@ -17,6 +17,41 @@
     });
   }, 1000);
 
+  // The timeline grows with the clock while the run goes on: bars still going reach "now", and
+  // every bar, the span and the time axis are scaled to the span so far (review/timeline.py
+  // renders the same from the server's clock; this keeps it right between pushes).
+  var TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400];
+  function growTimeline() {
+    var tl = document.getElementById("timeline");
+    if (!tl || tl.dataset.end || !tl.dataset.start) return;
+    var start = Number(tl.dataset.start), now = Date.now() / 1000, end = now;
+    var bars = tl.querySelectorAll(".tl-wait[data-from], .tl-run[data-from]");
+    bars.forEach(function (bar) { if (bar.dataset.to) end = Math.max(end, Number(bar.dataset.to)); });
+    var span = Math.max(end - start, 0.001);
+    var pct = function (t) { return Math.max(0, 100 * (t - start) / span); };
+    bars.forEach(function (bar) {
+      var from = Number(bar.dataset.from), to = bar.dataset.to ? Number(bar.dataset.to) : now;
+      if (!from) return;
+      bar.style.left = pct(from) + "%";
+      bar.style.width = Math.max(pct(to) - pct(from), bar.classList.contains("tl-run") ? 0.3 : 0) + "%";
+    });
+    var shown = tl.querySelector(".tl-span");
+    if (shown) shown.textContent = fmt(span);
+    var axis = tl.querySelector(".tl-ticks");
+    if (axis) {
+      var step = TICK_STEPS.find(function (s) { return span / s <= 8; }) || TICK_STEPS[TICK_STEPS.length - 1];
+      axis.replaceChildren();
+      for (var t = 0; t <= span; t += step) {
+        var tick = document.createElement("span");
+        tick.className = "tl-tick";
+        tick.style.left = (100 * t / span) + "%";
+        tick.textContent = fmt(t);
+        axis.appendChild(tick);
+      }
+    }
+  }
+  setInterval(growTimeline, 1000);
+
   // Reconnect soon after the server comes back (a restart takes seconds): 0.5 s doubling,
   // never more than 10 s apart, jittered so many viewers do not knock at once.
   htmx.config.wsReconnectDelay = function (retryCount) {

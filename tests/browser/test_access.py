@@ -58,7 +58,7 @@ def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
     gate.touch()
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
     announcer = page.locator("#announcer[role=status][aria-live=polite]")
-    page.wait_for_function("document.getElementById('announcer').textContent.includes('run: succeeded')")
+    page.wait_for_function("() => document.getElementById('announcer').textContent.includes('run: succeeded')")
     assert "task waiter: succeeded" in announcer.text_content()
 
 
