@@ -47,3 +47,14 @@ def test_the_plan_page_costs_as_many_queries_at_10000_runs_as_at_3(logged_in_cli
     page = logged_in_client.get(f"/plans/{plan.pk}/").content.decode()
     assert "10000 runs" in page and 'id="plan-cost"' in page
     assert queries(logged_in_client, f"/plans/{plan.pk}/") == few
+
+
+def test_the_runs_list_costs_as_many_queries_at_10000_runs_as_at_3(logged_in_client, user):
+    plan = make_plan(PLAN)
+    many_runs(plan, 3, user)
+    urls = ["/runs/", f"/runs/?plan={plan.pk}&state=failed&started_by={user.username}&q=hist&page=2"]
+    few = [queries(logged_in_client, url) for url in urls]
+    many_runs(plan, 10_000 - 3, user)
+    page = logged_in_client.get("/runs/").content.decode()
+    assert "Page 1 of 200" in page and page.count('class="progress mini"') == 50
+    assert [queries(logged_in_client, url) for url in urls] == few
