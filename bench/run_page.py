@@ -5,6 +5,13 @@ finished run of it (every task succeeded, with a little output each), then rende
 page --repeat times through Django's test client and prints the median and worst time.
 
     .venv/bin/python bench/run_page.py [--tasks 500] [--repeat 5]
+
+With --history N it instead measures the runs list (unfiltered, and filtered by state, plan
+name and starter) and the plan page over a plan with N finished runs of 3 tasks, and prints
+median (min-max) server time and query count. --postgres URL uses that PostgreSQL server
+(database magicbox_bench_runs, created and dropped by the bench) instead of SQLite:
+
+    .venv/bin/python bench/run_page.py --history 10000 [--postgres postgres://postgres@127.0.0.1:5432/magicbox_bench_runs]
 """
 from __future__ import annotations
 
@@ -26,8 +33,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--history", type=int, default=0, help="runs of one plan: measure the runs list and plan page")
+    parser.add_argument("--postgres", default="", help="a PostgreSQL URL whose database the bench creates and drops")
     args = parser.parse_args()
     os.environ["MAGICBOX_DATA_DIR"] = tempfile.mkdtemp(prefix="magicbox-page-")
+    if args.postgres:
+        os.environ["DATABASE_URL"] = args.postgres
+        _recreate(args.postgres)
+    try:
+        return history(args) if args.history else run_page(args)
+    finally:
+        if args.postgres:
+            from django.db import connections
+
+            connections.close_all()
+            _recreate(args.postgres, create=False)
+
+
+def _recreate(url: str, create: bool = True) -> None:
+    """Drop the database `url` names (and create it again when `create`)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _setup():
+    """Django set up for the bench (no engine: an in-memory channel layer), migrated."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "magicbox_web.settings")
     import django
 
@@ -35,8 +70,51 @@ def main() -> int:
     from django.conf import settings
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}  # no engine here
-    from django.contrib.auth.models import User
     from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def history(args) -> int:
+    """The runs list and plan page over --history runs: a table of median (min-max) ms and queries."""
+    _setup()
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from orchestration.plans.store import import_text
+    from tests.history import many_runs
+
+    tasks = [{"id": "build", "worker": "shell", "command": ["true"]},
+             {"id": "review", "worker": "claude", "description": "Review", "depends_on": ["build"]},
+             {"id": "api", "worker": "codex", "description": "API"}]
+    revision, _ = import_text(json.dumps({"name": "History", "parallel_execution": {"tasks": tasks}}), "history.yaml")
+    user = User.objects.create_superuser("bench", password="bench-password-1")
+    many_runs(revision.plan, args.history, user)
+    client = Client()
+    client.force_login(user)
+    pages = {"runs list": "/runs/", "runs list, page 100": "/runs/?page=100",
+             "runs list, filtered": f"/runs/?state=failed&q=hist&started_by=bench&plan={revision.plan_id}",
+             "plan page": f"/plans/{revision.plan_id}/"}
+    database = connection.vendor
+    print(f"| page ({args.history} runs, {database}) | median (min–max) ms | queries |\n|---|---|---|")
+    for name, url in pages.items():
+        times = []
+        for _ in range(args.repeat):
+            with CaptureQueriesContext(connection) as captured:
+                began = time.perf_counter()
+                response = client.get(url)
+                times.append(1000 * (time.perf_counter() - began))
+            assert response.status_code == 200, (url, response.status_code)
+        print(f"| {name} | {statistics.median(times):.0f} ({min(times):.0f}–{max(times):.0f}) | {len(captured)} |")
+    return 0
+
+
+def run_page(args) -> int:
+    """The run page of one run of --tasks tasks: median and worst time, and its size."""
+    _setup()
+    from django.contrib.auth.models import User
     from django.test import Client
     from django.utils import timezone
 
@@ -45,7 +123,6 @@ def main() -> int:
     from orchestration.models import TaskRun
     from orchestration.plans.store import import_text
 
-    call_command("migrate", verbosity=0)
     tasks = [{"id": f"t{i}", "worker": "shell", "command": ["true"], "depends_on": [f"t{i - 25}"] if i >= 25 else []}
              for i in range(args.tasks)]
     revision, _ = import_text(json.dumps({"name": "Large", "parallel_execution": {"tasks": tasks}}), "large.yaml")

@@ -14,7 +14,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
 from magicbox_web.backpressure import Backpressure  # noqa: E402
-from orchestration.consumers import EngineConsumer, RefusingConsumer, RunConsumer  # noqa: E402
+from orchestration.consumers import EngineConsumer, RefusingConsumer, RunConsumer, RunsConsumer  # noqa: E402
 from orchestration.security import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -25,6 +25,7 @@ application = ProtocolTypeRouter(
                 AuthMiddlewareStack(
                     URLRouter([
                         path("ws/runs/<int:run_id>/", RunConsumer.as_asgi()),
+                        path("ws/runs/", RunsConsumer.as_asgi()),
                         re_path(r"", RefusingConsumer.as_asgi()),  # any other path: a 403, not a 500
                     ])
                 )

@@ -12,12 +12,14 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from orchestration.engine.runtime import get_engine
-from orchestration.engine.signals import run_group
+from orchestration.engine.signals import RUNS_GROUP, run_group
 from orchestration.live import RunView
+from orchestration.roles import VIEWER
 
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.25  # viewers get at most ~4 updates a second per run
+LIST_COALESCE_SECONDS = 1.0  # the runs list is rendered again at most once a second
 RESYNC_CLOSE_CODE = 4011  # "reload to resync" (app.js); servers may not send 1011 themselves
 # "Connect again in a moment" (app.js). Servers may not send 1012 themselves (autobahn allows
 # 1000 and 3000-4999 only), and the ws extension reconnects by itself after 1006/1011-1013 only.
@@ -44,7 +46,25 @@ class EngineConsumer(AsyncConsumer):
         engine.wake_soon()
 
 
-class RunConsumer(AsyncWebsocketConsumer):
+class ReconnectingConsumer(AsyncWebsocketConsumer):
+    """A websocket whose page connects again by itself when the channel layer goes away (Redis
+    restarted): the socket is closed with RECONNECT_CLOSE_CODE."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisError, OSError) as error:
+            log.warning("a viewer of %s lost the channel layer (%s: %s); its page reconnects",
+                        self.describe(scope), type(error).__name__, error)
+            with contextlib.suppress(Exception):  # the socket may be gone already
+                await send({"type": "websocket.close", "code": RECONNECT_CLOSE_CODE})
+
+    def describe(self, scope) -> str:
+        """What the socket's viewer watches, for the log."""
+        return "a page"
+
+
+class RunConsumer(ReconnectingConsumer):
     """Websocket of a run page: sends a full snapshot on connect, then coalesced updates.
 
     Pushed HTML fragments are swapped by htmx's ws extension by id (out of band); output is
@@ -53,14 +73,8 @@ class RunConsumer(AsyncWebsocketConsumer):
     with RECONNECT_CLOSE_CODE: the page connects again, and gets a fresh snapshot, by itself.
     """
 
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except (RedisError, OSError) as error:
-            log.warning("a viewer of run %s lost the channel layer (%s: %s); its page reconnects",
-                        scope.get("url_route", {}).get("kwargs", {}).get("run_id"), type(error).__name__, error)
-            with contextlib.suppress(Exception):  # the socket may be gone already
-                await send({"type": "websocket.close", "code": RECONNECT_CLOSE_CODE})
+    def describe(self, scope) -> str:
+        return f"run {scope.get('url_route', {}).get('kwargs', {}).get('run_id')}"
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -129,6 +143,62 @@ class RunConsumer(AsyncWebsocketConsumer):
         from orchestration.roles import VIEWER
 
         return user.has_perm(VIEWER) and Run.objects.filter(pk=self.run_id).exists()
+
+
+class RunsConsumer(ReconnectingConsumer):
+    """Websocket of the runs list (/ws/runs/?<the page's filters>): whenever a run is created or
+    changes (engine.signals.anotify_run), at most once every LIST_COALESCE_SECONDS, the list
+    fragment for the viewer's filters and page is rendered again and sent if it differs from the
+    last one sent. Closes with RECONNECT_CLOSE_CODE when the channel layer goes away."""
+
+    def describe(self, scope) -> str:
+        return "the runs list"
+
+    async def connect(self) -> None:
+        from django.http import QueryDict
+
+        user = self.scope.get("user")
+        if not user or not user.is_authenticated or not await database_sync_to_async(user.has_perm)(VIEWER):
+            await self.close(code=4403)
+            return
+        self.query = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
+        self._sent = ""
+        self._pending: asyncio.Task | None = None
+        await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
+        await self.accept()
+        await self._push()  # what changed between the page's render and now
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "query"):
+            await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
+
+    async def runs_changed(self, event: dict) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(LIST_COALESCE_SECONDS)
+        try:
+            await self._push()
+        except Exception:
+            log.exception("the runs list could not be rendered again; asking the viewer to reconnect")
+            await self.close(code=RESYNC_CLOSE_CODE)
+
+    async def _push(self) -> None:
+        html = await database_sync_to_async(self._render)()
+        if html != self._sent:
+            self._sent = html
+            await self.send(text_data=html)
+
+    def _render(self) -> str:
+        from django.template.loader import render_to_string
+
+        from orchestration.forms import RunFilterForm
+        from orchestration.review import history
+
+        form = RunFilterForm(self.query)
+        page = history.runs_page(form, self.query.get("page"))
+        return render_to_string("runs/list.html#runs-table", history.list_context(form, page))
 
 
 class RefusingConsumer(AsyncWebsocketConsumer):

@@ -67,3 +67,40 @@ class RunStartForm(forms.Form):
     def worker_map(self) -> dict[str, str]:
         """{"gemini": "claude", ...} for the workers the user remapped."""
         return {name[4:]: value for name, value in self.cleaned_data.items() if name.startswith("map_") and name[4:] != value}
+
+
+class RunFilterForm(forms.Form):
+    """The runs list's filters, read from the page's GET parameters (all optional):
+    state (a RunState value), plan (a plan id), started_by (a username), since and until (dates,
+    YYYY-MM-DD, both days included, in the server's time zone) and q (text in the plan's name).
+    An invalid field is reported on the form and left out of the filter."""
+
+    state = forms.ChoiceField(required=False, label="State")
+    plan = forms.ModelChoiceField(queryset=None, required=False, empty_label="any plan", label="Plan")
+    started_by = forms.ModelChoiceField(queryset=None, required=False, empty_label="anyone", label="Started by",
+                                        to_field_name="username")
+    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    q = forms.CharField(required=False, max_length=200, label="Plan name",
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "search plan names"}))
+
+    def __init__(self, *args, **kwargs):
+        from django.contrib.auth import get_user_model
+
+        from orchestration.models import Plan, RunState
+
+        super().__init__(*args, **kwargs)
+        self.fields["state"].choices = [("", "any state"), *RunState.choices]
+        self.fields["plan"].queryset = Plan.objects.order_by("name")
+        self.fields["started_by"].queryset = get_user_model().objects.order_by("username")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            self.add_error("until", "must be on or after the From date: swap them or clear one")
+        return data
+
+    def filters(self) -> dict:
+        """The valid filters: {field name: cleaned value} for the fields given and valid."""
+        self.is_valid()
+        return {name: value for name, value in getattr(self, "cleaned_data", {}).items() if value not in (None, "")}

@@ -93,15 +93,23 @@ def attach_output(task_runs: list[TaskRun], size: int = OUTPUT_TAIL) -> None:
         task_run.hidden_output = max(0, hidden) if window.earlier else 0
 
 
+SEGMENT_ORDER = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "queued", "pending"]
+
+
+def state_segments(counts: dict[str, int]) -> list[dict]:
+    """The progress bar of task states: [{"state", "count", "percent" (of all counted, 2 decimals)}]
+    in SEGMENT_ORDER (ended states first), states with no task left out."""
+    total = sum(counts.values()) or 1
+    return [{"state": s, "count": counts[s], "percent": round(100 * counts[s] / total, 2)} for s in SEGMENT_ORDER if counts.get(s)]
+
+
 def run_context(run: Run, task_runs: list[TaskRun]) -> dict:
     """Template context shared by the run page and its pushed fragments."""
     counts: dict[str, int] = {}
     for task_run in task_runs:
         counts[task_run.state] = counts.get(task_run.state, 0) + 1
-    total = len(task_runs) or 1
-    order = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "queued", "pending"]
-    segments = [{"state": s, "count": counts[s], "percent": round(100 * counts[s] / total, 2)} for s in order if counts.get(s)]
-    done = sum(counts.get(s, 0) for s in order[:5])
+    segments = state_segments(counts)
+    done = sum(counts.get(s, 0) for s in SEGMENT_ORDER[:5])
     verdicts = list(run.verdicts.order_by("kind", "position"))
     return {"run": run, "task_runs": task_runs, "segments": segments, "done": done, "total": len(task_runs),
             "verdicts": verdicts, "timeline": timeline(run, task_runs), "run_cost": cost.total(task_runs),

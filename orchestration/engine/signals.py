@@ -33,6 +33,9 @@ def run_group(run_id: int) -> str:
     return f"run-{int(run_id)}"
 
 
+RUNS_GROUP = "runs"  # the channel-layer group of the runs list's viewers
+
+
 def send_from_threads_on(loop: asyncio.AbstractEventLoop) -> None:
     """Make sends asked for in other threads (the engine's database thread) run on `loop`,
     the engine's event loop, without the asking thread waiting for them."""
@@ -71,9 +74,12 @@ async def awake_engine() -> None:
 
 
 async def anotify_run(run_id: int) -> None:
-    """Tell the run's viewers that it changed (async; at most SEND_TIMEOUT seconds)."""
+    """Tell the run's viewers, and the runs list's, that it changed (async; at most SEND_TIMEOUT
+    seconds each)."""
     await _send(f"tell the viewers of run {run_id}",
                 lambda: get_channel_layer().group_send(run_group(run_id), {"type": "run.changed", "run_id": run_id}))
+    await _send("tell the viewers of the runs list",
+                lambda: get_channel_layer().group_send(RUNS_GROUP, {"type": "runs.changed", "run_id": run_id}))
 
 
 async def asend_partial(run_id: int, task_run_id: int, text: str) -> None:

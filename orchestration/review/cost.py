@@ -42,11 +42,38 @@ def total(rows) -> Cost:
     return result
 
 
+def grouped(task_runs, key: str | None = None) -> dict:
+    """{value of `key` (a TaskRun field such as "run_id"; None when not given): Cost} summed over
+    the queryset `task_runs` in the database: one aggregate query, however many rows it covers.
+
+    Gives the same sums as `total` over the same rows (estimates are linear in tokens).
+    """
+    from django.db.models import Count, Q, Sum
+
+    unreported = Q(cost_usd__isnull=True)
+    fields = [key, "worker"] if key else ["worker"]
+    rows = task_runs.order_by().values(*fields).annotate(
+        reported=Sum("cost_usd"), reported_n=Count("cost_usd"),
+        tokens_in=Sum("input_tokens"), tokens_out=Sum("output_tokens"),
+        unreported_in=Sum("input_tokens", filter=unreported), unreported_out=Sum("output_tokens", filter=unreported),
+        estimable_n=Count("id", filter=unreported & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0))))
+    result: dict = {}
+    for row in rows:
+        part = Cost(row["reported"] if row["reported_n"] else None, False, row["tokens_in"] or 0, row["tokens_out"] or 0)
+        price = settings.MAGICBOX_TOKEN_PRICES.get(row["worker"])
+        if price and row["estimable_n"]:
+            estimate = ((row["unreported_in"] or 0) * price["input"] + (row["unreported_out"] or 0) * price["output"]) / 1_000_000
+            part = part.add(Cost(estimate, True))
+        group = row[key] if key else None
+        result[group] = result.get(group, Cost()).add(part)
+    return result
+
+
 def plan_total(plan) -> Cost:
-    """The sum over every run of a plan (one query)."""
+    """The sum over every run of a plan (one aggregate query, grouped by worker)."""
     from orchestration.models import TaskRun
 
-    return total(TaskRun.objects.filter(run__plan=plan).values("worker", "cost_usd", "input_tokens", "output_tokens"))
+    return grouped(TaskRun.objects.filter(run__plan=plan)).get(None, Cost())
 
 
 @dataclass

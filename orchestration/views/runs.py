@@ -5,8 +5,6 @@ from urllib.parse import urlencode
 from wsgiref.util import FileWrapper
 
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.db.models import OuterRef, Subquery
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
@@ -19,7 +17,7 @@ from orchestration import audit
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, rerun_selection, start_run
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
-from orchestration.review import comparison, cost, export
+from orchestration.review import comparison, cost, export, history
 from orchestration.review.output import output_pieces
 from orchestration.review.grid import run_grid
 from orchestration.live import attach_output, output_window, run_context
@@ -27,6 +25,7 @@ from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
 from orchestration.models import CapturedDiff, Integration, Plan, Run, TaskRun
 from orchestration.plans.repositories import RepositoryRefused
+from orchestration.forms import RunFilterForm
 from orchestration.views.plans import start_form
 from orchestration.workers.registry import UnknownWorker, worker_config
 from orchestration.views.streaming import download
@@ -52,16 +51,14 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
 
 
 def run_list(request: HttpRequest) -> HttpResponse:
-    """GET /runs/[?plan=<id>]: every run (or one plan's), newest first, 50 a page."""
-    previous = Run.objects.filter(plan=OuterRef("plan"), pk__lt=OuterRef("pk")).order_by("-pk").values("pk")[:1]
-    runs = Run.objects.select_related("plan", "started_by", "revision").annotate(previous_id=Subquery(previous))
-    plan = None
-    if (plan_id := request.GET.get("plan", "")).isdigit():
-        plan = get_object_or_404(Plan, pk=int(plan_id))
-        runs = runs.filter(plan=plan)
-    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    """GET /runs/[?state=&plan=&started_by=&since=&until=&q=&page=]: the runs the filters match
+    (forms.RunFilterForm), newest first, 50 a page, each with its tasks' states and cost; kept
+    current by the websocket /ws/runs/ (consumers.RunsConsumer) with the same parameters."""
+    form = RunFilterForm(request.GET)
+    page = history.runs_page(form, request.GET.get("page"))
+    plan = form.filters().get("plan")
     grid = run_grid(plan, plan.latest_revision.spec) if plan is not None else None
-    return render(request, "runs/list.html", {"page": page, "plan": plan, "grid": grid})
+    return render(request, "runs/list.html", {**history.list_context(form, page), "grid": grid})
 
 
 COMPARE_CHOICES = 50  # earlier runs of the plan offered by a run page's "Compare with…"
