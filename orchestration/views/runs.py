@@ -58,7 +58,13 @@ def run_list(request: HttpRequest) -> HttpResponse:
     page = history.runs_page(form, request.GET.get("page"))
     plan = form.filters().get("plan")
     grid = run_grid(plan, plan.latest_revision.spec) if plan is not None else None
-    return render(request, "runs/list.html", {**history.list_context(form, page), "grid": grid})
+    context = {**history.list_context(form, page), "grid": grid}
+    if not context.get("query") and not Run.objects.exists():  # a new installation: where to start
+        context["first_plan"] = Plan.objects.filter(name=EXAMPLE_PLAN).first() or Plan.objects.order_by("pk").first()
+    return render(request, "runs/list.html", context)
+
+
+EXAMPLE_PLAN = "Magic Box repository checks"  # examples/repo-checks.yaml, which ./start loads
 
 
 COMPARE_CHOICES = 50  # earlier runs of the plan offered by a run page's "Compare with…"

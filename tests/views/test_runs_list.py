@@ -79,3 +79,17 @@ def test_pages_keep_the_filters(logged_in_client, user):
     assert f'href="?plan={plan.pk}&amp;state=running&amp;page=2">Older' in page
     second = logged_in_client.get(f"/runs/?plan={plan.pk}&state=running&page=2").content.decode()
     assert len(rows(second)) == 1 and "Page 2 of 2" in second
+
+
+def test_a_new_installation_offers_to_run_the_example_plan_until_something_has_run(logged_in_client):
+    from pathlib import Path
+
+    from orchestration.engine.scheduler import start_run
+    from orchestration.plans.store import import_file
+
+    revision, _ = import_file(Path(__file__).resolve().parents[2] / "examples" / "repo-checks.yaml")
+    page = logged_in_client.get("/runs/").content.decode()
+    assert 'id="first-steps"' in page and "Magic Box repository checks" in page
+    assert f'href="/plans/{revision.plan_id}/#start-run"' in page
+    start_run(revision.plan)
+    assert 'id="first-steps"' not in logged_in_client.get("/runs/").content.decode()
