@@ -231,6 +231,8 @@ def _finish(run: Run, task_runs: list[TaskRun], now) -> bool:
         reason += ", …"
     if skipped:
         reason += f"; {skipped} skipped"
+    if cancelled := sum(1 for t in bad if t.state == TaskState.CANCELLED):
+        reason += f"; {cancelled} cancelled"
     if not failed:
         return run.transition(RunState.CANCELLED, "cancelled", finished_at=now, started_at=run.started_at or now)
     return run.transition(RunState.FAILED, reason, finished_at=now, started_at=run.started_at or now)

@@ -43,10 +43,13 @@ def ticks(span: float, most: int = 8) -> list[tuple[float, float]]:
 def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
     """{"bars": [Bar], "span": seconds, "critical": [task ids], "critical_seconds": seconds,
     "start_ts": unix seconds, "end_ts": unix seconds or None while the run goes on, "ticks":
-    see `ticks`}; bars only for tasks that started or were queued."""
+    see `ticks`}; bars only for tasks that started or were queued in this run (not for those a
+    re-run kept from an earlier run)."""
     now = timezone.now()
     start = run.started_at or run.created_at
     end = run.finished_at or now
+    # Tasks a re-run kept as they ended ran in an earlier run: not on this run's clock.
+    task_runs = [t for t in task_runs if not t.kept_from]
     for t in task_runs:
         for moment in (t.queued_at, t.started_at, t.finished_at):
             if moment is not None:

@@ -62,7 +62,7 @@ def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
     assert "task waiter: succeeded" in announcer.text_content()
 
 
-def test_a_run_page_fits_a_phone_without_sideways_scrolling(browser, stack, tmp_path):
+def test_the_run_page_runs_list_and_plans_fit_a_phone_without_sideways_scrolling(browser, stack, tmp_path):
     import json
 
     from tests.browser.conftest import log_in
@@ -81,12 +81,15 @@ def test_a_run_page_fits_a_phone_without_sideways_scrolling(browser, stack, tmp_
     page.wait_for_selector("text=Imported On a phone")
     page.click("#start-run")
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
-    wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
-        .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
-                       && !e.closest('pre, .dag-wrap, .scroll-x'))
-        .slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     label = page.evaluate("getComputedStyle(document.querySelector('.task-row > span:nth-child(3)'), '::before').content")
-    context.close()
     assert label == '"State "', "stacked cells name their column"
-    assert overflow <= 0 and not wide, f"{overflow}px of sideways scroll; too wide: {wide}"
+    for where in (page.url, f"{stack.url}/runs/", f"{stack.url}/plans/"):
+        page.goto(where)
+        # Elements past the right edge, except inside boxes that scroll by themselves.
+        wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
+            .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                           && !e.closest('pre, .dag-wrap, table.grid'))
+            .slice(0, 5).map((e) => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0 and not wide, f"{where}: {overflow}px of sideways scroll; too wide: {wide}"
+    context.close()

@@ -103,3 +103,27 @@ def test_retrying_a_task_the_run_does_not_have_says_which_it_has(logged_in_clien
     assert "run #%d has no task &#x27;nope&#x27;: retry one of after_sleep, flaky, lint, sleeper, summary" % run.pk in \
         response.content.decode()
     assert Run.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_runs_timeline_and_summary_leave_out_nothing_and_show_kept_tasks_off_its_clock(logged_in_client):
+    import asyncio
+    from datetime import timedelta
+
+    from orchestration.review.timeline import timeline
+    from tests.conftest import run_to_end
+
+    plan = make_plan(PLAN)
+    first = start_run(plan)
+    long_ago = timezone.now() - timedelta(minutes=30)
+    TaskRun.objects.filter(run=first, task_id="sleeper").update(started_at=long_ago, queued_at=long_ago)
+    first = ended(first, {"lint": ("succeeded", ""), "flaky": ("failed", "exit 1"), "summary": ("skipped", "upstream"),
+                          "sleeper": ("cancelled", "cancelled by ada"), "after_sleep": ("cancelled", "cancelled by ada")})
+    logged_in_client.post(f"/runs/{first.pk}/rerun/", {"task": "flaky"})
+    second = Run.objects.exclude(pk=first.pk).get()
+    second = asyncio.run(run_to_end(second.pk))
+    rows = list(second.task_runs.order_by("position"))
+    picture = timeline(second, rows)
+    assert {bar.task_run.task_id for bar in picture["bars"]} <= {"flaky", "summary"}  # the others ran in run #1
+    assert picture["span"] < 600, "a kept task's 30 minutes are not on this run's clock"
+    assert "2 cancelled" in second.state_reason, second.state_reason
