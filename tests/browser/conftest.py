@@ -129,6 +129,20 @@ def log_in(page, url: str, username: str, password: str) -> None:
     page.wait_for_url(f"{url}/plans/")
 
 
+def start_plan(page, url: str, tmp_path, spec: dict) -> None:
+    """Import plan `spec` (a dict) through the plans page and start a run of it; the page is then
+    on the run page."""
+    import json
+
+    plan = tmp_path / f"{spec['name'].replace(' ', '-')}.json"
+    plan.write_text(json.dumps(spec))
+    page.goto(f"{url}/plans/")
+    page.set_input_files("input[name=file]", str(plan))
+    page.click("#import button[type=submit]")
+    page.wait_for_selector(f"text=Imported {spec['name']}")
+    page.click("#start-run")
+
+
 @pytest.fixture
 def page(browser, stack):
     """A page logged in as the admin. Any Content-Security-Policy violation fails the test."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import start_plan
+
 pytestmark = pytest.mark.browser
 
 STATES = ["queued", "pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped",
@@ -41,18 +43,10 @@ def test_every_state_badge_has_its_own_colour_and_aa_contrast(page, stack):
 
 
 def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
-    import json
-
     gate = tmp_path / "gate"
-    plan = tmp_path / "announce.json"
-    plan.write_text(json.dumps({"name": "Announced", "parallel_execution": {"tasks": [
+    start_plan(page, stack.url, tmp_path, {"name": "Announced", "parallel_execution": {"tasks": [
         {"id": "waiter", "worker": "shell", "command": ["python", "-c",
-         f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"]}]}}))
-    page.goto(f"{stack.url}/plans/")
-    page.set_input_files("input[name=file]", str(plan))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector("text=Imported Announced")
-    page.click("#start-run")
+         f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"]}]}})
     page.locator(".task-row[data-task=waiter][data-state=running]").wait_for()
     page.wait_for_selector("body[data-synced=true]", state="attached")
     gate.touch()
@@ -63,23 +57,16 @@ def test_state_changes_are_announced_to_screen_readers(page, stack, tmp_path):
 
 
 def test_the_run_page_runs_list_and_plans_fit_a_phone_without_sideways_scrolling(browser, stack, tmp_path):
-    import json
-
     from tests.browser.conftest import log_in
 
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     log_in(page, stack.url, "admin", stack.password)
-    plan = tmp_path / "phone.json"
-    plan.write_text(json.dumps({"name": "On a phone", "parallel_execution": {"tasks": [
+    start_plan(page, stack.url, tmp_path, {"name": "On a phone", "parallel_execution": {"tasks": [
         {"id": "a-task-with-a-rather-long-name", "worker": "shell", "command": ["python", "-c", "print('x' * 300)"]},
         {"id": "then", "worker": "shell", "command": ["python", "-c", "print('done')"],
-         "depends_on": ["a-task-with-a-rather-long-name"]}]}}))
-    page.set_input_files("input[name=file]", str(plan))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector("text=Imported On a phone")
-    page.click("#start-run")
+         "depends_on": ["a-task-with-a-rather-long-name"]}]}})
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
     label = page.evaluate("getComputedStyle(document.querySelector('.task-row > span:nth-child(3)'), '::before').content")
     assert label == '"State "', "stacked cells name their column"

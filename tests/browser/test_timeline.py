@@ -1,11 +1,10 @@
 """A running run's timeline grows with the clock and has a time axis, between pushes too."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from orchestration.review.timeline import ticks
+from tests.browser.conftest import start_plan
 
 pytestmark = pytest.mark.browser
 
@@ -18,16 +17,10 @@ def test_the_axis_ticks_are_round_steps_that_fit_the_span():
 
 def test_a_running_tasks_bar_and_the_span_grow_with_the_clock(page, stack, tmp_path):
     gate = tmp_path / "gate"
-    plan = tmp_path / "clock.json"
-    plan.write_text(json.dumps({"name": "Clock", "parallel_execution": {"tasks": [
+    start_plan(page, stack.url, tmp_path, {"name": "Clock", "parallel_execution": {"tasks": [
         {"id": "quick", "worker": "shell", "command": ["python", "-c", "print('done')"]},
         {"id": "long", "worker": "shell", "command": ["python", "-c",
-         f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"], "depends_on": ["quick"]}]}}))
-    page.goto(f"{stack.url}/plans/")
-    page.set_input_files("input[name=file]", str(plan))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector("text=Imported Clock")
-    page.click("#start-run")
+         f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"], "depends_on": ["quick"]}]}})
     page.locator("#timeline .tl-row[data-task=long] .tl-run").wait_for()
     first = page.locator("#timeline .tl-span").text_content()
     width = page.evaluate("parseFloat(document.querySelector('#timeline .tl-row[data-task=quick] .tl-run').style.width)")
