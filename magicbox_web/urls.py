@@ -16,6 +16,7 @@ urlpatterns = [
     path("plans/new/", editor.plan_new, name="plan-new"),
     path("plans/draft/", drafts.draft_new, name="draft-new"),
     path("plans/drafts/<int:draft_id>/", drafts.draft_detail, name="draft-detail"),
+    path("plans/drafts/<int:draft_id>/cancel/", drafts.draft_cancel, name="draft-cancel"),
     path("plans/<int:plan_id>/edit/", editor.plan_edit, name="plan-edit"),
     path("plans/<int:plan_id>/", plans.plan_detail, name="plan-detail"),
     path("plans/<int:plan_id>/revisions/", plans.plan_revisions, name="plan-revisions"),

@@ -103,3 +103,14 @@ async def execute(draft_id: int, lease: Lease) -> None:
         await db(_finish, draft, lease, DraftState.FAILED, output=storable(text), error="The drafted plan is not valid:\n" + invalid.report())
         return
     await db(_finish, draft, lease, DraftState.SUCCEEDED, output=storable(text), spec=spec)
+
+
+def cancel(draft: PlanDraft, reason: str) -> bool:
+    """Stop a queued or running draft: it fails with `reason` (the person's words). The worker
+    process drafting it loses its hold on the next lease check and kills the drafter. False if
+    the draft had already ended."""
+    now = timezone.now()
+    for state in (DraftState.QUEUED, DraftState.RUNNING):
+        if draft.transition(DraftState.FAILED, reason, expect=state, lease_expires_at=None, **draft.failure_fields(reason, now)):
+            return True
+    return False

@@ -6,7 +6,9 @@ from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from orchestration.engine import drafts as engine_drafts
 from orchestration.engine.signals import wake_engine_on_commit
 from orchestration.roles import AUTHOR
 from orchestration.models import PlanDraft
@@ -49,6 +51,15 @@ def draft_new(request: HttpRequest) -> HttpResponse:
         return redirect("draft-detail", draft_id=draft.pk)
     past = PlanDraft.objects.select_related("created_by").order_by("-pk")[:PAST_DRAFTS]
     return render(request, "plans/draft_new.html", {"form": form, "past": past}, status=400 if form.errors else 200)
+
+
+@require_POST
+@permission_required(AUTHOR, raise_exception=True)
+def draft_cancel(request: HttpRequest, draft_id: int) -> HttpResponse:
+    """POST /plans/drafts/<id>/cancel/: stop drafting (the drafter's processes are killed)."""
+    draft = get_object_or_404(PlanDraft, pk=draft_id)
+    engine_drafts.cancel(draft, f"cancelled by {request.user.get_username()}")
+    return redirect("draft-detail", draft_id=draft.pk)
 
 
 def draft_detail(request: HttpRequest, draft_id: int) -> HttpResponse:

@@ -89,3 +89,37 @@ def test_a_finished_draft_leaves_nothing_on_disk(logged_in_client, model, settin
     draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
     assert draft.state == "succeeded"
     assert not list((settings.DATA_DIR / "drafts" / str(draft.pk)).glob("attempt-*"))
+
+
+def test_a_draft_can_be_cancelled_queued_or_while_its_drafter_runs(logged_in_client, settings, tmp_path, monkeypatch):
+    import threading
+
+    from tests.conftest import processes_with, wait_until
+
+    # A stand-in claude that never answers.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").write_text("#!/bin/sh\nexec sleep 301.5\n")
+    (bin_dir / "claude").chmod(0o755)
+    settings.MAGICBOX_EXTRA_PATH = [str(bin_dir)]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+
+    queued = PlanDraft.objects.create(goal="never started", worker="claude")
+    logged_in_client.post(f"/plans/drafts/{queued.pk}/cancel/")
+    queued.refresh_from_db()
+    assert queued.state == "failed" and queued.error == "cancelled by ada"
+
+    draft = PlanDraft.objects.create(goal="Add a login page", worker="claude")
+    engine = threading.Thread(target=lambda: asyncio.run(drain_engine()))
+    engine.start()
+    try:
+        wait_until(lambda: processes_with("301.5"), 60, "the drafter to start")
+        page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+        assert 'id="cancel-draft"' in page
+        logged_in_client.post(f"/plans/drafts/{draft.pk}/cancel/")
+        wait_until(lambda: not processes_with("301.5"), 30, "the drafter's processes to be killed")
+    finally:
+        engine.join(60)
+    draft.refresh_from_db()
+    assert draft.state == "failed" and draft.error == "cancelled by ada"
+    assert "Try again with this goal" in logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
