@@ -3,26 +3,19 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import start_plan
+
 pytestmark = pytest.mark.browser
 
 
 def test_retry_shows_what_will_run_again_and_then_runs_only_the_task_and_what_waits_for_it(page, stack, tmp_path):
     fixed = tmp_path / "fixed"
-    plan = tmp_path / "retry.yaml"
-    plan.write_text(
-        "name: Retry me\n"
-        "parallel_execution:\n"
-        "  tasks:\n"
-        "    - {id: flaky, worker: shell, command: [python, -c, "
-        f"\"import os, sys; print('flaky ran'); sys.exit(0 if os.path.exists({str(fixed)!r}) else 1)\"]}}\n"
-        "    - {id: report, worker: shell, command: [python, -c, \"print('report ran')\"], depends_on: [flaky]}\n"
-        "    - {id: sleeper, worker: shell, command: [sleep, \"60\"]}\n"
-        "    - {id: after_sleep, worker: shell, command: [python, -c, \"print('woke')\"], depends_on: [sleeper]}\n"
-    )
-    page.set_input_files("input[name=file]", str(plan))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector("text=Imported Retry me")
-    page.click("#start-run")
+    start_plan(page, stack.url, tmp_path, {"name": "Retry me", "parallel_execution": {"tasks": [
+        {"id": "flaky", "worker": "shell", "command": [
+            "python", "-c", f"import os, sys; print('flaky ran'); sys.exit(0 if os.path.exists({str(fixed)!r}) else 1)"]},
+        {"id": "report", "worker": "shell", "command": ["python", "-c", "print('report ran')"], "depends_on": ["flaky"]},
+        {"id": "sleeper", "worker": "shell", "command": ["sleep", "60"]},
+        {"id": "after_sleep", "worker": "shell", "command": ["python", "-c", "print('woke')"], "depends_on": ["sleeper"]}]}})
     page.wait_for_selector("body[data-socket=open]")
     first_url = page.url
     page.locator(".task-row[data-task=flaky][data-state=failed]").wait_for()

@@ -5,19 +5,14 @@ import uuid
 
 import pytest
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, start_plan
 
 pytestmark = pytest.mark.browser
 
 
-def import_and_start(page, url: str, name: str, plan_file) -> None:
-    plan_file.write_text(f"name: {name}\nparallel_execution:\n  tasks:\n"
-                         "    - {id: quick, worker: shell, command: [python, -c, 'print(1)']}\n")
-    page.goto(f"{url}/plans/")
-    page.set_input_files("input[name=file]", str(plan_file))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector(f"text=Imported {name}")
-    page.click("#start-run")
+def import_and_start(page, url: str, name: str, tmp_path) -> None:
+    start_plan(page, url, tmp_path, {"name": name, "parallel_execution": {"tasks": [
+        {"id": "quick", "worker": "shell", "command": ["python", "-c", "print(1)"]}]}})
     page.wait_for_url(f"{url}/runs/*/")
 
 
@@ -32,8 +27,8 @@ def test_a_teammates_run_appears_in_an_open_filtered_list_without_a_reload(page,
     teammate = browser.new_context().new_page()
     teammate.set_default_timeout(30_000)
     log_in(teammate, stack.url, "admin", stack.password)
-    import_and_start(teammate, stack.url, f"{tag}-other", tmp_path / "other.yaml")
-    import_and_start(teammate, stack.url, f"{tag}-wanted", tmp_path / "wanted.yaml")
+    import_and_start(teammate, stack.url, f"{tag}-other", tmp_path)
+    import_and_start(teammate, stack.url, f"{tag}-wanted", tmp_path)
     wanted_run = teammate.url.rstrip("/").rsplit("/", 1)[1]
     teammate.context.close()
 

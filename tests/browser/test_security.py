@@ -2,17 +2,15 @@
 Content-Security-Policy without a violation, and the running installation keeps its data private."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.browser.conftest import ROOT, csp_violations, log_in
+from tests.browser.conftest import ROOT, csp_violations, log_in, start_plan
 
 pytestmark = pytest.mark.browser
 
@@ -27,18 +25,6 @@ def manage_shell(stack, code: str) -> str:
     return done.stdout.strip()
 
 
-def import_and_run(page, tmp_path: Path, name: str, spec: dict) -> None:
-    """Import a plan through the plans page, start it, and wait for its run to succeed."""
-    plan = tmp_path / f"{name}.json"
-    plan.write_text(json.dumps(spec))
-    page.set_input_files("input[name=file]", str(plan))
-    page.click("#import button[type=submit]")
-    page.wait_for_selector(f"text=Imported {spec['name']}")
-    page.click("#start-run")
-    page.wait_for_selector("body[data-socket=open]")
-    page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
-
-
 def test_a_hostile_diff_link_runs_no_script_in_an_operators_browser(browser, page, stack, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -47,9 +33,10 @@ def test_a_hostile_diff_link_runs_no_script_in_an_operators_browser(browser, pag
     (repo / "app.py").write_text("print('old')\n")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, timeout=60)
     subprocess.run(["git", "commit", "-q", "-m", "base"], cwd=repo, check=True, timeout=60)
-    import_and_run(page, tmp_path, "xss", {"name": "XSS target", "workspace": {"repository": str(repo), "base": "main"},
+    start_plan(page, stack.url, tmp_path, {"name": "XSS target", "workspace": {"repository": str(repo), "base": "main"},
                                            "parallel_execution": {"tasks": [{"id": "edit", "worker": "shell", "command": [
                                                "python", "-c", "open('app.py', 'w').write(\"print('new')\\n\")"]}]}})
+    page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
     run_path = page.url.removeprefix(stack.url)
     task_run = page.locator(".task-row[data-task=edit]").get_attribute("id").removeprefix("task-")
     plan_id = page.locator("#run-header h1 a").get_attribute("href").strip("/").split("/")[-1]
