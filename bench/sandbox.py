@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.processes import processes_with  # noqa: E402 (after the path is set)
+
 DAEMONISE = """
 import os, signal, subprocess, sys, time
 token = sys.argv[1]
@@ -39,21 +41,6 @@ subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(sign
 print('ready', flush=True)
 time.sleep(300)
 """
-
-
-def processes_with(token: str) -> list[int]:
-    """Host pids whose command line holds `token`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if state != "Z":
-                        found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 def confinement(root: Path):

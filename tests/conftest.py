@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import textwrap
 
 import pytest
 from asgiref.sync import sync_to_async
+
+from tests.processes import children_of, process_alive, processes_with  # noqa: F401 (shared with the tests)
 
 pytest_plugins = ["tests.fakes.clis"]
 
@@ -192,48 +193,6 @@ async def run_tasks(tasks: list[dict], **plan_fields):
     import json
 
     return await run_plan(json.dumps({"name": plan_fields.pop("name", "t"), "parallel_execution": {"tasks": tasks}, **plan_fields}))
-
-
-def process_alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie (a killed orphan may wait to be reaped by init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def processes_with(token: str) -> list[int]:
-    """Pids (as this host sees them) of live processes whose command line contains `token`.
-
-    Sandboxed tasks live in a PID namespace of their own: the pids they see of themselves mean
-    nothing here, so tests find their processes by a word in their argv instead."""
-    from pathlib import Path
-
-    needle, found = token.encode(), []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "cmdline").read_bytes() and process_alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-def children_of(pid: int) -> dict[int, str]:
-    """{pid: command line} of the live processes whose parent is `pid` (from /proc)."""
-    from pathlib import Path
-
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid and process_alive(int(entry.name)):
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
 
 
 def wait_until(condition, timeout: float, what: str):

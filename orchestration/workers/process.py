@@ -221,6 +221,7 @@ async def _follow(
     except asyncio.CancelledError:
         await asyncio.shield(terminate(proc, kill_grace))
         pumps.cancel()
+        proc._transport.close()  # noqa: SLF001 — its pipes, now read by nobody (else left to the garbage collector)
         raise
     # Whatever the task left running in its group (background children) goes with it, so the
     # pipes close and nothing outlives the task.
