@@ -1,10 +1,11 @@
-"""How long the run page of a large run takes to render (server side), and its size.
+"""How long the run page of a large run takes to render (server side), its queries and size.
 
-Creates, in a temporary SQLite database, a plan of --tasks shell tasks in layers of 25 and a
-finished run of it (every task succeeded, with a little output each), then renders the run
-page --repeat times through Django's test client and prints the median and worst time.
+Creates, in a temporary SQLite database, for each size of --tasks a plan of that many shell
+tasks in layers of 25 and a finished run of it (every task but one succeeded, with 20 lines of
+output each: tests/history.py large_run), then renders the run page --repeat times through
+Django's test client and prints a table of median (min-max) ms, queries and KiB:
 
-    .venv/bin/python bench/run_page.py [--tasks 500] [--repeat 5]
+    .venv/bin/python bench/run_page.py [--tasks 100,500,2000] [--repeat 5]
 
 With --history N it instead measures the runs list (unfiltered, and filtered by state, plan
 name and starter) and the plan page over a plan with N finished runs of 3 tasks, and prints
@@ -22,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--tasks", default="100,500,2000", help="run sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--history", type=int, default=0, help="runs of one plan: measure the runs list and plan page")
     parser.add_argument("--postgres", default="", help="a PostgreSQL URL whose database the bench creates and drops")
@@ -112,40 +112,29 @@ def history(args) -> int:
 
 
 def run_page(args) -> int:
-    """The run page of one run of --tasks tasks: median and worst time, and its size."""
+    """The run page of one finished run of each size in --tasks: a table of median (min-max) ms,
+    queries and KiB over --repeat renders."""
     _setup()
     from django.contrib.auth.models import User
+    from django.db import connection
     from django.test import Client
-    from django.utils import timezone
+    from django.test.utils import CaptureQueriesContext
 
-    from orchestration.engine.output import append_chunk
-    from orchestration.engine.scheduler import start_run
-    from orchestration.models import TaskRun
-    from orchestration.plans.store import import_text
+    from tests.history import large_run
 
-    tasks = [{"id": f"t{i}", "worker": "shell", "command": ["true"], "depends_on": [f"t{i - 25}"] if i >= 25 else []}
-             for i in range(args.tasks)]
-    revision, _ = import_text(json.dumps({"name": "Large", "parallel_execution": {"tasks": tasks}}), "large.yaml")
-    run = start_run(revision.plan)
-    now = timezone.now()
-    for n, task_run in enumerate(run.task_runs.all()):
-        append_chunk(task_run.pk, 1, f"output of {task_run.task_id}\n" * 20)
-        TaskRun.objects.filter(pk=task_run.pk).update(
-            state="succeeded", attempt=1, queued_at=now, started_at=now + timedelta(seconds=n // 25),
-            finished_at=now + timedelta(seconds=n // 25 + 1), exit_code=0)
-    run.state, run.started_at, run.finished_at = "succeeded", now, now + timedelta(seconds=args.tasks // 25 + 1)
-    run.save()
     client = Client()
     client.force_login(User.objects.create_superuser("bench", password="bench-password-1"))
-    times, size = [], 0
-    for _ in range(args.repeat):
-        began = time.perf_counter()
-        response = client.get(f"/runs/{run.pk}/")
-        times.append(time.perf_counter() - began)
-        size = len(response.content)
-        assert response.status_code == 200
-    print(f"run page of {args.tasks} tasks: median {statistics.median(times):.3f} s, worst {max(times):.3f} s, "
-          f"{size / 1024:.0f} KiB ({args.repeat} renders)")
+    print(f"| run page ({connection.vendor}) | median (min–max) ms | queries | KiB |\n|---|---|---|---|")
+    for size in [int(n) for n in args.tasks.split(",")]:
+        run = large_run(size, f"Large {size}")
+        times = []
+        for _ in range(args.repeat):
+            with CaptureQueriesContext(connection) as captured:
+                began = time.perf_counter()
+                response = client.get(f"/runs/{run.pk}/")
+                times.append(1000 * (time.perf_counter() - began))
+            assert response.status_code == 200
+        print(f"| {size} tasks | {statistics.median(times):.0f} ({min(times):.0f}–{max(times):.0f}) | {len(captured)} | {len(response.content) / 1024:.0f} |")
     return 0
 
 

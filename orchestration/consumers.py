@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from channels.consumer import AsyncConsumer
@@ -71,6 +72,10 @@ class RunConsumer(ReconnectingConsumer):
     appended from the stored chunks the page has not been sent yet, so a dropped message only
     delays an update. When the channel layer goes away (Redis restarted), the socket is closed
     with RECONNECT_CLOSE_CODE: the page connects again, and gets a fresh snapshot, by itself.
+
+    The page says which task it shows with a JSON message {"select": <task run id>, "seq":
+    <the output chunk its log already has, optional>} (static/magicbox/app.js), on connecting and
+    whenever the viewer picks another task; that task's detail and output follow (live.RunView.select).
     """
 
     def describe(self, scope) -> str:
@@ -87,10 +92,24 @@ class RunConsumer(ReconnectingConsumer):
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
         self._partials: dict[int, str] = {}  # {task run id: the message it is writing}, not sent yet
+        self._sending = asyncio.Lock()  # one computation and its messages at a time, in order
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()
-        for message in await database_sync_to_async(self.view.snapshot)():
-            await self.send(text_data=message)
+        async with self._sending:
+            for message in await database_sync_to_async(self.view.snapshot)():
+                await self.send(text_data=message)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """{"select": <task run id>[, "seq": <chunk>]}: show that task. Anything else is ignored."""
+        try:
+            message = json.loads(text_data or "")
+            task_run_id = int(message["select"])
+            seq = int(message["seq"]) if message.get("seq") is not None else None
+        except (ValueError, TypeError, KeyError):
+            return
+        async with self._sending:
+            for reply in await database_sync_to_async(self.view.select)(task_run_id, seq):
+                await self.send(text_data=reply)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "view"):
@@ -103,6 +122,8 @@ class RunConsumer(ReconnectingConsumer):
     async def run_partial(self, event: dict) -> None:
         """The message an agent is writing (engine.signals.asend_partial): sent with the next
         coalesced update, after the stored output, the latest text only."""
+        if int(event["task_run_id"]) != self.view.selected:
+            return  # another task's: this page does not show its log
         self._partials[int(event["task_run_id"])] = str(event["text"])
         await self.run_changed(event)
 
@@ -115,11 +136,12 @@ class RunConsumer(ReconnectingConsumer):
                 await self.close(code=4403)  # deactivated or out of every role since it joined
                 return
         try:
-            for message in await database_sync_to_async(self.view.update)():
-                await self.send(text_data=message)
-            partials, self._partials = self._partials, {}
-            for task_run_id, text in partials.items():
-                await self.send(text_data=self.view.partial_fragment(task_run_id, text))
+            async with self._sending:
+                for message in await database_sync_to_async(self.view.update)():
+                    await self.send(text_data=message)
+                partials, self._partials = self._partials, {}
+                if self.view.selected in partials:  # only the shown task's log has a place for it
+                    await self.send(text_data=self.view.partial_fragment(self.view.selected, partials[self.view.selected]))
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.

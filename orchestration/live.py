@@ -1,8 +1,10 @@
 """What a run page's websocket sends: full-state HTML fragments rendered from the database.
 
 The page and the push render the same named partials of templates/runs/detail.html, so they
-cannot drift. A RunView remembers what it already sent to one viewer, so updates carry only
-the rows that changed and the output chunks the viewer has not had.
+cannot drift: every push renders the header, the task list, the timeline (with the critical
+path the DAG outlines) and the selected task's summary from one load of the run. A RunView
+remembers what it already sent to one viewer, so updates carry only the parts that changed,
+and output only of the one task the viewer has selected (RunView.select).
 
 Messages stay well under daphne's 1 MiB websocket frame limit: a page shows the last
 OUTPUT_TAIL characters of each task's output (the rest is a download), appends are sent in
@@ -12,14 +14,17 @@ is rendered again from a shorter tail or a smaller piece.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.contrib.auth.context_processors import PermWrapper
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Length, Replace
 from django.template.loader import render_to_string
 
 from orchestration import terminal
-from orchestration.models import OutputChunk, Run, TaskChange, TaskRun
+from orchestration.models import OutputChunk, Run, StateChange, TaskChange, TaskRun, TaskState
 from orchestration.review import cost
 from orchestration.review.integration import onward
 from orchestration.review.timeline import timeline
@@ -77,20 +82,37 @@ def output_window(task_run_id: int, upto_seq: int, upto_chars: int | None = None
 def attach_output(task_runs: list[TaskRun], size: int = OUTPUT_TAIL) -> None:
     """Set on each task run `shown_output` (the last OUTPUT_TAIL characters of its stored
     output, up to its output_seq as loaded), `earlier_query` (the cursor of the output before
-    that, see OutputWindow, as a query string; "" at the start) and `hidden_output` (bytes not
-    shown).
+    that, see OutputWindow, as a query string; "" at the start), `hidden_output` (bytes not
+    shown) and `first_line` (the line number, from 1, of the first line shown).
 
     Only output up to output_seq is rendered: a viewer is told it has everything up to there,
     so chunks written after the task run was loaded are left for the next update.
     """
     for task_run in task_runs:
         if not task_run.output_seq:  # nothing stored yet: no query
-            task_run.shown_output, task_run.earlier_query, task_run.hidden_output = "", "", 0
+            task_run.shown_output, task_run.earlier_query, task_run.hidden_output, task_run.first_line = "", "", 0, 1
             continue
         window = output_window(task_run.pk, task_run.output_seq, size=size)
         task_run.shown_output, task_run.earlier_query = window.text, urlencode(window.earlier or {})
         hidden = task_run.output_bytes - len(window.text.encode("utf-8", "replace"))
         task_run.hidden_output = max(0, hidden) if window.earlier else 0
+        task_run.first_line = first_line(task_run.pk, window.earlier)
+
+
+def first_line(task_run_id: int, cursor: dict | None) -> int:
+    """The line number (from 1) of the output's line at `cursor` (OutputWindow.earlier: where the
+    output before a window ends), counted in the database from the newlines before it: the
+    numbers a log's line links (#L<n>) use. 1 when the window starts at the beginning."""
+    if not cursor:
+        return 1
+    newlines = Length("text") - Length(Replace(F("text"), Value("\n"), Value("")))
+    chunks = OutputChunk.objects.filter(task_run_id=task_run_id)
+    if "chars" not in cursor:  # the window starts after the whole chunk `seq`
+        return (chunks.filter(seq__lte=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0) + 1
+    before = chunks.filter(seq__lt=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0
+    text = chunks.filter(seq=cursor["seq"]).values_list("text", flat=True).first() or ""
+    before += text[:cursor["chars"]].count("\n")
+    return before + 1
 
 
 SEGMENT_ORDER = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "queued", "pending"]
@@ -130,12 +152,64 @@ def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
             "onward": onward(run.revision.spec["workspace"], integration) if integration and integration.head_commit else None}
 
 
+OPENS_FIRST = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RUNNING)  # in this order
+ATTEMPT_HISTORY = 200  # state changes of the selected task listed under "Attempts"
+
+
+def task_list(run: Run) -> list[TaskRun]:
+    """The run's task runs in plan order, without their prompts and results (a long run's page
+    would load megabytes it does not show; detail_context loads the selected one whole)."""
+    return list(run.task_runs.order_by("position").defer("prompt", "result"))
+
+
+def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun | None:
+    """The task a run page opens on: the one `wanted` names (a task id), when the run has it;
+    else the first that failed or timed out, else the first running one, else the first task.
+    None only for a run without tasks."""
+    if wanted:
+        for task_run in task_runs:
+            if task_run.task_id == wanted:
+                return task_run
+    for state in OPENS_FIRST:
+        for task_run in task_runs:
+            if task_run.state == state:
+                return task_run
+    return task_runs[0] if task_runs else None
+
+
+def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_output: bool = True) -> dict:
+    """What the selected task's detail shows (templates/runs/detail.html#task-detail):
+    {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "sent": the prompt it was
+    sent or its command ("" before it starts), "sent_kind": "prompt" | "command", "change": its
+    TaskChange (patch not loaded) or None, "attempts": its StateChanges, oldest first (the last
+    ATTEMPT_HISTORY)}. With `with_output`, its output is attached (attach_output). A constant
+    number of queries, whatever the run's size."""
+    task_run = TaskRun.objects.get(pk=task_run.pk)
+    if with_output:
+        attach_output([task_run])
+    spec_task = next((t for t in run.revision.spec.get("tasks", []) if t.get("id") == task_run.task_id), {})
+    command = spec_task.get("command")
+    if task_run.prompt or not command:
+        sent, kind = task_run.prompt, "prompt"
+    else:
+        sent, kind = (command if isinstance(command, str) else shlex.join(command)), "command"
+    changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])
+    return {"selected": task_run, "downstream": [t.task_id for t in task_runs if task_run.task_id in t.upstream],
+            "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),
+            "attempts": changes[::-1]}
+
+
 def _row_fingerprint(task_run: TaskRun, run: Run) -> tuple:
     """What a task's row shows depends on: its own fields, and whether its run has ended (the
     Retry button appears then on a row that ended earlier)."""
     return (task_run.state, task_run.attempt, task_run.exit_code, task_run.error, task_run.started_at,
             task_run.finished_at, task_run.state_reason, task_run.cost_usd, task_run.cli_version, task_run.model,
             run.is_finished)
+
+
+def _detail_key(task_run: TaskRun, run: Run, change: TaskChange | None) -> tuple:
+    """What the selected task's detail shows depends on: its row's fields and its captured change."""
+    return _row_fingerprint(task_run, run), (change.pk, change.captured_at) if change else None
 
 
 def _pack(fragments: list[str]) -> list[str]:
@@ -159,13 +233,17 @@ class RunView:
     """The state one viewer of one run has been sent.
 
     user: the viewer, so fragments show the actions their role allows (as the page does);
-    csrf_token: the viewer's CSRF cookie value, for the forms in those fragments.
+    csrf_token: the viewer's CSRF cookie value, for the forms in those fragments. `selected`:
+    the task run (primary key) whose detail and output the viewer is shown (see select), None
+    until the page says.
     """
 
     def __init__(self, run_id: int, user=None, csrf_token: str = "") -> None:
         self.run_id = run_id
         self.extra_context = {"perms": PermWrapper(user) if user is not None else None, "csrf_token": csrf_token}
-        self.sent_seq: dict[int, int] = {}
+        self.selected: int | None = None
+        self.sent_seq = 0  # output of the selected task sent, up to this chunk
+        self.detail: tuple | None = None
         self.rows: dict[int, tuple] = {}
         self.header: tuple | None = None
         self.verdicts: tuple | None = None
@@ -173,7 +251,7 @@ class RunView:
 
     def _load(self) -> tuple[Run, list[TaskRun]]:
         run = Run.objects.select_related("plan", "started_by", "revision").get(pk=self.run_id)
-        return run, list(run.task_runs.order_by("position"))
+        return run, task_list(run)
 
     @staticmethod
     def _verdicts_key(context: dict) -> tuple:
@@ -194,16 +272,14 @@ class RunView:
         return render_to_string(f"{TEMPLATE}#{name}", {**context, "task_run": task_run} if task_run else context)
 
     def snapshot(self) -> list[str]:
-        """Messages holding every fragment of the page (for a viewer that (re)connects)."""
+        """Messages holding every run-wide fragment of the page (for a viewer that (re)connects):
+        the selected task's detail follows when the page says which it is (select)."""
         run, task_runs = self._load()
-        attach_output(task_runs)
         context = run_context(run, task_runs)
-        fragments = [self._render("run-header", context)]
+        fragments = [self._render("run-header", context), self._render("run-tabs", context)]
         for task_run in task_runs:
             fragments.append(self._render("task-row", context, task_run))
-            fragments.append(self._output_fragment(context, task_run))
             self.rows[task_run.pk] = _row_fingerprint(task_run, run)
-            self.sent_seq[task_run.pk] = task_run.output_seq
         self.header = self._header_key(run, context)
         fragments.append(self._render("verdicts", context))
         self.verdicts = self._verdicts_key(context)
@@ -212,8 +288,37 @@ class RunView:
         fragments.append(self._render("timeline", context))
         return _pack(fragments)
 
+    def select(self, task_run_id: int, seq: int | None = None) -> list[str]:
+        """Show the viewer task run `task_run_id` of this run from now on: messages with its
+        detail (summary, prompt, result, attempts and output). `seq`: the page already shows its
+        output up to that chunk (it was rendered with the page), so only what came after is sent.
+        [] when the run has no such task run."""
+        run, task_runs = self._load()
+        task_run = next((t for t in task_runs if t.pk == task_run_id), None)
+        if task_run is None:
+            return []
+        self.selected = task_run.pk
+        if seq is not None and 0 <= seq <= task_run.output_seq:
+            context = {"run": run, **detail_context(run, task_run, task_runs, with_output=False)}
+            self.detail = _detail_key(task_run, run, context["change"])
+            task_run = context["selected"]
+            self.sent_seq = seq
+            fragments = [self._render(name, context, task_run) for name in DETAIL_PARTS]
+            return _pack(fragments + self._new_output(context, task_run))
+        context = {"run": run, **detail_context(run, task_run, task_runs)}
+        self.detail = _detail_key(task_run, run, context["change"])
+        task_run = context["selected"]
+        self.sent_seq = task_run.output_seq
+        html = self._render("task-detail", context, task_run)
+        if _too_big(html):  # a log that renders too large: the detail without it, then the log from a shorter tail
+            task_run.shown_output = ""
+            html = self._render("task-detail", context, task_run)
+            return _pack([html, self._output_fragment(context, task_run)])
+        return _pack([html])
+
     def update(self) -> list[str]:
-        """Messages with the fragments that changed since the last snapshot or update ([] if none)."""
+        """Messages with the fragments that changed since the last snapshot or update ([] if none),
+        all rendered from one load of the run."""
         run, task_runs = self._load()
         context = run_context(run, task_runs)
         fragments = []
@@ -221,6 +326,8 @@ class RunView:
         if header != self.header:
             fragments.append(self._render("run-header", context))
             self.header = header
+        if self._verdicts_key(context) != self.verdicts or self._changes_key(context) != self.changes:
+            fragments.append(self._render("run-tabs", context))
         if self._verdicts_key(context) != self.verdicts:
             fragments.append(self._render("verdicts", context))
             self.verdicts = self._verdicts_key(context)
@@ -232,19 +339,26 @@ class RunView:
             fingerprint = _row_fingerprint(task_run, run)
             if self.rows.get(task_run.pk) != fingerprint:
                 fragments.append(self._render("task-row", context, task_run))
-                fragments.append(self._render("task-result", context, task_run))
                 self.rows[task_run.pk] = fingerprint
                 rows_changed = True
-            fragments += self._new_output(context, task_run)
         if rows_changed:
             fragments.append(self._render("timeline", context))
+        selected = next((t for t in task_runs if t.pk == self.selected), None)
+        if selected is not None:
+            key = _detail_key(selected, run, next((c for t, c in context["changes"] if t.pk == selected.pk), None))
+            if key != self.detail:
+                self.detail = key
+                detail = {**context, **detail_context(run, selected, task_runs, with_output=False)}
+                fragments += [self._render(name, detail, detail["selected"]) for name in DETAIL_PARTS]
+            fragments += self._new_output(context, selected)
         return _pack(fragments)
 
     def _new_output(self, context: dict, task_run: TaskRun) -> list[str]:
-        sent = self.sent_seq.get(task_run.pk, 0)
+        """Fragments appending the selected task's output stored since what was sent."""
+        sent = self.sent_seq
         if task_run.output_seq <= sent:
             return []
-        self.sent_seq[task_run.pk] = task_run.output_seq
+        self.sent_seq = task_run.output_seq
         chunks = OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq).order_by("seq")
         text = ""
         for piece in chunks.values_list("text", flat=True).iterator(chunk_size=50):
@@ -271,14 +385,19 @@ class RunView:
         return f'<pre class="log-partial" id="partial-{int(task_run_id)}" hx-swap-oob="true">{terminal.render(text)}</pre>'
 
     def _output_fragment(self, context: dict, task_run: TaskRun) -> str:
-        """The task-output fragment, from a shorter tail while it renders over FRAGMENT_LIMIT."""
+        """The task-log fragment, from a shorter tail while it renders over FRAGMENT_LIMIT."""
         size = OUTPUT_TAIL
-        html = self._render("task-output", context, task_run)
+        if not hasattr(task_run, "shown_output") or not task_run.shown_output:
+            attach_output([task_run])
+        html = self._render("task-log", context, task_run)
         while _too_big(html) and size > 1024:
             size //= 4
             attach_output([task_run], size=size)
-            html = self._render("task-output", context, task_run)
+            html = self._render("task-log", context, task_run)
         return html
+
+
+DETAIL_PARTS = ("task-summary", "task-result", "task-change", "task-attempts")  # the detail's parts that follow its state
 
 
 def _too_big(html: str) -> bool:

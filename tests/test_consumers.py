@@ -42,6 +42,12 @@ async def new_run():
     return await sync_to_async(start_run)(plan)
 
 
+async def show(ws: WebsocketCommunicator, run, task_id: str, **fields) -> None:
+    """Say which task the page shows, as static/magicbox/run.js does on connecting."""
+    task_run = await run.task_runs.aget(task_id=task_id)
+    await ws.send_to(text_data=json.dumps({"select": task_run.pk, **fields}))
+
+
 async def test_a_viewer_gets_a_snapshot_then_state_changes_and_output_lines(user):
     run = await new_run()
     ws = socket(run.pk, await sync_to_async(session_cookie)(user))
@@ -49,6 +55,8 @@ async def test_a_viewer_gets_a_snapshot_then_state_changes_and_output_lines(user
     assert connected
     snapshot = await ws.receive_from(timeout=5)
     assert 'id="run-header"' in snapshot and 'data-task="hello"' in snapshot and "Queued" in snapshot
+    await show(ws, run, "hello")
+    assert 'id="task-detail"' in await ws.receive_from(timeout=5)
 
     await run_to_end(run.pk)
     received = ""
@@ -66,7 +74,21 @@ async def test_a_reconnecting_viewer_gets_the_whole_stored_output(user):
     ws = socket(run.pk, await sync_to_async(session_cookie)(user))
     assert (await ws.connect())[0]
     snapshot = await ws.receive_from(timeout=5)
-    assert "line one" in snapshot and 'data-state="succeeded"' in snapshot
+    assert 'data-state="succeeded"' in snapshot
+    await show(ws, run, "hello")
+    assert "line one" in await ws.receive_from(timeout=5)
+    await ws.disconnect()
+
+
+async def test_a_message_that_is_not_a_selection_is_ignored_and_the_socket_stays(user):
+    run = await new_run()
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user))
+    assert (await ws.connect())[0]
+    await ws.receive_from(timeout=5)
+    for junk in ("not json", "[]", '{"select": "x"}', '{"select": 1, "seq": "y"}', '{"other": 1}'):
+        await ws.send_to(text_data=junk)
+    await show(ws, run, "hello")
+    assert 'id="task-detail"' in await ws.receive_from(timeout=5)
     await ws.disconnect()
 
 
@@ -134,14 +156,19 @@ async def test_an_operators_live_fragments_keep_the_cancel_button_with_a_working
     ws = socket(run.pk, cookie)
     assert (await ws.connect())[0]
     snapshot = await ws.receive_from(timeout=5)
+    await show(ws, run, "hello")
+    detail = await ws.receive_from(timeout=5)
     await ws.disconnect()
     assert f'action="/runs/{run.pk}/cancel/"' in snapshot
+    assert f'/tasks/{(await run.task_runs.aget()).pk}/cancel/"' in detail
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', snapshot).group(1)
     response = await sync_to_async(browser.post)(f"/runs/{run.pk}/cancel/", {"csrfmiddlewaretoken": token})
     assert response.status_code == 302 and (await Run.objects.aget(pk=run.pk)).state == "cancelled"
 
     watcher = socket(run.pk, await sync_to_async(session_cookie)(viewer))
     assert (await watcher.connect())[0]
+    assert "cancel/" not in await watcher.receive_from(timeout=5)
+    await show(watcher, run, "hello")
     assert "cancel/" not in await watcher.receive_from(timeout=5)
     await watcher.disconnect()
 
@@ -161,6 +188,8 @@ async def test_an_agents_answer_reaches_a_viewer_as_it_is_written_and_is_stored_
     ws = socket(run.pk, await sync_to_async(session_cookie)(user))
     assert (await ws.connect())[0]
     await ws.receive_from(timeout=5)  # the snapshot
+    await show(ws, run, "think")
+    await ws.receive_from(timeout=5)  # its detail
     engine = Engine()
     await engine.wake()
     partials = []  # the texts the viewer was shown of the answer being written

@@ -1,4 +1,4 @@
-"""What a run page's viewer is sent: every output line exactly once."""
+"""What a run page's viewer is sent: every output line of the task it shows exactly once."""
 from __future__ import annotations
 
 import pytest
@@ -30,12 +30,39 @@ def test_output_written_after_a_task_run_was_loaded_is_left_for_the_next_update(
 def test_a_viewer_gets_each_line_once_across_snapshot_and_updates(task_run):
     append_chunk(task_run.pk, 1, "alpha-line\n")
     view = RunView(task_run.run_id)
-    snapshot = "".join(view.snapshot())
+    snapshot = "".join(view.snapshot() + view.select(task_run.pk))
     append_chunk(task_run.pk, 1, "beta-line\n")
     first, second = "".join(view.update()), "".join(view.update())
     assert snapshot.count("alpha-line") == 1 and "beta-line" not in snapshot
     assert first.count("beta-line") == 1 and "alpha-line" not in first
     assert second == ""
+
+
+def test_a_page_that_has_the_output_up_to_a_chunk_gets_only_what_came_after(task_run):
+    append_chunk(task_run.pk, 1, "alpha-line\n")  # chunk 1: in the page as it was rendered
+    append_chunk(task_run.pk, 1, "beta-line\n")  # chunk 2: stored before its socket connected
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    sent = "".join(view.select(task_run.pk, seq=1))
+    assert sent.count("beta-line") == 1 and "alpha-line" not in sent
+    assert f'id="summary-{task_run.pk}"' in sent  # its state may have changed meanwhile
+
+
+def test_only_the_selected_tasks_output_is_sent_and_another_selection_brings_its_whole_log():
+    run = start_run(make_plan(PLAN.replace("tasks:\n", "tasks:\n    - {id: other, worker: shell, command: [python, -V]}\n")))
+    shown, other = run.task_runs.get(task_id="t"), run.task_runs.get(task_id="other")
+    append_chunk(other.pk, 1, "other-early\n")
+    view = RunView(run.pk)
+    view.snapshot()
+    view.select(shown.pk)
+    append_chunk(shown.pk, 1, "shown-line\n")
+    append_chunk(other.pk, 1, "other-late\n")
+    update = "".join(view.update())
+    assert "shown-line" in update and "other-" not in update
+    switched = "".join(view.select(other.pk))
+    assert "other-early" in switched and "other-late" in switched and "shown-line" not in switched
+    assert view.select(10**9) == []  # not a task run of this run: nothing, and the selection stays
+    assert view.selected == other.pk
 
 
 FRAME_LIMIT = 1024 * 1024  # daphne refuses to send a websocket message larger than this
@@ -44,7 +71,8 @@ FRAME_LIMIT = 1024 * 1024  # daphne refuses to send a websocket message larger t
 def test_a_huge_output_reaches_a_new_viewer_as_its_tail_in_messages_daphne_can_send(task_run):
     for i in range(20):
         append_chunk(task_run.pk, 1, f"<chunk {i}>" + "<" * 1_000_000 + "\n")  # escaping makes '<' 4x longer
-    messages = RunView(task_run.run_id).snapshot()
+    view = RunView(task_run.run_id)
+    messages = view.snapshot() + view.select(task_run.pk)
     assert all(len(m.encode()) < FRAME_LIMIT for m in messages)
     page = "".join(messages)
     assert "download the whole output" in page and "&lt;chunk 0&gt;" not in page
@@ -54,6 +82,7 @@ def test_a_huge_output_reaches_a_new_viewer_as_its_tail_in_messages_daphne_can_s
 def test_a_burst_of_output_is_sent_in_pieces_daphne_can_send(task_run):
     view = RunView(task_run.run_id)
     view.snapshot()
+    view.select(task_run.pk)
     append_chunk(task_run.pk, 1, ("b" * 199 + "\n") * 6000 + "done\n")
     messages = view.update()
     assert messages and all(len(m.encode()) < FRAME_LIMIT for m in messages)
@@ -80,6 +109,8 @@ async def test_a_failed_row_gets_its_retry_button_when_the_run_ends_without_a_re
     run = await sync_to_async(start_run)(plan)
     view = RunView(run.pk, user=user)  # an author and operator: may retry
     await sync_to_async(view.snapshot)()
+    flaky = await TaskRun.objects.aget(run=run, task_id="flaky")
+    await sync_to_async(view.select)(flaky.pk)
     engine = Engine()
     await engine.wake()
     failed = TaskRun.objects.filter(run=run, task_id="flaky", state="failed")

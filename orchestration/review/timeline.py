@@ -29,6 +29,9 @@ class Bar:
     run_to: float | None = None
 
 
+MOST_BARS = 200  # a larger run's timeline shows these: the critical path, failures, running, then the earliest
+
+
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)  # seconds
 
 
@@ -40,11 +43,13 @@ def ticks(span: float, most: int = 8) -> list[tuple[float, float]]:
     return [(round(100 * t / span, 3), t) for t in range(0, int(span) + 1, step)]
 
 
-def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
+def timeline(run: Run, task_runs: list[TaskRun], most: int = MOST_BARS) -> dict:
     """{"bars": [Bar], "span": seconds, "critical": [task ids], "critical_seconds": seconds,
     "start_ts": unix seconds, "end_ts": unix seconds or None while the run goes on, "ticks":
-    see `ticks`}; bars only for tasks that started or were queued in this run (not for those a
-    re-run kept from an earlier run)."""
+    see `ticks`, "hidden": bars left out}; bars only for tasks that started or were queued in
+    this run (not for those a re-run kept from an earlier run), at most `most` of them: those on
+    the critical path, failed, timed out or running first, then the earliest to start, in plan
+    order."""
     now = timezone.now()
     start = run.started_at or run.created_at
     end = run.finished_at or now
@@ -82,6 +87,14 @@ def timeline(run: Run, task_runs: list[TaskRun]) -> dict:
             run_from=run_from.timestamp() if run_from else None,
             run_to=t.finished_at.timestamp() if t.finished_at else None,
         ))
-    return {"bars": bars, "span": span, "critical": critical if on_path else [], "critical_seconds": critical_seconds,
+    hidden = max(0, len(bars) - most)
+    if hidden:
+        def rank(bar: Bar) -> tuple:
+            t = bar.task_run
+            urgent = bar.critical or t.state in ("failed", "timed_out", "running")
+            return (not urgent, t.started_at or t.queued_at, t.position)
+        kept = {id(bar) for bar in sorted(bars, key=rank)[:most]}
+        bars = [bar for bar in bars if id(bar) in kept]
+    return {"bars": bars, "hidden": hidden, "span": span, "critical": critical if on_path else [], "critical_seconds": critical_seconds,
             "start_ts": start.timestamp(), "end_ts": run.finished_at.timestamp() if run.finished_at else None,
             "ticks": ticks(span)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django import template
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -89,3 +90,33 @@ def error_slot(errors: dict, field: str, row: str = "") -> str:
         return ""
     return format_html('<ul class="field-errors" id="err-{}">{}</ul>', f"{row}-{field}" if row else field or "plan",
                        format_html_join("", "<li>{}</li>", ((m,) for m in messages)))
+
+
+@register.simple_tag
+def task_rows(task_runs) -> str:
+    """The run page's task list, a link per task run (templates/runs/detail.html, partial
+    task-row), rendered here rather than by the template engine: a 2,000-task run's list takes
+    milliseconds this way, not most of a second. Same markup as {% task_row %}."""
+    return mark_safe("".join(_task_row(t) for t in task_runs))
+
+
+@register.simple_tag
+def task_row(task_run) -> str:
+    """One task run's row in the run page's task list: its state, id, worker (and cost) and
+    duration, linking to ?task=<id> (a deep link; static/magicbox/run.js shows it in place)."""
+    return mark_safe(_task_row(task_run))
+
+
+def _task_row(task_run) -> str:
+    from html import escape
+    from urllib.parse import quote
+
+    since = ""
+    if task_run.started_at and not task_run.finished_at:
+        since = f' data-since="{task_run.started_at.timestamp()}"'
+    spent = cost(task_run)
+    task_id, state = escape(task_run.task_id), escape(task_run.state)
+    return (f'<a id="task-{int(task_run.pk)}" class="task-row" href="?task={quote(task_run.task_id)}" data-task="{task_id}" '
+            f'data-pk="{int(task_run.pk)}" data-state="{state}"><span class="state state-{state}">{escape(task_run.get_state_display())}</span>'
+            f'<code class="task-id" title="{task_id}">{task_id}</code><span class="muted task-worker">{escape(task_run.worker)}'
+            f'{escape(" · " + spent) if spent else ""}</span><span class="muted elapsed"{since}>{seconds(task_run.duration)}</span></a>')

@@ -20,7 +20,7 @@ from orchestration.plans.shape import dag_data
 from orchestration.review import comparison, cost, export, history
 from orchestration.review.output import output_pieces
 from orchestration.review.grid import run_grid
-from orchestration.live import attach_output, output_window, run_context
+from orchestration.live import choose_task, detail_context, first_line, output_window, run_context, task_list
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
 from orchestration.models import CapturedDiff, Integration, Plan, Run, TaskRun
@@ -70,17 +70,27 @@ EXAMPLE_PLAN = "Magic Box repository checks"  # examples/repo-checks.yaml, which
 COMPARE_CHOICES = 50  # earlier runs of the plan offered by a run page's "Compare with…"
 
 
+RUN_TABS = ("tasks", "checks", "changes", "history")
+
+
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    """GET /runs/<id>/: the live run page (the websocket keeps it current)."""
+    """GET /runs/<id>/[?task=<task id>][&tab=tasks|checks|changes|history]: the live run page
+    (the websocket keeps it current). It shows one task's detail: the one ?task= names, else
+    the first failed, else the first running task (live.choose_task); only that task's output is
+    read. A constant number of queries whatever the run's size."""
     run = get_object_or_404(Run.objects.select_related("plan", "started_by", "revision"), pk=run_id)
-    task_runs = list(run.task_runs.order_by("position"))
-    attach_output(task_runs)
+    task_runs = task_list(run)
     context = run_context(run, task_runs)
+    selected = choose_task(task_runs, request.GET.get("task"))
+    if selected is not None:
+        context.update(detail_context(run, selected, task_runs))
     states = {t.task_id: t.state for t in task_runs}
     dag = {**dag_data(run.revision.spec, states), **({"critical": context["timeline"]["critical"]} if context["timeline"]["critical"] else {})}
     # "Compare with…": the plan's other recent runs, newest first.
     others = Run.objects.filter(plan_id=run.plan_id).exclude(pk=run.pk).order_by("-pk").values("pk", "state", "created_at")[:COMPARE_CHOICES]
-    return render(request, "runs/detail.html", {**context, "dag": dag, "compare_choices": list(others), **audit.latest(run.audit_events.all())})
+    tab = request.GET.get("tab") if request.GET.get("tab") in RUN_TABS else "tasks"
+    return render(request, "runs/detail.html", {**context, "dag": dag, "compare_choices": list(others), "tab": tab,
+                                                **audit.latest(run.audit_events.all())})
 
 
 def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) -> StreamingHttpResponse:
@@ -93,7 +103,8 @@ def task_output_download(request: HttpRequest, run_id: int, task_run_id: int) ->
 def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
     """GET /runs/<id>/tasks/<task run id>/output/earlier/?seq=N[&chars=M]: the window of output
     before that cursor (live.OutputWindow), to prepend to the page's log, and the button for the
-    window before it (swapped out of band)."""
+    window before it (swapped out of band). The window carries the line number of its first line
+    (data-first-line), which the log's line links count from."""
     task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id, run_id=run_id)
     try:
         seq = int(request.GET["seq"])
@@ -106,7 +117,8 @@ def task_output_earlier(request: HttpRequest, run_id: int, task_run_id: int) -> 
     task_run.earlier_query = urlencode(window.earlier or {})
     task_run.hidden_output = 0  # the note no longer gives a size: counting it would read every earlier chunk
     html = render_to_string("runs/detail.html#earlier-note", {"run": task_run.run, "task_run": task_run, "oob": True})
-    return HttpResponse(f'<span class="earlier">{terminal.render(window.text)}</span>{html}')
+    return HttpResponse(f'<span class="earlier" data-first-line="{first_line(task_run.pk, window.earlier)}">'
+                        f'{terminal.render(window.text)}</span>{html}')
 
 
 @require_POST

@@ -131,6 +131,7 @@ def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(pa
     page.click("#start-run")
     page.wait_for_selector("body[data-socket=open]")
     page.evaluate("window.__sameDocument = true")
+    page.click(".pane-views button[data-view=graph]")
     page.locator("svg.dag g.dag-node[data-task=slow].state-node-running").wait_for()  # coloured live
     page.locator("#run-header[data-state=failed]").wait_for()
     assert page.evaluate("window.__sameDocument") is True
@@ -138,6 +139,7 @@ def test_a_runs_dag_is_coloured_live_and_its_timeline_marks_the_critical_path(pa
     assert states == {"start": "succeeded", "slow": "succeeded", "quick": "succeeded", "broken": "failed", "finish": "succeeded"}
 
     page.reload()  # a finished run's page: its critical path by the tasks' real durations
+    page.click(".pane-views button[data-view=timeline]")
     page.locator("#timeline .tl-row").first.wait_for()
     assert page.locator("#timeline").inner_text().count("critical path start → slow → finish") == 1
     critical = page.locator("#timeline .tl-row.critical").evaluate_all("els => els.map(e => e.dataset.task)")
@@ -171,11 +173,14 @@ def test_a_tasks_diff_shows_side_by_side_with_syntax_colours_and_inline_on_reque
     page.wait_for_selector("text=Imported Edit app")
     page.click("#start-run")
     page.locator("#run-header[data-state=succeeded]").wait_for()
+    page.locator("#task-detail[data-task=edit] details.task-change summary").click()  # in the task's detail
+    page.locator("#task-detail .d2h-file-side-diff").first.wait_for()
+    page.click("#run-tabs a[data-tab=changes]")  # and with every task's, one click away
     page.locator("#change-list button", has_text="show diff").click()
-    page.locator(".d2h-file-side-diff").first.wait_for()  # side by side by default
-    keyword = page.locator(".d2h-code-side-line .hljs-keyword", has_text="def").first
+    page.locator("#changes .d2h-file-side-diff").first.wait_for()  # side by side by default
+    keyword = page.locator("#changes .d2h-code-side-line .hljs-keyword", has_text="def").first
     expect(keyword).not_to_have_css("color", page.evaluate("getComputedStyle(document.body).color"))
     assert page.locator(".hljs-keyword .hljs-keyword").count() == 0, "highlighted once"
-    page.select_option("select.diff-format", "line-by-line")
-    page.locator(".d2h-file-diff .d2h-code-line").first.wait_for()
-    assert "return 'hello ' + name" in page.locator(".d2h-file-diff").inner_text()
+    page.select_option("#changes select.diff-format", "line-by-line")
+    page.locator("#changes .d2h-file-diff .d2h-code-line").first.wait_for()
+    assert "return 'hello ' + name" in page.locator("#changes .d2h-file-diff").inner_text()

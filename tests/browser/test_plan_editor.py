@@ -49,7 +49,8 @@ def test_a_three_task_plan_is_built_in_the_forms_and_runs(page, stack):
     page.click("#start-run")
     page.wait_for_selector("body[data-socket=open]")
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
-    page.locator("pre.log", has_text="processed").first.wait_for()
+    page.click(".task-row[data-task=process]")
+    page.locator("#task-detail pre.log", has_text="processed").wait_for()
     report = page.locator(".task-row[data-task=report]")
     assert report.get_attribute("data-state") == "succeeded"
 

@@ -20,12 +20,14 @@ def test_retry_shows_what_will_run_again_and_then_runs_only_the_task_and_what_wa
     first_url = page.url
     page.locator(".task-row[data-task=flaky][data-state=failed]").wait_for()
     page.locator(".task-row[data-task=sleeper][data-state=running]").wait_for()
-    page.locator(".task-row[data-task=sleeper] button.danger").click()  # cancel the unrelated sleeper
+    page.click(".task-row[data-task=sleeper]")  # cancel the unrelated sleeper, from its detail
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#task-detail[data-task=sleeper] #cancel-task")
     page.locator("#run-header[data-state=failed]").wait_for()
 
     fixed.touch()
-    page.goto(first_url)  # Retry buttons of rows that ended before the run are issue 13 item 2's
-    page.locator(".task-row[data-task=flaky] button.retry").click()
+    page.click(".task-row[data-task=flaky]")  # its Retry appeared when the run ended: no reload
+    page.locator("#task-detail[data-task=flaky] #retry-task").click()
     page.wait_for_selector("#rerun-confirm")
     assert page.locator("#rerun-tasks tbody tr").evaluate_all("rows => rows.map(r => r.dataset.task)") == ["flaky", "report"]
     assert "The other 2 tasks are kept as they ended" in page.inner_text("#rerun-confirm")
@@ -36,7 +38,9 @@ def test_retry_shows_what_will_run_again_and_then_runs_only_the_task_and_what_wa
     page.locator("#run-header[data-state=cancelled], #run-header[data-state=failed], #run-header[data-state=succeeded]").wait_for()
     page.locator(".task-row[data-task=report][data-state=succeeded]").wait_for()
     assert page.locator(".task-row[data-task=flaky][data-state=succeeded]").count() == 1
-    sleeper = page.locator(".task-row[data-task=sleeper]")
-    assert sleeper.get_attribute("data-state") == "cancelled" and "kept from run #" in sleeper.inner_text()
+    assert page.locator(".task-row[data-task=sleeper]").get_attribute("data-state") == "cancelled"
+    page.click(".task-row[data-task=sleeper]")
+    page.locator("#task-detail[data-task=sleeper] .reason", has_text="kept from run #").wait_for()
     assert page.locator(".task-row[data-task=after_sleep]").get_attribute("data-state") == "cancelled"
+    page.click("#run-tabs a[data-tab=history]")
     assert "redoing flaky, report" in page.inner_text("#audit")

@@ -21,6 +21,7 @@ def test_a_running_tasks_bar_and_the_span_grow_with_the_clock(page, stack, tmp_p
         {"id": "quick", "worker": "shell", "command": ["python", "-c", "print('done')"]},
         {"id": "long", "worker": "shell", "command": ["python", "-c",
          f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"], "depends_on": ["quick"]}]}})
+    page.click(".pane-views button[data-view=timeline]")
     page.locator("#timeline .tl-row[data-task=long] .tl-run").wait_for()
     first = page.locator("#timeline .tl-span").text_content()
     width = page.evaluate("parseFloat(document.querySelector('#timeline .tl-row[data-task=quick] .tl-run').style.width)")

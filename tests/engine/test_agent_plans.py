@@ -114,10 +114,10 @@ async def test_each_task_run_records_its_cli_version_and_model_and_shows_them(mo
     }
     assert {task: (t[task].cli_version, t[task].model) for task in expected} == expected
     await sync_to_async(async_client.force_login)(user)
-    page = (await async_client.get(f"/runs/{run.pk}/")).content.decode()
-    for task, (version, used) in expected.items():
-        row = page.split(f'class="task-row" role="row" data-task="{task}"', 1)[1].split('class="task-row"', 1)[0]
-        assert f"v{version} · {used}" in row
+    for task, (version, used) in expected.items():  # in the task's detail
+        page = (await async_client.get(f"/runs/{run.pk}/?task={task}")).content.decode()
+        summary = page.split('class="task-summary"', 1)[1].split("</h2>", 2)[1]
+        assert f"v{version} · {used}" in summary
     summary = json.loads((await async_client.get(f"/runs/{run.pk}/summary.json")).content)
     assert {x["id"]: (x["cli_version"], x["model"]) for x in summary["tasks"] if x["id"] in expected} == expected
     response = await async_client.get(f"/runs/{run.pk}/export.zip")

@@ -1,4 +1,5 @@
-"""The runs list and the plan page's figures cost a fixed number of queries, however long the history."""
+"""The runs list, the plan page's figures and the run page cost a fixed number of queries,
+however long the history and however large the run."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from orchestration.models import TaskRun
 from orchestration.review.cost import grouped, total
 from tests.conftest import make_plan
-from tests.history import many_runs
+from tests.history import large_run, many_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +59,14 @@ def test_the_runs_list_costs_as_many_queries_at_10000_runs_as_at_3(logged_in_cli
     page = logged_in_client.get("/runs/").content.decode()
     assert "Page 1 of 200" in page and page.count('class="progress mini"') == 50
     assert [queries(logged_in_client, url) for url in urls] == few
+
+
+def test_the_run_page_costs_as_many_queries_at_2000_tasks_as_at_50(logged_in_client):
+    small, large = large_run(50, "Small"), large_run(2000)
+    counts = [queries(logged_in_client, f"/runs/{run.pk}/") for run in (small, large)]
+    assert counts[0] == counts[1], counts
+    page = logged_in_client.get(f"/runs/{large.pk}/").content.decode()
+    assert page.count('class="task-row"') == 2000  # every task in the list
+    assert page.count("output line 3 of the task") == 1  # one task's log: the failed one's
+    assert 'data-task="t1" data-pk' in page.split('id="task-detail"', 1)[1][:200]
+    assert queries(logged_in_client, f"/runs/{large.pk}/?task=t1999") == counts[1]

@@ -57,14 +57,14 @@ async def test_hostile_output_is_stored_whole_and_shown_safely_with_colours_and_
     assert "bad utf-8 \ufffd\ufffd\ufffd and NUL \ufffd here" in text
 
     page = (await async_client.get(f"/runs/{run.pk}/")).content.decode()
-    log = page.split(f'id="log-{task_run.pk}">', 1)[1].split("</pre>", 1)[0]
+    log = re.split(f'id="log-{task_run.pk}"[^>]*>', page, maxsplit=1)[1].split("</pre>", 1)[0]
     assert len(page) < 3 * OUTPUT_TAIL, "a 10 MB line does not make a 10 MB page"
     assert re.search(r'<span style="[^"]*color: #0000aa[^"]*">LAST LINE</span>', log), "ANSI colours are colours"
     assert "\x1b" not in page and "\x00" not in page and "\r" not in log
     assert "load earlier" in page and "of earlier output not shown here" in page
 
     # Load earlier output until the beginning: the windows together are the whole output.
-    windows, url = [log], page.split('hx-get="', 1)[1].split('"', 1)[0]
+    windows, url = [log], re.search(r'hx-get="([^"]*/output/earlier/[^"]*)"', page).group(1)
     while True:
         response = (await async_client.get(html.unescape(url))).content.decode()
         shown, _, rest = response.partition("</span><")
@@ -89,7 +89,7 @@ def test_websocket_fragments_render_output_like_the_page(user):
     task_run = run.task_runs.get()
     append_chunk(task_run.pk, 1, "\x1b[32mgreen start\x1b[0m\n")
     view = RunView(run.pk)
-    snapshot = "".join(view.snapshot())
+    snapshot = "".join(view.snapshot() + view.select(task_run.pk))
     append_chunk(task_run.pk, 1, "step 1/3\rstep 3/3\n\x1b]8;;http://evil.example\x07link\x1b]8;;\x07 <b>bold?</b>\n")
     update = "".join(view.update())
     assert re.search(r'<span style="[^"]*color: #00aa00[^"]*">green start</span>', snapshot)
@@ -132,7 +132,7 @@ def test_every_websocket_message_stays_under_daphnes_frame_limit_however_the_out
     append_chunk(task_run.pk, 1, ('"' * 99 + "\n") * 1400)  # each " becomes &quot;
     append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mX" * 9000 + "\n")  # each X becomes a styled span
     view = RunView(run.pk)
-    snapshot = view.snapshot()
+    snapshot = view.snapshot() + view.select(task_run.pk)
     append_chunk(task_run.pk, 1, "\x1b[1m\x1b[4m\x1b[31mY" * 6000 + "\n")
     update = view.update()
     assert all(len(m.encode()) < 1024 * 1024 for m in snapshot + update)

@@ -78,9 +78,10 @@ def test_the_history_lists_runs_newest_first_and_keeps_every_output(logged_in_cl
     assert listing.index(f"#{second.pk}<") < listing.index(f"#{first.pk}<")
     assert "Checks" in listing and "ada" in listing and "Failed" in listing
 
-    page = logged_in_client.get(f"/runs/{first.pk}/").content.decode()
-    assert "lint ok" in page and "1 failed" in page
+    page = logged_in_client.get(f"/runs/{first.pk}/").content.decode()  # opens on the failed task
+    assert "1 failed" in page and "lint ok" not in page
     assert "exited with code 1" in page and "1 of 2 tasks did not succeed: test failed" in page
+    assert "lint ok" in logged_in_client.get(f"/runs/{first.pk}/?task=lint").content.decode()
 
     test_run = first.task_runs.get(task_id="test")
     download = logged_in_client.get(f"/runs/{first.pk}/tasks/{test_run.pk}/output.txt")
