@@ -365,6 +365,8 @@ class PlanDraft(LeasedWork):
 
     state (DraftState): queued -> running -> succeeded (spec holds a valid plan) | failed (error
     says why; output keeps what the worker answered). A draft is never saved as a plan by itself.
+    log: what the drafter wrote as it went (display lines of its output, engine.drafts), secrets
+    masked: its last LOG_LIMIT characters. writing: the end of the message it is writing now.
     """
 
     KIND = "draft"
@@ -373,6 +375,7 @@ class PlanDraft(LeasedWork):
         DraftState.RUNNING: {DraftState.SUCCEEDED, DraftState.FAILED, DraftState.QUEUED},
     }
     TERMINAL = {DraftState.SUCCEEDED, DraftState.FAILED}
+    LOG_LIMIT = 64 * 1024  # characters of the drafter's log kept (its end)
 
     goal = models.TextField()
     worker = models.CharField(max_length=50)
@@ -381,6 +384,8 @@ class PlanDraft(LeasedWork):
     output = models.TextField(blank=True)
     spec = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+    writing = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -391,6 +396,19 @@ class PlanDraft(LeasedWork):
 
     def __str__(self) -> str:
         return f"plan draft #{self.pk} by {self.worker}"
+
+    @property
+    def log_cut(self) -> bool:
+        """Whether the start of the log was dropped (it reached LOG_LIMIT characters)."""
+        return len(self.log) >= self.LOG_LIMIT
+
+    @property
+    def shown_log(self) -> str:
+        """The log as shown: from its first whole line when its start was dropped."""
+        if not self.log_cut:
+            return self.log
+        newline = self.log.find("\n", 0, 4096)
+        return self.log[newline + 1:] if newline != -1 else self.log
 
     def failure_fields(self, reason: str, now) -> dict:
         return {"error": reason, "finished_at": now}

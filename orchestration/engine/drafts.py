@@ -3,22 +3,26 @@
 The worker gets the plan-drafter prompt of the library (the seed's orchestrator instructions
 and output format) and the goal; its answer is parsed and validated like an imported file.
 Drafts are background work like task runs (engine.work): claimed, leased, finished by their
-claimer only, and queued again when their worker process stops or dies.
+claimer only, and queued again when their worker process stops or dies. What the drafter
+writes as it goes is kept in the draft's log (its end), which the draft's page polls.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import shutil
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Value
+from django.db.models.functions import Concat, Right
 from django.utils import timezone
 
 from orchestration.engine import orphans, work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
-from orchestration.engine.output import storable
+from orchestration.engine.output import OutputBuffer, storable
 from orchestration.models import DraftState, PlanDraft
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_plan
@@ -52,6 +56,25 @@ def drafting_prompt(goal: str) -> str:
     return f"{instructions.strip()}\n\n# Goal\n{goal.strip()}\n"
 
 
+def append_log(draft_id: int, attempt: int, text: str) -> None:
+    """Append `text` (whole lines, newline-terminated) to a draft's log, secrets masked, keeping
+    its last PlanDraft.LOG_LIMIT characters. Nothing is written once a later attempt has started."""
+    text = storable(text)[-PlanDraft.LOG_LIMIT:]
+    PlanDraft.objects.filter(pk=draft_id, attempt=attempt).update(log=Right(Concat("log", Value(text)), PlanDraft.LOG_LIMIT))
+
+
+def show_writing(draft_id: int, attempt: int, text: str) -> None:
+    """Store `text` (storable already) as the end of the message a draft's attempt is writing."""
+    PlanDraft.objects.filter(pk=draft_id, attempt=attempt).update(writing=text)
+
+
+def _output(draft_id: int, attempt: int) -> OutputBuffer:
+    """The buffer of a draft's attempt: its lines go to the log, the message being written to
+    `writing`; the page polls them."""
+    return OutputBuffer(functools.partial(append_log, draft_id, attempt),
+                        lambda text: db(show_writing, draft_id, attempt, text))
+
+
 def _finish(draft: PlanDraft, lease: Lease, state: str, **fields) -> None:
     work.finish(draft, lease.owner, lease.attempt, state, fields.get("error", "")[:2000], finished_at=timezone.now(), **fields)
 
@@ -78,18 +101,32 @@ async def execute(draft_id: int, lease: Lease) -> None:
         return
     invocation.env[orphans.MARKER] = lease.marker
     parser = adapter.parser()
+    output = _output(draft_id, lease.attempt)
+    output.add([f"[Magic Box] attempt {lease.attempt}: {draft.worker} drafting the plan"])
+    output.follow_partial(parser.partial_text)
+    flusher = asyncio.create_task(output.flush_forever())
+    not_started = ""
     try:
-        result = await lease.guard(run_process(invocation, parser.feed_stdout, parser.feed_stderr, timeout=settings.MAGICBOX_DRAFT_TIMEOUT,
-                                                 confinement=sandbox.for_attempt(dirs["work"], dirs["home"], dirs["tmp"])))
+        result = await lease.guard(run_process(invocation, lambda line: output.add(parser.feed_stdout(line)),
+                                               lambda line: output.add(parser.feed_stderr(line)), timeout=settings.MAGICBOX_DRAFT_TIMEOUT,
+                                               confinement=sandbox.for_attempt(dirs["work"], dirs["home"], dirs["tmp"])))
     except LeaseLost:
+        output.add(["[Magic Box] stopped: the draft was cancelled or taken over; its processes were killed"])
         return
     except (OSError, ValueError) as error:  # the program, or a sandbox for it, cannot be started
-        await db(_finish, draft, lease, DraftState.FAILED, error=f"could not start {invocation.argv[0]}: {error}")
-        return
+        not_started = f"could not start {invocation.argv[0]}: {error}"
+        output.add([f"[Magic Box] {not_started}"])
     finally:
+        flusher.cancel()
         await asyncio.to_thread(orphans.kill_marked, lease.marker)
         # A draft keeps nothing on disk (its answer is stored): no key, no transcript stays.
         await asyncio.to_thread(shutil.rmtree, root, True)
+        output.add(parser.end_of_output())  # e.g. gemini's unfinished line of text
+        output.follow_partial(None)
+        await output.flush()  # before the draft ends: a page that sees it ended has its whole log
+    if not_started:
+        await db(_finish, draft, lease, DraftState.FAILED, error=not_started)
+        return
     outcome = parser.finish(-1 if result.exit_code is None else result.exit_code, result.stderr_tail)
     if result.timed_out or not outcome.succeeded:
         error = "timed out" if result.timed_out else outcome.error

@@ -13,7 +13,7 @@ from django.utils import timezone
 from orchestration.engine import homes, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
-from orchestration.engine.output import OutputBuffer, append_chunk, storable
+from orchestration.engine.output import OutputBuffer, append_chunk, storable, task_output
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.secrets import secret_values
 from orchestration.engine.signals import anotify_run
@@ -139,7 +139,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     """
     owner = lease.owner
     plan = await db(_load, task_run_id)
-    output = OutputBuffer(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
+    output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
         output.follow_partial(None)

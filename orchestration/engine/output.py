@@ -1,9 +1,12 @@
-"""Store a task's live output as it arrives: buffered lines flushed as chunks a few times a second,
-and the message an agent is writing shown to viewers (never stored) at the same pace."""
+"""Store live output as it arrives: buffered lines flushed a few times a second, and the message
+an agent is writing shown to viewers at the same pace. One mechanism for the output of a task
+run (stored in chunks, its run's viewers told through the channel layer: `task_output`) and of
+a plan draft (its log kept in the draft's row, engine.drafts)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 from django.db import transaction
@@ -20,21 +23,28 @@ TRUNCATION_MARKER = "\n[Magic Box: output truncated here: the task wrote more th
 
 
 class OutputBuffer:
-    """Collects display lines of one attempt and appends them to the task run's stored output.
+    """Collects the display lines of one attempt and hands them to its store at each flush.
 
-    At most `limit` bytes (settings.MAGICBOX_OUTPUT_LIMIT) are kept per task run; past that a
-    truncation marker is stored once and further lines are dropped.
+    write(text): stores whole newline-terminated lines (secrets not yet masked), in order; a
+    synchronous database write, run in the database thread (engine.db).
+    show(text): async; shows viewers the end of the message being written ("" when none is).
+    tell(): async, optional; tells viewers that more output was stored.
+    Neither `show` nor `tell` is waited for, and at most one of each is under way at a time.
+    limit: bytes kept in all, counting `stored_bytes` stored before; past it a truncation marker
+    is stored once and further lines are dropped. None: no limit here (the store bounds what it
+    keeps).
     """
 
-    def __init__(self, task_run_id: int, run_id: int, attempt: int, stored_bytes: int) -> None:
-        self.task_run_id = task_run_id
-        self.run_id = run_id
-        self.attempt = attempt
-        self.limit = settings.MAGICBOX_OUTPUT_LIMIT
+    def __init__(self, write: Callable[[str], None], show: Callable[[str], Awaitable[None]],
+                 tell: Callable[[], Awaitable[None]] | None = None, limit: int | None = None, stored_bytes: int = 0) -> None:
+        self._write = write
+        self._show = show
+        self._tell = tell
+        self.limit = limit
         self._stored = stored_bytes
         self._lines: list[str] = []
         self._pending = 0
-        self._truncated = stored_bytes >= self.limit
+        self._truncated = limit is not None and stored_bytes >= limit
         self._writing: asyncio.Task | None = None
         self._telling: asyncio.Future | None = None
         self._partial: Callable[[int], str] | None = None
@@ -52,7 +62,7 @@ class OutputBuffer:
             if self._truncated:
                 return
             size = len(line.encode("utf-8", "replace")) + 1
-            if self._stored + self._pending + size > self.limit:
+            if self.limit is not None and self._stored + self._pending + size > self.limit:
                 self._lines.append(TRUNCATION_MARKER.format(limit=self.limit).strip("\n"))
                 self._truncated = True
                 return
@@ -76,22 +86,31 @@ class OutputBuffer:
         partial = storable(self._partial(PARTIAL_LIMIT)) if self._partial is not None else ""
         if partial != self._partial_sent:  # after the lines: a completed message replaces its partial
             self._partial_sent = partial
-            self._showing = asyncio.ensure_future(asend_partial(self.run_id, self.task_run_id, partial))
+            self._showing = asyncio.ensure_future(self._show(partial))
 
     async def _store(self) -> None:
         text = "\n".join(self._lines) + "\n"
         self._lines, size, self._pending = [], self._pending, 0
         self._stored += size
-        self._writing = asyncio.ensure_future(db(append_chunk, self.task_run_id, self.attempt, text))
+        self._writing = asyncio.ensure_future(db(self._write, text))
         await asyncio.shield(self._writing)
-        if self._telling is None or self._telling.done():  # viewers read the stored output: one word is enough
-            self._telling = asyncio.ensure_future(anotify_run(self.run_id))
+        # Viewers read the stored output: one word is enough.
+        if self._tell is not None and (self._telling is None or self._telling.done()):
+            self._telling = asyncio.ensure_future(self._tell())
 
     async def flush_forever(self) -> None:
         """Flush every FLUSH_INTERVAL seconds until cancelled."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             await self.flush()
+
+
+def task_output(task_run_id: int, run_id: int, attempt: int, stored_bytes: int) -> OutputBuffer:
+    """The buffer of attempt `attempt` of a task run: its lines stored as chunks (append_chunk),
+    at most MAGICBOX_OUTPUT_LIMIT bytes counting the `stored_bytes` of earlier attempts; the
+    run's viewers told, and shown the message being written (engine.signals)."""
+    return OutputBuffer(functools.partial(append_chunk, task_run_id, attempt), functools.partial(asend_partial, run_id, task_run_id),
+                        functools.partial(anotify_run, run_id), settings.MAGICBOX_OUTPUT_LIMIT, stored_bytes)
 
 
 def storable(text: str) -> str:

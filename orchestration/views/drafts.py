@@ -49,7 +49,7 @@ def draft_new(request: HttpRequest) -> HttpResponse:
         draft = PlanDraft.objects.create(goal=form.cleaned_data["goal"], worker=form.cleaned_data["worker"], created_by=request.user)
         wake_engine_on_commit()
         return redirect("draft-detail", draft_id=draft.pk)
-    past = PlanDraft.objects.select_related("created_by").order_by("-pk")[:PAST_DRAFTS]
+    past = PlanDraft.objects.select_related("created_by").defer("output", "spec", "log", "writing").order_by("-pk")[:PAST_DRAFTS]
     return render(request, "plans/draft_new.html", {"form": form, "past": past}, status=400 if form.errors else 200)
 
 

@@ -104,17 +104,25 @@
     if (said.length) announcer.textContent = said.join("; ");
   });
 
-  // Keep a log scrolled to its end while the reader is at its end.
-  var atEnd = new WeakMap();
-  document.addEventListener("htmx:wsBeforeMessage", function () {
-    document.querySelectorAll("pre.log").forEach(function (log) {
-      atEnd.set(log, log.scrollHeight - log.scrollTop - log.clientHeight < 24);
+  // Keep a log scrolled to its end while the reader is at its end: through a run page's pushes,
+  // and through the swaps of a polled section holding logs (a plan draft's), which replace them.
+  var atEnd = {};  // by the log's id
+  function noteEnds(within) {
+    within.querySelectorAll("pre.log[id]").forEach(function (log) {
+      atEnd[log.id] = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
     });
-  });
+  }
+  function keepEnds(within) {
+    within.querySelectorAll("pre.log[id]").forEach(function (log) {
+      if (atEnd[log.id] !== false) log.scrollTop = log.scrollHeight;
+    });
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function () { noteEnds(document); });
   document.addEventListener("htmx:wsAfterMessage", function () {
     document.body.dataset.synced = "true";  // the snapshot after (re)connecting has been applied
-    document.querySelectorAll("pre.log").forEach(function (log) {
-      if (atEnd.get(log) !== false) log.scrollTop = log.scrollHeight;
-    });
+    keepEnds(document);
   });
+  document.addEventListener("htmx:beforeSwap", function (event) { noteEnds(event.detail.target); });
+  document.addEventListener("htmx:afterSwap", function (event) { keepEnds(event.target); });  // the new content
+  document.addEventListener("DOMContentLoaded", function () { keepEnds(document); });
 })();

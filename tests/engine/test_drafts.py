@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
+from contextlib import contextmanager
 
 import pytest
 
 from orchestration.engine.drafts import extract_yaml
 from orchestration.models import Plan, PlanDraft
-from tests.conftest import drain_engine
+from tests.conftest import drain_engine, processes_with, wait_until
 from tests.fakes.model_server import Text
 
 pytestmark = [pytest.mark.cli, pytest.mark.django_db(transaction=True)]
@@ -48,6 +51,32 @@ def draft_through_the_browser(logged_in_client, goal: str) -> PlanDraft:
     return draft
 
 
+def stand_in_claude(script: str, tmp_path, settings, monkeypatch) -> None:
+    """Make the workers' `claude` a shell script running `script` (with an API key set)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "claude").write_text("#!/bin/sh\n" + script)
+    (bin_dir / "claude").chmod(0o755)
+    settings.MAGICBOX_EXTRA_PATH = [str(bin_dir)]
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-4711")
+
+
+@contextmanager
+def engine_in_background():
+    """An in-process engine doing the queued work in a thread, until nothing is left."""
+    engine = threading.Thread(target=lambda: asyncio.run(drain_engine()))
+    engine.start()
+    try:
+        yield
+    finally:
+        engine.join(60)
+
+
+def status(client, draft: PlanDraft) -> str:
+    """What the draft's page fetches each second while the draft is not finished (htmx)."""
+    return client.get(f"/plans/drafts/{draft.pk}/", HTTP_HX_REQUEST="true").content.decode()
+
+
 def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(logged_in_client, model):
     model.when("Add a login page", Text(DRAFTED))
     draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
@@ -55,6 +84,7 @@ def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(logg
     assert "You are orchestrating parallel execution" in model.prompts()[-1]
     page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
     assert "Review it in the editor" in page
+    assert "What the drafter did" in page and "Here is the plan:" in page  # its log, beside the plan
     editor = logged_in_client.get(f"/plans/new/?draft={draft.pk}").content.decode()
     assert 'value="Login page"' in editor and 'value="review"' in editor and 'value="auth_api"' in editor
     assert not Plan.objects.exists()
@@ -92,17 +122,7 @@ def test_a_finished_draft_leaves_nothing_on_disk(logged_in_client, model, settin
 
 
 def test_a_draft_can_be_cancelled_queued_or_while_its_drafter_runs(logged_in_client, settings, tmp_path, monkeypatch):
-    import threading
-
-    from tests.conftest import processes_with, wait_until
-
-    # A stand-in claude that never answers.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "claude").write_text("#!/bin/sh\nexec sleep 301.5\n")
-    (bin_dir / "claude").chmod(0o755)
-    settings.MAGICBOX_EXTRA_PATH = [str(bin_dir)]
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    stand_in_claude("exec sleep 301.5\n", tmp_path, settings, monkeypatch)  # never answers
 
     queued = PlanDraft.objects.create(goal="never started", worker="claude")
     logged_in_client.post(f"/plans/drafts/{queued.pk}/cancel/")
@@ -110,16 +130,56 @@ def test_a_draft_can_be_cancelled_queued_or_while_its_drafter_runs(logged_in_cli
     assert queued.state == "failed" and queued.error == "cancelled by ada"
 
     draft = PlanDraft.objects.create(goal="Add a login page", worker="claude")
-    engine = threading.Thread(target=lambda: asyncio.run(drain_engine()))
-    engine.start()
-    try:
+    with engine_in_background():
         wait_until(lambda: processes_with("301.5"), 60, "the drafter to start")
         page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
         assert 'id="cancel-draft"' in page
         logged_in_client.post(f"/plans/drafts/{draft.pk}/cancel/")
         wait_until(lambda: not processes_with("301.5"), 30, "the drafter's processes to be killed")
-    finally:
-        engine.join(60)
     draft.refresh_from_db()
     assert draft.state == "failed" and draft.error == "cancelled by ada"
     assert "Try again with this goal" in logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+
+
+def test_what_the_drafter_writes_is_shown_while_it_drafts_and_kept_when_it_ends(logged_in_client, settings, tmp_path, monkeypatch):
+    stand_in_claude('echo "reading the goal, with the key $ANTHROPIC_API_KEY"\n'
+                    'echo "warning: no project settings found" >&2\n'
+                    "exec sleep 302.5\n", tmp_path, settings, monkeypatch)
+    draft = PlanDraft.objects.create(goal="Add a login page", worker="claude")
+    with engine_in_background():
+        shown = wait_until(lambda: (page := status(logged_in_client, draft)) * ("no project settings found" in page),
+                           60, "the drafter's output to be shown while it drafts")
+        assert 'hx-trigger="every 1s"' in shown and 'id="cancel-draft"' in shown  # still drafting
+        assert "reading the goal, with the key [secret ANTHROPIC_API_KEY]" in shown and "sk-ant-test-4711" not in shown
+        logged_in_client.post(f"/plans/drafts/{draft.pk}/cancel/")
+        wait_until(lambda: not processes_with("302.5"), 30, "the drafter's processes to be killed")
+    page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    assert "No plan was made." in page and "What the drafter did" in page
+    assert "reading the goal, with the key [secret ANTHROPIC_API_KEY]" in page and "no project settings found" in page
+    assert "sk-ant-test-4711" not in page
+
+
+def test_a_huge_drafter_output_stays_bounded_on_the_page(logged_in_client, settings, tmp_path, monkeypatch):
+    stand_in_claude('pad=$(printf "%01000d" 0)\ni=0\n'
+                    'while [ $i -lt 4000 ]; do echo "line $i $pad"; i=$((i+1)); done\n'
+                    'echo "the last line"\n', tmp_path, settings, monkeypatch)  # 4 MB, then no plan
+    draft = PlanDraft.objects.create(goal="Add a login page", worker="claude")
+    asyncio.run(drain_engine())
+    draft.refresh_from_db()
+    assert draft.state == "failed" and len(draft.log) <= PlanDraft.LOG_LIMIT
+    page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+    assert len(page) < PlanDraft.LOG_LIMIT + 20_000
+    assert "the last line" in page and "line 3999 " in page and "line 0 " not in page
+    assert "Earlier output is not kept" in page
+
+
+def test_the_plan_being_written_is_shown_as_it_grows_and_logged_once(logged_in_client, model):
+    model.when("Add a login page", Text(DRAFTED, pieces=8, delay=1))
+    draft = PlanDraft.objects.create(goal="Add a login page to the app", worker="claude")
+    with engine_in_background():
+        writing = wait_until(lambda: re.search(r'<pre class="log-partial" id="draft-writing"[^>]*>([^<]+)</pre>',
+                                               status(logged_in_client, draft)), 90, "the plan being written to be shown")
+    assert "Here is the plan:" in writing.group(1)
+    draft.refresh_from_db()
+    assert draft.state == "succeeded" and draft.log.count("Here is the plan:") == 1
+    assert 'id="draft-writing"' not in logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()

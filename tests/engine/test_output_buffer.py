@@ -7,7 +7,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 
-from orchestration.engine.output import OutputBuffer
+from orchestration.engine.output import task_output
 from orchestration.engine.scheduler import start_run
 from orchestration.models import TaskRun
 from tests.conftest import make_plan
@@ -20,7 +20,7 @@ PLAN = "name: p\nparallel_execution:\n  tasks:\n    - {id: t, worker: shell, com
 async def test_lines_taken_by_a_flush_that_is_cancelled_are_still_stored_in_order():
     run = await sync_to_async(start_run)(await sync_to_async(make_plan)(PLAN))
     task_run = await TaskRun.objects.aget(run=run)
-    buffer = OutputBuffer(task_run.pk, run.pk, attempt=1, stored_bytes=0)
+    buffer = task_output(task_run.pk, run.pk, attempt=1, stored_bytes=0)
     # Keep the database thread busy, so the periodic flush's write waits in its queue...
     busy, release = threading.Event(), threading.Event()
     blocker = asyncio.ensure_future(sync_to_async(lambda: (busy.set(), release.wait(10)))())
