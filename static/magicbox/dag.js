@@ -141,24 +141,25 @@
 
   // ---- Layout ----
 
+  // A node's size: a group's is fixed; a task's as wide as its id (12px) and its worker · state
+  // line (10px; room for the longest state on a run page) need, within TASK.width.
+  function nodeSize(item, model) {
+    if (item.group) return { width: GROUP.width, height: model.data.run ? GROUP.runHeight : GROUP.height };
+    var n = item.task, line = n.worker.length + (model.data.run ? 12 : 0);
+    return { width: Math.min(TASK.width[1], Math.max(TASK.width[0], Math.ceil(Math.max(n.id.length * 12, line * 10) * CHAR_EM) + 16)),
+             height: TASK.height };
+  }
+
   function layout(view, model, rankdir) {
     var g = new dagre.graphlib.Graph({ compound: !!view.clusters, multigraph: false });
     // tight-tree ranks in a fraction of network-simplex's time, nearly as compactly.
     g.setGraph({ rankdir: rankdir, nodesep: 18, ranksep: view.grouped ? 40 : 48, marginx: 12, marginy: 12, ranker: "tight-tree" });
     g.setDefaultEdgeLabel(function () { return {}; });
     view.nodes.forEach(function (item) {
-      if (item.group) {
-        g.setNode(item.key, { width: GROUP.width, height: model.data.run ? GROUP.runHeight : GROUP.height });
-        return;
-      }
-      var n = item.task;
-      // As wide as the id (12px) and the worker · state line (10px; the longest state on a run page) need.
-      var line = n.worker.length + (model.data.run ? 12 : 0);
-      var width = Math.min(TASK.width[1], Math.max(TASK.width[0], Math.ceil(Math.max(n.id.length * 12, line * 10) * CHAR_EM) + 16));
-      g.setNode(item.key, { width: width, height: TASK.height });
-      if (view.clusters && n.phase) {
-        g.setNode("phase:" + n.phase, { label: n.phase, cluster: true });
-        g.setParent(item.key, "phase:" + n.phase);
+      g.setNode(item.key, nodeSize(item, model));
+      if (view.clusters && item.task && item.task.phase) {
+        g.setNode("phase:" + item.task.phase, { label: item.task.phase, cluster: true });
+        g.setParent(item.key, "phase:" + item.task.phase);
       }
     });
     view.links.forEach(function (link) { g.setEdge(link.v, link.w); });
@@ -166,9 +167,28 @@
     return g;
   }
 
+  // Nodes without edges between them (one layer's tasks), in rows as wide as the box: an object
+  // with the parts of a dagre graph that render reads.
+  function grid(view, model, boxWidth) {
+    var sizes = view.nodes.map(function (item) { return nodeSize(item, model); });
+    var cell = { width: Math.max.apply(null, sizes.map(function (s) { return s.width; })) + 18,
+                 height: Math.max.apply(null, sizes.map(function (s) { return s.height; })) + 18 };
+    var columns = Math.max(1, Math.min(view.nodes.length, Math.floor((boxWidth - 24 + 18) / cell.width)));
+    var placed = {};
+    view.nodes.forEach(function (item, i) {
+      placed[item.key] = { x: 12 + (i % columns) * cell.width + (cell.width - 18) / 2, y: 12 + Math.floor(i / columns) * cell.height + (cell.height - 18) / 2,
+                           width: sizes[i].width, height: sizes[i].height };
+    });
+    var size = { width: 24 + columns * cell.width - 18, height: 24 + Math.ceil(view.nodes.length / columns) * cell.height - 18 };
+    return { nodes: function () { return Object.keys(placed); }, node: function (key) { return placed[key]; },
+             graph: function () { return size; } };
+  }
+
   // Left to right, unless that would be drawn smaller than SMALLEST in a box `boxWidth` wide
-  // and top to bottom is drawn larger: {g: the dagre graph, across: the left-to-right width}.
+  // and top to bottom is drawn larger; in rows if no edges join the nodes.
+  // {g: the dagre graph (or grid), across: the left-to-right width (0 for a grid)}.
   function laidOut(view, model, boxWidth) {
+    if (!view.links.length && !view.clusters && view.nodes.length > 1) return { g: grid(view, model, boxWidth), across: 0 };
     var g = layout(view, model, "LR"), across = g.graph().width;
     if (boxWidth / across >= SMALLEST) return { g: g, across: across };
     var other = layout(view, model, "TB");
@@ -534,12 +554,13 @@
       activate(d, node);
     });
     if (typeof ResizeObserver !== "undefined") {
-      // A new box width may call for the other direction: lay out again only then.
+      // A new box width may call for the other direction, or other rows: lay out again only then.
       new ResizeObserver(function () {
         var d = drawingOf(target);
         if (!d || !d.view || !target.clientWidth) return;
         var width = boxWidth(target);
-        if ((width / d.across < SMALLEST) !== (d.boxWidth / d.across < SMALLEST)) render(d);
+        var rows = !d.across && Math.abs(width - d.boxWidth) > 40;  // a grid: as many to a row as fit
+        if (rows || (width / d.across < SMALLEST) !== (d.boxWidth / d.across < SMALLEST)) render(d);
       }).observe(target);
     }
   }

@@ -123,6 +123,13 @@ def test_a_run_pages_task_node_is_clicked_or_entered_to_select_its_task(page, st
     expect(critical_box).not_to_have_css("stroke-dasharray", "none")
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
     expect(selected).to_have_count(1)  # kept while the states change
+    expect(then).to_have_attribute("data-state", "succeeded")
+
+    # A page that shows only some task rows: a task without one keeps its state.
+    page.evaluate("""() => { document.querySelector(".task-row[data-task=then]").remove();
+      document.dispatchEvent(new Event("htmx:wsAfterMessage")); }""")
+    expect(then).to_have_attribute("data-state", "succeeded")
+    expect(then.locator("text.dag-worker")).to_have_text("shell · succeeded")
 
 
 def test_a_run_pages_dag_follows_the_runs_critical_path_as_it_changes(page, stack, tmp_path):
