@@ -141,12 +141,13 @@ def measure(case: dict, browser, repeat: int, timeout: float) -> dict:
     return result
 
 
-def spread(values: list, unit: str = "", digits: int = 2, timeout: float = 0) -> str:
+def spread(values: list, digits: int = 2, timeout: float = 0) -> str:
+    """median (min–max) of `values`; "> timeout s" if one of them timed out (None)."""
     if not values:
         return "–"
     if None in values:
         return f"> {timeout:.0f} s"
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f}){unit}"
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
 def main() -> int:
@@ -172,7 +173,7 @@ def main() -> int:
         browser.close()
     print(file=sys.stderr)
     print(f"DAG drawing in headless Chromium, {args.repeat} repeats: median (min–max)")
-    print(f"| tasks | phases | page | nodes drawn | draw (s) | recolour after a message (ms) |")
+    print("| tasks | phases | page | nodes drawn | draw (s) | recolour after a message (ms) |")
     print("|---:|---:|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['tasks']} | {r['phases'] or '–'} | {r['page']} | {r['nodes']} | {spread(r['draw'], timeout=args.timeout)} | "
