@@ -32,16 +32,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def plan_document(size: int) -> dict:
-    """A plan of `size` shell tasks in layers of 25; task i depends on up to 3 tasks of the layer before."""
-    tasks = []
-    for i in range(size):
-        layer = i // 25
-        upstream = sorted({(layer - 1) * 25 + (i * k) % 25 for k in (1, 7, 13)}) if layer else []
-        tasks.append({"id": f"task_{i:04d}", "worker": "shell", "description": f"Step {i} of the large plan",
-                      "command": ["python", "-c", f"print({i})"], "depends_on": [f"task_{u:04d}" for u in upstream]})
-    return {"name": f"Large {size}", "parallel_execution": {"tasks": tasks}}
+from tests.large_plans import layered_plan  # noqa: E402 (after the path is set)
 
 
 def form_data(state) -> dict[str, object]:
@@ -75,7 +66,7 @@ def measure(size: int, repeat: int) -> dict:
     from orchestration.plans.store import import_text
 
     call_command("migrate", verbosity=0)
-    revision, _ = import_text(json.dumps(plan_document(size)), "large.yaml")
+    revision, _ = import_text(json.dumps(layered_plan(size)), "large.yaml")
     client = Client()
     client.force_login(User.objects.create_superuser("bench", password="bench-password-1"))
     url = f"/plans/{revision.plan_id}/edit/"

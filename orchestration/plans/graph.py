@@ -83,13 +83,19 @@ def critical_path(upstream: Mapping[str, Sequence[str]], duration: Mapping[str, 
     return finish[end], path[::-1]
 
 
-def max_width(upstream: Mapping[str, Sequence[str]]) -> int:
-    """The largest number of tasks at one depth (longest-path level); raises ValueError on a cycle."""
+def depths(upstream: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """task id -> its depth: the number of tasks on the longest chain of upstream tasks before it
+    (0 for a task that waits for none). Raises ValueError on a cycle."""
     level: dict[str, int] = {}
     for task in topological_order(upstream):
         level[task] = 1 + max((level[d] for d in upstream[task] if d in upstream), default=-1)
+    return level
+
+
+def max_width(upstream: Mapping[str, Sequence[str]]) -> int:
+    """The largest number of tasks at one depth (longest-path level); raises ValueError on a cycle."""
     counts: dict[int, int] = {}
-    for value in level.values():
+    for value in depths(upstream).values():
         counts[value] = counts.get(value, 0) + 1
     return max(counts.values(), default=0)
 

@@ -100,10 +100,17 @@ def past_durations(plan, runs: int = 10) -> dict[str, float]:
 
 
 def dag_data(spec: dict[str, Any], states: dict[str, str] | None = None) -> dict[str, Any]:
-    """What static/magicbox/dag.js draws: {"nodes": [{id, worker, phase, state}], "edges": [[from, to]],
-    "contracts": [{name, between: [ids]}], "critical": [ids]}."""
+    """What static/magicbox/dag.js draws: {"nodes": [{id, worker, phase, state, depth}], "edges": [[from, to]],
+    "contracts": [{name, between: [ids]}], "critical": [ids], "run": bool}.
+
+    depth: the task's longest-path layer (graph.depths; 0 for a task that waits for none), by
+    which the drawing groups a large plan without phases. state: the task's state in `states`
+    ("" when not given). run: whether `states` was given (a run page, whose nodes can be selected).
+    Raises ValueError if the tasks' dependencies form a cycle.
+    """
     upstream = {t["id"]: t["depends_on"] for t in spec["tasks"]}
     _, critical = graph.critical_path(upstream, dict.fromkeys(upstream, 1.0))
+    depth = graph.depths(upstream)
     contracts = []
     for name, contract in spec.get("contracts", {}).items():
         members = [t["id"] for t in spec["tasks"] if contract.get("phase") and t.get("phase") == contract["phase"]]
@@ -111,8 +118,9 @@ def dag_data(spec: dict[str, Any], states: dict[str, str] | None = None) -> dict
         contracts.append({"name": name, "between": members})
     return {
         "nodes": [{"id": t["id"], "worker": t["worker"], "phase": t.get("phase", ""),
-                   "state": (states or {}).get(t["id"], "")} for t in spec["tasks"]],
+                   "state": (states or {}).get(t["id"], ""), "depth": depth[t["id"]]} for t in spec["tasks"]],
         "edges": [[dep, t["id"]] for t in spec["tasks"] for dep in t["depends_on"]],
         "contracts": contracts,
         "critical": critical,
+        "run": states is not None,
     }

@@ -129,9 +129,8 @@ def log_in(page, url: str, username: str, password: str) -> None:
     page.wait_for_url(f"{url}/plans/")
 
 
-def start_plan(page, url: str, tmp_path, spec: dict) -> None:
-    """Import plan `spec` (a dict) through the plans page and start a run of it; the page is then
-    on the run page."""
+def import_plan(page, url: str, tmp_path, spec: dict) -> None:
+    """Import plan `spec` (a dict) through the plans page; the page is then on the plan's page."""
     import json
 
     plan = tmp_path / f"{spec['name'].replace(' ', '-')}.json"
@@ -140,6 +139,12 @@ def start_plan(page, url: str, tmp_path, spec: dict) -> None:
     page.set_input_files("input[name=file]", str(plan))
     page.click("#import button[type=submit]")
     page.wait_for_selector(f"text=Imported {spec['name']}")
+
+
+def start_plan(page, url: str, tmp_path, spec: dict) -> None:
+    """Import plan `spec` (a dict) through the plans page and start a run of it; the page is then
+    on the run page."""
+    import_plan(page, url, tmp_path, spec)
     page.click("#start-run")
 
 

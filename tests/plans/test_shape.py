@@ -51,3 +51,13 @@ def test_the_dag_data_has_nodes_edges_contracts_and_the_critical_path():
     assert ["build-profile-api-endpoint", "integration-test"] in data["edges"]
     assert data["contracts"] == [{"name": "phase_2", "between": ["build-profile-api-endpoint", "build-profile-react-component"]}]
     assert data["critical"][-1] == "write-api-docs"
+
+
+def test_each_node_has_its_depth_by_which_a_large_plan_is_drawn_in_layers():
+    spec = plan({"id": "a"}, {"id": "b", "depends_on": ["a"]}, {"id": "c"},
+                {"id": "d", "depends_on": ["b", "c"]}, {"id": "e", "depends_on": ["a"]})
+    data = dag_data(spec)
+    assert {n["id"]: n["depth"] for n in data["nodes"]} == {"a": 0, "b": 1, "c": 0, "d": 2, "e": 1}
+    assert data["run"] is False and all(n["state"] == "" for n in data["nodes"])
+    on_a_run = dag_data(spec, {"a": "succeeded"})
+    assert on_a_run["run"] is True and on_a_run["nodes"][0]["state"] == "succeeded"
