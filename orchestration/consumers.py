@@ -105,10 +105,17 @@ class RunConsumer(ReconnectingConsumer):
             message = json.loads(text_data or "")
             task_run_id = int(message["select"])
             seq = int(message["seq"]) if message.get("seq") is not None else None
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
             return
+        from orchestration.models import Run
+
         async with self._sending:
-            for reply in await database_sync_to_async(self.view.select)(task_run_id, seq):
+            try:
+                replies = await database_sync_to_async(self.view.select)(task_run_id, seq)
+            except Run.DoesNotExist:
+                await self.close(code=4404)  # the run was deleted
+                return
+            for reply in replies:
                 await self.send(text_data=reply)
 
     async def disconnect(self, code: int) -> None:

@@ -179,8 +179,8 @@ def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun 
 
 def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_output: bool = True) -> dict:
     """What the selected task's detail shows (templates/runs/detail.html#task-detail):
-    {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "sent": the prompt it was
-    sent or its command ("" before it starts), "sent_kind": "prompt" | "command", "change": its
+    {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "sent": the command
+    of a shell task, else the prompt its agent was sent ("" before it starts), "sent_kind": "prompt" | "command", "change": its
     TaskChange (patch not loaded) or None, "attempts": its StateChanges, oldest first (the last
     ATTEMPT_HISTORY)}. With `with_output`, its output is attached (attach_output). A constant
     number of queries, whatever the run's size."""
@@ -189,10 +189,10 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
         attach_output([task_run])
     spec_task = next((t for t in run.revision.spec.get("tasks", []) if t.get("id") == task_run.task_id), {})
     command = spec_task.get("command")
-    if task_run.prompt or not command:
-        sent, kind = task_run.prompt, "prompt"
-    else:
+    if command:  # a shell task: its command (the prompt it is also given is for programs that read one)
         sent, kind = (command if isinstance(command, str) else shlex.join(command)), "command"
+    else:
+        sent, kind = task_run.prompt, "prompt"
     changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])
     return {"selected": task_run, "downstream": [t.task_id for t in task_runs if task_run.task_id in t.upstream],
             "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),

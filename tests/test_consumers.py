@@ -85,7 +85,8 @@ async def test_a_message_that_is_not_a_selection_is_ignored_and_the_socket_stays
     ws = socket(run.pk, await sync_to_async(session_cookie)(user))
     assert (await ws.connect())[0]
     await ws.receive_from(timeout=5)
-    for junk in ("not json", "[]", '{"select": "x"}', '{"select": 1, "seq": "y"}', '{"other": 1}'):
+    for junk in ("not json", "[]", '{"select": "x"}', '{"select": 1, "seq": "y"}', '{"other": 1}', '{"select": 1e999}',
+                 '{"select": 1, "seq": 1e999}', "[" * 100_000 + "]" * 100_000):
         await ws.send_to(text_data=junk)
     await show(ws, run, "hello")
     assert 'id="task-detail"' in await ws.receive_from(timeout=5)

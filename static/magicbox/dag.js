@@ -578,6 +578,7 @@
       var d = drawingOf(target);
       if (d && d.source === source.textContent) return;  // unchanged: keep the drawing
       if (target.closest("details:not([open])")) return;  // drawn when opened (large runs start closed)
+      if (target.closest("[hidden]") || !target.clientWidth) return;  // drawn when shown: it fits the box it is shown in
       var data = JSON.parse(source.textContent);
       if (!data || !data.nodes.length) {
         target.replaceChildren();

@@ -8,6 +8,7 @@
   var socket = null;          // the ws extension's socket wrapper, once open
   var firstOpen = true;       // the first connection: the page's own log is current up to its data-seq
   var scrollToDetail = null;  // on a narrow screen: the task whose detail to bring into view when it arrives
+  var initialTask = (document.getElementById("task-detail") || {dataset: {}}).dataset.task;  // the one the page opened on
 
   function detail() { return document.getElementById("task-detail"); }
   function narrow() { return window.matchMedia("(max-width: 900px)").matches; }
@@ -70,8 +71,8 @@
   function select(taskId, remember) {
     var row = rowFor(taskId);
     if (!row || !socket || document.body.dataset.socket !== "open") return false;
-    var shown = detail();
-    if (!shown || shown.dataset.task !== taskId) socket.send(JSON.stringify({ select: Number(row.dataset.pk) }));
+    // Always asked for, even when shown: replies come in order, so the last asked is the last shown.
+    socket.send(JSON.stringify({ select: Number(row.dataset.pk) }));
     if (remember) {
       var url = new URL(window.location.href);
       url.searchParams.set("task", taskId);
@@ -92,7 +93,7 @@
       var url = new URL(window.location.href);
       if (tab.dataset.tab === "tasks") url.searchParams.delete("tab"); else url.searchParams.set("tab", tab.dataset.tab);
       url.hash = "";
-      window.history.replaceState(window.history.state, "", url);
+      if (url.href !== window.location.href) window.history.pushState({ tab: tab.dataset.tab }, "", url);
       showTab(tab.dataset.tab);
       return;
     }
@@ -115,9 +116,13 @@
       window.location.assign(url);
     }
   });
+  // Back and Forward: the page shows what its URL names (a URL naming no task opens the page again,
+  // on the task it would open on).
   window.addEventListener("popstate", function () {
-    var taskId = params().get("task");
-    if (taskId && !select(taskId, false)) window.location.reload();
+    var taskId = params().get("task"), shown = detail();
+    showTab(params().get("tab") || "tasks");
+    if (!taskId) { if (shown && shown.dataset.task !== initialTask) window.location.reload(); return; }
+    if (!select(taskId, false)) window.location.reload();
   });
   document.addEventListener("input", function (event) { if (event.target.id === "task-filter") applyFilter(); });
 

@@ -92,6 +92,7 @@ def test_a_run_pages_task_node_is_clicked_or_entered_to_select_its_task(page, st
     start_plan(page, stack.url, tmp_path, {"name": "Selectable", "parallel_execution": {"tasks": [
         {"id": long_id, "worker": "shell", "command": ["python", "-c", "print('ready')"]},
         {"id": "then", "worker": "shell", "command": ["python", "-c", "print('done')"], "depends_on": [long_id]}]}})
+    page.click(".pane-views button[data-view=graph]")
     then = page.locator("svg.dag g.dag-node[data-task=then]")
     then.wait_for()
     page.evaluate("""() => { window.picked = [];
@@ -110,8 +111,12 @@ def test_a_run_pages_task_node_is_clicked_or_entered_to_select_its_task(page, st
     assert first.locator("title").text_content().startswith(long_id)
     assert page.evaluate(TEXTS_OUTSIDE_THEIR_NODES) == []
 
-    # MagicBoxDag.select marks one node, with an outline unlike the critical path's dashes.
-    page.evaluate("(task) => MagicBoxDag.select(task)", "then")
+    # The task shown (the last one picked) is marked, with an outline unlike the critical path's dashes.
+    page.locator(f"#task-detail[data-task='{long_id}']").wait_for()
+    page.click(".pane-views button[data-view=list]")
+    page.click(".task-row[data-task=then]")
+    page.locator("#task-detail[data-task=then]").wait_for()
+    page.click(".pane-views button[data-view=graph]")
     selected = page.locator("svg.dag g.dag-node.dag-selected")
     expect(selected).to_have_count(1)
     expect(selected).to_have_attribute("data-task", "then")
@@ -143,13 +148,14 @@ def test_a_run_pages_dag_follows_the_runs_critical_path_as_it_changes(page, stac
         {"id": "b", "worker": "shell", "command": gated(long), "depends_on": ["a"]},
         {"id": "c", "worker": "shell", "command": ["python", "-c", "print(3)"], "depends_on": ["a"]},
         {"id": "d", "worker": "shell", "command": ["python", "-c", "print(4)"], "depends_on": ["c"]}]}})
+    page.click(".pane-views button[data-view=graph]")
     page.locator("svg.dag g.dag-node[data-task=d]").wait_for()
     page.wait_for_selector("body[data-socket=open]")
     page.evaluate("window.sameDocument = true")
     outlined = "() => [...document.querySelectorAll('svg.dag g.dag-critical-node')].map(e => e.dataset.task).sort().join(' ')"
     assert "b" not in page.evaluate(outlined).split()  # a → c → d by count, or a alone while it runs
     first.touch()
-    page.locator(".task-row[data-task=d][data-state=succeeded]").wait_for()
+    page.locator(".task-row[data-task=d][data-state=succeeded]").wait_for(state="attached")
     long.touch()
     page.locator("#run-header[data-state=succeeded]").wait_for(timeout=60_000)
     page.wait_for_function("(expected) => [...document.querySelectorAll('svg.dag g.dag-critical-node')]"

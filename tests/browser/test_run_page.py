@@ -63,22 +63,30 @@ def test_a_task_is_shown_from_the_list_the_graph_the_timeline_and_a_deep_link_wi
         const log = document.querySelector('#task-detail pre.log');
         return Number(log.dataset.firstLine) + log.textContent.split('\\n').indexOf('prepare line 7');
     }""")
-    box = page.evaluate("""() => {
+    # Bring the line into view (the log follows its end) and find a point on it; measured again
+    # until the point really is on that line (the page may still be settling).
+    box = page.wait_for_function("""() => {
         const log = document.querySelector('#task-detail pre.log');
         const walker = document.createTreeWalker(log, NodeFilter.SHOW_TEXT);
         let node;
         while ((node = walker.nextNode())) {
             const at = node.nodeValue.indexOf('prepare line 7\\n');
-            if (at >= 0) {
-                const range = document.createRange();
-                range.setStart(node, at + 3); range.setEnd(node, at + 4);
-                const r = range.getBoundingClientRect();
-                return {x: r.x + r.width / 2, y: r.y + r.height / 2};
-            }
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at + 3); range.setEnd(node, at + 4);
+            let r = range.getBoundingClientRect();
+            log.scrollTop += r.top - log.getBoundingClientRect().top - 20;
+            r = range.getBoundingClientRect();
+            window.scrollBy(0, r.top - window.innerHeight / 2);
+            r = range.getBoundingClientRect();
+            const x = r.x + r.width / 2, y = r.y + r.height / 2, p = document.caretPositionFromPoint(x, y);
+            const onIt = p && p.offsetNode === node && p.offset >= at && p.offset <= at + 14;
+            return onIt ? {x, y} : null;
         }
-    }""")
+        return null;
+    }""").json_value()
     page.mouse.click(box["x"], box["y"])
-    assert page.url == f"{run_url}?task=prepare#L{number}"
+    page.wait_for_url(f"{run_url}?task=prepare#L{number}")  # Playwright learns of history changes a moment later
     expect(page.locator("#line-note")).to_have_text(f"line {number} (linked)")
 
     other = page.context.new_page()
