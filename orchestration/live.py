@@ -365,7 +365,6 @@ class RunView:
             text += piece
             if len(text) > OUTPUT_TAIL:
                 # Too much at once to append: show the tail, like a page opened now would.
-                attach_output([task_run])
                 return [self._output_fragment(context, task_run)]
         fragments = []
         pending = _pieces(text, APPEND_PIECE)
@@ -385,10 +384,10 @@ class RunView:
         return f'<pre class="log-partial" id="partial-{int(task_run_id)}" hx-swap-oob="true">{terminal.render(text)}</pre>'
 
     def _output_fragment(self, context: dict, task_run: TaskRun) -> str:
-        """The task-log fragment, from a shorter tail while it renders over FRAGMENT_LIMIT."""
+        """The task-log fragment of the output's tail (read here), from a shorter tail while it
+        renders over FRAGMENT_LIMIT."""
         size = OUTPUT_TAIL
-        if not hasattr(task_run, "shown_output") or not task_run.shown_output:
-            attach_output([task_run])
+        attach_output([task_run])
         html = self._render("task-log", context, task_run)
         while _too_big(html) and size > 1024:
             size //= 4
