@@ -10,7 +10,9 @@ needs. A sandboxed process gets
   UTS namespaces;
 - the host's filesystem read-only, with hidden (an empty tmpfs over them): the data directory
   (database, Redis socket, admin password, secret key, every run's files), the checkout's var/,
-  the server user's home directory, /tmp and /var/tmp, and /run (local services' sockets);
+  the server user's home directory, /tmp and /var/tmp, and /run (local services' sockets); what
+  programs need inside them (the checkout, its venv and node_modules, the workers' directories)
+  is shown again read-only;
 - writable only: its own directories (work directory or git worktree, private HOME and TMPDIR)
   and, for a worktree, what git needs for it: a private copy of the worktree's record (index,
   HEAD) and an object directory of its own (the repository's objects and refs stay
@@ -39,9 +41,10 @@ from pathlib import Path
 from django.conf import settings
 
 PROBE_TIMEOUT = 10  # seconds the one-off check that bwrap works may take
-# Local services' sockets (/var/run is mostly a link to /run) and the other shared temporary
-# directory (the task has its own /tmp and TMPDIR).
-RUNTIME_DIRS = ("/run", "/var/run", "/var/tmp")
+# Local services' sockets (/var/run is mostly a link to /run) and the shared temporary
+# directories (the task has its own TMPDIR and an empty /tmp; a checkout, a venv or a worker's
+# program under /tmp is bound back read-only, as under a hidden home).
+RUNTIME_DIRS = ("/run", "/var/run", "/tmp", "/var/tmp")
 FIX = ("Enable unprivileged user namespaces (Debian/Ubuntu: `sysctl kernel.unprivileged_userns_clone=1`; "
        "Ubuntu 24.04+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0` or install the bubblewrap "
        "package, whose bwrap has an AppArmor profile; in a container: run it with user namespaces allowed, "
@@ -176,7 +179,7 @@ def _namespaces(network: bool) -> list[str]:
 def hidden_paths() -> list[Path]:
     """Existing directories a sandboxed process must not see: the data directory, the checkout's
     var/, the server user's home, /run (sockets of local services: databases, Redis, D-Bus,
-    Docker, the user's ssh and gpg agents), /var/tmp and any in MAGICBOX_SANDBOX_HIDE."""
+    Docker, the user's ssh and gpg agents), /tmp, /var/tmp and any in MAGICBOX_SANDBOX_HIDE."""
     home = Path(os.path.expanduser("~"))
     candidates = [Path(settings.DATA_DIR), Path(settings.BASE_DIR) / "var", *map(Path, RUNTIME_DIRS),
                   *map(Path, settings.MAGICBOX_SANDBOX_HIDE)]
@@ -225,8 +228,7 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
         raise SandboxUnavailable(f"the task sandbox cannot be made on this host ({problem}). {FIX}")
     hidden = sorted(hidden_paths(), key=lambda p: len(p.parts))
     shown = visible_again(hidden)
-    args = [program, *_namespaces(confinement.network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp"]
+    args = [program, *_namespaces(confinement.network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for path in hidden:
         args += ["--tmpfs", str(path)]
     for path in shown:

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -254,3 +257,25 @@ async def test_a_task_cannot_reach_unix_sockets_of_the_host(mode):
         os.unlink(path)
     assert task_run.state == "succeeded", out
     assert ("reached the service" in out) == (mode == "off"), out
+
+
+async def test_a_checkout_under_tmp_runs_its_own_programs_but_the_rest_of_tmp_stays_hidden(mode, settings):
+    # Magic Box cloned under /tmp: its venv, node_modules and scripts must work inside the
+    # sandbox (which gives each task an empty /tmp), while other files in /tmp stay unseen.
+    checkout = Path(tempfile.mkdtemp(prefix="magicbox-clone-", dir="/tmp"))
+    neighbour = Path(tempfile.mkdtemp(prefix="magicbox-neighbour-", dir="/tmp"))
+    try:
+        tool = checkout / ".venv" / "bin" / "tool"
+        tool.parent.mkdir(parents=True)
+        tool.write_text("#!/bin/sh\necho tool-ran-3e1\ncat " + str(neighbour / "secret.txt") + " 2>/dev/null || echo secret-hidden\n")
+        tool.chmod(0o755)
+        (neighbour / "secret.txt").write_text("tmp-secret-77b\n")
+        settings.BASE_DIR = checkout
+        run, t = await run_tasks([{"id": "tool", "worker": "shell", "command": [str(tool)]}])
+        out = await sync_to_async(t["tool"].output_text)()
+        assert t["tool"].state == "succeeded", out
+        assert "tool-ran-3e1" in out
+        assert ("tmp-secret-77b" in out) == (mode == "off"), out
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)
+        shutil.rmtree(neighbour, ignore_errors=True)
