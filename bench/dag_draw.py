@@ -28,10 +28,11 @@ import argparse
 import html
 import json
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+from spread import spread as median_spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -143,11 +144,9 @@ def measure(case: dict, browser, repeat: int, timeout: float) -> dict:
 
 def spread(values: list, digits: int = 2, timeout: float = 0) -> str:
     """median (min–max) of `values`; "> timeout s" if one of them timed out (None)."""
-    if not values:
-        return "–"
     if None in values:
         return f"> {timeout:.0f} s"
-    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    return median_spread(values, digits)
 
 
 def main() -> int:

@@ -17,13 +17,14 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,7 +58,7 @@ def main() -> int:
         daphne.wait(20)
 
     def cell(values: list[float]) -> str:
-        return f"{statistics.median(values):8.1f} ({min(values):.1f}–{max(values):.1f})"
+        return f"{spread(values):>14}"
 
     print(f"\n{args.clients} concurrent downloads of a {expected / MB:.1f} MiB output, each at most {args.rate:g} MiB/s, "
           f"{args.repeat} rounds: median (min–max)")

@@ -21,12 +21,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +90,6 @@ def measure(size: int, repeat: int) -> dict:
     return result
 
 
-def spread(times: list[float]) -> str:
-    return f"{statistics.median(times):.3f} ({min(times):.3f}–{max(times):.3f})"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="200,1000,2000", help="comma-separated task counts (at most 2000 each)")
@@ -114,7 +111,7 @@ def main() -> int:
     print(f"plan editor, {args.repeat} repeats; seconds are median (min–max) of server time")
     print(f"{'tasks':>6} | {'open (s)':>24} | {'HTML bytes':>12} | {'check as you type (s)':>24} | {'reply bytes':>12} | {'peak +MiB':>9}")
     for r in rows:
-        print(f"{r['tasks']:>6} | {spread(r['open']):>24} | {r['open_bytes']:>12,} | {spread(r['check']):>24} | "
+        print(f"{r['tasks']:>6} | {spread(r['open'], 3):>24} | {r['open_bytes']:>12,} | {spread(r['check'], 3):>24} | "
               f"{r['check_bytes']:>12,} | {r['peak_mib']:>9.0f}")
     return 0
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -107,7 +108,7 @@ def history(args) -> int:
                 response = client.get(url)
                 times.append(1000 * (time.perf_counter() - began))
             assert response.status_code == 200, (url, response.status_code)
-        print(f"| {name} | {statistics.median(times):.0f} ({min(times):.0f}–{max(times):.0f}) | {len(captured)} |")
+        print(f"| {name} | {spread(times, 0)} | {len(captured)} |")
     return 0
 
 
@@ -134,7 +135,7 @@ def run_page(args) -> int:
                 response = client.get(f"/runs/{run.pk}/")
                 times.append(1000 * (time.perf_counter() - began))
             assert response.status_code == 200
-        print(f"| {size} tasks | {statistics.median(times):.0f} ({min(times):.0f}–{max(times):.0f}) | {len(captured)} | {len(response.content) / 1024:.0f} |")
+        print(f"| {size} tasks | {spread(times, 0)} | {len(captured)} | {len(response.content) / 1024:.0f} |")
     return 0
 
 

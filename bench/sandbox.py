@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,10 +92,7 @@ async def cancel_once(root: Path, n: int) -> tuple[float, int]:
 
 
 def summary(values: list[float], unit: float = 1000.0) -> str:
-    shown = [v * unit for v in values if v == v]
-    if not shown:
-        return "—"
-    return f"{statistics.median(shown):.1f} ({min(shown):.1f}–{max(shown):.1f})"
+    return spread([v * unit for v in values if v == v])
 
 
 def main() -> None:
@@ -127,7 +125,7 @@ def main() -> None:
     for mode, starts, cancels, lefts in rows:
         never = sum(1 for c in cancels if c != c)
         cancel = summary(cancels) + (f"; {never} of {len(cancels)} never" if never else "")
-        print(f"| {mode} | {summary(starts)} | {cancel} | {statistics.median(lefts):g} ({min(lefts)}–{max(lefts)}) |")
+        print(f"| {mode} | {summary(starts)} | {cancel} | {spread(lefts, 0)} |")
 
 
 if __name__ == "__main__":
