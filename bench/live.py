@@ -96,7 +96,7 @@ async def measure(stack: Stack, viewers: int, seconds: float, interval: float) -
         try:
             while (message := await ws.recv()) is not None:
                 now = time.time()
-                if f'id="task-detail"' in message:
+                if 'id="task-detail"' in message:
                     ready[index] = min(ready[index], now)
                 for match in LINE.finditer(message):
                     seen.setdefault(int(match[1]), now - float(match[2]))

@@ -91,7 +91,6 @@ class RunConsumer(ReconnectingConsumer):
         self._checked_at = asyncio.get_running_loop().time()
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
-        self._partials: dict[int, str] = {}  # {task run id: the message it is writing}, not sent yet
         self._sending = asyncio.Lock()  # one computation and its messages at a time, in order
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()
@@ -126,13 +125,36 @@ class RunConsumer(ReconnectingConsumer):
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._push_update())
 
-    async def run_partial(self, event: dict) -> None:
-        """The message an agent is writing (engine.signals.asend_partial): sent with the next
-        coalesced update, after the stored output, the latest text only."""
-        if int(event["task_run_id"]) != self.view.selected:
+    async def run_output(self, event: dict) -> None:
+        """Output the engine just stored (engine.signals.asend_output): appended at once when it
+        is the shown task's, from the message's text when this viewer has everything before it,
+        else read from the database (RunView.appended, catch_up). Not coalesced: the engine sends
+        at most one such message per task every output.LIVE_INTERVAL seconds."""
+        task_run_id = int(event["task_run_id"])
+        if task_run_id != self.view.selected:
             return  # another task's: this page does not show its log
-        self._partials[int(event["task_run_id"])] = str(event["text"])
-        await self.run_changed(event)
+        text = event.get("text")
+        try:
+            async with self._sending:
+                messages = self.view.appended(task_run_id, int(event["after"]), int(event["seq"]),
+                                              str(text) if text is not None else None)
+                if messages is None:
+                    messages = await database_sync_to_async(self.view.catch_up)(int(event["seq"]))
+                for message in messages:
+                    await self.send(text_data=message)
+        except Exception:
+            log.exception("output of run %s could not be sent; asking the viewer to reconnect", self.run_id)
+            await self.close(code=RESYNC_CLOSE_CODE)
+
+    async def run_partial(self, event: dict) -> None:
+        """The message an agent is writing (engine.signals.asend_partial): sent at once, after
+        the stored output sent so far (the engine sends it after the lines it stored)."""
+        task_run_id = int(event["task_run_id"])
+        if task_run_id != self.view.selected:
+            return  # another task's: this page does not show its log
+        async with self._sending:
+            if task_run_id == self.view.selected:
+                await self.send(text_data=self.view.partial_fragment(task_run_id, str(event["text"])))
 
     async def _push_update(self) -> None:
         await asyncio.sleep(COALESCE_SECONDS)
@@ -146,9 +168,6 @@ class RunConsumer(ReconnectingConsumer):
             async with self._sending:
                 for message in await database_sync_to_async(self.view.update)():
                     await self.send(text_data=message)
-                partials, self._partials = self._partials, {}
-                if self.view.selected in partials:  # only the shown task's log has a place for it
-                    await self.send(text_data=self.view.partial_fragment(self.view.selected, partials[self.view.selected]))
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.
