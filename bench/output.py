@@ -5,9 +5,9 @@ bench/stack.py) and, each round, runs a shell task `head -c <N>M /dev/urandom | 
 character lines; the product's MAGICBOX_OUTPUT_LIMIT applies: past it a marker is stored and the
 rest dropped). Samples the worker process's resident memory (RSS) every 20 ms: its growth at the
 peak during the run and 2 s after it ended (kept, not given back), over its RSS just before the
-round. Then the biggest stored chunk row (bytes), and the web server's (daphne's) RSS over
+round (and, to see memory kept from round to round, over its RSS before the first round). Then the biggest stored chunk row (bytes), and the web server's (daphne's) RSS over
 --loads loads of the run page and --downloads downloads of the whole output: growth at the
-peak and after, over its RSS before them.
+peak and after, over its RSS before them (and before the first round).
 
 Prints median (min–max) over --repeat rounds, and the load average.
 
@@ -34,9 +34,10 @@ def main() -> int:
     print(f"load average before: {loadavg()}", flush=True)
     stack = Stack()
     rows = []
+    baseline = {"worker": rss_mib(stack.worker_pid), "web": rss_mib(stack.web_pid)}  # RSS before the first round
     try:
         for round_ in range(args.repeat):
-            row = one_round(stack, args.megabytes, args.loads, args.downloads)
+            row = one_round(stack, args.megabytes, args.loads, args.downloads, baseline)
             rows.append(row)
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()) + f"; load {loadavg()}", flush=True)
     finally:
@@ -47,9 +48,11 @@ def main() -> int:
         "stored_mib": "output stored (MiB)",
         "worker_peak": "worker RSS growth at peak (MiB)",
         "worker_after": "worker RSS growth 2 s after (MiB)",
+        "worker_kept": "worker RSS 2 s after, over its RSS before round 1 (MiB)",
         "chunk_kib": "biggest chunk row (KiB)",
         "web_peak": f"web RSS growth at peak, {args.loads} page loads + {args.downloads} downloads (MiB)",
         "web_after": "web RSS growth after them (MiB)",
+        "web_kept": "web RSS after them, over its RSS before round 1 (MiB)",
     }
     for key, label in labels.items():
         print(f"{label:<70}{spread([r[key] for r in rows]):>22}")
@@ -78,7 +81,7 @@ class Sampler:
         self._thread.join()
 
 
-def one_round(stack: Stack, megabytes: int, loads: int, downloads: int) -> dict:
+def one_round(stack: Stack, megabytes: int, loads: int, downloads: int, baseline: dict[str, float]) -> dict:
     from django.db.models import Max
     from django.db.models.functions import Length
 
@@ -106,7 +109,8 @@ def one_round(stack: Stack, megabytes: int, loads: int, downloads: int) -> dict:
     web_after = rss_mib(stack.web_pid)
     return {"seconds": seconds, "stored_mib": stored / MIB, "worker_peak": worker.peak - worker_before,
             "worker_after": worker_after - worker_before, "chunk_kib": biggest / 1024,
-            "web_peak": web.peak - web_before, "web_after": web_after - web_before}
+            "worker_kept": worker_after - baseline["worker"], "web_peak": web.peak - web_before,
+            "web_after": web_after - web_before, "web_kept": web_after - baseline["web"]}
 
 
 if __name__ == "__main__":

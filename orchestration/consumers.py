@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -91,6 +92,7 @@ class RunConsumer(ReconnectingConsumer):
         self._checked_at = asyncio.get_running_loop().time()
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
+        self._changed_at = time.monotonic()  # when the viewer was last told the run changed
         self._sending = asyncio.Lock()  # one computation and its messages at a time, in order
         await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
         await self.accept()
@@ -122,6 +124,7 @@ class RunConsumer(ReconnectingConsumer):
             await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
 
     async def run_changed(self, event: dict) -> None:
+        self._changed_at = time.monotonic()
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._push_update())
 
@@ -157,6 +160,9 @@ class RunConsumer(ReconnectingConsumer):
                 await self.send(text_data=self.view.partial_fragment(task_run_id, str(event["text"])))
 
     async def _push_update(self) -> None:
+        """After COALESCE_SECONDS, the fragments that changed, from a load of the run begun after
+        the last change this viewer was told of (shared with the run's other viewers in this
+        process: live.shared_load); again while changes arrived during it."""
         await asyncio.sleep(COALESCE_SECONDS)
         loop = asyncio.get_running_loop()
         if loop.time() - self._checked_at > RECHECK_SECONDS:
@@ -166,8 +172,11 @@ class RunConsumer(ReconnectingConsumer):
                 return
         try:
             async with self._sending:
-                for message in await database_sync_to_async(self.view.update)():
-                    await self.send(text_data=message)
+                since = None
+                while since != self._changed_at:
+                    since = self._changed_at
+                    for message in await database_sync_to_async(self.view.update)(since):
+                        await self.send(text_data=message)
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.

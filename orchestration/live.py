@@ -14,8 +14,10 @@ is rendered again from a shorter tail or a smaller piece.
 """
 from __future__ import annotations
 
+import copy
 import shlex
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,6 +236,28 @@ def _pack(fragments: list[str]) -> list[str]:
     return messages
 
 
+_LOADS: dict[int, tuple[float, Run, list[TaskRun], dict]] = {}  # {run id: (began at, run, task runs, run_context)}
+
+
+def shared_load(run_id: int, since: float | None) -> tuple[Run, list[TaskRun], dict]:
+    """The run, its task runs (task_list) and run_context, from a load that began after `since`
+    (time.monotonic() seconds; None: a load begun now): the last one of this process when it
+    began late enough, else a new one. The viewers of a run told of a change together share one
+    load (called in the database thread only: the loads are not shared across threads). The
+    objects returned are shared: read them, do not change them."""
+    cached = _LOADS.get(run_id)
+    if since is not None and cached is not None and cached[0] > since:
+        return cached[1:]
+    began = time.monotonic()
+    run = Run.objects.select_related("plan", "started_by", "revision").get(pk=run_id)
+    task_runs = task_list(run)
+    context = run_context(run, task_runs)
+    if len(_LOADS) > 64:
+        _LOADS.clear()
+    _LOADS[run_id] = (began, run, task_runs, context)
+    return run, task_runs, context
+
+
 class RunView:
     """The state one viewer of one run has been sent.
 
@@ -321,11 +345,12 @@ class RunView:
             return _pack([html, self._output_fragment(context, task_run)])
         return _pack([html])
 
-    def update(self) -> list[str]:
+    def update(self, since: float | None = None) -> list[str]:
         """Messages with the fragments that changed since the last snapshot or update ([] if none),
-        all rendered from one load of the run."""
-        run, task_runs = self._load()
-        context = run_context(run, task_runs)
+        all rendered from one load of the run: one that began after `since` (time.monotonic()
+        seconds: when the viewer was told of the change), shared with the other viewers of the
+        run in this process (shared_load); a fresh one when `since` is None."""
+        run, task_runs, context = shared_load(self.run_id, since)
         fragments = []
         header = self._header_key(run, context)
         if header != self.header:
@@ -350,6 +375,7 @@ class RunView:
             fragments.append(self._render("timeline", context))
         selected = next((t for t in task_runs if t.pk == self.selected), None)
         if selected is not None:
+            selected = copy.copy(selected)  # the load is shared with other viewers: its output is attached to a copy
             key = _detail_key(selected, run, next((c for t, c in context["changes"] if t.pk == selected.pk), None))
             if key != self.detail:
                 self.detail = key
@@ -390,7 +416,7 @@ class RunView:
         sent, upto = self.sent_seq, max(seq, task_run.output_seq)
         task_run.output_seq = upto
         self.sent_seq = upto
-        fragments = shared((task_run.pk, sent, upto),
+        fragments = shared((task_run.pk, sent, upto, task_run.output_bytes),
                            lambda: tuple(output_since(task_run, sent, lambda: self._output_fragment({"run": task_run.run}, task_run))))
         return _pack(list(fragments))
 
@@ -416,8 +442,8 @@ class RunView:
 
 
 # Fragments rendered for one viewer that other viewers in this process need too, newest last:
-# {key: fragment(s)}. Output appends are keyed by (task run, after, seq): the same chunks render
-# the same for everyone (no per-viewer forms or permissions in them). Used from the event loop
+# {key: fragment(s)}. Output appends are keyed by (task run, after, seq, text or its size): the
+# same chunks render the same for everyone (no per-viewer forms or permissions in them). Used from the event loop
 # and the database thread.
 _SHARED: OrderedDict = OrderedDict()
 _SHARED_LOCK = threading.Lock()
@@ -442,7 +468,7 @@ def shared(key: tuple, make: Callable[[], T]) -> T:
 def shared_appends(task_run_id: int, after: int, seq: int, text: str) -> tuple[str, ...]:
     """The fragments appending `text`, task run `task_run_id`'s chunks after `after` up to `seq`,
     to its log (append_fragments), rendered once per process for all its viewers."""
-    return shared((int(task_run_id), after, seq), lambda: tuple(append_fragments(task_run_id, text)))
+    return shared((int(task_run_id), after, seq, text), lambda: tuple(append_fragments(task_run_id, text)))
 
 
 def output_since(task_run: TaskRun, sent: int, tail: Callable[[], str]) -> list[str]:
