@@ -87,7 +87,7 @@ async def asend_partial(run_id: int, task_run_id: int, text: str) -> None:
     """Show the run's viewers `text`, the message task run `task_run_id` is writing now ("" when
     none is), below its stored output (async; at most SEND_TIMEOUT seconds)."""
     await _send(f"tell the viewers of run {run_id}", lambda: get_channel_layer().group_send(
-        run_group(run_id), {"type": "run.partial", "task_run_id": task_run_id, "text": text}))
+        run_group(run_id), {"type": "run.partial", "run_id": run_id, "task_run_id": task_run_id, "text": text}))
 
 
 async def asend_output(run_id: int, task_run_id: int, after: int, seq: int, text: str | None) -> None:
@@ -96,7 +96,8 @@ async def asend_output(run_id: int, task_run_id: int, after: int, seq: int, text
     stored) (async; at most SEND_TIMEOUT seconds). The runs list is not told: output does not
     change it."""
     await _send(f"tell the viewers of run {run_id}", lambda: get_channel_layer().group_send(
-        run_group(run_id), {"type": "run.output", "task_run_id": task_run_id, "after": after, "seq": seq, "text": text}))
+        run_group(run_id), {"type": "run.output", "run_id": run_id, "task_run_id": task_run_id, "after": after, "seq": seq,
+                              "text": text}))
 
 
 def _deliver(make: Callable[[], Awaitable[None]]) -> None:
