@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -119,6 +120,7 @@ class Stack:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.log.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _descendants(pid: int) -> list[int]:
