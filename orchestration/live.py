@@ -25,8 +25,7 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib.auth.context_processors import PermWrapper
-from django.db.models import F, Sum, Value
-from django.db.models.functions import Length, Replace
+from django.db.models import Sum
 from django.template.loader import render_to_string
 
 from orchestration import terminal
@@ -112,11 +111,10 @@ def first_line(task_run_id: int, cursor: dict | None) -> int:
     numbers a log's line links (#L<n>) use. 1 when the window starts at the beginning."""
     if not cursor:
         return 1
-    newlines = Length("text") - Length(Replace(F("text"), Value("\n"), Value("")))
     chunks = OutputChunk.objects.filter(task_run_id=task_run_id)
     if "chars" not in cursor:  # the window starts after the whole chunk `seq`
-        return (chunks.filter(seq__lte=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0) + 1
-    before = chunks.filter(seq__lt=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0
+        return (chunks.filter(seq__lte=cursor["seq"]).aggregate(n=Sum("newlines"))["n"] or 0) + 1
+    before = chunks.filter(seq__lt=cursor["seq"]).aggregate(n=Sum("newlines"))["n"] or 0
     text = chunks.filter(seq=cursor["seq"]).values_list("text", flat=True).first() or ""
     before += text[:cursor["chars"]].count("\n")
     return before + 1

@@ -176,3 +176,18 @@ def test_a_change_is_loaded_once_for_the_viewers_told_of_it_together(task_run):
     assert not [q for q in queries.captured_queries if "orchestration_taskrun" in q["sql"]]
     TaskRun.objects.filter(pk=task_run.pk).update(state="succeeded")  # a later change: loaded afresh
     assert 'data-state="succeeded"' in "".join(views[0].update(time.monotonic()))
+
+
+def test_a_log_showing_only_its_tail_numbers_its_lines_as_in_the_whole_output(task_run):
+    from orchestration.live import OUTPUT_TAIL, first_line, output_window
+
+    # 3,000 numbered lines, stored over many chunks and bigger than the page's tail.
+    lines = [f"line {n:05d} " + "x" * 80 for n in range(1, 3001)]
+    for start in range(0, 3000, 250):
+        append_chunk(task_run.pk, 1, "\n".join(lines[start:start + 250]) + "\n")
+    seq = TaskRun.objects.get(pk=task_run.pk).output_seq
+    window = output_window(task_run.pk, seq)
+    assert window.earlier is not None and len(window.text) <= OUTPUT_TAIL  # only the tail is shown
+    number = first_line(task_run.pk, window.earlier)
+    shown_first = window.text.split("\n", 1)[0]
+    assert shown_first == lines[number - 1], (number, shown_first[:20])  # #L<n> names the same line

@@ -215,6 +215,7 @@ def append_chunk(task_run_id: int, attempt: int, text: str) -> Stored | None:
             return None
         seq = TaskRun.objects.values_list("output_seq", flat=True).get(pk=task_run_id)
         after = seq - len(pieces)
-        OutputChunk.objects.bulk_create([OutputChunk(task_run_id=task_run_id, seq=after + n, attempt=attempt, text=piece)
+        OutputChunk.objects.bulk_create([OutputChunk(task_run_id=task_run_id, seq=after + n, attempt=attempt, text=piece,
+                                                     newlines=piece.count("\n"))
                                          for n, piece in enumerate(pieces, 1)])
     return after, seq, "".join(pieces) if len(pieces) == 1 or sum(map(len, pieces)) <= TELL_LIMIT else None
