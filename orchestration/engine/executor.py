@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,9 +16,9 @@ from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, append_chunk, storable, task_output
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.secrets import secret_values
-from orchestration.engine.signals import anotify_run
+from orchestration.engine.signals import anotify_run, notify_run_on_commit
 from orchestration.engine.validation import output_problems
-from orchestration.models import RUN_TERMINAL, Run, TaskChange, TaskRun, TaskState
+from orchestration.models import RUN_TERMINAL, PlanRevision, Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
 from orchestration.plans.graph import ancestors
 from orchestration.plans.prompt_library import resolve as resolve_prompt
@@ -50,17 +50,61 @@ class AttemptPlan:
     upstream_results: dict[str, str]
     results: dict[str, str]
     upstream_heads: list[tuple[str, str]]  # (task id, head commit) of upstream tasks' captured changes
+    downstream: list[str] = field(default_factory=list)  # ids of the tasks that wait for this one
+    max_attempts: int = 1
+    interruptions: int = 0
+    worker_losses: int = 0
+
+
+@dataclass(frozen=True)
+class _Revision:
+    """What the executor derives once from an (immutable) plan revision's spec."""
+
+    spec: dict
+    tasks: dict[str, dict]  # task id -> its spec
+    downstream: dict[str, list[str]]  # task id -> ids of the tasks waiting for it
+
+
+_revisions: dict[int, _Revision] = {}
+REVISIONS_KEPT = 32  # revisions whose parsed spec stays in memory
+
+
+def _revision(revision_id: int) -> _Revision:
+    """The parsed spec of a plan revision, read from the database once (revisions never change):
+    a run's tasks then cost the same whatever the plan's size."""
+    known = _revisions.get(revision_id)
+    if known is None:
+        spec = PlanRevision.objects.values_list("spec", flat=True).get(pk=revision_id)
+        downstream: dict[str, list[str]] = {t["id"]: [] for t in spec["tasks"]}
+        for t in spec["tasks"]:
+            for upstream in t["depends_on"]:
+                downstream.setdefault(upstream, []).append(t["id"])
+        known = _Revision(spec, {t["id"]: t for t in spec["tasks"]}, downstream)
+        if len(_revisions) >= REVISIONS_KEPT:
+            _revisions.pop(next(iter(_revisions)))
+        _revisions[revision_id] = known
+    return known
+
+
+def _references_results(task: dict) -> bool:
+    """Whether the task's text or command may refer to task results (`{{ tasks.<id>.… }}`)."""
+    texts = [task.get("description") or "", task.get("prompt") or "", *(task.get("command") or [])]
+    return any("{{" in str(text) for text in texts)
 
 
 def _load(task_run_id: int) -> AttemptPlan:
-    task_run = TaskRun.objects.select_related("run__revision").get(pk=task_run_id)
-    spec = task_run.run.revision.spec
-    task = next(t for t in spec["tasks"] if t["id"] == task_run.task_id)
-    results = dict(
-        TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED).values_list("task_id", "result")
-    )
+    task_run = (TaskRun.objects.select_related("run").only("id", "run_id", "task_id", "worker", "attempt", "timeout", "output_bytes",
+                                                           "upstream", "max_attempts", "interruptions", "worker_losses",
+                                                           "run__revision_id").get(pk=task_run_id))
+    revision = _revision(task_run.run.revision_id)
+    spec = revision.spec
+    task = revision.tasks[task_run.task_id]
+    results = TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED)
+    if not _references_results(task):  # only the upstream results are handed over: read only those
+        results = results.filter(task_id__in=task_run.upstream)
+    results = dict(results.values_list("task_id", "result"))
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
-                 .values_list("task_run__task_id", "head_commit"))
+                 .values_list("task_run__task_id", "head_commit")) if spec.get("workspace") and task_run.upstream else {}
     return AttemptPlan(
         task_run_id=task_run.pk,
         run_id=task_run.run_id,
@@ -74,11 +118,23 @@ def _load(task_run_id: int) -> AttemptPlan:
         upstream_results={u: results.get(u, "") for u in task_run.upstream},
         results=results,
         upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
+        downstream=revision.downstream.get(task_run.task_id, []),
+        max_attempts=task_run.max_attempts,
+        interruptions=task_run.interruptions,
+        worker_losses=task_run.worker_losses,
     )
 
 
-def _record_prompt(task_run_id: int, prompt: str) -> None:
-    TaskRun.objects.filter(pk=task_run_id).update(prompt=storable(prompt))
+def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
+    """(adapter, base environment, prompt, warning) of the attempt, in one call to the database
+    thread: the worker's setup (workers.environment.worker_setup), the prompt composed (with
+    the task's prompt_file, whose problem is `warning`) and recorded on the task run. Raises
+    UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
+    adapter, env = worker_setup(plan.worker)
+    template, warning = resolve_prompt(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
+    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
+    TaskRun.objects.filter(pk=plan.task_run_id).update(prompt=storable(prompt))
+    return adapter, env, prompt, warning
 
 
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
@@ -96,14 +152,18 @@ def retry_delay(failed_attempt: int) -> float:
     return min(settings.MAGICBOX_RETRY_BACKOFF * 2 ** (failed_attempt - 1), settings.MAGICBOX_RETRY_BACKOFF_MAX)
 
 
-def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> None:
-    """Record the attempt's end (engine.work.finish); re-queue it instead when it failed and
-    attempts are left. Nothing is written once `owner` no longer holds the task run."""
+def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> float | None:
+    """Record the attempt's end (engine.work.finish) and advance the run past it in one
+    transaction; re-queue it instead when it failed and attempts are left, and then return the
+    backoff in seconds (else None). Nothing is written once `owner` no longer holds the task
+    run (a cancel, or a take-over: the other party decides)."""
     now = timezone.now()
     with transaction.atomic():
-        task_run = TaskRun.objects.get(pk=plan.task_run_id)
-        if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner or task_run.attempt != plan.attempt:
-            return  # cancelled, or declared lost and taken over: the other party decides
+        notify_run_on_commit(plan.run_id)
+        # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
+        task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
+                           claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
+                           interruptions=plan.interruptions, worker_losses=plan.worker_losses)
         fields = dict(
             result=storable(_capped(outcome.result)),
             error=storable(outcome.error),
@@ -119,11 +179,15 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
         if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
             delay = retry_delay(used)
             reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
-            work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
-                        claimed_by="", **fields)
-        else:
-            work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields)
-        scheduler.advance_run(plan.run_id)
+            if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
+                           claimed_by="", **fields):
+                return delay
+        elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
+            if state == TaskState.SUCCEEDED:
+                scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
+            else:
+                scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
+    return None
 
 
 def _mark_unsandboxed(run_id: int) -> None:
@@ -144,13 +208,15 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
         output.follow_partial(None)
         await output.flush()
-        await db(_finish, plan, owner, state, outcome, exit_code)
-        await anotify_run(plan.run_id)
+        # Its viewers are told once it is committed; a retry's backoff is the engine's to wait out.
+        lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
 
     repo_spec = adapter = dirs = None
     env: dict[str, str] = {}
     try:
-        adapter, env = await db(worker_setup, plan.worker)
+        adapter, env, prompt, warning = await db(_setup, plan)
+        if warning:
+            output.add([f"[Magic Box] {warning}"])
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
@@ -158,11 +224,6 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             await lease.check()  # a process that hung since its claim must not take the branch from its successor
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
-        template, warning = await db(resolve_prompt, plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
-        if warning:
-            output.add([f"[Magic Box] {warning}"])
-        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
-        await db(_record_prompt, plan.task_run_id, prompt)
         ids = [t["id"] for t in plan.spec["tasks"]]
         command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
         if reason := adapter.unavailable_reason(env):
@@ -232,8 +293,10 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         raise
     finally:
         flusher.cancel()
-        # What left the process group (setsid) is found by its marker and goes too.
-        await asyncio.to_thread(orphans.kill_marked, lease.marker)
+        # What left the process group (setsid) is found by its marker and goes too. In the
+        # sandbox the kernel already ended every process of its PID namespace with its bwrap.
+        if not sandbox.enabled():
+            await asyncio.to_thread(orphans.kill_marked, lease.marker)
         await _seal(plan, dirs, adapter, invocation.env)  # whatever the outcome: its processes are gone
         if repo_spec and not interrupted and not taken_over and not await lease.confirm():
             # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).

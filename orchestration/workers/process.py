@@ -104,28 +104,52 @@ def kill_group(pid: int, sig: int) -> None:
 
 
 async def exited(proc: asyncio.subprocess.Process) -> int:
-    """Wait until the process itself has exited and return its exit status.
+    """Wait until the process itself has exited and return its exit status (the negated signal
+    number when a signal ended it, as Popen.returncode).
 
     Process.wait() on Python 3.11 also waits for the pipes to close, so a background child that
     inherited stdout would keep it waiting after the task's own process ended. Linux's pidfd
-    becomes readable at the exit itself; asyncio's child watcher then sets returncode.
+    (pidfd_open(2)) becomes readable at the exit itself; the status is then read at once with
+    waitid(P_PIDFD, WNOWAIT) (waitid(2)), which leaves the process for asyncio's child watcher
+    to reap (a thread per child on 3.11, a pidfd of its own on 3.12), so nothing waits for the
+    watcher. Only without a pidfd (an old kernel, not Linux), or when the watcher reaped the
+    process first, is returncode awaited from the watcher.
     """
+    if proc.returncode is not None:
+        return proc.returncode
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or already reaped
         pidfd = None
     if pidfd is not None:
-        gone = loop.create_future()
-        loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
         try:
-            await gone
+            gone = loop.create_future()
+            loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+            try:
+                await gone
+            finally:
+                loop.remove_reader(pidfd)
+            status = _exit_status(pidfd)
         finally:
-            loop.remove_reader(pidfd)
             os.close(pidfd)
-    while proc.returncode is None:  # the watcher sets it a moment after the exit
-        await asyncio.sleep(0.01)
+        if status is not None:
+            return status
+    while proc.returncode is None:  # the watcher sets it a moment after it reaped the process
+        await asyncio.sleep(0.001)
     return proc.returncode
+
+
+def _exit_status(pidfd: int) -> int | None:
+    """The exit status of the exited, unreaped process `pidfd` refers to, without reaping it;
+    None when it cannot be read that way (already reaped, or no P_PIDFD before Linux 5.4)."""
+    try:
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (AttributeError, OSError):  # ChildProcessError: the watcher was first
+        return None
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
