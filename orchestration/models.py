@@ -492,7 +492,15 @@ class EngineLock(models.Model):
         """Lock row `name` until the surrounding transaction ends (creating it the first time).
 
         Must be called inside transaction.atomic(); raises TransactionManagementError otherwise.
+        On SQLite it reads nothing: the surrounding IMMEDIATE transaction already holds the
+        database's one write lock.
         """
+        from django.db import connection, transaction
+
+        if connection.vendor == "sqlite":
+            if not transaction.get_connection().in_atomic_block:
+                raise transaction.TransactionManagementError("EngineLock.hold needs a transaction")
+            return
         if not cls.objects.select_for_update().filter(name=name).exists():  # one statement once the row exists
             cls.objects.get_or_create(name=name)
             cls.objects.select_for_update().get(name=name)

@@ -187,6 +187,8 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
                 scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
             else:
                 scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
+        elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
+            transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
     return None
 
 
@@ -245,12 +247,12 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         return
     except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
         output.add([f"[Magic Box] {error}"])
-        await _seal(plan, dirs, adapter, env)
+        await _seal(plan, dirs, adapter, env, recorded=True)
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
 
     parser = adapter.parser()
-    interrupted = taken_over = False
+    interrupted = taken_over = recorded = False  # recorded: its end is recorded below (_finish)
     capture_error = ""
     invocation.env[orphans.MARKER] = lease.marker
     if sandbox.enabled():
@@ -270,6 +272,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             confinement=sandbox.for_attempt(dirs.workdir, dirs.home, dirs.tmpdir, (dirs.upstream,),
                                             network=plan.task.get("network", True)),
         ))
+        recorded = True
     except LeaseLost:  # the process group was killed; record nothing more
         state, reason = await db(_state_of, plan.task_run_id)
         if state == TaskState.CANCELLED:  # from the browser: what it changed so far is kept
@@ -281,6 +284,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             taken_over = True
         return
     except (OSError, ValueError) as error:  # ValueError: an argument or variable holds a NUL
+        recorded = True
         message = f"could not start {invocation.argv[0]}: {error}"
         output.add([f"[Magic Box] {message}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
@@ -297,7 +301,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         # sandbox the kernel already ended every process of its PID namespace with its bwrap.
         if not sandbox.enabled():
             await asyncio.to_thread(orphans.kill_marked, lease.marker)
-        await _seal(plan, dirs, adapter, invocation.env)  # whatever the outcome: its processes are gone
+        await _seal(plan, dirs, adapter, invocation.env, recorded)  # whatever the outcome: its processes are gone
         if repo_spec and not interrupted and not taken_over and not await lease.confirm():
             # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).
             taken_over = (await db(_state_of, plan.task_run_id))[0] != TaskState.CANCELLED
@@ -332,14 +336,16 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
 
 
-async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: WorkerAdapter | None, env: dict[str, str]) -> None:
+async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: WorkerAdapter | None, env: dict[str, str],
+                recorded: bool = False) -> None:
     """The attempt has ended: remove every secret from its HOME (engine.homes.seal); when its run
-    has ended meanwhile (a cancel), its HOME goes altogether, as the run's end removed the others."""
+    has ended meanwhile (a cancel), its HOME goes altogether, as the run's end removed the others
+    (`recorded`: its end is about to be recorded, and _finish looks at the run then)."""
     if dirs is None:
         return
     await asyncio.to_thread(homes.seal, dirs.home, secret_values(env), getattr(adapter, "HOME_DISCARD", ()),
                             getattr(adapter, "HOME_TRANSCRIPTS", ()))
-    if await db(_run_ended, plan.run_id):
+    if not recorded and await db(_run_ended, plan.run_id):
         await asyncio.to_thread(homes.discard_run_homes, plan.run_id)
 
 

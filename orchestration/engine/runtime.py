@@ -113,12 +113,17 @@ class Engine:
         return {pk: task for (model, pk), task in self.working.items() if model is TaskRun}
 
     def wake_soon(self) -> None:
-        """Schedule `wake()` without waiting for it (for message handlers that must return)."""
-        self._spawn(self._wake_logged())
+        """Schedule a wake-up without waiting for it (for message handlers that must return).
 
-    async def _wake_logged(self) -> None:
+        It claims what may start, without advancing every unfinished run first: whoever sends
+        a wake-up has advanced what it changed (start_run, cancel_task, a task's end), and the
+        periodic sweep advances them all.
+        """
+        self._spawn(self._wake_logged(advance_runs=False))
+
+    async def _wake_logged(self, advance_runs: bool = True) -> None:
         try:
-            await self.wake()
+            await self.wake(advance_runs)
         except Exception:
             log.exception("engine wake-up failed; the next sweep tries again")
 

@@ -305,6 +305,10 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> 
     the count and the claims happen under the "claim" EngineLock, so two processes never both
     take the last free slot. A scope with `idle` (the claiming process runs nothing) claims a
     task run that lost its worker process before, alone, when there is one (engine.work.Scope).
+
+    When more task runs are queued than slots are free, it takes half of the free slots (at
+    least one) and wakes an engine for the rest, so that other worker processes share the work
+    (one process alone takes the rest on that wake-up).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -312,26 +316,30 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> 
         running = dict(
             TaskRun.objects.filter(state=TaskState.RUNNING).values_list("worker").annotate(n=Count("id")).values_list("worker", "n")
         )
-        free = min(limit, settings.MAGICBOX_MAX_PARALLEL - sum(running.values()))
-        if free <= 0:
+        free = settings.MAGICBOX_MAX_PARALLEL - sum(running.values())
+        if free <= 0 or limit <= 0:
             return []
         if scope.idle and not scope.suspects:
-            suspect = _claim_candidates(work.Scope(suspects=True, run_id=scope.run_id), owner, running, now, 1)
+            suspect = _claim_candidates(work.Scope(suspects=True, run_id=scope.run_id), owner, running, now, 1, 1)
             if suspect:
                 return suspect
-        return _claim_candidates(scope, owner, running, now, free)
+        return _claim_candidates(scope, owner, running, now, limit, free)
 
 
-def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, want: int) -> list[TaskRun]:
-    """Claim up to `want` queued task runs within `scope` (oldest first) whose worker is under its
-    max_parallel (`running`: {worker: running now}, updated); inside claim_next's transaction."""
-    want = 1 if scope.suspects else want
-    candidates = (
+def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int) -> list[TaskRun]:
+    """Claim up to `limit` queued task runs within `scope` (oldest first) whose worker is under
+    its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
+    all processes; inside claim_next's transaction."""
+    want = 1 if scope.suspects else min(limit, free)
+    candidates = list(
         work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope)
         .exclude(run__state__in=RUN_TERMINAL)
         .only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
         .order_by("queued_at", "id")[:max(100, 2 * want)]
     )
+    if len(candidates) > free >= 2 and want > 1:  # more queued than free slots: share them (see claim_next)
+        want = min(want, (free + 1) // 2)
+        wake_engine_on_commit()
     claimed: list[TaskRun] = []
     for candidate in candidates:
         try:
