@@ -190,6 +190,7 @@ class InProcess:
 def spawn_workers(n: int, env: dict[str, str], data: Path) -> list[subprocess.Popen]:
     """Start `n` `manage.py runworker magicbox.engine` processes with `env`."""
     procs = []
+    data.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         log = (data / f"worker{i}.log").open("w")
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runworker", "magicbox.engine"], cwd=ROOT,
@@ -292,7 +293,7 @@ async def bench(args, data: Path) -> None:
         one = await workers_rate(1, args, env, data)
         two = await workers_rate(2, args, env, data)
         ratio = [b / a for a, b in zip(sorted(one), sorted(two))]
-        print(f"\n| 200 independent tasks, 16 at once over all processes | tasks/s |\n|---|---|")
+        print("\n| 200 independent tasks, 16 at once over all processes | tasks/s |\n|---|---|")
         print(f"| one runworker process | {spread(one, 0)} |")
         print(f"| two runworker processes | {spread(two, 0)} |")
         print(f"| ratio two / one (medians: {sorted(two)[len(two) // 2] / sorted(one)[len(one) // 2]:.2f}) | {spread(ratio, 2)} |")

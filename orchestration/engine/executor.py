@@ -137,6 +137,19 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     return adapter, env, prompt, warning
 
 
+_SETUP_ERRORS = (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError)  # fail the attempt, saying why
+
+
+def _begin(task_run_id: int) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str, str], str, str] | Exception]:
+    """The attempt's plan (_load) and its setup (_setup), or the error the setup raised (one of
+    _SETUP_ERRORS), in one call to the database thread."""
+    plan = _load(task_run_id)
+    try:
+        return plan, _setup(plan)
+    except _SETUP_ERRORS as error:
+        return plan, error
+
+
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
 
 
@@ -204,7 +217,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     Never raises for a task's own failure: every outcome is recorded on the task run.
     """
     owner = lease.owner
-    plan = await db(_load, task_run_id)
+    plan, setup = await db(_begin, task_run_id)
     output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
@@ -216,7 +229,9 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     repo_spec = adapter = dirs = None
     env: dict[str, str] = {}
     try:
-        adapter, env, prompt, warning = await db(_setup, plan)
+        if isinstance(setup, Exception):
+            raise setup
+        adapter, env, prompt, warning = setup
         if warning:
             output.add([f"[Magic Box] {warning}"])
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
@@ -245,7 +260,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         )
     except LeaseLost:  # taken over before it began: nothing of it to record
         return
-    except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
+    except _SETUP_ERRORS as error:
         output.add([f"[Magic Box] {error}"])
         await _seal(plan, dirs, adapter, env, recorded=True)
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
@@ -343,8 +358,9 @@ async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: 
     (`recorded`: its end is about to be recorded, and _finish looks at the run then)."""
     if dirs is None:
         return
-    await asyncio.to_thread(homes.seal, dirs.home, secret_values(env), getattr(adapter, "HOME_DISCARD", ()),
-                            getattr(adapter, "HOME_TRANSCRIPTS", ()))
+    secrets, discard, transcripts = secret_values(env), getattr(adapter, "HOME_DISCARD", ()), getattr(adapter, "HOME_TRANSCRIPTS", ())
+    if secrets or discard or transcripts:  # else there is nothing to look for (a shell task without secrets)
+        await asyncio.to_thread(homes.seal, dirs.home, secrets, discard, transcripts)
     if not recorded and await db(_run_ended, plan.run_id):
         await asyncio.to_thread(homes.discard_run_homes, plan.run_id)
 

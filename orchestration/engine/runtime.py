@@ -49,10 +49,15 @@ class WorkKind:
 
 
 def one_at_a_time(claim_next: Callable[[str, work.Scope], LeasedWork | None]) -> Callable[[str, work.Scope, int], list[LeasedWork]]:
-    """A WorkKind.claim from a function claiming one row or None (for kinds claimed rarely)."""
+    """A WorkKind.claim from a function claiming one row or None, called until `limit` rows or
+    None (for kinds claimed rarely; one transaction per row)."""
     def claim(owner: str, scope: work.Scope, limit: int) -> list[LeasedWork]:
-        row = claim_next(owner, scope)
-        return [] if row is None else [row]
+        rows: list[LeasedWork] = []
+        while len(rows) < limit and (row := claim_next(owner, scope)) is not None:
+            rows.append(row)
+            if scope.suspects:
+                break
+        return rows
     return claim
 
 
