@@ -331,21 +331,18 @@ def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], no
     its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
     all processes; inside claim_next's transaction."""
     want = 1 if scope.suspects else min(limit, free)
-    candidates = list(
-        work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope)
-        .exclude(run__state__in=RUN_TERMINAL)
-        .only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
-        .order_by("queued_at", "id")[:max(100, 2 * want)]
-    )
+    queued = work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope).exclude(run__state__in=RUN_TERMINAL)
+    if saturated := [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]:
+        queued = queued.exclude(worker__in=saturated)  # what could not start now is not read
+    # A few more than wanted: a worker may reach its max_parallel within this batch.
+    candidates = list(queued.only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
+                      .order_by("queued_at", "id")[:2 * want + 8])
     if len(candidates) > free >= 2 and want > 1:  # more queued than free slots: share them (see claim_next)
         want = min(want, (free + 1) // 2)
         wake_engine_on_commit()
     claimed: list[TaskRun] = []
     for candidate in candidates:
-        try:
-            limit = worker_config(candidate.worker).max_parallel
-        except UnknownWorker:
-            limit = None  # the executor fails it with the message
+        limit = _max_parallel(candidate.worker)
         if limit is not None and running.get(candidate.worker, 0) >= limit:
             continue
         if work.claim(candidate, owner, started_at=candidate.started_at or now, exit_code=None, error=""):
@@ -356,6 +353,15 @@ def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], no
     for run_id in {c.run_id for c in claimed}:
         notify_run_on_commit(run_id)
     return claimed
+
+
+def _max_parallel(worker: str) -> int | None:
+    """The worker's max_parallel (None: no limit of its own, or an unknown worker, which the
+    executor fails with the message)."""
+    try:
+        return worker_config(worker).max_parallel
+    except UnknownWorker:
+        return None
 
 
 def next_retry_in() -> float | None:
