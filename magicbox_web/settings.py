@@ -78,7 +78,11 @@ TEMPLATES = [
 ]
 
 _default_db = f"sqlite:///{DATA_DIR / 'magicbox.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db), conn_max_age=0)}
+# Connections kept between requests and websocket database calls for this many seconds (0: one
+# per request), checked before reuse (a restarted database costs one failed check, not an error).
+# The engine's database thread keeps its own (engine.db reconnects it).
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", _default_db),
+                                              conn_max_age=env_int("MAGICBOX_CONN_MAX_AGE", 60), conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
     _database = Path(DATABASES["default"]["NAME"])

@@ -5,6 +5,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+import weakref
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -65,6 +67,76 @@ class ReconnectingConsumer(AsyncWebsocketConsumer):
         return "a page"
 
 
+class RunHub:
+    """The run pages watched in this process, joined to the channel layer once per run.
+
+    Each run's group (engine.signals.run_group) gets one member per process, the hub's own
+    channel, whatever the number of viewers: a message of the engine's is fetched from Redis and
+    decoded once, then handed to every local viewer of its run (RunConsumer.deliver), in order.
+    When the channel layer goes away (Redis restarted), every viewer is closed with
+    RECONNECT_CLOSE_CODE (the pages connect again) and the hub starts afresh with the next one.
+    One hub per channel layer (hub_for): the layer belongs to one event loop.
+    """
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.viewers: dict[int, set[RunConsumer]] = {}
+        self._listening: asyncio.Task | None = None
+        self._joining = asyncio.Lock()
+
+    async def join(self, viewer: RunConsumer) -> None:
+        """Hand `viewer` the messages of its run from now on. Raises what the layer raises."""
+        async with self._joining:
+            if self.channel is None:
+                self.channel = await self.layer.new_channel()
+                self._listening = asyncio.create_task(self._listen(self.channel))
+            # Every time: a group membership expires (channels_redis's group_expiry), a join renews it.
+            await self.layer.group_add(run_group(viewer.run_id), self.channel)
+            self.viewers.setdefault(viewer.run_id, set()).add(viewer)
+
+    async def leave(self, viewer: RunConsumer) -> None:
+        """Stop handing `viewer` messages; leave its run's group when it was the last viewer here."""
+        async with self._joining:
+            viewers = self.viewers.get(viewer.run_id)
+            if viewers is None or viewer not in viewers:
+                return
+            viewers.discard(viewer)
+            if not viewers:
+                del self.viewers[viewer.run_id]
+                with contextlib.suppress(RedisError, OSError):
+                    await self.layer.group_discard(run_group(viewer.run_id), self.channel)
+
+    async def _listen(self, channel: str) -> None:
+        try:
+            while True:
+                message = await self.layer.receive(channel)
+                try:
+                    run_id = int(message["run_id"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                for viewer in list(self.viewers.get(run_id, ())):
+                    viewer.deliver(message)
+        except (RedisError, OSError) as error:
+            log.warning("the viewers of runs lost the channel layer (%s: %s); their pages reconnect", type(error).__name__, error)
+            viewers = [v for group in self.viewers.values() for v in group]
+            self.channel, self.viewers = None, {}
+            for viewer in viewers:
+                with contextlib.suppress(Exception):  # the socket may be gone already
+                    await viewer.close(code=RECONNECT_CLOSE_CODE)
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # {channel layer: its RunHub}
+
+
+def hub_for(layer) -> RunHub:
+    """The RunHub of channel layer `layer` (one per layer, made on first use)."""
+    hub = _hubs.get(layer)
+    if hub is None:
+        hub = _hubs[layer] = RunHub(layer)
+    return hub
+
+
 class RunConsumer(ReconnectingConsumer):
     """Websocket of a run page: sends a full snapshot on connect, then coalesced updates.
 
@@ -91,9 +163,10 @@ class RunConsumer(ReconnectingConsumer):
         self._checked_at = asyncio.get_running_loop().time()
         self.view = RunView(self.run_id, user, self.scope.get("cookies", {}).get(settings.CSRF_COOKIE_NAME, ""))
         self._pending: asyncio.Task | None = None
-        self._partials: dict[int, str] = {}  # {task run id: the message it is writing}, not sent yet
+        self._changed_at = time.monotonic()  # when the viewer was last told the run changed
         self._sending = asyncio.Lock()  # one computation and its messages at a time, in order
-        await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        self._handling: set[asyncio.Task] = set()  # messages of the run being handled (deliver)
+        await hub_for(self.channel_layer).join(self)
         await self.accept()
         async with self._sending:
             for message in await database_sync_to_async(self.view.snapshot)():
@@ -120,21 +193,66 @@ class RunConsumer(ReconnectingConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "view"):
-            await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
+            await hub_for(self.channel_layer).leave(self)
+
+    def deliver(self, message: dict) -> None:
+        """Handle `message`, one of the run's group (RunHub), in its own task: "run.changed",
+        "run.output" or "run.partial". Messages handed over in order are handled in order (the
+        handlers that send take the viewer's lock, which serves its waiters first come, first
+        served); one that fails closes this socket only."""
+        handler = {"run.changed": self.run_changed, "run.output": self.run_output, "run.partial": self.run_partial}.get(message.get("type"))
+        if handler is not None:
+            task = asyncio.create_task(handler(message))
+            self._handling.add(task)
+            task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task) -> None:
+        self._handling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a message of run %s could not be handled; asking the viewer to reconnect", self.run_id,
+                      exc_info=task.exception())
+            asyncio.ensure_future(self.close(code=RESYNC_CLOSE_CODE))
 
     async def run_changed(self, event: dict) -> None:
+        self._changed_at = time.monotonic()
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._push_update())
 
-    async def run_partial(self, event: dict) -> None:
-        """The message an agent is writing (engine.signals.asend_partial): sent with the next
-        coalesced update, after the stored output, the latest text only."""
-        if int(event["task_run_id"]) != self.view.selected:
+    async def run_output(self, event: dict) -> None:
+        """Output the engine just stored (engine.signals.asend_output): appended at once when it
+        is the shown task's, from the message's text when this viewer has everything before it,
+        else read from the database (RunView.appended, catch_up). Not coalesced: the engine sends
+        at most one such message per task every output.LIVE_INTERVAL seconds."""
+        task_run_id = int(event["task_run_id"])
+        if task_run_id != self.view.selected:
             return  # another task's: this page does not show its log
-        self._partials[int(event["task_run_id"])] = str(event["text"])
-        await self.run_changed(event)
+        text = event.get("text")
+        try:
+            async with self._sending:
+                messages = self.view.appended(task_run_id, int(event["after"]), int(event["seq"]),
+                                              str(text) if text is not None else None)
+                if messages is None:
+                    messages = await database_sync_to_async(self.view.catch_up)(int(event["seq"]))
+                for message in messages:
+                    await self.send(text_data=message)
+        except Exception:
+            log.exception("output of run %s could not be sent; asking the viewer to reconnect", self.run_id)
+            await self.close(code=RESYNC_CLOSE_CODE)
+
+    async def run_partial(self, event: dict) -> None:
+        """The message an agent is writing (engine.signals.asend_partial): sent at once, after
+        the stored output sent so far (the engine sends it after the lines it stored)."""
+        task_run_id = int(event["task_run_id"])
+        if task_run_id != self.view.selected:
+            return  # another task's: this page does not show its log
+        async with self._sending:
+            if task_run_id == self.view.selected:
+                await self.send(text_data=self.view.partial_fragment(task_run_id, str(event["text"])))
 
     async def _push_update(self) -> None:
+        """After COALESCE_SECONDS, the fragments that changed, from a load of the run begun after
+        the last change this viewer was told of (shared with the run's other viewers in this
+        process: live.shared_load); again while changes arrived during it."""
         await asyncio.sleep(COALESCE_SECONDS)
         loop = asyncio.get_running_loop()
         if loop.time() - self._checked_at > RECHECK_SECONDS:
@@ -144,11 +262,11 @@ class RunConsumer(ReconnectingConsumer):
                 return
         try:
             async with self._sending:
-                for message in await database_sync_to_async(self.view.update)():
-                    await self.send(text_data=message)
-                partials, self._partials = self._partials, {}
-                if self.view.selected in partials:  # only the shown task's log has a place for it
-                    await self.send(text_data=self.view.partial_fragment(self.view.selected, partials[self.view.selected]))
+                since = None
+                while since != self._changed_at:
+                    since = self._changed_at
+                    for message in await database_sync_to_async(self.view.update)(since):
+                        await self.send(text_data=message)
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.

@@ -14,13 +14,18 @@ is rendered again from a shorter tail or a smaller piece.
 """
 from __future__ import annotations
 
+import copy
 import shlex
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib.auth.context_processors import PermWrapper
-from django.db.models import F, Sum, Value
-from django.db.models.functions import Length, Replace
+from django.db.models import Sum
 from django.template.loader import render_to_string
 
 from orchestration import terminal
@@ -30,6 +35,7 @@ from orchestration.review.integration import onward
 from orchestration.review.timeline import timeline
 from orchestration.vcs import collisions
 
+T = TypeVar("T")
 TEMPLATE = "runs/detail.html"
 OUTPUT_TAIL = 128 * 1024  # characters of a task's output shown on its page (escaping may grow it 5x)
 APPEND_PIECE = 32 * 1024  # characters of new output per appended fragment
@@ -57,7 +63,7 @@ def output_window(task_run_id: int, upto_seq: int, upto_chars: int | None = None
     pieces: list[str] = []
     total, first_seq = 0, None
     chunks = OutputChunk.objects.filter(task_run_id=task_run_id, seq__lte=upto_seq).order_by("-seq")
-    for seq, text in chunks.values_list("seq", "text").iterator(chunk_size=50):
+    for seq, text in chunks.values_list("seq", "text").iterator(chunk_size=200):
         if seq == upto_seq and upto_chars is not None:
             text = text[:upto_chars]
         pieces.append(text)
@@ -105,11 +111,10 @@ def first_line(task_run_id: int, cursor: dict | None) -> int:
     numbers a log's line links (#L<n>) use. 1 when the window starts at the beginning."""
     if not cursor:
         return 1
-    newlines = Length("text") - Length(Replace(F("text"), Value("\n"), Value("")))
     chunks = OutputChunk.objects.filter(task_run_id=task_run_id)
     if "chars" not in cursor:  # the window starts after the whole chunk `seq`
-        return (chunks.filter(seq__lte=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0) + 1
-    before = chunks.filter(seq__lt=cursor["seq"]).aggregate(n=Sum(newlines))["n"] or 0
+        return (chunks.filter(seq__lte=cursor["seq"]).aggregate(n=Sum("newlines"))["n"] or 0) + 1
+    before = chunks.filter(seq__lt=cursor["seq"]).aggregate(n=Sum("newlines"))["n"] or 0
     text = chunks.filter(seq=cursor["seq"]).values_list("text", flat=True).first() or ""
     before += text[:cursor["chars"]].count("\n")
     return before + 1
@@ -229,6 +234,28 @@ def _pack(fragments: list[str]) -> list[str]:
     return messages
 
 
+_LOADS: dict[int, tuple[float, Run, list[TaskRun], dict]] = {}  # {run id: (began at, run, task runs, run_context)}
+
+
+def shared_load(run_id: int, since: float | None) -> tuple[Run, list[TaskRun], dict]:
+    """The run, its task runs (task_list) and run_context, from a load that began after `since`
+    (time.monotonic() seconds; None: a load begun now): the last one of this process when it
+    began late enough, else a new one. The viewers of a run told of a change together share one
+    load (called in the database thread only: the loads are not shared across threads). The
+    objects returned are shared: read them, do not change them."""
+    cached = _LOADS.get(run_id)
+    if since is not None and cached is not None and cached[0] > since:
+        return cached[1:]
+    began = time.monotonic()
+    run = Run.objects.select_related("plan", "started_by", "revision").get(pk=run_id)
+    task_runs = task_list(run)
+    context = run_context(run, task_runs)
+    if len(_LOADS) > 64:
+        _LOADS.clear()
+    _LOADS[run_id] = (began, run, task_runs, context)
+    return run, task_runs, context
+
+
 class RunView:
     """The state one viewer of one run has been sent.
 
@@ -316,11 +343,12 @@ class RunView:
             return _pack([html, self._output_fragment(context, task_run)])
         return _pack([html])
 
-    def update(self) -> list[str]:
+    def update(self, since: float | None = None) -> list[str]:
         """Messages with the fragments that changed since the last snapshot or update ([] if none),
-        all rendered from one load of the run."""
-        run, task_runs = self._load()
-        context = run_context(run, task_runs)
+        all rendered from one load of the run: one that began after `since` (time.monotonic()
+        seconds: when the viewer was told of the change), shared with the other viewers of the
+        run in this process (shared_load); a fresh one when `since` is None."""
+        run, task_runs, context = shared_load(self.run_id, since)
         fragments = []
         header = self._header_key(run, context)
         if header != self.header:
@@ -345,6 +373,7 @@ class RunView:
             fragments.append(self._render("timeline", context))
         selected = next((t for t in task_runs if t.pk == self.selected), None)
         if selected is not None:
+            selected = copy.copy(selected)  # the load is shared with other viewers: its output is attached to a copy
             key = _detail_key(selected, run, next((c for t, c in context["changes"] if t.pk == selected.pk), None))
             if key != self.detail:
                 self.detail = key
@@ -354,34 +383,48 @@ class RunView:
         return _pack(fragments)
 
     def _new_output(self, context: dict, task_run: TaskRun) -> list[str]:
-        """Fragments appending the selected task's output stored since what was sent."""
+        """Fragments appending the selected task's output stored since what was sent (up to its
+        output_seq as loaded)."""
         sent = self.sent_seq
         if task_run.output_seq <= sent:
             return []
         self.sent_seq = task_run.output_seq
-        chunks = OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq).order_by("seq")
-        text = ""
-        for piece in chunks.values_list("text", flat=True).iterator(chunk_size=50):
-            text += piece
-            if len(text) > OUTPUT_TAIL:
-                # Too much at once to append: show the tail, like a page opened now would.
-                return [self._output_fragment(context, task_run)]
-        fragments = []
-        pending = _pieces(text, APPEND_PIECE)
-        while pending:
-            piece = pending.pop(0)
-            html = f'<div hx-swap-oob="beforeend:#log-{task_run.pk}">{terminal.render(piece)}</div>'
-            if _too_big(html) and len(piece) > 1:
-                pending[:0] = _pieces(piece, len(piece) // 4 + 1)
-                continue
-            fragments.append(html)
-        return fragments
+        return output_since(task_run, sent, lambda: self._output_fragment(context, task_run))
+
+    def appended(self, task_run_id: int, after: int, seq: int, text: str | None) -> list[str] | None:
+        """Messages appending output task run `task_run_id` stored after chunk `after` up to chunk
+        `seq`, whose text is `text` (engine.signals.asend_output), for this viewer: [] when it is
+        not the selected task's or was sent already; None when this viewer cannot be brought up
+        to date from the message alone (it lacks chunks before `after`, or `text` is None): then
+        catch_up reads them. Rendered once per process for all its viewers (shared_appends)."""
+        if task_run_id != self.selected or seq <= self.sent_seq:
+            return []
+        if text is None or after != self.sent_seq:
+            return None
+        self.sent_seq = seq
+        return _pack(list(shared_appends(task_run_id, after, seq, text)))
+
+    def catch_up(self, seq: int) -> list[str]:
+        """Messages appending the selected task's output stored after what was sent, up to chunk
+        `seq` at least (read from the database; a whole tail when it is over OUTPUT_TAIL). The
+        fragments are rendered once per process for every viewer needing the same range."""
+        if self.selected is None or seq <= self.sent_seq:
+            return []
+        task_run = TaskRun.objects.select_related("run").defer("prompt", "result").get(pk=self.selected)
+        sent, upto = self.sent_seq, max(seq, task_run.output_seq)
+        task_run.output_seq = upto
+        self.sent_seq = upto
+        fragments = shared((task_run.pk, sent, upto, task_run.output_bytes),
+                           lambda: tuple(output_since(task_run, sent, lambda: self._output_fragment({"run": task_run.run}, task_run))))
+        return _pack(list(fragments))
 
     @staticmethod
     def partial_fragment(task_run_id: int, text: str) -> str:
         """The fragment showing `text`, the message a task run's agent is writing now, below its
-        stored output ("" empties it: the complete message is in the output by then)."""
-        return f'<pre class="log-partial" id="partial-{int(task_run_id)}" hx-swap-oob="true">{terminal.render(text)}</pre>'
+        stored output ("" empties it: the complete message is in the output by then). Rendered
+        once per process for all its viewers."""
+        return shared(("partial", int(task_run_id), text),
+                      lambda: f'<pre class="log-partial" id="partial-{int(task_run_id)}" hx-swap-oob="true">{terminal.render(text)}</pre>')
 
     def _output_fragment(self, context: dict, task_run: TaskRun) -> str:
         """The task-log fragment of the output's tail (read here), from a shorter tail while it
@@ -394,6 +437,65 @@ class RunView:
             attach_output([task_run], size=size)
             html = self._render("task-log", context, task_run)
         return html
+
+
+# Fragments rendered for one viewer that other viewers in this process need too, newest last:
+# {key: fragment(s)}. Output appends are keyed by (task run, after, seq, text or its size): the
+# same chunks render the same for everyone (no per-viewer forms or permissions in them). Used from the event loop
+# and the database thread.
+_SHARED: OrderedDict = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_ENTRIES = 256  # fragments kept (each at most a few MESSAGE_BUDGETs)
+
+
+def shared(key: tuple, make: Callable[[], T]) -> T:
+    """The value rendered for `key` in this process, made by `make()` the first time (or again
+    once SHARED_ENTRIES newer keys pushed it out)."""
+    with _SHARED_LOCK:
+        if key in _SHARED:
+            _SHARED.move_to_end(key)
+            return _SHARED[key]
+    value = make()
+    with _SHARED_LOCK:
+        _SHARED[key] = value
+        while len(_SHARED) > SHARED_ENTRIES:
+            _SHARED.popitem(last=False)
+    return value
+
+
+def shared_appends(task_run_id: int, after: int, seq: int, text: str) -> tuple[str, ...]:
+    """The fragments appending `text`, task run `task_run_id`'s chunks after `after` up to `seq`,
+    to its log (append_fragments), rendered once per process for all its viewers."""
+    return shared((int(task_run_id), after, seq, text), lambda: tuple(append_fragments(task_run_id, text)))
+
+
+def output_since(task_run: TaskRun, sent: int, tail: Callable[[], str]) -> list[str]:
+    """Fragments appending task run `task_run`'s output stored after chunk `sent` up to its
+    output_seq; `tail()` instead (the task-log fragment of its tail) when that is over OUTPUT_TAIL
+    characters, as a page opened now would show. Reads at most OUTPUT_TAIL characters and a chunk."""
+    chunks = OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq).order_by("seq")
+    pieces, size = [], 0
+    for piece in chunks.values_list("text", flat=True).iterator(chunk_size=200):
+        pieces.append(piece)
+        size += len(piece)
+        if size > OUTPUT_TAIL:
+            return [tail()]  # too much at once to append
+    return append_fragments(task_run.pk, "".join(pieces))
+
+
+def append_fragments(task_run_id: int, text: str) -> list[str]:
+    """Fragments appending `text` (stored output) to task run `task_run_id`'s log, each under
+    FRAGMENT_LIMIT bytes (pieces of about APPEND_PIECE characters, smaller where escaping grows)."""
+    fragments = []
+    pending = _pieces(text, APPEND_PIECE)
+    while pending:
+        piece = pending.pop(0)
+        html = f'<div hx-swap-oob="beforeend:#log-{int(task_run_id)}">{terminal.render(piece)}</div>'
+        if _too_big(html) and len(piece) > 1:
+            pending[:0] = _pieces(piece, len(piece) // 4 + 1)
+            continue
+        fragments.append(html)
+    return fragments
 
 
 DETAIL_PARTS = ("task-summary", "task-result", "task-change", "task-attempts")  # the detail's parts that follow its state

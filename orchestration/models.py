@@ -319,12 +319,16 @@ class TaskRun(LeasedWork):
 
 
 class OutputChunk(models.Model):
-    """A piece of a task run's live output, stored as it arrives (one flush of the executor)."""
+    """A piece of a task run's live output, stored as it arrives (one flush of the executor).
+
+    newlines: how many "\n" `text` holds, kept so a log's line numbers are summed without
+    reading the output (live.first_line)."""
 
     task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="output_chunks")
     seq = models.PositiveIntegerField()
     attempt = models.PositiveIntegerField(default=1)
     text = models.TextField()
+    newlines = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

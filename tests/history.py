@@ -63,5 +63,5 @@ def large_run(tasks: int, name: str = "Large", layer: int = 25) -> Run:
         for p, t in enumerate(spec)], batch_size=2000)
     if not task_runs or task_runs[0].pk is None:  # backends that do not return keys from bulk inserts
         task_runs = list(run.task_runs.order_by("position"))
-    OutputChunk.objects.bulk_create([OutputChunk(task_run=t, seq=1, text=output) for t in task_runs], batch_size=2000)
+    OutputChunk.objects.bulk_create([OutputChunk(task_run=t, seq=1, text=output, newlines=output.count("\n")) for t in task_runs], batch_size=2000)
     return run

@@ -205,3 +205,31 @@ async def test_an_agents_answer_reaches_a_viewer_as_it_is_written_and_is_stored_
     task_run = await sync_to_async(TaskRun.objects.get)(run=run)
     assert (await sync_to_async(task_run.output_text)()).count(answer) == 1
     await ws.disconnect()
+
+
+async def test_the_viewers_of_a_run_in_one_process_share_one_group_membership_and_each_gets_its_output(user):
+    from channels.layers import get_channel_layer
+
+    from orchestration.engine.output import append_chunk
+    from orchestration.engine.signals import asend_output, run_group
+
+    run = await new_run()
+    cookie = await sync_to_async(session_cookie)(user)
+    viewers = [socket(run.pk, cookie) for _ in range(3)]
+    for ws in viewers:
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=5)  # the snapshot
+        await show(ws, run, "hello")
+        assert 'id="task-detail"' in await ws.receive_from(timeout=5)
+    layer = get_channel_layer()
+    assert len(layer.groups[run_group(run.pk)]) == 1
+    task_run = await run.task_runs.aget(task_id="hello")
+    after, seq, text = await sync_to_async(append_chunk)(task_run.pk, 1, "told-line\n")
+    await asend_output(run.pk, task_run.pk, after, seq, text)
+    await asend_output(run.pk, task_run.pk, after, seq, text)  # delivered twice: shown once
+    for ws in viewers:
+        assert (await ws.receive_from(timeout=5)).count("told-line") == 1
+        assert await ws.receive_nothing(timeout=0.2)
+    for ws in viewers:
+        await ws.disconnect()
+    assert not layer.groups.get(run_group(run.pk))

@@ -123,3 +123,71 @@ async def test_a_failed_row_gets_its_retry_button_when_the_run_ends_without_a_re
     after_end = "".join(await sync_to_async(view.update)())
     assert "flaky" in while_running and "Retry" not in while_running
     assert "Retry" in after_end and "flaky" in after_end
+
+
+def test_output_told_by_the_engine_is_appended_once_and_a_viewer_missing_chunks_reads_them(task_run):
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    view.select(task_run.pk)
+    after, seq, text = append_chunk(task_run.pk, 1, "alpha-line\n")
+    sent = "".join(view.appended(task_run.pk, after, seq, text))
+    assert sent.count("alpha-line") == 1 and f"beforeend:#log-{task_run.pk}" in sent
+    assert view.appended(task_run.pk, after, seq, text) == []  # the same message again: nothing
+    append_chunk(task_run.pk, 1, "beta-line\n")  # its message was lost
+    after, seq, text = append_chunk(task_run.pk, 1, "gamma-line\n")
+    assert view.appended(task_run.pk, after, seq, text) is None  # the viewer lacks beta: read from the database
+    caught_up = "".join(view.catch_up(seq))
+    assert caught_up.count("beta-line") == 1 and caught_up.count("gamma-line") == 1 and "alpha-line" not in caught_up
+    assert view.update() == [] or "line" not in "".join(view.update())
+
+
+def test_every_viewer_of_a_process_gets_output_rendered_once(task_run, monkeypatch):
+    from orchestration import live
+
+    rendered = []
+    real = live.terminal.render
+    monkeypatch.setattr(live.terminal, "render", lambda text: rendered.append(text) or real(text))
+    views = [RunView(task_run.run_id) for _ in range(5)]
+    for view in views:
+        view.snapshot()
+        view.select(task_run.pk)
+    after, seq, text = append_chunk(task_run.pk, 1, "shared-line\n")
+    rendered.clear()
+    sent = ["".join(view.appended(task_run.pk, after, seq, text)) for view in views]
+    assert all(message.count("shared-line") == 1 for message in sent)
+    assert rendered == ["shared-line\n"]
+
+
+def test_a_change_is_loaded_once_for_the_viewers_told_of_it_together(task_run):
+    import time
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    views = [RunView(task_run.run_id) for _ in range(5)]
+    for view in views:
+        view.snapshot()
+    TaskRun.objects.filter(pk=task_run.pk).update(state="running")
+    told = time.monotonic()
+    first = "".join(views[0].update(told))
+    with CaptureQueriesContext(connection) as queries:
+        others = ["".join(view.update(told)) for view in views[1:]]
+    assert all('data-task="t"' in update and 'data-state="running"' in update for update in [first, *others])
+    assert not [q for q in queries.captured_queries if "orchestration_taskrun" in q["sql"]]
+    TaskRun.objects.filter(pk=task_run.pk).update(state="succeeded")  # a later change: loaded afresh
+    assert 'data-state="succeeded"' in "".join(views[0].update(time.monotonic()))
+
+
+def test_a_log_showing_only_its_tail_numbers_its_lines_as_in_the_whole_output(task_run):
+    from orchestration.live import OUTPUT_TAIL, first_line, output_window
+
+    # 3,000 numbered lines, stored over many chunks and bigger than the page's tail.
+    lines = [f"line {n:05d} " + "x" * 80 for n in range(1, 3001)]
+    for start in range(0, 3000, 250):
+        append_chunk(task_run.pk, 1, "\n".join(lines[start:start + 250]) + "\n")
+    seq = TaskRun.objects.get(pk=task_run.pk).output_seq
+    window = output_window(task_run.pk, seq)
+    assert window.earlier is not None and len(window.text) <= OUTPUT_TAIL  # only the tail is shown
+    number = first_line(task_run.pk, window.earlier)
+    shown_first = window.text.split("\n", 1)[0]
+    assert shown_first == lines[number - 1], (number, shown_first[:20])  # #L<n> names the same line

@@ -284,6 +284,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             on_stdout=lambda line: output.add(parser.feed_stdout(line)),
             on_stderr=lambda line: output.add(parser.feed_stderr(line)),
             timeout=plan.timeout,
+            pace=output.pace,
             confinement=sandbox.for_attempt(dirs.workdir, dirs.home, dirs.tmpdir, (dirs.upstream,),
                                             network=plan.task.get("network", True)),
         ))

@@ -132,7 +132,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
         for row in new.task_runs.exclude(task_id__in=redo):
             chunks = old[row.task_id].output_chunks.order_by("seq")
             OutputChunk.objects.bulk_create(
-                [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text) for c in chunks.iterator(chunk_size=200)],
+                [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text, newlines=c.newlines) for c in chunks.iterator(chunk_size=200)],
                 batch_size=200)
             change = TaskChange.objects.filter(task_run=old[row.task_id]).first()
             if change is not None:  # downstream tasks start from its branch's head, as in the first run

@@ -1,6 +1,7 @@
 """Wake-ups through the channel layer: "look at the database", never the data itself — but for
 the text of an agent's message being written (`asend_partial`), which is never stored: a lost
-one is replaced by the next, or by the complete message's stored lines.
+one is replaced by the next, or by the complete message's stored lines; and a copy of output
+just stored (`asend_output`), which a viewer that missed a message reads from the database.
 
 Delivery is at most once and messages expire, so a failure to send is logged and ignored: the
 periodic sweep of every worker process finds whatever a lost message would have announced.
@@ -86,7 +87,17 @@ async def asend_partial(run_id: int, task_run_id: int, text: str) -> None:
     """Show the run's viewers `text`, the message task run `task_run_id` is writing now ("" when
     none is), below its stored output (async; at most SEND_TIMEOUT seconds)."""
     await _send(f"tell the viewers of run {run_id}", lambda: get_channel_layer().group_send(
-        run_group(run_id), {"type": "run.partial", "task_run_id": task_run_id, "text": text}))
+        run_group(run_id), {"type": "run.partial", "run_id": run_id, "task_run_id": task_run_id, "text": text}))
+
+
+async def asend_output(run_id: int, task_run_id: int, after: int, seq: int, text: str | None) -> None:
+    """Tell the run's viewers that task run `task_run_id` stored its output chunks after seq
+    `after` up to seq `seq`, whose text is `text` as stored (None: too long to carry, read it
+    stored) (async; at most SEND_TIMEOUT seconds). The runs list is not told: output does not
+    change it."""
+    await _send(f"tell the viewers of run {run_id}", lambda: get_channel_layer().group_send(
+        run_group(run_id), {"type": "run.output", "run_id": run_id, "task_run_id": task_run_id, "after": after, "seq": seq,
+                              "text": text}))
 
 
 def _deliver(make: Callable[[], Awaitable[None]]) -> None:

@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from orchestration.workers import sandbox
@@ -106,9 +106,11 @@ def _use_pidfd_watcher() -> None:
 
 
 class _Progress:
-    """Bytes read so far from a process's pipes (to tell a slow drain from a stuck one)."""
+    """Bytes read so far from a process's pipes, and how many readers wait for room to store
+    what they read (to tell a slow drain from a stuck one)."""
 
     bytes_read = 0
+    pacing = 0
 
 
 async def _pipe_chunks(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
@@ -138,7 +140,10 @@ async def _file_chunks(fd: int, ended: asyncio.Event) -> AsyncIterator[bytes]:
                 await asyncio.wait_for(ended.wait(), FILE_POLL)
 
 
-async def _pump(chunks: AsyncIterator[bytes], on_line: Callable[[str], None], progress: _Progress) -> None:
+async def _pump(chunks: AsyncIterator[bytes], on_line: Callable[[str], None], progress: _Progress,
+                pace: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Call on_line with each line of `chunks` (see the module docstring); after each chunk, wait
+    for `pace()` when given (backpressure: the pipe or file is not read meanwhile)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     partial: list[str] = []  # the current unfinished line, in pieces (no quadratic joining)
     size = 0
@@ -158,6 +163,12 @@ async def _pump(chunks: AsyncIterator[bytes], on_line: Callable[[str], None], pr
             joined = "".join(partial)
             on_line(joined[:MAX_LINE])
             partial, size = [joined[MAX_LINE:]], len(joined) - MAX_LINE
+        if pace is not None:
+            progress.pacing += 1
+            try:
+                await pace()
+            finally:
+                progress.pacing -= 1
     rest = "".join(partial) + decoder.decode(b"", final=True)
     if rest:
         on_line(rest.removesuffix("\r"))
@@ -237,6 +248,7 @@ async def run_process(
     *,
     confinement: Confinement | None,
     kill_grace: float = 3.0,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessResult:
     """Run `invocation` to the end, calling on_stdout / on_stderr with each line (no newline).
 
@@ -247,7 +259,9 @@ async def run_process(
     kill_grace seconds). If the calling asyncio task is cancelled, the group is killed the same
     way before CancelledError propagates. stdout is read from an unnamed regular file in
     invocation.stdout_dir when that is set (see the module docstring), else from a pipe; stderr
-    is always a pipe. Raises OSError when the program cannot be started
+    is always a pipe. pace: awaited after each piece read (OutputBuffer.pace): while it waits, the
+    output is not read, so a task writing faster than its output is stored waits on its pipe
+    (or its file grows on disk) instead of the worker's memory. Raises OSError when the program cannot be started
     (sandbox.SandboxUnavailable, an OSError, when no sandbox can be made here).
     """
     _use_pidfd_watcher()
@@ -267,7 +281,7 @@ async def run_process(
             start_new_session=True,
         )
         stdout_fd = stdout_file.fileno() if stdout_file else None
-        return await _follow(proc, invocation, stdout_fd, on_stdout, on_stderr, timeout, kill_grace)
+        return await _follow(proc, invocation, stdout_fd, on_stdout, on_stderr, timeout, kill_grace, pace)
 
 
 async def _follow(
@@ -278,6 +292,7 @@ async def _follow(
     on_stderr: Callable[[str], None],
     timeout: float,
     kill_grace: float,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessResult:
     """Feed a started process's output to the line handlers until it ends (see run_process)."""
     stderr_tail = Tail(STDERR_TAIL)
@@ -296,7 +311,7 @@ async def _follow(
     progress = _Progress()
     stdout_ended = asyncio.Event()  # set once no process of the group can write the stdout file
     stdout_chunks = _pipe_chunks(proc.stdout) if stdout_fd is None else _file_chunks(stdout_fd, stdout_ended)
-    jobs = [_pump(stdout_chunks, on_stdout, progress), _pump(_pipe_chunks(proc.stderr), keep_stderr, progress)]
+    jobs = [_pump(stdout_chunks, on_stdout, progress, pace), _pump(_pipe_chunks(proc.stderr), keep_stderr, progress, pace)]
     if invocation.stdin is not None:
         jobs.append(feed_stdin())
     pumps = asyncio.gather(*jobs)
@@ -325,7 +340,7 @@ async def _follow(
         try:
             await asyncio.wait_for(asyncio.shield(pumps), kill_grace)
         except TimeoutError:
-            if progress.bytes_read == before:
+            if progress.bytes_read == before and not progress.pacing:
                 pumps.cancel()
                 proc._transport.close()  # noqa: SLF001 — asyncio offers no public way to close the pipes
                 break

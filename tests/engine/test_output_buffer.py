@@ -35,3 +35,51 @@ async def test_lines_taken_by_a_flush_that_is_cancelled_are_still_stored_in_orde
     await blocker
     await final
     assert await sync_to_async(lambda: TaskRun.objects.get(pk=task_run.pk).output_text())() == "first line\nlast line\n"
+
+
+async def test_a_flood_of_output_is_stored_in_bounded_chunks_while_its_reader_waits_for_room():
+    from orchestration.engine import output
+
+    run = await sync_to_async(start_run)(await sync_to_async(make_plan)(PLAN))
+    task_run = await TaskRun.objects.aget(run=run)
+    buffer = task_output(task_run.pk, run.pk, attempt=1, stored_bytes=0)
+    buffer.interval = 3600  # only the first line of a quiet spell, or a full buffer, is flushed at once
+    flusher = asyncio.ensure_future(buffer.flush_forever())
+    lines = [f"{n:06d} " + "x" * 93 for n in range(2 * output.PENDING_LIMIT // 100)]
+    buffer.add(lines[:1])
+    await asyncio.wait_for(buffer.pace(), 10)
+    buffer.add(lines[1:])  # twice the bound: the reader must wait until a flush takes it
+    waiting = asyncio.ensure_future(buffer.pace())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 30)  # stored without waiting out the interval
+    flusher.cancel()
+    await buffer.flush()
+    stored = await sync_to_async(lambda: TaskRun.objects.get(pk=task_run.pk).output_text())()
+    assert stored == "".join(line + "\n" for line in lines)
+    sizes = await sync_to_async(lambda: [len(t) for t in task_run.output_chunks.values_list("text", flat=True)])()
+    assert max(sizes) <= output.CHUNK_CHARS and len(sizes) > 2
+
+
+async def test_viewers_are_sent_the_stored_text_of_each_flush_with_its_chunks():
+    from orchestration.engine.output import OutputBuffer
+
+    told = []
+    stored = iter([(0, 1, "one\n"), (1, 3, None), (3, 4, "four\n")])
+
+    async def tell(after, seq, text):
+        told.append((after, seq, text))
+
+    async def show(text):
+        pass
+
+    buffer = OutputBuffer(lambda text: next(stored), show, tell, interval=0)
+    for line in ("one", "two-and-three", "four"):
+        buffer.add([line])
+        await buffer.flush()
+        await asyncio.sleep(0)
+    while buffer._telling is not None and not buffer._telling.done():
+        await asyncio.sleep(0)
+    assert told[0] == (0, 1, "one\n")
+    # Too long to carry (None): viewers read it stored; later text is sent again once contiguous.
+    assert [t for t in told[1:] if t[2] is None] and told[-1][1] == 4

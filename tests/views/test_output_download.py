@@ -26,7 +26,7 @@ LINE = "plain ascii, é ü, € ₿, 😀 🚀 — line\n"
 def stored_output(rows: list[str]) -> TaskRun:
     """A task run whose stored output is `rows`, one OutputChunk each."""
     task_run = start_run(make_plan(PLAN)).task_runs.get()
-    OutputChunk.objects.bulk_create([OutputChunk(task_run=task_run, seq=n + 1, text=t) for n, t in enumerate(rows)])
+    OutputChunk.objects.bulk_create([OutputChunk(task_run=task_run, seq=n + 1, text=t, newlines=t.count("\n")) for n, t in enumerate(rows)])
     TaskRun.objects.filter(pk=task_run.pk).update(output_seq=len(rows), output_bytes=sum(len(t.encode()) for t in rows))
     return task_run
 
