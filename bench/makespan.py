@@ -3,9 +3,10 @@
 Runs DAGs of sleeping `shell` tasks — a wide fan-out, a diamond, a chain, and a "ragged" DAG
 where one slow branch sits beside a fast chain — through the real engine (in-process, on a
 temporary SQLite database), and prints for each the makespan divided by the critical path
-(1.00 is ideal). In the same run it executes the same DAGs with the seed's algorithm (all
-independent tasks at once, then each dependent task one by one, in list order) and prints
-its ratio too.
+(1.00 is ideal), as median (min–max) over --repeat runs (bench/spread.py). In the same run it
+executes the same DAGs with the seed's algorithm (all independent tasks at once, then each
+dependent task one by one, in list order) and prints its ratio too. The runs of the two
+alternate, and the machine's load average is printed before and after.
 
     .venv/bin/python bench/makespan.py [--unit SECONDS] [--repeat N]
 """
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -104,7 +107,7 @@ async def magic_box(tasks: list[dict], name: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--unit", type=float, default=0.5, help="seconds one unit task sleeps (default 0.5)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per DAG; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per DAG; the median (min–max) is reported")
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="magicbox-bench-")
@@ -124,13 +127,26 @@ def main() -> None:
 
     logging.getLogger("orchestration").setLevel(logging.ERROR)
 
-    print(f"unit task = {args.unit} s sleep; ratio = makespan / critical path (1.00 is ideal); best of {args.repeat}")
-    print(f"{'DAG':<20} {'critical path':>14} {'Magic Box':>11} {'ratio':>7} {'seed script':>12} {'ratio':>7}")
+    print(f"unit task = {args.unit} s sleep; ratio = makespan / critical path (1.00 is ideal); "
+          f"median (min–max) of {args.repeat}; load average before: {_load()}")
+    print("| DAG | critical path, s | Magic Box, s | ratio | seed script, s | ratio |\n|---|---|---|---|---|---|")
     for name, tasks in dags(args.unit).items():
         cp = critical_path(tasks)
-        ours = min(asyncio.run(magic_box(tasks, f"{name} #{i}")) for i in range(args.repeat))
-        seed = min(asyncio.run(seed_algorithm(tasks)) for _ in range(args.repeat))
-        print(f"{name:<20} {cp:>12.2f} s {ours:>9.2f} s {ours / cp:>7.2f} {seed:>10.2f} s {seed / cp:>7.2f}")
+        ours, seed = [], []
+        for i in range(args.repeat):  # alternated, so a busy moment of the machine hits both
+            ours.append(asyncio.run(magic_box(tasks, f"{name} #{i}")))
+            seed.append(asyncio.run(seed_algorithm(tasks)))
+        print(f"| {name} | {cp:.2f} | {spread(ours, 2)} | {spread([t / cp for t in ours], 2)} | {spread(seed, 2)} "
+              f"| {spread([t / cp for t in seed], 2)} |", flush=True)
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (/proc/loadavg)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 if __name__ == "__main__":

@@ -162,7 +162,8 @@ class StateMachine(models.Model):
             rows = rows.filter(claimed_by=owner)
         if held_attempt is not None:
             rows = rows.filter(attempt=held_attempt)
-        old = rows.values_list("state", flat=True).first()
+        # With one possible source state, a change came from it: no need to read it first.
+        old = sources[0] if len(sources) == 1 else rows.values_list("state", flat=True).first()
         changed = rows.filter(state__in=sources).update(state=new_state, state_reason=reason, **fields)
         if changed:
             StateChange.objects.create(kind=self.KIND, object_id=self.pk, from_state=old or "", to_state=new_state,
@@ -495,9 +496,18 @@ class EngineLock(models.Model):
         """Lock row `name` until the surrounding transaction ends (creating it the first time).
 
         Must be called inside transaction.atomic(); raises TransactionManagementError otherwise.
+        On SQLite it reads nothing: the surrounding IMMEDIATE transaction already holds the
+        database's one write lock.
         """
-        cls.objects.get_or_create(name=name)
-        cls.objects.select_for_update().get(name=name)
+        from django.db import connection, transaction
+
+        if connection.vendor == "sqlite":
+            if not transaction.get_connection().in_atomic_block:
+                raise transaction.TransactionManagementError("EngineLock.hold needs a transaction")
+            return
+        if not cls.objects.select_for_update().filter(name=name).exists():  # one statement once the row exists
+            cls.objects.get_or_create(name=name)
+            cls.objects.select_for_update().get(name=name)
 
 
 class AuditEvent(models.Model):

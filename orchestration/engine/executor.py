@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,9 +16,9 @@ from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, append_chunk, storable, task_output
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.secrets import secret_values
-from orchestration.engine.signals import anotify_run
+from orchestration.engine.signals import anotify_run, notify_run_on_commit
 from orchestration.engine.validation import output_problems
-from orchestration.models import RUN_TERMINAL, Run, TaskChange, TaskRun, TaskState
+from orchestration.models import RUN_TERMINAL, PlanRevision, Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
 from orchestration.plans.graph import ancestors
 from orchestration.plans.prompt_library import resolve as resolve_prompt
@@ -50,17 +50,61 @@ class AttemptPlan:
     upstream_results: dict[str, str]
     results: dict[str, str]
     upstream_heads: list[tuple[str, str]]  # (task id, head commit) of upstream tasks' captured changes
+    downstream: list[str] = field(default_factory=list)  # ids of the tasks that wait for this one
+    max_attempts: int = 1
+    interruptions: int = 0
+    worker_losses: int = 0
+
+
+@dataclass(frozen=True)
+class _Revision:
+    """What the executor derives once from an (immutable) plan revision's spec."""
+
+    spec: dict
+    tasks: dict[str, dict]  # task id -> its spec
+    downstream: dict[str, list[str]]  # task id -> ids of the tasks waiting for it
+
+
+_revisions: dict[int, _Revision] = {}
+REVISIONS_KEPT = 32  # revisions whose parsed spec stays in memory
+
+
+def _revision(revision_id: int) -> _Revision:
+    """The parsed spec of a plan revision, read from the database once (revisions never change):
+    a run's tasks then cost the same whatever the plan's size."""
+    known = _revisions.get(revision_id)
+    if known is None:
+        spec = PlanRevision.objects.values_list("spec", flat=True).get(pk=revision_id)
+        downstream: dict[str, list[str]] = {t["id"]: [] for t in spec["tasks"]}
+        for t in spec["tasks"]:
+            for upstream in t["depends_on"]:
+                downstream.setdefault(upstream, []).append(t["id"])
+        known = _Revision(spec, {t["id"]: t for t in spec["tasks"]}, downstream)
+        if len(_revisions) >= REVISIONS_KEPT:
+            _revisions.pop(next(iter(_revisions)))
+        _revisions[revision_id] = known
+    return known
+
+
+def _references_results(task: dict) -> bool:
+    """Whether the task's text or command may refer to task results (`{{ tasks.<id>.… }}`)."""
+    texts = [task.get("description") or "", task.get("prompt") or "", *(task.get("command") or [])]
+    return any("{{" in str(text) for text in texts)
 
 
 def _load(task_run_id: int) -> AttemptPlan:
-    task_run = TaskRun.objects.select_related("run__revision").get(pk=task_run_id)
-    spec = task_run.run.revision.spec
-    task = next(t for t in spec["tasks"] if t["id"] == task_run.task_id)
-    results = dict(
-        TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED).values_list("task_id", "result")
-    )
+    task_run = (TaskRun.objects.select_related("run").only("id", "run_id", "task_id", "worker", "attempt", "timeout", "output_bytes",
+                                                           "upstream", "max_attempts", "interruptions", "worker_losses",
+                                                           "run__revision_id").get(pk=task_run_id))
+    revision = _revision(task_run.run.revision_id)
+    spec = revision.spec
+    task = revision.tasks[task_run.task_id]
+    results = TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED)
+    if not _references_results(task):  # only the upstream results are handed over: read only those
+        results = results.filter(task_id__in=task_run.upstream)
+    results = dict(results.values_list("task_id", "result"))
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
-                 .values_list("task_run__task_id", "head_commit"))
+                 .values_list("task_run__task_id", "head_commit")) if spec.get("workspace") and task_run.upstream else {}
     return AttemptPlan(
         task_run_id=task_run.pk,
         run_id=task_run.run_id,
@@ -74,11 +118,36 @@ def _load(task_run_id: int) -> AttemptPlan:
         upstream_results={u: results.get(u, "") for u in task_run.upstream},
         results=results,
         upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
+        downstream=revision.downstream.get(task_run.task_id, []),
+        max_attempts=task_run.max_attempts,
+        interruptions=task_run.interruptions,
+        worker_losses=task_run.worker_losses,
     )
 
 
-def _record_prompt(task_run_id: int, prompt: str) -> None:
-    TaskRun.objects.filter(pk=task_run_id).update(prompt=storable(prompt))
+def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
+    """(adapter, base environment, prompt, warning) of the attempt, in one call to the database
+    thread: the worker's setup (workers.environment.worker_setup), the prompt composed (with
+    the task's prompt_file, whose problem is `warning`) and recorded on the task run. Raises
+    UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
+    adapter, env = worker_setup(plan.worker)
+    template, warning = resolve_prompt(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
+    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
+    TaskRun.objects.filter(pk=plan.task_run_id).update(prompt=storable(prompt))
+    return adapter, env, prompt, warning
+
+
+_SETUP_ERRORS = (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError)  # fail the attempt, saying why
+
+
+def _begin(task_run_id: int) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str, str], str, str] | Exception]:
+    """The attempt's plan (_load) and its setup (_setup), or the error the setup raised (one of
+    _SETUP_ERRORS), in one call to the database thread."""
+    plan = _load(task_run_id)
+    try:
+        return plan, _setup(plan)
+    except _SETUP_ERRORS as error:
+        return plan, error
 
 
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
@@ -96,14 +165,18 @@ def retry_delay(failed_attempt: int) -> float:
     return min(settings.MAGICBOX_RETRY_BACKOFF * 2 ** (failed_attempt - 1), settings.MAGICBOX_RETRY_BACKOFF_MAX)
 
 
-def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> None:
-    """Record the attempt's end (engine.work.finish); re-queue it instead when it failed and
-    attempts are left. Nothing is written once `owner` no longer holds the task run."""
+def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> float | None:
+    """Record the attempt's end (engine.work.finish) and advance the run past it in one
+    transaction; re-queue it instead when it failed and attempts are left, and then return the
+    backoff in seconds (else None). Nothing is written once `owner` no longer holds the task
+    run (a cancel, or a take-over: the other party decides)."""
     now = timezone.now()
     with transaction.atomic():
-        task_run = TaskRun.objects.get(pk=plan.task_run_id)
-        if task_run.state != TaskState.RUNNING or task_run.claimed_by != owner or task_run.attempt != plan.attempt:
-            return  # cancelled, or declared lost and taken over: the other party decides
+        notify_run_on_commit(plan.run_id)
+        # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
+        task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
+                           claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
+                           interruptions=plan.interruptions, worker_losses=plan.worker_losses)
         fields = dict(
             result=storable(_capped(outcome.result)),
             error=storable(outcome.error),
@@ -119,11 +192,17 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
         if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
             delay = retry_delay(used)
             reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
-            work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
-                        claimed_by="", **fields)
-        else:
-            work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields)
-        scheduler.advance_run(plan.run_id)
+            if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
+                           claimed_by="", **fields):
+                return delay
+        elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
+            if state == TaskState.SUCCEEDED:
+                scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
+            else:
+                scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
+        elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
+            transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
+    return None
 
 
 def _mark_unsandboxed(run_id: int) -> None:
@@ -138,19 +217,23 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     Never raises for a task's own failure: every outcome is recorded on the task run.
     """
     owner = lease.owner
-    plan = await db(_load, task_run_id)
+    plan, setup = await db(_begin, task_run_id)
     output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
         output.follow_partial(None)
         await output.flush()
-        await db(_finish, plan, owner, state, outcome, exit_code)
-        await anotify_run(plan.run_id)
+        # Its viewers are told once it is committed; a retry's backoff is the engine's to wait out.
+        lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
 
     repo_spec = adapter = dirs = None
     env: dict[str, str] = {}
     try:
-        adapter, env = await db(worker_setup, plan.worker)
+        if isinstance(setup, Exception):
+            raise setup
+        adapter, env, prompt, warning = setup
+        if warning:
+            output.add([f"[Magic Box] {warning}"])
         dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
@@ -158,11 +241,6 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             await lease.check()  # a process that hung since its claim must not take the branch from its successor
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
-        template, warning = await db(resolve_prompt, plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
-        if warning:
-            output.add([f"[Magic Box] {warning}"])
-        prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
-        await db(_record_prompt, plan.task_run_id, prompt)
         ids = [t["id"] for t in plan.spec["tasks"]]
         command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
         if reason := adapter.unavailable_reason(env):
@@ -182,14 +260,14 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         )
     except LeaseLost:  # taken over before it began: nothing of it to record
         return
-    except (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError) as error:
+    except _SETUP_ERRORS as error:
         output.add([f"[Magic Box] {error}"])
-        await _seal(plan, dirs, adapter, env)
+        await _seal(plan, dirs, adapter, env, recorded=True)
         await end(TaskState.FAILED, Outcome(succeeded=False, error=str(error)))
         return
 
     parser = adapter.parser()
-    interrupted = taken_over = False
+    interrupted = taken_over = recorded = False  # recorded: its end is recorded below (_finish)
     capture_error = ""
     invocation.env[orphans.MARKER] = lease.marker
     if sandbox.enabled():
@@ -210,6 +288,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             confinement=sandbox.for_attempt(dirs.workdir, dirs.home, dirs.tmpdir, (dirs.upstream,),
                                             network=plan.task.get("network", True)),
         ))
+        recorded = True
     except LeaseLost:  # the process group was killed; record nothing more
         state, reason = await db(_state_of, plan.task_run_id)
         if state == TaskState.CANCELLED:  # from the browser: what it changed so far is kept
@@ -221,6 +300,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             taken_over = True
         return
     except (OSError, ValueError) as error:  # ValueError: an argument or variable holds a NUL
+        recorded = True
         message = f"could not start {invocation.argv[0]}: {error}"
         output.add([f"[Magic Box] {message}"])
         await end(TaskState.FAILED, Outcome(succeeded=False, error=message))
@@ -233,9 +313,11 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         raise
     finally:
         flusher.cancel()
-        # What left the process group (setsid) is found by its marker and goes too.
-        await asyncio.to_thread(orphans.kill_marked, lease.marker)
-        await _seal(plan, dirs, adapter, invocation.env)  # whatever the outcome: its processes are gone
+        # What left the process group (setsid) is found by its marker and goes too. In the
+        # sandbox the kernel already ended every process of its PID namespace with its bwrap.
+        if not sandbox.enabled():
+            await asyncio.to_thread(orphans.kill_marked, lease.marker)
+        await _seal(plan, dirs, adapter, invocation.env, recorded)  # whatever the outcome: its processes are gone
         if repo_spec and not interrupted and not taken_over and not await lease.confirm():
             # Its worker hung, and the task was taken over meanwhile (a cancel keeps the work).
             taken_over = (await db(_state_of, plan.task_run_id))[0] != TaskState.CANCELLED
@@ -270,14 +352,17 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
 
 
-async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: WorkerAdapter | None, env: dict[str, str]) -> None:
+async def _seal(plan: AttemptPlan, dirs: workspace.AttemptDirs | None, adapter: WorkerAdapter | None, env: dict[str, str],
+                recorded: bool = False) -> None:
     """The attempt has ended: remove every secret from its HOME (engine.homes.seal); when its run
-    has ended meanwhile (a cancel), its HOME goes altogether, as the run's end removed the others."""
+    has ended meanwhile (a cancel), its HOME goes altogether, as the run's end removed the others
+    (`recorded`: its end is about to be recorded, and _finish looks at the run then)."""
     if dirs is None:
         return
-    await asyncio.to_thread(homes.seal, dirs.home, secret_values(env), getattr(adapter, "HOME_DISCARD", ()),
-                            getattr(adapter, "HOME_TRANSCRIPTS", ()))
-    if await db(_run_ended, plan.run_id):
+    secrets, discard, transcripts = secret_values(env), getattr(adapter, "HOME_DISCARD", ()), getattr(adapter, "HOME_TRANSCRIPTS", ())
+    if secrets or discard or transcripts:  # else there is nothing to look for (a shell task without secrets)
+        await asyncio.to_thread(homes.seal, dirs.home, secrets, discard, transcripts)
+    if not recorded and await db(_run_ended, plan.run_id):
         await asyncio.to_thread(homes.discard_run_homes, plan.run_id)
 
 

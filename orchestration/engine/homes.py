@@ -60,8 +60,8 @@ def seal(home: Path, secrets: set[str], discard: tuple[str, ...] = (), transcrip
             removed.append(str(path.relative_to(home)))
             _remove(path)
     needles = [s.encode() for s in secrets if s]
-    for path in sorted(home.rglob("*")):
-        if needles and path.is_file() and not path.is_symlink() and _holds_any(path, needles):
+    for path in sorted(home.rglob("*")) if needles else ():
+        if path.is_file() and not path.is_symlink() and _holds_any(path, needles):
             removed.append(str(path.relative_to(home)))
             path.unlink(missing_ok=True)
     sessions = home.parent / "sessions"

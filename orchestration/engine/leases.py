@@ -35,12 +35,14 @@ class Lease:
 
     model, pk: the row. owner: this process's owner name. attempt: the attempt number claimed.
     marker: the MAGICBOX_ATTEMPT value its processes carry (engine.orphans). lost: set once the
-    row is no longer held.
+    row is no longer held. retry_in: set by the work when its end queued the row again for a
+    retry: seconds until it may be claimed (the engine wakes then).
     """
 
     def __init__(self, model: type[LeasedWork], pk: int, owner: str, attempt: int, marker: str) -> None:
         self.model, self.pk, self.owner, self.attempt, self.marker = model, pk, owner, attempt, marker
         self.lost = asyncio.Event()
+        self.retry_in: float | None = None
 
     async def confirm(self) -> bool:
         """Ask the database whether this process still holds the row as this attempt (the

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class WorkKind:
     """How the engine does one kind of background work.
 
-    claim(owner, scope): claim the next row within the scope (engine.work.Scope) that may start
-    now (engine.work.claim), or None; sync.
+    claim(owner, scope, limit): claim up to `limit` rows within the scope (engine.work.Scope) that
+    may start now (engine.work.claim), in one transaction; returns them (a list); sync.
     execute(pk, lease): do the claimed work to its final write (engine.work.finish); async.
     advances_run: whether the row's run must be advanced after the work ended or was
     recovered (its end may let the run go on or finish).
@@ -41,20 +41,34 @@ class WorkKind:
     """
 
     model: type[LeasedWork]
-    claim: Callable[[str, work.Scope], LeasedWork | None]
+    claim: Callable[[str, work.Scope, int], list[LeasedWork]]
     execute: Callable[[int, Lease], Awaitable[None]]
     advances_run: bool
     slots: Callable[[], float] = lambda: float("inf")
     note_loss: Callable[[LeasedWork], None] | None = None
 
 
+def one_at_a_time(claim_next: Callable[[str, work.Scope], LeasedWork | None]) -> Callable[[str, work.Scope, int], list[LeasedWork]]:
+    """A WorkKind.claim from a function claiming one row or None, called until `limit` rows or
+    None (for kinds claimed rarely; one transaction per row)."""
+    def claim(owner: str, scope: work.Scope, limit: int) -> list[LeasedWork]:
+        rows: list[LeasedWork] = []
+        while len(rows) < limit and (row := claim_next(owner, scope)) is not None:
+            rows.append(row)
+            if scope.suspects:
+                break
+        return rows
+    return claim
+
+
 KINDS = (
     WorkKind(TaskRun, scheduler.claim_next, executor.execute, advances_run=True,
              slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf"), note_loss=executor.note_loss),
-    WorkKind(Verdict, checks.claim_next, verification.execute, advances_run=True),
-    WorkKind(PlanDraft, drafts.claim_next, drafts.execute, advances_run=False),
-    WorkKind(Integration, integration.claim_next, integration.execute, advances_run=False),
+    WorkKind(Verdict, one_at_a_time(checks.claim_next), verification.execute, advances_run=True),
+    WorkKind(PlanDraft, one_at_a_time(drafts.claim_next), drafts.execute, advances_run=False),
+    WorkKind(Integration, one_at_a_time(integration.claim_next), integration.execute, advances_run=False),
 )
+BATCH = 64  # rows claimed at most in one transaction
 
 
 def _after(kind: WorkKind, row: LeasedWork, lost: bool = False) -> int | None:
@@ -95,6 +109,7 @@ class Engine:
         self._keeper: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._retry_timer: asyncio.Task | None = None
+        self._retry_due = 0.0  # event-loop time the retry timer wakes at
         send_from_threads_on(asyncio.get_running_loop())
 
     @property
@@ -103,12 +118,17 @@ class Engine:
         return {pk: task for (model, pk), task in self.working.items() if model is TaskRun}
 
     def wake_soon(self) -> None:
-        """Schedule `wake()` without waiting for it (for message handlers that must return)."""
-        self._spawn(self._wake_logged())
+        """Schedule a wake-up without waiting for it (for message handlers that must return).
 
-    async def _wake_logged(self) -> None:
+        It claims what may start, without advancing every unfinished run first: whoever sends
+        a wake-up has advanced what it changed (start_run, cancel_task, a task's end), and the
+        periodic sweep advances them all.
+        """
+        self._spawn(self._wake_logged(advance_runs=False))
+
+    async def _wake_logged(self, advance_runs: bool = True) -> None:
         try:
-            await self.wake()
+            await self.wake(advance_runs)
         except Exception:
             log.exception("engine wake-up failed; the next sweep tries again")
 
@@ -127,31 +147,38 @@ class Engine:
             if self._alone not in self.working:
                 if self.working or not await self._claim_a_suspect():
                     await self._claim(work.Scope(run_id=self.run_id))
-            if delay is not None and (self._retry_timer is None or self._retry_timer.done()):
-                self._retry_timer = self._spawn(self._wake_after(delay))
+            if delay is not None:
+                self._wake_at(delay)
 
-    async def _claim(self, scope: work.Scope) -> None:
-        for kind in KINDS:
+    async def _claim(self, scope: work.Scope, kinds: tuple[WorkKind, ...] = KINDS) -> int:
+        """Claim work of `kinds` within `scope` while this process has slots; returns how many
+        rows it claimed. Several rows are claimed in one transaction (a fan-out's tasks start
+        together)."""
+        total = 0
+        for kind in kinds:
             claimed = 0
-            while self._count_of(kind) < kind.slots():
-                row = await db(kind.claim, self.owner, scope)
-                if row is None:
+            while (free := kind.slots() - self._count_of(kind)) > 0:
+                want = int(min(free, BATCH))
+                rows = await db(kind.claim, self.owner, scope, want)
+                for row in rows:
+                    self._start(kind, row)
+                claimed += len(rows)
+                if scope.suspects or any(row.worker_losses for row in rows):
+                    return total + claimed  # a suspect claimed by an idle process runs alone
+                if len(rows) < want:
                     break
-                self._start(kind, row)
-                claimed += 1
             else:
                 if claimed:
                     # This process is full but took work, so more may be waiting: pass the
                     # wake-up on to another process (one that takes nothing passes nothing on).
                     await awake_engine()
+            total += claimed
+        return total
 
     async def _claim_a_suspect(self) -> bool:
         """Claim one piece of work that lost its worker process before, to run it alone."""
         for kind in KINDS:
-            row = await db(kind.claim, self.owner, work.Scope(suspects=True, run_id=self.run_id))
-            if row is not None:
-                self._alone = (kind.model, row.pk)
-                self._start(kind, row)
+            if await self._claim(work.Scope(suspects=True, run_id=self.run_id), (kind,)):
                 return True
         return False
 
@@ -159,6 +186,8 @@ class Engine:
         return sum(1 for (model, _) in self.working if model is kind.model)
 
     def _start(self, kind: WorkKind, row: LeasedWork) -> None:
+        if row.worker_losses:  # it lost its worker process before: it runs alone here
+            self._alone = (kind.model, row.pk)
         lease = self.leases.hold(kind.model, row.pk, row.attempt, work.marker(row))
         self.working[(kind.model, row.pk)] = asyncio.create_task(self._do(kind, row, lease))
         if self._keeper is None or self._keeper.done():
@@ -179,9 +208,30 @@ class Engine:
             if self.working.get((kind.model, row.pk)) is asyncio.current_task():  # not a later attempt's
                 del self.working[(kind.model, row.pk)]
         # A slot is free and downstream work may be queued (recording the end advanced the
-        # run): take work here, and let other processes know in case this one is at its limit.
-        await self.wake(advance_runs=False)
-        await awake_engine()
+        # run): take it here, without a round trip through the channel layer.
+        if lease.retry_in is not None:
+            self._wake_at(lease.retry_in)
+        if kind.model is TaskRun:
+            await self._refill(kind)
+        else:
+            await self.wake(advance_runs=False)
+            await awake_engine()
+
+    async def _refill(self, kind: WorkKind) -> None:
+        """After a row of `kind` ended here: claim what may start now, of that kind first (what
+        its end made claimable: its downstream tasks, or the task the slot was waiting for);
+        when there is none, of every kind (the run's checks, once its last task ended; other
+        kinds are announced by wake-ups too). A process whose scope is one run passes the freed
+        slot on when it takes nothing itself."""
+        async with self._lock:
+            if self._alone in self.working:
+                return
+            scope = work.Scope(run_id=self.run_id, idle=not self.working)
+            claimed = await self._claim(scope, (kind,))
+            if not claimed and self._alone not in self.working:
+                claimed = await self._claim(work.Scope(run_id=self.run_id), tuple(k for k in KINDS if k is not kind))
+        if not claimed and self.run_id is not None:
+            await awake_engine()
 
     @staticmethod
     async def _tell(run_id: int | None) -> None:
@@ -200,6 +250,16 @@ class Engine:
         """Wait until nothing this engine started is still running (work, wake-ups, timers)."""
         while pending := [*self.working.values(), *(t for t in self._background if t is not self._keeper)]:
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _wake_at(self, delay: float) -> None:
+        """Wake in `delay` seconds (a retry's backoff ends), unless a timer set already wakes sooner."""
+        due = asyncio.get_running_loop().time() + delay
+        if self._retry_timer is not None and not self._retry_timer.done():
+            if self._retry_due <= due:
+                return
+            self._retry_timer.cancel()
+        self._retry_due = due
+        self._retry_timer = self._spawn(self._wake_after(delay))
 
     async def _wake_after(self, delay: float) -> None:
         """Wake when a retry's backoff is over (the sweep would find it too, a little later)."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F
-from django.db.models.functions import Coalesce
+from django.db.models import Count
 from django.utils import timezone
 
 from orchestration import audit
@@ -194,8 +193,39 @@ def advance_run(run_id: int) -> bool:
                     _discard_homes_on_commit(run_id)
             else:
                 notify_run_on_commit(run_id)
+                if run.verdicts.filter(state=CheckState.PENDING).exists():
+                    wake_engine_on_commit()  # its checks that need a worker process can be claimed now
         if changed:
             notify_run_on_commit(run_id)
+    return changed
+
+
+def advance_after(run_id: int, task_id: str, downstream: list[str]) -> bool:
+    """advance_run for a task run that has just succeeded, reading only what that can change:
+    queue the tasks of `downstream` (the ids of the tasks that wait for `task_id`) whose
+    upstream tasks have all succeeded; when none is left to run, end the run (advance_run).
+
+    Call it inside the transaction that recorded the success. Idempotent and safe from any
+    process, as advance_run: a task is queued by one conditional update, whoever gets there
+    first. Its cost does not grow with the run's size. Returns True if anything changed.
+    """
+    now = timezone.now()
+    changed = False
+    waiting = list(TaskRun.objects.filter(run_id=run_id, task_id__in=downstream, state=TaskState.PENDING)
+                   .only("id", "run_id", "task_id", "upstream", "state")) if downstream else []
+    if waiting:
+        others = {u for t in waiting for u in t.upstream} - {task_id}
+        states = dict(TaskRun.objects.filter(run_id=run_id, task_id__in=others).values_list("task_id", "state")) if others else {}
+        states[task_id] = TaskState.SUCCEEDED
+        if any(state in TASK_UNSUCCESSFUL for state in states.values()):
+            return advance_run(run_id)  # skips and cancels propagate: the full form
+        for task_run in waiting:
+            if all(states.get(u, TaskState.SUCCEEDED) == TaskState.SUCCEEDED for u in task_run.upstream):
+                changed |= task_run.transition(TaskState.QUEUED, expect=TaskState.PENDING, queued_at=now)
+    if not changed and not TaskRun.objects.filter(run_id=run_id).exclude(state__in=TASK_TERMINAL).exists():
+        return advance_run(run_id)  # every task has ended: checks, then the run's end
+    if changed:
+        notify_run_on_commit(run_id)
     return changed
 
 
@@ -267,13 +297,18 @@ def active_run_ids() -> list[int]:
     return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))
 
 
-def claim_next(owner: str, scope: work.Scope = work.Scope()) -> TaskRun | None:
-    """Claim (engine.work.claim) the oldest queued task run within `scope` that may start now,
-    for `owner`.
+def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> list[TaskRun]:
+    """Claim (engine.work.claim) up to `limit` of the oldest queued task runs within `scope` that
+    may start now, for `owner`, in one transaction; return them (empty when nothing may start).
 
     Respects MAGICBOX_MAX_PARALLEL and each worker's max_parallel, counted over all processes:
-    the count and the claim happen under the "claim" EngineLock, so two processes never both
-    take the last free slot. Returns the claimed task run, or None when nothing may start now.
+    the count and the claims happen under the "claim" EngineLock, so two processes never both
+    take the last free slot. A scope with `idle` (the claiming process runs nothing) claims a
+    task run that lost its worker process before, alone, when there is one (engine.work.Scope).
+
+    When more task runs are queued than slots are free, it takes half of the free slots (at
+    least one) and wakes an engine for the rest, so that other worker processes share the work
+    (one process alone takes the rest on that wake-up).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -281,24 +316,52 @@ def claim_next(owner: str, scope: work.Scope = work.Scope()) -> TaskRun | None:
         running = dict(
             TaskRun.objects.filter(state=TaskState.RUNNING).values_list("worker").annotate(n=Count("id")).values_list("worker", "n")
         )
-        if sum(running.values()) >= settings.MAGICBOX_MAX_PARALLEL:
-            return None
-        candidates = (
-            work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope)
-            .exclude(run__state__in=RUN_TERMINAL)
-            .order_by("queued_at", "id")[:100]
-        )
-        for candidate in candidates:
-            try:
-                limit = worker_config(candidate.worker).max_parallel
-            except UnknownWorker:
-                limit = None  # the executor fails it with the message
-            if limit is not None and running.get(candidate.worker, 0) >= limit:
-                continue
-            if work.claim(candidate, owner, started_at=Coalesce(F("started_at"), now), exit_code=None, error=""):
-                notify_run_on_commit(candidate.run_id)
-                return candidate
-    return None
+        free = settings.MAGICBOX_MAX_PARALLEL - sum(running.values())
+        if free <= 0 or limit <= 0:
+            return []
+        if scope.idle and not scope.suspects:
+            suspect = _claim_candidates(work.Scope(suspects=True, run_id=scope.run_id), owner, running, now, 1, 1)
+            if suspect:
+                return suspect
+        return _claim_candidates(scope, owner, running, now, limit, free)
+
+
+def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int) -> list[TaskRun]:
+    """Claim up to `limit` queued task runs within `scope` (oldest first) whose worker is under
+    its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
+    all processes; inside claim_next's transaction."""
+    want = 1 if scope.suspects else min(limit, free)
+    queued = work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope).exclude(run__state__in=RUN_TERMINAL)
+    if saturated := [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]:
+        queued = queued.exclude(worker__in=saturated)  # what could not start now is not read
+    # A few more than wanted: a worker may reach its max_parallel within this batch.
+    candidates = list(queued.only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
+                      .order_by("queued_at", "id")[:2 * want + 8])
+    if len(candidates) > free >= 2 and want > 1:  # more queued than free slots: share them (see claim_next)
+        want = min(want, (free + 1) // 2)
+        wake_engine_on_commit()
+    claimed: list[TaskRun] = []
+    for candidate in candidates:
+        limit = _max_parallel(candidate.worker)
+        if limit is not None and running.get(candidate.worker, 0) >= limit:
+            continue
+        if work.claim(candidate, owner, started_at=candidate.started_at or now, exit_code=None, error=""):
+            running[candidate.worker] = running.get(candidate.worker, 0) + 1
+            claimed.append(candidate)
+            if len(claimed) >= want:
+                break
+    for run_id in {c.run_id for c in claimed}:
+        notify_run_on_commit(run_id)
+    return claimed
+
+
+def _max_parallel(worker: str) -> int | None:
+    """The worker's max_parallel (None: no limit of its own, or an unknown worker, which the
+    executor fails with the message)."""
+    try:
+        return worker_config(worker).max_parallel
+    except UnknownWorker:
+        return None
 
 
 def next_retry_in() -> float | None:

@@ -125,6 +125,30 @@ def wake_engine_on_commit() -> None:
     transaction.on_commit(lambda: _deliver(awake_engine))
 
 
+_notifying: set[int] = set()  # runs whose viewers a notification not yet sent will tell
+NOTIFY_GATHER = 0.005  # seconds an engine's notification waits for more changes of its run to tell at once
+
+
 def notify_run_on_commit(run_id: int) -> None:
-    """Notify the run's viewers once the current transaction commits."""
-    transaction.on_commit(lambda: _deliver(lambda: anotify_run(run_id)))
+    """Notify the run's viewers once the current transaction commits. Notifications of one run
+    not yet sent are coalesced: the one waiting is sent after this commit, so viewers who look
+    then see it. In an engine's process it waits NOTIFY_GATHER seconds for more (a task's end
+    and the next one's start are one message, not two)."""
+    def notify() -> None:
+        if run_id in _notifying:
+            return
+        _notifying.add(run_id)
+
+        async def send() -> None:
+            if _engine_loop is not None:
+                await asyncio.sleep(NOTIFY_GATHER)
+            _notifying.discard(run_id)  # from here on, a later change needs a message of its own
+            await anotify_run(run_id)
+
+        try:
+            _deliver(send)
+        except BaseException:
+            _notifying.discard(run_id)
+            raise
+
+    transaction.on_commit(notify)

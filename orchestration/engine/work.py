@@ -89,6 +89,7 @@ class Scope:
 
     suspects: bool = False
     run_id: int | None = None
+    idle: bool = False  # the claiming process runs nothing: it takes a suspect (alone) first, if any
 
 
 def claimable(queryset: QuerySet, scope: Scope) -> QuerySet:
@@ -103,8 +104,10 @@ def claimable(queryset: QuerySet, scope: Scope) -> QuerySet:
 def claim(work: LeasedWork, owner: str, **fields) -> bool:
     """Move queued `work` to running, owned by `owner`, leased, as a new attempt; False if
     another process claimed it first (or it left the queue). Extra fields are written with it."""
-    return work.transition(work.RUNNING, expect=work.QUEUED, claimed_by=owner, lease_expires_at=lease_end(),
-                           attempt=F("attempt") + 1, **fields)
+    # The attempt number as read with `work`: a row changed since is not claimed (and the new
+    # number need not be read back).
+    return work.transition(work.RUNNING, expect=work.QUEUED, held_attempt=work.attempt, claimed_by=owner,
+                           lease_expires_at=lease_end(), attempt=work.attempt + 1, **fields)
 
 
 def holding(model: type[LeasedWork], attempts: dict[int, int], owner: str, renew: bool) -> set[int]:

@@ -14,8 +14,11 @@ import asyncio
 import codecs
 import contextlib
 import os
+import logging
 import signal
+import sys
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -37,6 +40,69 @@ class ProcessResult:
     exit_code: int | None
     timed_out: bool
     stderr_tail: str
+
+
+class _PidfdWatcher(asyncio.AbstractChildWatcher):
+    """Python 3.12's PidfdChildWatcher, for 3.11: a child is reaped by the event loop that
+    started it the moment its pidfd (pidfd_open(2)) becomes readable, with no thread per child
+    (3.11's default ThreadedChildWatcher starts one for every process, a cost paid on every
+    task's start). Works with any running loop in any thread, as the threaded watcher does."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def is_active(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def attach_loop(self, loop) -> None:
+        pass
+
+    def add_child_handler(self, pid: int, callback, *args) -> None:
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)
+        loop._add_reader(pidfd, self._do_wait, pid, pidfd, callback, args)  # noqa: SLF001 — as asyncio's own watchers
+
+    def _do_wait(self, pid: int, pidfd: int, callback, args) -> None:
+        asyncio.get_running_loop()._remove_reader(pidfd)  # noqa: SLF001
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped elsewhere
+            returncode = 255
+            logging.getLogger(__name__).warning("child process %d was reaped elsewhere: reporting exit status 255", pid)
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        os.close(pidfd)
+        callback(pid, returncode, *args)
+
+    def remove_child_handler(self, pid: int) -> bool:
+        return True
+
+
+_watcher_checked = False
+
+
+def _use_pidfd_watcher() -> None:
+    """Make asyncio reap children through pidfds on Python 3.11 when the kernel has them (3.12
+    does so by default); once per process."""
+    global _watcher_checked
+    if _watcher_checked:
+        return
+    _watcher_checked = True
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel before 5.3, or pidfds refused: keep the threaded watcher
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.get_event_loop_policy().set_child_watcher(_PidfdWatcher())
 
 
 class _Progress:
@@ -115,28 +181,52 @@ def kill_group(pid: int, sig: int) -> None:
 
 
 async def exited(proc: asyncio.subprocess.Process) -> int:
-    """Wait until the process itself has exited and return its exit status.
+    """Wait until the process itself has exited and return its exit status (the negated signal
+    number when a signal ended it, as Popen.returncode).
 
     Process.wait() on Python 3.11 also waits for the pipes to close, so a background child that
     inherited stdout would keep it waiting after the task's own process ended. Linux's pidfd
-    becomes readable at the exit itself; asyncio's child watcher then sets returncode.
+    (pidfd_open(2)) becomes readable at the exit itself; the status is then read at once with
+    waitid(P_PIDFD, WNOWAIT) (waitid(2)), which leaves the process for asyncio's child watcher
+    to reap (a thread per child on 3.11, a pidfd of its own on 3.12), so nothing waits for the
+    watcher. Only without a pidfd (an old kernel, not Linux), or when the watcher reaped the
+    process first, is returncode awaited from the watcher.
     """
+    if proc.returncode is not None:
+        return proc.returncode
     loop = asyncio.get_running_loop()
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or already reaped
         pidfd = None
     if pidfd is not None:
-        gone = loop.create_future()
-        loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
         try:
-            await gone
+            gone = loop.create_future()
+            loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
+            try:
+                await gone
+            finally:
+                loop.remove_reader(pidfd)
+            status = _exit_status(pidfd)
         finally:
-            loop.remove_reader(pidfd)
             os.close(pidfd)
-    while proc.returncode is None:  # the watcher sets it a moment after the exit
-        await asyncio.sleep(0.01)
+        if status is not None:
+            return status
+    while proc.returncode is None:  # the watcher sets it a moment after it reaped the process
+        await asyncio.sleep(0.001)
     return proc.returncode
+
+
+def _exit_status(pidfd: int) -> int | None:
+    """The exit status of the exited, unreaped process `pidfd` refers to, without reaping it;
+    None when it cannot be read that way (already reaped, or no P_PIDFD before Linux 5.4)."""
+    try:
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (AttributeError, OSError):  # ChildProcessError: the watcher was first
+        return None
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
@@ -174,6 +264,7 @@ async def run_process(
     (or its file grows on disk) instead of the worker's memory. Raises OSError when the program cannot be started
     (sandbox.SandboxUnavailable, an OSError, when no sandbox can be made here).
     """
+    _use_pidfd_watcher()
     argv = invocation.argv
     if confinement is not None and sandbox.enabled():
         argv = await asyncio.to_thread(sandbox.command, argv, invocation.cwd, confinement)

@@ -35,6 +35,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,6 +214,29 @@ def visible_again(hidden: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+LAYOUT_TTL = 5.0  # seconds the host's hidden and re-shown paths are reused before they are looked at again
+_layouts: dict[tuple, tuple[float, list[Path], list[Path]]] = {}
+
+
+def _layout() -> tuple[list[Path], list[Path]]:
+    """(hidden_paths() shortest first, visible_again() of them): the same for every task of
+    this host, so found once per LAYOUT_TTL seconds for the settings and search path in force
+    (they took milliseconds per task: a resolve() and is_dir() per path)."""
+    from orchestration.workers.registry import search_path
+
+    key = (str(settings.DATA_DIR), str(settings.BASE_DIR), tuple(settings.MAGICBOX_SANDBOX_HIDE), tuple(search_path()),
+           os.path.expanduser("~"))
+    now = time.monotonic()
+    found = _layouts.get(key)
+    if found is None or now - found[0] > LAYOUT_TTL:
+        hidden = sorted(hidden_paths(), key=lambda p: len(p.parts))
+        found = (now, hidden, visible_again(hidden))
+        if len(_layouts) > 16:
+            _layouts.clear()
+        _layouts[key] = found
+    return found[1], found[2]
+
+
 def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     """The argv that runs `argv` in `cwd` inside the sandbox `confinement` describes.
 
@@ -226,8 +250,7 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     program = bwrap_program()
     if problem := _probe(program):
         raise SandboxUnavailable(f"the task sandbox cannot be made on this host ({problem}). {FIX}")
-    hidden = sorted(hidden_paths(), key=lambda p: len(p.parts))
-    shown = visible_again(hidden)
+    hidden, shown = _layout()
     args = [program, *_namespaces(confinement.network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for path in hidden:
         args += ["--tmpfs", str(path)]
