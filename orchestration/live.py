@@ -487,14 +487,19 @@ def append_fragments(task_run_id: int, text: str) -> list[str]:
     """Fragments appending `text` (stored output) to task run `task_run_id`'s log, each under
     FRAGMENT_LIMIT bytes (pieces of about APPEND_PIECE characters, smaller where escaping grows)."""
     fragments = []
-    pending = _pieces(text, APPEND_PIECE)
+    # Carriage returns applied to whole lines before a long line is cut, and each piece rendered
+    # with the colours in effect where the one before ended: the pieces show what `text` rendered
+    # at once would (as the page does on a reload).
+    pending = _pieces(terminal.neutralise(text), APPEND_PIECE)
+    colours = ""
     while pending:
         piece = pending.pop(0)
-        html = f'<div hx-swap-oob="beforeend:#log-{int(task_run_id)}">{terminal.render(piece)}</div>'
+        html = f'<div hx-swap-oob="beforeend:#log-{int(task_run_id)}">{terminal.render(colours + piece)}</div>'
         if _too_big(html) and len(piece) > 1:
             pending[:0] = _pieces(piece, len(piece) // 4 + 1)
             continue
         fragments.append(html)
+        colours = terminal.colours_at_end(colours + piece)
     return fragments
 
 
@@ -506,11 +511,12 @@ def _too_big(html: str) -> bool:
 
 
 def _pieces(text: str, size: int) -> list[str]:
-    """`text` in pieces of about `size` characters, split after a newline where there is one."""
+    """`text` (neutralised: terminal.neutralise) in pieces of about `size` characters, split after
+    a newline where there is one, else never inside a colour sequence."""
     pieces = []
     while len(text) > size:
         newline = text.rfind("\n", 0, size)
-        cut = newline + 1 if newline > 0 else size
+        cut = newline + 1 if newline > 0 else terminal.cut_outside_sequence(text, size)
         pieces.append(text[:cut])
         text = text[cut:]
     return [*pieces, text] if text else pieces

@@ -191,3 +191,29 @@ def test_a_log_showing_only_its_tail_numbers_its_lines_as_in_the_whole_output(ta
     number = first_line(task_run.pk, window.earlier)
     shown_first = window.text.split("\n", 1)[0]
     assert shown_first == lines[number - 1], (number, shown_first[:20])  # #L<n> names the same line
+
+
+def test_long_lines_appended_live_show_what_a_reload_shows(task_run):
+    import html
+    import re
+
+    from orchestration import terminal
+    from orchestration.live import APPEND_PIECE
+
+    lines = ["".join(f"\r\x1b[32mProgress: {n:5d}%\x1b[0m" for n in range(1700)),  # a progress bar: one line of 45,000 characters
+             "A" * (APPEND_PIECE - 2) + "\x1b[31mRED\x1b[0m tail",  # a colour sequence across an appended piece's end
+             "\x1b[1;34m" + "b" * (APPEND_PIECE + 1000) + " still blue\x1b[0m"]  # a colour across pieces
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    view.select(task_run.pk)
+    live = []
+    for line in lines:
+        after, seq, stored = append_chunk(task_run.pk, 1, line + "\n")
+        live.append("".join(view.appended(task_run.pk, after, seq, stored)))
+    appended = [re.findall(r'<div hx-swap-oob="beforeend:#log-\d+">(.*?)</div>', message, re.S) for message in live]
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", "".join(pieces))) for pieces in appended]
+    assert shown == [terminal.plain(line + "\n") for line in lines]
+    assert shown[0] == "Progress:  1699%\n"
+    assert '<span style="color: #aa0000">RED</span>' in live[1]
+    last = live[2].rsplit("beforeend", 1)[1]
+    assert "still blue" in last and "font-weight: bold" in last
