@@ -273,3 +273,29 @@ async def test_output_stored_while_a_viewer_selects_its_task_reaches_that_viewer
         received += await ws.receive_from(timeout=5)
     assert 'id="task-detail"' in received and received.count("raced-line") == 1
     await ws.disconnect()
+
+
+async def test_a_viewer_of_a_run_deleted_while_watched_is_told_so_without_an_error(user, caplog):
+    from orchestration.engine.output import append_chunk
+    from orchestration.engine.signals import anotify_run, asend_output
+    from orchestration.models import Run
+
+    run = await new_run()
+    task_run = await run.task_runs.aget(task_id="hello")
+    cookie = await sync_to_async(session_cookie)(user)
+    viewers = [socket(run.pk, cookie) for _ in range(2)]
+    for ws in viewers:
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=5)  # the snapshot
+        await show(ws, run, "hello")
+        await ws.receive_from(timeout=5)
+    after, seq, _ = await sync_to_async(append_chunk)(task_run.pk, 1, "last-line\n")
+    await sync_to_async(Run.objects.filter(pk=run.pk).delete)()
+    await anotify_run(run.pk)  # the first viewer hears the run changed...
+    assert (await viewers[0].receive_output(timeout=5)) == {"type": "websocket.close", "code": 4404}
+    await asend_output(run.pk, task_run.pk, after, seq, None)  # ...the second that output it must read was stored
+    outputs = [await viewers[1].receive_output(timeout=5)]
+    while outputs[-1]["type"] != "websocket.close":
+        outputs.append(await viewers[1].receive_output(timeout=5))
+    assert outputs[-1] == {"type": "websocket.close", "code": 4404}
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
