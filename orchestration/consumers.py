@@ -12,6 +12,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from redis.exceptions import RedisError
 
 from orchestration.engine.runtime import get_engine
@@ -27,6 +28,7 @@ RESYNC_CLOSE_CODE = 4011  # "reload to resync" (app.js); servers may not send 10
 # "Connect again in a moment" (app.js). Servers may not send 1012 themselves (autobahn allows
 # 1000 and 3000-4999 only), and the ws extension reconnects by itself after 1006/1011-1013 only.
 RECONNECT_CLOSE_CODE = 4012
+RUN_GONE_CLOSE_CODE = 4404  # the run was deleted while its page was open (app.js says so, and does not reconnect)
 RECHECK_SECONDS = 10  # how often an open socket checks its user may still watch
 
 
@@ -186,7 +188,7 @@ class RunConsumer(ReconnectingConsumer):
             try:
                 replies = await database_sync_to_async(self.view.select)(task_run_id, seq)
             except Run.DoesNotExist:
-                await self.close(code=4404)  # the run was deleted
+                await self.close(code=RUN_GONE_CLOSE_CODE)  # the run was deleted
                 return
             for reply in replies:
                 await self.send(text_data=reply)
@@ -235,6 +237,8 @@ class RunConsumer(ReconnectingConsumer):
                     messages = await database_sync_to_async(self.view.catch_up)(int(event["seq"]))
                 for message in messages:
                     await self.send(text_data=message)
+        except ObjectDoesNotExist:
+            await self.close(code=RUN_GONE_CLOSE_CODE)  # the run was deleted while watched
         except Exception:
             log.exception("output of run %s could not be sent; asking the viewer to reconnect", self.run_id)
             await self.close(code=RESYNC_CLOSE_CODE)
@@ -260,6 +264,8 @@ class RunConsumer(ReconnectingConsumer):
             if not await self._still_allowed():
                 await self.close(code=4403)  # deactivated or out of every role since it joined
                 return
+        from orchestration.models import Run
+
         try:
             async with self._sending:
                 since = None
@@ -267,6 +273,8 @@ class RunConsumer(ReconnectingConsumer):
                     since = self._changed_at
                     for message in await database_sync_to_async(self.view.update)(since):
                         await self.send(text_data=message)
+        except Run.DoesNotExist:
+            await self.close(code=RUN_GONE_CLOSE_CODE)  # the run was deleted while watched
         except Exception:
             # The viewer can no longer be kept exact: close abnormally so the page reconnects
             # and receives a fresh snapshot.

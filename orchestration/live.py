@@ -41,6 +41,9 @@ OUTPUT_TAIL = 128 * 1024  # characters of a task's output shown on its page (esc
 APPEND_PIECE = 32 * 1024  # characters of new output per appended fragment
 MESSAGE_BUDGET = 256 * 1024  # bytes per websocket message, fragments permitting
 FRAGMENT_LIMIT = 768 * 1024  # bytes of one rendered fragment (daphne refuses frames over 1 MiB)
+# Characters live appends may add to a viewer's log before it is sent the log's tail again (a
+# browser lays the whole log out at each append: a log growing without bound falls behind a flood).
+LIVE_LOG_LIMIT = 3 * OUTPUT_TAIL
 
 
 @dataclass
@@ -270,6 +273,7 @@ class RunView:
         self.extra_context = {"perms": PermWrapper(user) if user is not None else None, "csrf_token": csrf_token}
         self.selected: int | None = None
         self.sent_seq = 0  # output of the selected task sent, up to this chunk
+        self.appended_chars = 0  # characters appended to its log since the log was sent whole
         self.detail: tuple | None = None
         self.rows: dict[int, tuple] = {}
         self.header: tuple | None = None
@@ -329,13 +333,13 @@ class RunView:
             context = {"run": run, **detail_context(run, task_run, task_runs, with_output=False)}
             self.detail = _detail_key(task_run, run, context["change"])
             task_run = context["selected"]
-            self.sent_seq = seq
+            self.sent_seq, self.appended_chars = seq, 0
             fragments = [self._render(name, context, task_run) for name in DETAIL_PARTS]
             return _pack(fragments + self._new_output(context, task_run))
         context = {"run": run, **detail_context(run, task_run, task_runs)}
         self.detail = _detail_key(task_run, run, context["change"])
         task_run = context["selected"]
-        self.sent_seq = task_run.output_seq
+        self.sent_seq, self.appended_chars = task_run.output_seq, 0
         html = self._render("task-detail", context, task_run)
         if _too_big(html):  # a log that renders too large: the detail without it, then the log from a shorter tail
             task_run.shown_output = ""
@@ -389,33 +393,43 @@ class RunView:
         if task_run.output_seq <= sent:
             return []
         self.sent_seq = task_run.output_seq
-        return output_since(task_run, sent, lambda: self._output_fragment(context, task_run))
+        fragments, chars = output_since(task_run, sent, lambda: self._output_fragment(context, task_run),
+                                        limit=max(0, min(OUTPUT_TAIL, LIVE_LOG_LIMIT - self.appended_chars)))
+        self.appended_chars = 0 if chars is None else self.appended_chars + chars
+        return fragments
 
     def appended(self, task_run_id: int, after: int, seq: int, text: str | None) -> list[str] | None:
         """Messages appending output task run `task_run_id` stored after chunk `after` up to chunk
         `seq`, whose text is `text` (engine.signals.asend_output), for this viewer: [] when it is
         not the selected task's or was sent already; None when this viewer cannot be brought up
         to date from the message alone (it lacks chunks before `after`, or `text` is None): then
-        catch_up reads them. Rendered once per process for all its viewers (shared_appends)."""
+        catch_up reads them, as when the log would grow over LIVE_LOG_LIMIT. Rendered once per
+        process for all its viewers (shared_appends)."""
         if task_run_id != self.selected or seq <= self.sent_seq:
             return []
-        if text is None or after != self.sent_seq:
+        if text is None or after != self.sent_seq or self.appended_chars + len(text) > LIVE_LOG_LIMIT:
             return None
-        self.sent_seq = seq
+        self.sent_seq, self.appended_chars = seq, self.appended_chars + len(text)
         return _pack(list(shared_appends(task_run_id, after, seq, text)))
 
     def catch_up(self, seq: int) -> list[str]:
         """Messages appending the selected task's output stored after what was sent, up to chunk
-        `seq` at least (read from the database; a whole tail when it is over OUTPUT_TAIL). The
-        fragments are rendered once per process for every viewer needing the same range."""
+        `seq` at least (read from the database; a whole tail when it is over OUTPUT_TAIL, or would
+        make the log grow over LIVE_LOG_LIMIT). The fragments are rendered once per process for
+        every viewer needing the same range."""
         if self.selected is None or seq <= self.sent_seq:
             return []
         task_run = TaskRun.objects.select_related("run").defer("prompt", "result").get(pk=self.selected)
         sent, upto = self.sent_seq, max(seq, task_run.output_seq)
         task_run.output_seq = upto
         self.sent_seq = upto
-        fragments = shared((task_run.pk, sent, upto, task_run.output_bytes),
-                           lambda: tuple(output_since(task_run, sent, lambda: self._output_fragment({"run": task_run.run}, task_run))))
+        def tail() -> str:
+            return shared(("tail", task_run.pk, upto, task_run.output_bytes), lambda: self._output_fragment({"run": task_run.run}, task_run))
+
+        fragments, chars = shared((task_run.pk, sent, upto, task_run.output_bytes), lambda: output_since(task_run, sent, tail))
+        if chars is not None and self.appended_chars + chars > LIVE_LOG_LIMIT:
+            fragments, chars = [tail()], None
+        self.appended_chars = 0 if chars is None else self.appended_chars + chars
         return _pack(list(fragments))
 
     @staticmethod
@@ -469,32 +483,38 @@ def shared_appends(task_run_id: int, after: int, seq: int, text: str) -> tuple[s
     return shared((int(task_run_id), after, seq, text), lambda: tuple(append_fragments(task_run_id, text)))
 
 
-def output_since(task_run: TaskRun, sent: int, tail: Callable[[], str]) -> list[str]:
-    """Fragments appending task run `task_run`'s output stored after chunk `sent` up to its
-    output_seq; `tail()` instead (the task-log fragment of its tail) when that is over OUTPUT_TAIL
-    characters, as a page opened now would show. Reads at most OUTPUT_TAIL characters and a chunk."""
+def output_since(task_run: TaskRun, sent: int, tail: Callable[[], str], limit: int = OUTPUT_TAIL) -> tuple[list[str], int | None]:
+    """(fragments appending task run `task_run`'s output stored after chunk `sent` up to its
+    output_seq, the characters they append); ([`tail()`], None) instead (the task-log fragment
+    of its tail) when that is over `limit` characters, as a page opened now would show. Reads at
+    most `limit` characters and a chunk."""
     chunks = OutputChunk.objects.filter(task_run=task_run, seq__gt=sent, seq__lte=task_run.output_seq).order_by("seq")
     pieces, size = [], 0
     for piece in chunks.values_list("text", flat=True).iterator(chunk_size=200):
         pieces.append(piece)
         size += len(piece)
-        if size > OUTPUT_TAIL:
-            return [tail()]  # too much at once to append
-    return append_fragments(task_run.pk, "".join(pieces))
+        if size > limit:
+            return [tail()], None  # too much at once to append
+    return append_fragments(task_run.pk, "".join(pieces)), size
 
 
 def append_fragments(task_run_id: int, text: str) -> list[str]:
     """Fragments appending `text` (stored output) to task run `task_run_id`'s log, each under
     FRAGMENT_LIMIT bytes (pieces of about APPEND_PIECE characters, smaller where escaping grows)."""
     fragments = []
-    pending = _pieces(text, APPEND_PIECE)
+    # Carriage returns applied to whole lines before a long line is cut, and each piece rendered
+    # with the colours in effect where the one before ended: the pieces show what `text` rendered
+    # at once would (as the page does on a reload).
+    pending = _pieces(terminal.neutralise(text), APPEND_PIECE)
+    colours = ""
     while pending:
         piece = pending.pop(0)
-        html = f'<div hx-swap-oob="beforeend:#log-{int(task_run_id)}">{terminal.render(piece)}</div>'
+        html = f'<div hx-swap-oob="beforeend:#log-{int(task_run_id)}">{terminal.render(colours + piece)}</div>'
         if _too_big(html) and len(piece) > 1:
             pending[:0] = _pieces(piece, len(piece) // 4 + 1)
             continue
         fragments.append(html)
+        colours = terminal.colours_at_end(colours + piece)
     return fragments
 
 
@@ -506,11 +526,12 @@ def _too_big(html: str) -> bool:
 
 
 def _pieces(text: str, size: int) -> list[str]:
-    """`text` in pieces of about `size` characters, split after a newline where there is one."""
+    """`text` (neutralised: terminal.neutralise) in pieces of about `size` characters, split after
+    a newline where there is one, else never inside a colour sequence."""
     pieces = []
     while len(text) > size:
         newline = text.rfind("\n", 0, size)
-        cut = newline + 1 if newline > 0 else size
+        cut = newline + 1 if newline > 0 else terminal.cut_outside_sequence(text, size)
         pieces.append(text[:cut])
         text = text[cut:]
     return [*pieces, text] if text else pieces

@@ -52,6 +52,34 @@ def neutralise(text: str) -> str:
     return text.replace(_SGR_MARK, "\x1b")
 
 
+def cut_outside_sequence(text: str, at: int) -> int:
+    """Where to cut `text` (neutralised: see neutralise) at index `at` or before it, so that no
+    SGR sequence is cut in two: `at`, or the start of the sequence that spans it (when that is
+    not the start of `text`)."""
+    escape = text.rfind("\x1b", 0, at)
+    if escape > 0 and (sequence := _SGR.match(text, escape)) is not None and sequence.end() > at:
+        return escape
+    return at
+
+
+def colours_at_end(text: str, keep: int = 32) -> str:
+    """The SGR sequences of `text` (neutralised) still in effect at its end, "" when none: those
+    after its last reset ("\\x1b[m", "\\x1b[0m" or "\\x1b[0;…m"), each kept once (its last
+    time: a sequence sets the same attributes each time) and at most the last `keep` of them (so
+    what is carried stays small). Rendering them before the text that follows colours it as a
+    terminal would (a long line rendered in pieces)."""
+    if "\x1b" not in text:
+        return ""
+    sequences = _SGR.findall(text)
+    for index in range(len(sequences) - 1, -1, -1):
+        params = sequences[index][2:-1]
+        if params in ("", "0") or params.startswith(("0;", "0:")):
+            sequences = sequences[index:]
+            break
+    last = list(dict.fromkeys(reversed(sequences)))[:keep]  # the last time of each, newest first
+    return "".join(reversed(last))
+
+
 def render(text: str) -> SafeString:
     """HTML for `text` inside a <pre>: escaped, coloured spans for SGR, nothing else active.
 

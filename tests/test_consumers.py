@@ -233,3 +233,69 @@ async def test_the_viewers_of_a_run_in_one_process_share_one_group_membership_an
     for ws in viewers:
         await ws.disconnect()
     assert not layer.groups.get(run_group(run.pk))
+
+
+async def test_output_stored_while_a_viewer_selects_its_task_reaches_that_viewer_once(user, monkeypatch):
+    import threading
+
+    from asgiref.sync import async_to_sync
+
+    from orchestration.consumers import RunConsumer
+    from orchestration.engine.output import append_chunk
+    from orchestration.engine.signals import asend_output
+    from orchestration.live import RunView
+
+    run = await new_run()
+    task_run = await run.task_runs.aget(task_id="hello")
+    told = threading.Event()
+    real_output, real_load = RunConsumer.run_output, RunView._load
+
+    async def run_output(self, event):
+        told.set()
+        await real_output(self, event)
+
+    def load(self):  # the task writes a line just after the selection read how much output it has
+        loaded = real_load(self)
+        if not told.is_set():
+            after, seq, text = append_chunk(task_run.pk, 1, "raced-line\n")
+            async_to_sync(asend_output)(run.pk, task_run.pk, after, seq, text)
+            told.wait(5)  # the viewer has been handed the message
+        return loaded
+
+    monkeypatch.setattr(RunConsumer, "run_output", run_output)
+    monkeypatch.setattr(RunView, "_load", load)
+    ws = socket(run.pk, await sync_to_async(session_cookie)(user))
+    assert (await ws.connect())[0]
+    await ws.receive_from(timeout=5)  # the snapshot
+    await show(ws, run, "hello")
+    received = await ws.receive_from(timeout=5)
+    while not await ws.receive_nothing(timeout=0.5):
+        received += await ws.receive_from(timeout=5)
+    assert 'id="task-detail"' in received and received.count("raced-line") == 1
+    await ws.disconnect()
+
+
+async def test_a_viewer_of_a_run_deleted_while_watched_is_told_so_without_an_error(user, caplog):
+    from orchestration.engine.output import append_chunk
+    from orchestration.engine.signals import anotify_run, asend_output
+    from orchestration.models import Run
+
+    run = await new_run()
+    task_run = await run.task_runs.aget(task_id="hello")
+    cookie = await sync_to_async(session_cookie)(user)
+    viewers = [socket(run.pk, cookie) for _ in range(2)]
+    for ws in viewers:
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=5)  # the snapshot
+        await show(ws, run, "hello")
+        await ws.receive_from(timeout=5)
+    after, seq, _ = await sync_to_async(append_chunk)(task_run.pk, 1, "last-line\n")
+    await sync_to_async(Run.objects.filter(pk=run.pk).delete)()
+    await anotify_run(run.pk)  # the first viewer hears the run changed...
+    assert (await viewers[0].receive_output(timeout=5)) == {"type": "websocket.close", "code": 4404}
+    await asend_output(run.pk, task_run.pk, after, seq, None)  # ...the second that output it must read was stored
+    outputs = [await viewers[1].receive_output(timeout=5)]
+    while outputs[-1]["type"] != "websocket.close":
+        outputs.append(await viewers[1].receive_output(timeout=5))
+    assert outputs[-1] == {"type": "websocket.close", "code": 4404}
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

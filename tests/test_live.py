@@ -191,3 +191,64 @@ def test_a_log_showing_only_its_tail_numbers_its_lines_as_in_the_whole_output(ta
     number = first_line(task_run.pk, window.earlier)
     shown_first = window.text.split("\n", 1)[0]
     assert shown_first == lines[number - 1], (number, shown_first[:20])  # #L<n> names the same line
+
+
+def test_long_lines_appended_live_show_what_a_reload_shows(task_run):
+    import html
+    import re
+
+    from orchestration import terminal
+    from orchestration.live import APPEND_PIECE
+
+    lines = ["".join(f"\r\x1b[32mProgress: {n:5d}%\x1b[0m" for n in range(1700)),  # a progress bar: one line of 45,000 characters
+             "A" * (APPEND_PIECE - 2) + "\x1b[31mRED\x1b[0m tail",  # a colour sequence across an appended piece's end
+             "\x1b[1;34m" + "b" * (APPEND_PIECE + 1000) + " still blue\x1b[0m"]  # a colour across pieces
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    view.select(task_run.pk)
+    live = []
+    for line in lines:
+        after, seq, stored = append_chunk(task_run.pk, 1, line + "\n")
+        live.append("".join(view.appended(task_run.pk, after, seq, stored)))
+    appended = [re.findall(r'<div hx-swap-oob="beforeend:#log-\d+">(.*?)</div>', message, re.S) for message in live]
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", "".join(pieces))) for pieces in appended]
+    assert shown == [terminal.plain(line + "\n") for line in lines]
+    assert shown[0] == "Progress:  1699%\n"
+    assert '<span style="color: #aa0000">RED</span>' in live[1]
+    last = live[2].rsplit("beforeend", 1)[1]
+    assert "still blue" in last and "font-weight: bold" in last
+
+
+def test_a_log_followed_live_through_a_flood_stays_bounded_and_numbered_as_stored(task_run):
+    import html
+    import re
+
+    from orchestration import terminal
+    from orchestration.live import LIVE_LOG_LIMIT, OUTPUT_TAIL
+
+    view = RunView(task_run.run_id)
+    view.snapshot()
+    log = {"text": "", "first": 1}
+    fragment = re.compile(r'<pre class="log[^"]*" id="log-\d+" data-first-line="(\d+)"[^>]*>(.*?)</pre>'
+                          r'|<div hx-swap-oob="beforeend:#log-\d+">(.*?)</div>', re.S)
+
+    def show(messages):  # as htmx does: a log fragment replaces the log, an append adds to it
+        for match in fragment.finditer("".join(messages)):
+            first, replaced, appended = match.groups()
+            if appended is not None:
+                log["text"] += html.unescape(re.sub(r"<[^>]+>", "", appended))
+            else:
+                log["text"], log["first"] = html.unescape(re.sub(r"<[^>]+>", "", replaced)), int(first)
+
+    show(view.select(task_run.pk))
+    longest = 0
+    for burst in range(60):  # 60 flushes of 20,000 characters: ten times what a log keeps
+        text = "".join(f"line {burst:02d}-{n:04d} " + "x" * 50 + "\n" for n in range(320))
+        after, seq, stored = append_chunk(task_run.pk, 1, text)
+        messages = view.appended(task_run.pk, after, seq, stored)
+        show(messages if messages is not None else view.catch_up(seq))
+        longest = max(longest, len(log["text"]))
+    whole = terminal.plain(TaskRun.objects.get(pk=task_run.pk).output_text())
+    assert whole.endswith(log["text"]) and len(log["text"]) >= OUTPUT_TAIL // 2
+    assert longest <= LIVE_LOG_LIMIT + OUTPUT_TAIL
+    assert log["first"] == whole.count("\n") - log["text"].count("\n") + 1

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F
 
 from orchestration.engine.db import db
-from orchestration.engine.secrets import mask
+from orchestration.engine.secrets import mask, mask_unfinished
 from orchestration.engine.signals import asend_output, asend_partial
 from orchestration.models import OutputChunk, TaskRun
 
@@ -120,7 +120,7 @@ class OutputBuffer:
             await self._store()
         if self._showing is not None and not self._showing.done():
             return  # the channel layer is slow: the next flush sends what is current then
-        partial = storable(self._partial(PARTIAL_LIMIT)) if self._partial is not None else ""
+        partial = shown_while_written(self._partial(PARTIAL_LIMIT)) if self._partial is not None else ""
         if partial != self._partial_sent:  # after the lines: a completed message replaces its partial
             self._partial_sent = partial
             self._showing = asyncio.ensure_future(self._show(partial))
@@ -185,6 +185,13 @@ def storable(text: str) -> str:
     (PostgreSQL text, argv and environment values cannot carry NUL, and a result is handed to
     downstream tasks in all three)."""
     return mask(text).replace("\x00", "\ufffd")
+
+
+def shown_while_written(text: str) -> str:
+    """`text`, the end of a message still being written (at most PARTIAL_LIMIT characters), ready
+    to show: as storable, and without what may be part of a secret value cut at either of its
+    ends (secrets.mask_unfinished): a message written token by token never shows a secret piece by piece."""
+    return mask_unfinished(text, cut=len(text) >= PARTIAL_LIMIT).replace("\x00", "\ufffd")
 
 
 def chunked(text: str, size: int = CHUNK_CHARS) -> list[str]:

@@ -17,6 +17,7 @@ from django.conf import settings
 from orchestration.plans.repositories import masked
 from orchestration.workers.registry import worker_config
 
+UNFINISHED_SHOWN = 2  # characters of a secret value at the edge of unfinished text that may show (mask_unfinished)
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 MIN_LENGTH = 6  # shorter values would mask ordinary words
 
@@ -68,3 +69,30 @@ def mask(text: str) -> str:
     if pattern is None:
         return text
     return pattern.sub(lambda m: f"[secret {by_value[m.group(0)]}]", text)
+
+
+def mask_unfinished(text: str, cut: bool) -> str:
+    """`text`, the end of a message still being written, masked (mask) and without what may be a
+    secret value cut in two: the first characters of one at its end (the rest is not written
+    yet) and, when `cut` (the message's beginning was cut off), the last characters of one at
+    its start. Up to UNFINISHED_SHOWN characters of a value may show; the whole message, once
+    written, is masked as usual."""
+    text = mask(text)
+    values = [value for _, value in _values_from_environment()]
+    held = 0
+    for value in values:
+        for size in range(min(len(value) - 1, len(text)), UNFINISHED_SHOWN, -1):
+            if text.endswith(value[:size]):
+                held = max(held, size)
+                break
+    if held:
+        text = text[:-held]
+    if cut:
+        dropped = 0
+        for value in values:
+            for size in range(min(len(value) - 1, len(text)), UNFINISHED_SHOWN, -1):
+                if text.startswith(value[-size:]):
+                    dropped = max(dropped, size)
+                    break
+        text = text[dropped:]
+    return text

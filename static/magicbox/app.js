@@ -69,6 +69,7 @@
     var code = event.detail && event.detail.event && event.detail.event.code;
     if (code === 4011) { window.location.reload(); return; }  // the server could not keep this page exact
     if (code === 4403) { setStatus("not allowed any more: reload to sign in", "closed"); return; }
+    if (code === 4404) { setStatus("this run was deleted", "closed"); document.body.dataset.socket = "closed"; return; }
     setStatus("connection lost: reconnecting…", "closed");
     document.body.dataset.socket = "closed";
     delete document.body.dataset.synced;

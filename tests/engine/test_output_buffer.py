@@ -83,3 +83,30 @@ async def test_viewers_are_sent_the_stored_text_of_each_flush_with_its_chunks():
     assert told[0] == (0, 1, "one\n")
     # Too long to carry (None): viewers read it stored; later text is sent again once contiguous.
     assert [t for t in told[1:] if t[2] is None] and told[-1][1] == 4
+
+
+async def test_a_secret_written_token_by_token_is_never_shown_while_it_is_written(monkeypatch):
+    from orchestration.engine.output import PARTIAL_LIMIT, OutputBuffer
+
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    shown = []
+
+    async def show(text):
+        shown.append(text)
+
+    message = []
+    buffer = OutputBuffer(lambda text: None, show, interval=0)
+    buffer.follow_partial(lambda limit: "".join(message)[-limit:])
+    # The agent writes the key a few characters at a time, and later writes on until its
+    # beginning scrolls out of the part of the message viewers are shown.
+    tokens = ["the key is "] + [secret[i:i + 3] for i in range(0, len(secret), 3)] + ["x" * (PARTIAL_LIMIT - 30)] + ["y"] * 40
+    for token in tokens:
+        message.append(token)
+        buffer.add([])
+        await buffer.flush()
+        await asyncio.sleep(0)
+    assert shown and any("[secret OPENAI_API_KEY]" in text for text in shown)
+    for text in shown:
+        for size in range(4, len(secret)):
+            assert secret[:size] not in text and secret[-size:] not in text, (size, text[:40], text[-40:])
