@@ -459,7 +459,7 @@ class RunView:
 # and the database thread.
 _SHARED: OrderedDict = OrderedDict()
 _SHARED_LOCK = threading.Lock()
-SHARED_ENTRIES = 256  # fragments kept (each at most a few MESSAGE_BUDGETs)
+SHARED_ENTRIES = 32  # fragments kept (each at most a few MESSAGE_BUDGETs): viewers share one within moments
 
 
 def shared(key: tuple, make: Callable[[], T]) -> T:
