@@ -150,6 +150,32 @@ def _begin(task_run_id: int) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str
         return plan, error
 
 
+Begun = tuple[AttemptPlan, "tuple[WorkerAdapter, dict[str, str], str, str] | Exception", "workspace.AttemptDirs | OSError | None"]
+_begun: dict[int, tuple[int, Begun]] = {}  # task run id -> (attempt, what claim_next began of it), taken by execute
+
+
+def claim_next(owner: str, scope: work.Scope, limit: int) -> list[TaskRun]:
+    """scheduler.claim_next, and each claimed attempt begun in the same call to the database
+    thread: its plan and setup (_begin) and, when the setup succeeded, its directories
+    (workspace.make_dirs, or the OSError it raised). A fan-out's tasks start with one call, not
+    one each; `execute` takes what was begun (and begins it itself when this could not: a
+    database error here is left to its own call to raise, or retry). Synchronous."""
+    rows = scheduler.claim_next(owner, scope, limit)
+    for row in rows:
+        try:
+            plan, setup = _begin(row.pk)
+        except Exception:  # noqa: BLE001 — execute begins it again, and fails the attempt as before
+            continue
+        dirs = None
+        if not isinstance(setup, Exception):
+            try:
+                dirs = workspace.make_dirs(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
+            except OSError as error:
+                dirs = error
+        _begun[row.pk] = (row.attempt, (plan, setup, dirs))
+    return rows
+
+
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
 
 
@@ -217,7 +243,11 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     Never raises for a task's own failure: every outcome is recorded on the task run.
     """
     owner = lease.owner
-    plan, setup = await db(_begin, task_run_id)
+    attempt, begun = _begun.pop(task_run_id, (None, None))
+    if begun is not None and attempt == lease.attempt:
+        plan, setup, made = begun
+    else:
+        (plan, setup), made = await db(_begin, task_run_id), None
     output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
@@ -234,7 +264,9 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         adapter, env, prompt, warning = setup
         if warning:
             output.add([f"[Magic Box] {warning}"])
-        dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
+        if isinstance(made, OSError):
+            raise made
+        dirs = made or await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
             base, prefix = await run_start(plan.run_id, repo_spec)

@@ -62,7 +62,7 @@ def one_at_a_time(claim_next: Callable[[str, work.Scope], LeasedWork | None]) ->
 
 
 KINDS = (
-    WorkKind(TaskRun, scheduler.claim_next, executor.execute, advances_run=True,
+    WorkKind(TaskRun, executor.claim_next, executor.execute, advances_run=True,
              slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf"), note_loss=executor.note_loss),
     WorkKind(Verdict, one_at_a_time(checks.claim_next), verification.execute, advances_run=True),
     WorkKind(PlanDraft, one_at_a_time(drafts.claim_next), drafts.execute, advances_run=False),
