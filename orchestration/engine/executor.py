@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from orchestration.engine import homes, orphans, scheduler, work, workspace
@@ -160,7 +160,11 @@ def claim_next(owner: str, scope: work.Scope, limit: int) -> list[TaskRun]:
     (workspace.make_dirs, or the OSError it raised). A fan-out's tasks start with one call, not
     one each; `execute` takes what was begun (and begins it itself when this could not: a
     database error here is left to its own call to raise, or retry). Synchronous."""
-    rows = scheduler.claim_next(owner, scope, limit)
+    return _begin_claimed(scheduler.claim_next(owner, scope, limit))
+
+
+def _begin_claimed(rows: list[TaskRun]) -> list[TaskRun]:
+    """Begin each claimed task run of `rows` for `execute` (see claim_next); returns `rows`."""
     for row in rows:
         try:
             plan, setup = _begin(row.pk)
@@ -196,39 +200,79 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
     transaction; re-queue it instead when it failed and attempts are left, and then return the
     backoff in seconds (else None). Nothing is written once `owner` no longer holds the task
     run (a cancel, or a take-over: the other party decides)."""
-    now = timezone.now()
     with transaction.atomic():
-        notify_run_on_commit(plan.run_id)
-        # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
-        task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
-                           claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
-                           interruptions=plan.interruptions, worker_losses=plan.worker_losses)
-        fields = dict(
-            result=storable(_capped(outcome.result)),
-            error=storable(outcome.error),
-            exit_code=exit_code,
-            cost_usd=outcome.cost_usd,
-            input_tokens=outcome.input_tokens,
-            output_tokens=outcome.output_tokens,
-            session_id=outcome.session_id[:200],
-            cli_version=outcome.cli_version[:100],
-            model=outcome.model[:200],
-        )
-        used = task_run.attempts_used
-        if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
-            delay = retry_delay(used)
-            reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
-            if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
-                           claimed_by="", **fields):
-                return delay
-        elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
-            if state == TaskState.SUCCEEDED:
-                scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
-            else:
-                scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
-        elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
-            transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
+        return _record_end(plan, owner, state, outcome, exit_code)
+
+
+def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> float | None:
+    """The body of _finish, inside the caller's transaction."""
+    now = timezone.now()
+    notify_run_on_commit(plan.run_id)
+    # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
+    task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
+                       claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
+                       interruptions=plan.interruptions, worker_losses=plan.worker_losses)
+    fields = dict(
+        result=storable(_capped(outcome.result)),
+        error=storable(outcome.error),
+        exit_code=exit_code,
+        cost_usd=outcome.cost_usd,
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        session_id=outcome.session_id[:200],
+        cli_version=outcome.cli_version[:100],
+        model=outcome.model[:200],
+    )
+    used = task_run.attempts_used
+    if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
+        delay = retry_delay(used)
+        reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
+        if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
+                       claimed_by="", **fields):
+            return delay
+    elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
+        if state == TaskState.SUCCEEDED:
+            scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
+        else:
+            scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
+    elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
+        transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
     return None
+
+
+@dataclass
+class NextClaim:
+    """What the final write of an attempt claims in its own transaction (scheduler.claim_next):
+    up to `limit` task runs within `scope`, for `owner`; `rows`: the task runs claimed (begun for
+    `execute`, see claim_next). The engine sets it up (Lease.hop) and starts the rows."""
+
+    owner: str
+    scope: work.Scope
+    limit: int
+    rows: list[TaskRun] = field(default_factory=list)
+
+
+def _finish_and_claim(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None,
+                      claim: NextClaim | None) -> tuple[float | None, list[TaskRun]]:
+    """_finish, and in the same transaction what may start now that this attempt's slot is free
+    (its downstream tasks, or what waited for a slot), claimed as `claim` says (None: nothing),
+    unless more is queued than may start (scheduler.claim_next's `uncrowded`: the engine claims
+    on its own then, racing with the other processes);
+    those begun after the commit (_begin_claimed). Returns (_finish's backoff, the rows claimed).
+    A claim that fails for a reason other than the connection claims nothing (logged; the engine
+    claims again itself) and leaves the end recorded."""
+    rows: list[TaskRun] = []
+    with transaction.atomic():
+        delay = _record_end(plan, owner, state, outcome, exit_code)
+        if claim is not None:
+            try:  # claim_next's own transaction is a savepoint in this one
+                rows = scheduler.claim_next(claim.owner, claim.scope, claim.limit, uncrowded=True)
+            except (OperationalError, InterfaceError):
+                raise  # the connection: engine.db runs it all again
+            except Exception:
+                log.exception("claiming the next task runs after task run %s failed; the engine claims again", plan.task_run_id)
+                rows = []
+    return delay, _begin_claimed(rows)
 
 
 def _mark_unsandboxed(run_id: int) -> None:
@@ -254,7 +298,13 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         output.follow_partial(None)
         await output.flush()
         # Its viewers are told once it is committed; a retry's backoff is the engine's to wait out.
-        lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
+        if lease.hop is None:
+            lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
+            return
+        async with lease.hop() as claim:
+            lease.retry_in, rows = await db(_finish_and_claim, plan, owner, state, outcome, exit_code, claim)
+            if claim is not None:
+                claim.rows = rows
 
     repo_spec = adapter = dirs = None
     env: dict[str, str] = {}
