@@ -298,7 +298,9 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         output.follow_partial(None)
         await output.flush()
         # Its viewers are told once it is committed; a retry's backoff is the engine's to wait out.
-        if lease.hop is None:
+        if lease.hop is None or not plan.downstream or state != TaskState.SUCCEEDED:
+            # Nothing of its own to start next: what waits for a slot is claimed by the engine
+            # as before (often more than may start, shared with the other processes).
             lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
             return
         async with lease.hop() as claim:
