@@ -156,20 +156,41 @@ _begun: dict[int, tuple[int, Begun]] = {}  # task run id -> (attempt, what claim
 
 def claim_next(owner: str, scope: work.Scope, limit: int) -> list[TaskRun]:
     """scheduler.claim_next, and each claimed attempt begun in the same call to the database
-    thread: its plan and setup (_begin) and, when the setup succeeded, its directories
-    (workspace.make_dirs, or the OSError it raised). A fan-out's tasks start with one call, not
-    one each; `execute` takes what was begun (and begins it itself when this could not: a
-    database error here is left to its own call to raise, or retry). Synchronous."""
-    return _begin_claimed(scheduler.claim_next(owner, scope, limit))
+    thread and transaction: its plan and setup (_begin_claimed) and, after the commit, when the
+    setup succeeded, its directories (workspace.make_dirs, or the OSError it raised). A fan-out's
+    tasks start with one call and one commit, not one each; `execute` takes what was begun (and
+    begins it itself when this could not). Synchronous."""
+    with transaction.atomic():
+        rows = scheduler.claim_next(owner, scope, limit)
+        begun = _begin_claimed(rows)
+    return _make_dirs(rows, begun)
 
 
-def _begin_claimed(rows: list[TaskRun]) -> list[TaskRun]:
-    """Begin each claimed task run of `rows` for `execute` (see claim_next); returns `rows`."""
+def _begin_claimed(rows: list[TaskRun]) -> dict[int, tuple]:
+    """_begin each claimed task run of `rows`, inside the caller's transaction (their prompts are
+    written with it, one commit for all), each in a savepoint of its own; returns {pk: (plan,
+    setup)} of those begun. One that fails but for the connection is left out: execute begins
+    it again, and fails the attempt as before. A lost connection raises (engine.db runs the
+    whole call again)."""
+    begun = {}
     for row in rows:
         try:
-            plan, setup = _begin(row.pk)
-        except Exception:  # noqa: BLE001 — execute begins it again, and fails the attempt as before
+            with transaction.atomic():
+                begun[row.pk] = _begin(row.pk)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:  # noqa: BLE001 — see above
             continue
+    return begun
+
+
+def _make_dirs(rows: list[TaskRun], begun: dict[int, tuple]) -> list[TaskRun]:
+    """Make the directories of each begun task run whose setup succeeded (outside any
+    transaction: file system work), and leave what was begun for `execute`. Returns `rows`."""
+    for row in rows:
+        if row.pk not in begun:
+            continue
+        plan, setup = begun[row.pk]
         dirs = None
         if not isinstance(setup, Exception):
             try:
@@ -258,7 +279,7 @@ def _finish_and_claim(plan: AttemptPlan, owner: str, state: str, outcome: Outcom
     (its downstream tasks, or what waited for a slot), claimed as `claim` says (None: nothing),
     unless more is queued than may start (scheduler.claim_next's `uncrowded`: the engine claims
     on its own then, racing with the other processes);
-    those begun after the commit (_begin_claimed). Returns (_finish's backoff, the rows claimed).
+    those begun in it too (_begin_claimed), their directories made after the commit. Returns (_finish's backoff, the rows claimed).
     A claim that fails for a reason other than the connection claims nothing (logged; the engine
     claims again itself) and leaves the end recorded."""
     rows: list[TaskRun] = []
@@ -272,7 +293,8 @@ def _finish_and_claim(plan: AttemptPlan, owner: str, state: str, outcome: Outcom
             except Exception:
                 log.exception("claiming the next task runs after task run %s failed; the engine claims again", plan.task_run_id)
                 rows = []
-    return delay, _begin_claimed(rows)
+        begun = _begin_claimed(rows)
+    return delay, _make_dirs(rows, begun)
 
 
 def _mark_unsandboxed(run_id: int) -> None:
