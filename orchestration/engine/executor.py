@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from orchestration.engine import homes, orphans, scheduler, work, workspace
@@ -150,6 +150,57 @@ def _begin(task_run_id: int) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str
         return plan, error
 
 
+Begun = tuple[AttemptPlan, "tuple[WorkerAdapter, dict[str, str], str, str] | Exception", "workspace.AttemptDirs | OSError | None"]
+_begun: dict[int, tuple[int, Begun]] = {}  # task run id -> (attempt, what claim_next began of it), taken by execute
+
+
+def claim_next(owner: str, scope: work.Scope, limit: int) -> list[TaskRun]:
+    """scheduler.claim_next, and each claimed attempt begun in the same call to the database
+    thread and transaction: its plan and setup (_begin_claimed) and, after the commit, when the
+    setup succeeded, its directories (workspace.make_dirs, or the OSError it raised). A fan-out's
+    tasks start with one call and one commit, not one each; `execute` takes what was begun (and
+    begins it itself when this could not). Synchronous."""
+    with transaction.atomic():
+        rows = scheduler.claim_next(owner, scope, limit)
+        begun = _begin_claimed(rows)
+    return _make_dirs(rows, begun)
+
+
+def _begin_claimed(rows: list[TaskRun]) -> dict[int, tuple]:
+    """_begin each claimed task run of `rows`, inside the caller's transaction (their prompts are
+    written with it, one commit for all), each in a savepoint of its own; returns {pk: (plan,
+    setup)} of those begun. One that fails but for the connection is left out: execute begins
+    it again, and fails the attempt as before. A lost connection raises (engine.db runs the
+    whole call again)."""
+    begun = {}
+    for row in rows:
+        try:
+            with transaction.atomic():
+                begun[row.pk] = _begin(row.pk)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:  # noqa: BLE001 — see above
+            continue
+    return begun
+
+
+def _make_dirs(rows: list[TaskRun], begun: dict[int, tuple]) -> list[TaskRun]:
+    """Make the directories of each begun task run whose setup succeeded (outside any
+    transaction: file system work), and leave what was begun for `execute`. Returns `rows`."""
+    for row in rows:
+        if row.pk not in begun:
+            continue
+        plan, setup = begun[row.pk]
+        dirs = None
+        if not isinstance(setup, Exception):
+            try:
+                dirs = workspace.make_dirs(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
+            except OSError as error:
+                dirs = error
+        _begun[row.pk] = (row.attempt, (plan, setup, dirs))
+    return rows
+
+
 RESULT_LIMIT = 1024 * 1024  # characters of a result kept (it is also handed to downstream tasks)
 
 
@@ -170,39 +221,80 @@ def _finish(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_co
     transaction; re-queue it instead when it failed and attempts are left, and then return the
     backoff in seconds (else None). Nothing is written once `owner` no longer holds the task
     run (a cancel, or a take-over: the other party decides)."""
-    now = timezone.now()
     with transaction.atomic():
-        notify_run_on_commit(plan.run_id)
-        # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
-        task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
-                           claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
-                           interruptions=plan.interruptions, worker_losses=plan.worker_losses)
-        fields = dict(
-            result=storable(_capped(outcome.result)),
-            error=storable(outcome.error),
-            exit_code=exit_code,
-            cost_usd=outcome.cost_usd,
-            input_tokens=outcome.input_tokens,
-            output_tokens=outcome.output_tokens,
-            session_id=outcome.session_id[:200],
-            cli_version=outcome.cli_version[:100],
-            model=outcome.model[:200],
-        )
-        used = task_run.attempts_used
-        if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
-            delay = retry_delay(used)
-            reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
-            if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
-                           claimed_by="", **fields):
-                return delay
-        elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
-            if state == TaskState.SUCCEEDED:
-                scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
-            else:
-                scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
-        elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
-            transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
+        return _record_end(plan, owner, state, outcome, exit_code)
+
+
+def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None) -> float | None:
+    """The body of _finish, inside the caller's transaction."""
+    now = timezone.now()
+    notify_run_on_commit(plan.run_id)
+    # What the claim read (_load); the writes below happen only while `owner` holds it as this attempt.
+    task_run = TaskRun(pk=plan.task_run_id, run_id=plan.run_id, task_id=plan.task_id, state=TaskState.RUNNING,
+                       claimed_by=owner, attempt=plan.attempt, max_attempts=plan.max_attempts,
+                       interruptions=plan.interruptions, worker_losses=plan.worker_losses)
+    fields = dict(
+        result=storable(_capped(outcome.result)),
+        error=storable(outcome.error),
+        exit_code=exit_code,
+        cost_usd=outcome.cost_usd,
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        session_id=outcome.session_id[:200],
+        cli_version=outcome.cli_version[:100],
+        model=outcome.model[:200],
+    )
+    used = task_run.attempts_used
+    if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
+        delay = retry_delay(used)
+        reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
+        if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
+                       claimed_by="", **fields):
+            return delay
+    elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
+        if state == TaskState.SUCCEEDED:
+            scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
+        else:
+            scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
+    elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
+        transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
     return None
+
+
+@dataclass
+class NextClaim:
+    """What the final write of an attempt claims in its own transaction (scheduler.claim_next):
+    up to `limit` task runs within `scope`, for `owner`; `rows`: the task runs claimed (begun for
+    `execute`, see claim_next). The engine sets it up (Lease.hop) and starts the rows."""
+
+    owner: str
+    scope: work.Scope
+    limit: int
+    rows: list[TaskRun] = field(default_factory=list)
+
+
+def _finish_and_claim(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exit_code: int | None,
+                      claim: NextClaim | None) -> tuple[float | None, list[TaskRun]]:
+    """_finish, and in the same transaction what may start now that this attempt's slot is free
+    (its downstream tasks, or what waited for a slot), claimed as `claim` says (None: nothing),
+    unless more is queued than may start (scheduler.claim_next's `uncrowded`: the engine claims
+    on its own then, racing with the other processes);
+    those begun in it too (_begin_claimed), their directories made after the commit. Returns (_finish's backoff, the rows claimed).
+    A claim that fails for a reason other than the connection claims nothing (logged; the engine
+    claims again itself) and leaves the end recorded."""
+    rows: list[TaskRun] = []
+    with transaction.atomic():
+        delay = _record_end(plan, owner, state, outcome, exit_code)
+        if claim is not None:
+            try:  # claim_next's own transaction is a savepoint in this one
+                rows = scheduler.claim_next(claim.owner, claim.scope, claim.limit, uncrowded=True)
+            except (OperationalError, InterfaceError):
+                raise  # the connection: engine.db runs it all again
+            except Exception:
+                log.exception("claiming the next task runs after task run %s failed; the engine claims again", plan.task_run_id)
+                rows = []
+        begun = _begin_claimed(rows)
+    return delay, _make_dirs(rows, begun)
 
 
 def _mark_unsandboxed(run_id: int) -> None:
@@ -217,14 +309,26 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     Never raises for a task's own failure: every outcome is recorded on the task run.
     """
     owner = lease.owner
-    plan, setup = await db(_begin, task_run_id)
+    attempt, begun = _begun.pop(task_run_id, (None, None))
+    if begun is not None and attempt == lease.attempt:
+        plan, setup, made = begun
+    else:
+        (plan, setup), made = await db(_begin, task_run_id), None
     output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
         output.follow_partial(None)
         await output.flush()
         # Its viewers are told once it is committed; a retry's backoff is the engine's to wait out.
-        lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
+        if lease.hop is None or not plan.downstream or state != TaskState.SUCCEEDED:
+            # Nothing of its own to start next: what waits for a slot is claimed by the engine
+            # as before (often more than may start, shared with the other processes).
+            lease.retry_in = await db(_finish, plan, owner, state, outcome, exit_code)
+            return
+        async with lease.hop() as claim:
+            lease.retry_in, rows = await db(_finish_and_claim, plan, owner, state, outcome, exit_code, claim)
+            if claim is not None:
+                claim.rows = rows
 
     repo_spec = adapter = dirs = None
     env: dict[str, str] = {}
@@ -234,7 +338,9 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         adapter, env, prompt, warning = setup
         if warning:
             output.add([f"[Magic Box] {warning}"])
-        dirs = await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
+        if isinstance(made, OSError):
+            raise made
+        dirs = made or await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
             base, prefix = await run_start(plan.run_id, repo_spec)

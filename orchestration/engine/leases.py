@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from django.conf import settings
@@ -36,13 +37,17 @@ class Lease:
     model, pk: the row. owner: this process's owner name. attempt: the attempt number claimed.
     marker: the MAGICBOX_ATTEMPT value its processes carry (engine.orphans). lost: set once the
     row is no longer held. retry_in: set by the work when its end queued the row again for a
-    retry: seconds until it may be claimed (the engine wakes then).
+    retry: seconds until it may be claimed (the engine wakes then). hop: set by the engine; None,
+    or a function returning an async context manager the work enters around its final write, which
+    yields what that write may claim next in its own transaction (an executor.NextClaim, or None),
+    and starts what was claimed when left.
     """
 
     def __init__(self, model: type[LeasedWork], pk: int, owner: str, attempt: int, marker: str) -> None:
         self.model, self.pk, self.owner, self.attempt, self.marker = model, pk, owner, attempt, marker
         self.lost = asyncio.Event()
         self.retry_in: float | None = None
+        self.hop: Callable[[], AbstractAsyncContextManager] | None = None
 
     async def confirm(self) -> bool:
         """Ask the database whether this process still holds the row as this attempt (the

@@ -9,10 +9,12 @@ wake-up returns at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -62,7 +64,7 @@ def one_at_a_time(claim_next: Callable[[str, work.Scope], LeasedWork | None]) ->
 
 
 KINDS = (
-    WorkKind(TaskRun, scheduler.claim_next, executor.execute, advances_run=True,
+    WorkKind(TaskRun, executor.claim_next, executor.execute, advances_run=True,
              slots=lambda: settings.MAGICBOX_WORKER_SLOTS or float("inf"), note_loss=executor.note_loss),
     WorkKind(Verdict, one_at_a_time(checks.claim_next), verification.execute, advances_run=True),
     WorkKind(PlanDraft, one_at_a_time(drafts.claim_next), drafts.execute, advances_run=False),
@@ -110,6 +112,7 @@ class Engine:
         self._background: set[asyncio.Task] = set()
         self._retry_timer: asyncio.Task | None = None
         self._retry_due = 0.0  # event-loop time the retry timer wakes at
+        self._hopped: dict[tuple[type[LeasedWork], int], int] = {}  # work whose final write claimed: how many rows
         send_from_threads_on(asyncio.get_running_loop())
 
     @property
@@ -170,8 +173,9 @@ class Engine:
             else:
                 if claimed:
                     # This process is full but took work, so more may be waiting: pass the
-                    # wake-up on to another process (one that takes nothing passes nothing on).
-                    await awake_engine()
+                    # wake-up on to another process (one that takes nothing passes nothing on),
+                    # without waiting for the channel layer.
+                    self._spawn(awake_engine())
             total += claimed
         return total
 
@@ -189,6 +193,8 @@ class Engine:
         if row.worker_losses:  # it lost its worker process before: it runs alone here
             self._alone = (kind.model, row.pk)
         lease = self.leases.hold(kind.model, row.pk, row.attempt, work.marker(row))
+        if kind.model is TaskRun:
+            lease.hop = functools.partial(self._hop, kind, (kind.model, row.pk))
         self.working[(kind.model, row.pk)] = asyncio.create_task(self._do(kind, row, lease))
         if self._keeper is None or self._keeper.done():
             self._keeper = self._spawn(self.leases.keep())
@@ -211,11 +217,37 @@ class Engine:
         # run): take it here, without a round trip through the channel layer.
         if lease.retry_in is not None:
             self._wake_at(lease.retry_in)
+        hopped = self._hopped.pop((kind.model, row.pk), None)
         if kind.model is TaskRun:
-            await self._refill(kind)
+            if not hopped:  # its final write claimed nothing (or it had none): claim here
+                await self._refill(kind)
         else:
             await self.wake(advance_runs=False)
-            await awake_engine()
+            self._spawn(awake_engine())
+
+    @contextlib.asynccontextmanager
+    async def _hop(self, kind: WorkKind, key: tuple[type[LeasedWork], int]) -> AsyncIterator[executor.NextClaim | None]:
+        """Around the final write of the task run `key` (Lease.hop): what that write claims in
+        its own transaction, the slot it frees counted free (its downstream tasks, or what
+        waited for a slot, start without another call to the database); the rows claimed are
+        started when the write is done. Yields None when nothing may be claimed here (suspect
+        work runs here alone). Holds the engine's claim lock throughout, as _claim's callers do."""
+        async with self._lock:
+            if self._alone in self.working and self._alone != key:
+                yield None
+                return
+            free = kind.slots() - (self._count_of(kind) - (key in self.working))
+            if free <= 0:
+                yield None
+                return
+            want = int(min(free, BATCH))
+            claim = executor.NextClaim(self.owner, work.Scope(run_id=self.run_id, idle=not (self.working.keys() - {key})), want)
+            yield claim
+            for row in claim.rows:
+                self._start(kind, row)
+            self._hopped[key] = len(claim.rows)
+            if claim.rows and len(claim.rows) >= want and kind.slots() - (self._count_of(kind) - (key in self.working)) <= 0:
+                self._spawn(awake_engine())  # full but took work: more may be waiting (as _claim)
 
     async def _refill(self, kind: WorkKind) -> None:
         """After a row of `kind` ended here: claim what may start now, of that kind first (what
@@ -231,7 +263,7 @@ class Engine:
             if not claimed and self._alone not in self.working:
                 claimed = await self._claim(work.Scope(run_id=self.run_id), tuple(k for k in KINDS if k is not kind))
         if not claimed and self.run_id is not None:
-            await awake_engine()
+            self._spawn(awake_engine())
 
     @staticmethod
     async def _tell(run_id: int | None) -> None:

@@ -297,7 +297,7 @@ def active_run_ids() -> list[int]:
     return list(Run.objects.exclude(state__in=RUN_TERMINAL).order_by("id").values_list("id", flat=True))
 
 
-def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> list[TaskRun]:
+def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, uncrowded: bool = False) -> list[TaskRun]:
     """Claim (engine.work.claim) up to `limit` of the oldest queued task runs within `scope` that
     may start now, for `owner`, in one transaction; return them (empty when nothing may start).
 
@@ -308,7 +308,10 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> 
 
     When more task runs are queued than slots are free, it takes half of the free slots (at
     least one) and wakes an engine for the rest, so that other worker processes share the work
-    (one process alone takes the rest on that wake-up).
+    (one process alone takes the rest on that wake-up). With `uncrowded`, it claims nothing then
+    (returns []): a process that has just freed a slot, claiming in the transaction that freed it,
+    would otherwise always take that slot itself, and other processes none; the caller then claims
+    again on its own, racing with them.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -323,13 +326,14 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1) -> 
             suspect = _claim_candidates(work.Scope(suspects=True, run_id=scope.run_id), owner, running, now, 1, 1)
             if suspect:
                 return suspect
-        return _claim_candidates(scope, owner, running, now, limit, free)
+        return _claim_candidates(scope, owner, running, now, limit, free, uncrowded)
 
 
-def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int) -> list[TaskRun]:
+def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int,
+                      uncrowded: bool = False) -> list[TaskRun]:
     """Claim up to `limit` queued task runs within `scope` (oldest first) whose worker is under
     its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
-    all processes; inside claim_next's transaction."""
+    all processes; inside claim_next's transaction. `uncrowded`: see claim_next."""
     want = 1 if scope.suspects else min(limit, free)
     queued = work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope).exclude(run__state__in=RUN_TERMINAL)
     if saturated := [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]:
@@ -337,6 +341,8 @@ def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], no
     # A few more than wanted: a worker may reach its max_parallel within this batch.
     candidates = list(queued.only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
                       .order_by("queued_at", "id")[:2 * want + 8])
+    if uncrowded and len(candidates) > want:
+        return []
     if len(candidates) > free >= 2 and want > 1:  # more queued than free slots: share them (see claim_next)
         want = min(want, (free + 1) // 2)
         wake_engine_on_commit()

@@ -7,6 +7,8 @@ was taken over cannot touch its successor's files.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,18 +31,48 @@ def run_dir(run_id: int) -> Path:
 
 
 async def prepare(run_id: int, task_id: str, attempt: int, upstream_results: dict[str, str]) -> AttemptDirs:
+    """make_dirs in a thread, off the event loop (its file system calls block). Raises OSError."""
+    return await asyncio.to_thread(make_dirs, run_id, task_id, attempt, upstream_results)
+
+
+def _private_dir(path: Path) -> None:
+    """Make `path` a directory readable by Magic Box's user only (mode 0700), its parent existing:
+    created with that mode (one system call), or, when it existed, set to it."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        if not _UMASK & 0o700:
+            return  # created as 0700: the umask took nothing from the owner's bits
+    path.chmod(0o700)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
+
+
+def make_dirs(run_id: int, task_id: str, attempt: int, upstream_results: dict[str, str]) -> AttemptDirs:
     """Create the attempt's directories: workdir (left to the vcs package when the plan has a
     workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and upstream/<task>.result files.
-    The task's and the attempt's directories are readable by Magic Box's user only (mode 0700)."""
+    The task's and the attempt's directories are readable by Magic Box's user only (mode 0700).
+    Synchronous (file system calls only; any thread). Raises OSError."""
     task_dir = run_dir(run_id) / task_id
     attempt_dir = task_dir / f"attempt-{attempt}"
     workdir = attempt_dir / "work"
     home, tmpdir, upstream = attempt_dir / "home", attempt_dir / "tmp", task_dir / "upstream"
-    for directory in (home, tmpdir, upstream):
-        directory.mkdir(parents=True, exist_ok=True)
+    task_dir.parent.mkdir(parents=True, exist_ok=True)
     for directory in (task_dir, attempt_dir, home, tmpdir, upstream):
-        directory.chmod(0o700)  # private: a CLI may write its key to a file others could read
+        _private_dir(directory)
     for name, result in upstream_results.items():
         (upstream / f"{name}.result").write_text(result)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(workdir)
+    except FileExistsError:
+        pass
     return AttemptDirs(workdir=workdir, home=home, tmpdir=tmpdir, upstream=upstream)

@@ -237,6 +237,23 @@ def _layout() -> tuple[list[Path], list[Path]]:
     return found[1], found[2]
 
 
+_programs: dict[tuple, tuple[float, str]] = {}  # (PATH, bwrap_program) -> (when found, what it returned)
+
+
+def _bwrap_program() -> str:
+    """bwrap_program(), looked up again at most every LAYOUT_TTL seconds for the PATH in force (it
+    looks in every directory of PATH). Raises SandboxUnavailable as bwrap_program."""
+    key = (os.environ.get("PATH", ""), bwrap_program)
+    now = time.monotonic()
+    found = _programs.get(key)
+    if found is None or now - found[0] > LAYOUT_TTL:
+        found = (now, bwrap_program())
+        if len(_programs) > 16:
+            _programs.clear()
+        _programs[key] = found
+    return found[1]
+
+
 def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     """The argv that runs `argv` in `cwd` inside the sandbox `confinement` describes.
 
@@ -247,7 +264,7 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     """
     if not os.access(argv[0], os.X_OK) or os.path.isdir(argv[0]):  # what exec would say outside the sandbox
         raise PermissionError(13, "Permission denied (not an executable file)", argv[0])
-    program = bwrap_program()
+    program = _bwrap_program()
     if problem := _probe(program):
         raise SandboxUnavailable(f"the task sandbox cannot be made on this host ({problem}). {FIX}")
     hidden, shown = _layout()
