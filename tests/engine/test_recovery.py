@@ -204,6 +204,8 @@ def freeze_between_transactions(proc) -> None:
         if not database_busy():
             return
         proc.send_signal(signal.SIGCONT)
+        # Try again right after that transaction ends (a busy engine is in one often).
+        wait_until(lambda: not database_busy(), 10, "the worker's transaction to end")
     pytest.fail("could not freeze the worker outside a transaction")
 
 
