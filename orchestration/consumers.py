@@ -119,7 +119,7 @@ class RunHub:
                     continue
                 for viewer in list(self.viewers.get(run_id, ())):
                     viewer.deliver(message)
-        except (RedisError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 — RedisError, OSError, or any other end of listening: never silently
             log.warning("the viewers of runs lost the channel layer (%s: %s); their pages reconnect", type(error).__name__, error)
             viewers = [v for group in self.viewers.values() for v in group]
             self.channel, self.viewers = None, {}
