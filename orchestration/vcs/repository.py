@@ -61,6 +61,7 @@ async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
 
     async def clone_or_fetch() -> None:
         if not (target / "HEAD").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
             await git(["clone", "--bare", "--quiet", "--", repository, str(target)], target.parent)
         elif fetch:
             # No --prune: the magicbox/* branches of earlier runs live only in this clone.
@@ -69,7 +70,9 @@ async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
             return
         await git(["config", "remote.origin.url", masked(repository)], target)
 
-    await _locked(target.with_suffix(".lock"), clone_or_fetch)
+    # The lock of worktree changes too: `git worktree add` writes a placeholder HEAD (the null
+    # object) before the real one, and a fetch beside it fails with "bad object worktrees/…/HEAD".
+    await locked(target, clone_or_fetch)
     return target
 
 
