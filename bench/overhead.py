@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from database import recreate  # bench/database.py
 from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,16 +69,6 @@ def fan_out(width: int) -> list[dict]:
               for i in range(width)]
     return [{"id": "root", "worker": "shell", "command": [TRUE], "depends_on": []}, *leaves]
 
-
-def _recreate(url: str, create: bool = True) -> None:
-    """Drop the database `url` names (and create it again when `create`)."""
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 _plans = 0
@@ -318,7 +309,7 @@ def main() -> int:
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
         os.environ["REDIS_URL"] = args.redis
-        _recreate(args.postgres)
+        recreate(args.postgres)
     else:
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("REDIS_URL", None)
@@ -341,7 +332,7 @@ def main() -> int:
             from django.db import connections
 
             connections.close_all()
-            _recreate(args.postgres, create=False)
+            recreate(args.postgres, create=False)
         shutil.rmtree(data, ignore_errors=True)
     return 0
 

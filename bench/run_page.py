@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from database import recreate  # bench/database.py
 from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def main() -> int:
     os.environ["MAGICBOX_DATA_DIR"] = tempfile.mkdtemp(prefix="magicbox-page-")
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
-        _recreate(args.postgres)
+        recreate(args.postgres)
     try:
         return history(args) if args.history else run_page(args)
     finally:
@@ -48,18 +49,8 @@ def main() -> int:
             from django.db import connections
 
             connections.close_all()
-            _recreate(args.postgres, create=False)
+            recreate(args.postgres, create=False)
 
-
-def _recreate(url: str, create: bool = True) -> None:
-    """Drop the database `url` names (and create it again when `create`)."""
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _setup():
