@@ -3,6 +3,7 @@ the run's base commit or from a merge of the task's upstream tasks' branches."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,14 +67,20 @@ async def _linked_holders(repository: Path, branch: str) -> list[Path]:
     return holders
 
 
-async def create(repository: Path, workdir: Path, branch: str, start: str) -> None:
+async def create(repository: Path, workdir: Path, branch: str, start: str,
+                 still_holder: Callable[[], Awaitable[None]] | None = None) -> None:
     """A fresh worktree at `workdir` on `branch`, reset to `start`, replacing an earlier
     attempt's: the one at `workdir`, and any other that still has `branch` checked out (an
     attempt whose worker process died, with another data directory).
 
     Worktree records live in the shared repository: creating and pruning them is serialised
-    per repository (over processes of this host), or one task's prune breaks another's add."""
+    per repository (over processes of this host), or one task's prune breaks another's add.
+    still_holder: awaited once the repository is locked, before anything is removed; it raises
+    (engine.leases.LeaseLost) when the attempt was taken over meanwhile, so a process that hung
+    before it got the lock never removes its successor's worktree."""
     async def make() -> None:
+        if still_holder is not None:
+            await still_holder()
         await _remove(repository, workdir)
         for stale in await _linked_holders(repository, branch):
             # Only git removes it (never a plain delete): it is a worktree git knows as its own.
@@ -99,13 +106,14 @@ async def merge(workdir: Path, commit: str, message: str) -> list[dict]:
 
 
 async def start_task(repository: Path, prefix: str, task_id: str, workdir: Path, base: str,
-                     upstream: list[tuple[str, str]]) -> TaskStart:
+                     upstream: list[tuple[str, str]], still_holder: Callable[[], Awaitable[None]] | None = None) -> TaskStart:
     """Create the task's worktree: at `base`, or at the first upstream task's head with the
     others' merged in (upstream: [(task id, head commit)], in plan order). Raises
-    UpstreamConflict naming the files when two upstream branches do not merge."""
+    UpstreamConflict naming the files when two upstream branches do not merge, and what
+    `still_holder` raises (see `create`)."""
     branch = branch_name(prefix, task_id)
     first = upstream[0][1] if upstream else base
-    await create(repository, workdir, branch, first)
+    await create(repository, workdir, branch, first, still_holder)
     for other_id, head in upstream[1:]:
         files = await merge(workdir, head, f"Magic Box: merge upstream task {other_id} into {task_id}")
         if files:
