@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from orchestration import state_sql
+
 
 class Plan(models.Model):
     """A named plan. Its content lives in revisions; `latest_revision` is the current one."""
@@ -157,17 +159,17 @@ class StateMachine(models.Model):
             sources = [expect]
         if not sources:
             raise IllegalTransition(f"no {type(self).__name__} state leads to {new_state}")
-        rows = type(self).objects.filter(pk=self.pk)
+        match: dict[str, object] = {"pk": self.pk}
         if owner is not None:
-            rows = rows.filter(claimed_by=owner)
+            match["claimed_by"] = owner
         if held_attempt is not None:
-            rows = rows.filter(attempt=held_attempt)
+            match["attempt"] = held_attempt
         # With one possible source state, a change came from it: no need to read it first.
-        old = sources[0] if len(sources) == 1 else rows.values_list("state", flat=True).first()
-        changed = rows.filter(state__in=sources).update(state=new_state, state_reason=reason, **fields)
+        old = sources[0] if len(sources) == 1 else type(self).objects.filter(**match).values_list("state", flat=True).first()
+        changed = state_sql.update_where(type(self), match, sources, {"state": new_state, "state_reason": reason, **fields})
         if changed:
-            StateChange.objects.create(kind=self.KIND, object_id=self.pk, from_state=old or "", to_state=new_state,
-                                       reason=reason, **self.history_links())
+            state_sql.insert(StateChange, {"kind": self.KIND, "object_id": self.pk, "from_state": old or "", "to_state": new_state,
+                                           "reason": reason, "at": timezone.now(), **self.history_links()})
             self.state, self.state_reason = new_state, reason
             computed = [key for key, value in fields.items() if hasattr(value, "resolve_expression")]
             for key, value in fields.items():

@@ -13,7 +13,7 @@ from django.utils import timezone
 from orchestration.engine import homes, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
-from orchestration.engine.output import OutputBuffer, append_chunk, storable, task_output
+from orchestration.engine.output import OutputBuffer, Stored, append_chunk, storable, task_output
 from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.secrets import secret_values
 from orchestration.engine.signals import anotify_run, notify_run_on_commit
@@ -54,6 +54,7 @@ class AttemptPlan:
     max_attempts: int = 1
     interruptions: int = 0
     worker_losses: int = 0
+    header: Stored | None = None  # the attempt's first output line, stored as it began (_announce)
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def _references_results(task: dict) -> bool:
     return any("{{" in str(text) for text in texts)
 
 
-def _load(task_run_id: int) -> AttemptPlan:
-    task_run = (TaskRun.objects.select_related("run").only("id", "run_id", "task_id", "worker", "attempt", "timeout", "output_bytes",
-                                                           "upstream", "max_attempts", "interruptions", "worker_losses",
-                                                           "run__revision_id").get(pk=task_run_id))
+def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
+    """What the attempt of task run `task_run_id` needs to begin; `claimed`: the row as its claim
+    read and changed it (with scheduler.CLAIM_FIELDS), else it is read here."""
+    task_run = claimed or TaskRun.objects.select_related("run").only(*scheduler.CLAIM_FIELDS).get(pk=task_run_id)
     revision = _revision(task_run.run.revision_id)
     spec = revision.spec
     task = revision.tasks[task_run.task_id]
@@ -140,10 +141,25 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
 _SETUP_ERRORS = (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError)  # fail the attempt, saying why
 
 
-def _begin(task_run_id: int) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str, str], str, str] | Exception]:
-    """The attempt's plan (_load) and its setup (_setup), or the error the setup raised (one of
-    _SETUP_ERRORS), in one call to the database thread."""
-    plan = _load(task_run_id)
+def _announce(plan: AttemptPlan) -> Stored | None:
+    """Store the attempt's first output line (which attempt, which worker, where, how confined),
+    in the caller's transaction: with its claim, when the claim began it; and when the sandbox is
+    off, record that on the run (the run page says so). Returns what append_chunk stored."""
+    if sandbox.enabled():
+        confined = "in its sandbox" + ("" if plan.task.get("network", True) else ", without network")
+    else:
+        confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
+        _mark_unsandboxed(plan.run_id)
+    workdir = workspace.attempt_dirs(plan.run_id, plan.task_id, plan.attempt).workdir
+    return append_chunk(plan.task_run_id, plan.attempt, f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {workdir}, {confined}\n")
+
+
+def _begin(task_run_id: int, claimed: TaskRun | None = None) -> tuple[AttemptPlan, tuple[WorkerAdapter, dict[str, str], str, str] | Exception]:
+    """The attempt's plan (_load, `claimed` as there), its first output line stored (_announce,
+    plan.header) and its setup (_setup), or the error the setup raised (one of _SETUP_ERRORS),
+    in one call to the database thread."""
+    plan = _load(task_run_id, claimed)
+    plan.header = _announce(plan)
     try:
         return plan, _setup(plan)
     except _SETUP_ERRORS as error:
@@ -176,7 +192,7 @@ def _begin_claimed(rows: list[TaskRun]) -> dict[int, tuple]:
     for row in rows:
         try:
             with transaction.atomic():
-                begun[row.pk] = _begin(row.pk)
+                begun[row.pk] = _begin(row.pk, row)
         except (OperationalError, InterfaceError):
             raise
         except Exception:  # noqa: BLE001 — see above
@@ -257,7 +273,7 @@ def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exi
         else:
             scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
     elif _run_ended(plan.run_id):  # cancelled with its run: this HOME goes too, as the run's end removed the others
-        transaction.on_commit(lambda: homes.discard_run_homes(plan.run_id))
+        transaction.on_commit(lambda: homes.discard_run_homes_soon(plan.run_id))
     return None
 
 
@@ -315,6 +331,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     else:
         (plan, setup), made = await db(_begin, task_run_id), None
     output = task_output(plan.task_run_id, plan.run_id, plan.attempt, plan.stored_bytes)
+    output.stored_already(plan.header)
 
     async def end(state: str, outcome: Outcome, exit_code: int | None = None) -> None:
         output.follow_partial(None)
@@ -344,8 +361,10 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         if repo_spec := plan.spec.get("workspace"):
             repository = await repository_dir(repo_spec)
             base, prefix = await run_start(plan.run_id, repo_spec)
-            await lease.check()  # a process that hung since its claim must not take the branch from its successor
-            task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads)
+            # Checked with the repository locked: a process that hung since its claim must not take
+            # the branch (and its worktree) from its successor.
+            task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads,
+                                                    still_holder=lease.check)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
         ids = [t["id"] for t in plan.spec["tasks"]]
         command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
@@ -376,12 +395,6 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     interrupted = taken_over = recorded = False  # recorded: its end is recorded below (_finish)
     capture_error = ""
     invocation.env[orphans.MARKER] = lease.marker
-    if sandbox.enabled():
-        confined = "in its sandbox" + ("" if plan.task.get("network", True) else ", without network")
-    else:
-        confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
-        await db(_mark_unsandboxed, plan.run_id)
-    output.add([f"[Magic Box] attempt {plan.attempt}: {plan.worker} in {dirs.workdir}, {confined}"])
     output.follow_partial(parser.partial_text)
     flusher = asyncio.create_task(output.flush_forever())
     try:

@@ -13,6 +13,9 @@ readable by other users of the host meanwhile.
 from __future__ import annotations
 
 import shutil
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 
 from orchestration.engine.workspace import run_dir
@@ -79,3 +82,32 @@ def discard_run_homes(run_id: int) -> None:
     results stay. Idempotent."""
     for scratch in (*run_dir(run_id).glob("*/attempt-*/home"), *run_dir(run_id).glob("*/attempt-*/tmp")):
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_discarder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magicbox-discard")
+_discarding: set[Future] = set()
+_discarding_lock = threading.Lock()
+
+
+def discard_run_homes_soon(run_id: int) -> None:
+    """discard_run_homes in a background thread of its own: removing a large run's thousands of
+    directories never holds up the caller (the engine's database thread, in a commit hook, with
+    the next run's tasks waiting behind it). `wait_discarded` waits for what is under way; the
+    interpreter waits for it at exit too."""
+    future = _discarder.submit(discard_run_homes, run_id)
+    with _discarding_lock:
+        _discarding.add(future)
+
+    def done(finished: Future) -> None:
+        with _discarding_lock:
+            _discarding.discard(finished)
+
+    future.add_done_callback(done)
+
+
+def wait_discarded(timeout: float | None = None) -> bool:
+    """Block until every discard_run_homes_soon started so far is done (at most `timeout`
+    seconds; None: no limit). Returns whether all are done."""
+    with _discarding_lock:
+        pending = list(_discarding)
+    return not wait_futures(pending, timeout=timeout).not_done

@@ -100,6 +100,17 @@ class OutputBuffer:
             self._room.clear()
             self._full.set()
 
+    def stored_already(self, stored: Stored | None) -> None:
+        """Count lines the caller stored itself (with `write`'s store, e.g. an attempt's first line,
+        written with its claim) against the limit, and tell viewers of them with the next message.
+        None: nothing was stored."""
+        if stored is None:
+            return
+        text = stored[2] or ""
+        self._stored += len(text.encode("utf-8", "replace"))
+        if self._tell is not None:
+            self._told_later(stored)
+
     async def pace(self) -> None:
         """Wait while more than PENDING_LIMIT bytes wait for a flush (the reader of the output
         calls it between reads: backpressure, so memory stays bounded however fast a task writes)."""

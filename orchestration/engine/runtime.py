@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from orchestration.engine import checks, drafts, executor, integration, scheduler, verification, work
+from orchestration.engine import checks, drafts, executor, homes, integration, scheduler, verification, work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseKeeper
 from orchestration.engine.signals import anotify_run, awake_engine, send_from_threads_on
@@ -279,9 +279,11 @@ class Engine:
         return task
 
     async def settle(self) -> None:
-        """Wait until nothing this engine started is still running (work, wake-ups, timers)."""
+        """Wait until nothing this engine started is still running (work, wake-ups, timers, the
+        removal of ended runs' HOMEs)."""
         while pending := [*self.working.values(), *(t for t in self._background if t is not self._keeper)]:
             await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.to_thread(homes.wait_discarded)
 
     def _wake_at(self, delay: float) -> None:
         """Wake in `delay` seconds (a retry's backoff ends), unless a timer set already wakes sooner."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Case, Count, Value, When
 from django.utils import timezone
 
 from orchestration import audit
@@ -230,8 +230,9 @@ def advance_after(run_id: int, task_id: str, downstream: list[str]) -> bool:
 
 
 def _discard_homes_on_commit(run_id: int) -> None:
-    """Once the run's end is committed, remove its attempts' HOME and TMPDIR (engine.homes)."""
-    transaction.on_commit(lambda: homes.discard_run_homes(run_id))
+    """Once the run's end is committed, remove its attempts' HOME and TMPDIR (engine.homes), in
+    the background: the committing thread goes on at once."""
+    transaction.on_commit(lambda: homes.discard_run_homes_soon(run_id))
 
 
 def _root_cause(skipped: TaskRun) -> str:
@@ -322,32 +323,60 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, unc
         free = settings.MAGICBOX_MAX_PARALLEL - sum(running.values())
         if free <= 0 or limit <= 0:
             return []
-        if scope.idle and not scope.suspects:
-            suspect = _claim_candidates(work.Scope(suspects=True, run_id=scope.run_id), owner, running, now, 1, 1)
-            if suspect:
-                return suspect
         return _claim_candidates(scope, owner, running, now, limit, free, uncrowded)
+
+
+# What a claimed task run is read with: what claiming it needs, and what its attempt needs to
+# begin (engine.executor._load), so that beginning it reads it no more.
+CLAIM_FIELDS = ("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state", "timeout",
+                "output_bytes", "upstream", "max_attempts", "interruptions", "run__revision_id")
 
 
 def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int,
                       uncrowded: bool = False) -> list[TaskRun]:
     """Claim up to `limit` queued task runs within `scope` (oldest first) whose worker is under
     its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
-    all processes; inside claim_next's transaction. `uncrowded`: see claim_next."""
+    all processes; inside claim_next's transaction. `uncrowded`: see claim_next. With an `idle`
+    scope, one that lost its worker process before (a suspect) is claimed alone when there is
+    one, else the rest as usual: both are read with one query, suspects first.
+
+    One query reads the candidates: what claiming them and beginning their attempts needs
+    (CLAIM_FIELDS)."""
     want = 1 if scope.suspects else min(limit, free)
-    queued = work.claimable(TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now), scope).exclude(run__state__in=RUN_TERMINAL)
+    queued = TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now)
+    suspects_first = scope.idle and not scope.suspects
+    if suspects_first:
+        suspects = work.Scope(suspects=True, run_id=scope.run_id)
+        queued = work.claimable(queued, suspects) | work.claimable(queued, work.Scope(run_id=scope.run_id))
+        order = [Case(When(worker_losses__gt=0, then=Value(0)), default=Value(1)), "queued_at", "id"]
+    else:
+        queued, order = work.claimable(queued, scope), ["queued_at", "id"]
+    queued = queued.exclude(run__state__in=RUN_TERMINAL)
     if saturated := [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]:
         queued = queued.exclude(worker__in=saturated)  # what could not start now is not read
     # A few more than wanted: a worker may reach its max_parallel within this batch.
-    candidates = list(queued.only("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state")
-                      .order_by("queued_at", "id")[:2 * want + 8])
+    candidates = list(queued.select_related("run").only(*CLAIM_FIELDS).order_by(*order)[:2 * want + 8])
+    if suspects_first:
+        if claimed := _claim_first(candidates, owner, running, now, True):
+            return claimed
+        candidates = [c for c in candidates if not c.worker_losses]
     if uncrowded and len(candidates) > want:
         return []
     if len(candidates) > free >= 2 and want > 1:  # more queued than free slots: share them (see claim_next)
         want = min(want, (free + 1) // 2)
         wake_engine_on_commit()
+    return _claim_first(candidates, owner, running, now, False, want)
+
+
+def _claim_first(candidates: list[TaskRun], owner: str, running: dict[str, int], now, suspects: bool,
+                 want: int = 1) -> list[TaskRun]:
+    """Claim up to `want` of `candidates` in their order (of those that lost their worker process
+    before when `suspects`, else of any), skipping those whose worker has reached its
+    max_parallel (`running`, updated); the claimed runs' viewers are told once committed."""
     claimed: list[TaskRun] = []
     for candidate in candidates:
+        if suspects and not candidate.worker_losses:
+            continue
         limit = _max_parallel(candidate.worker)
         if limit is not None and running.get(candidate.worker, 0) >= limit:
             continue

@@ -57,15 +57,22 @@ def _current_umask() -> int:
 _UMASK = _current_umask()  # read once, at import (os.umask can only be read by setting it)
 
 
-def make_dirs(run_id: int, task_id: str, attempt: int, upstream_results: dict[str, str]) -> AttemptDirs:
-    """Create the attempt's directories: workdir (left to the vcs package when the plan has a
-    workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and upstream/<task>.result files.
-    The task's and the attempt's directories are readable by Magic Box's user only (mode 0700).
-    Synchronous (file system calls only; any thread). Raises OSError."""
+def attempt_dirs(run_id: int, task_id: str, attempt: int) -> AttemptDirs:
+    """The paths of an attempt's directories (see the module docstring), made or not."""
     task_dir = run_dir(run_id) / task_id
     attempt_dir = task_dir / f"attempt-{attempt}"
-    workdir = attempt_dir / "work"
-    home, tmpdir, upstream = attempt_dir / "home", attempt_dir / "tmp", task_dir / "upstream"
+    return AttemptDirs(workdir=attempt_dir / "work", home=attempt_dir / "home", tmpdir=attempt_dir / "tmp",
+                       upstream=task_dir / "upstream")
+
+
+def make_dirs(run_id: int, task_id: str, attempt: int, upstream_results: dict[str, str]) -> AttemptDirs:
+    """Create the attempt's directories (attempt_dirs): workdir (left to the vcs package when the
+    plan has a workspace repository, see orchestration.vcs), a private HOME and TMPDIR, and
+    upstream/<task>.result files. The task's and the attempt's directories are readable by Magic
+    Box's user only (mode 0700). Synchronous (file system calls only; any thread). Raises OSError."""
+    dirs = attempt_dirs(run_id, task_id, attempt)
+    workdir, home, tmpdir, upstream = dirs.workdir, dirs.home, dirs.tmpdir, dirs.upstream
+    task_dir, attempt_dir = upstream.parent, workdir.parent
     task_dir.parent.mkdir(parents=True, exist_ok=True)
     for directory in (task_dir, attempt_dir, home, tmpdir, upstream):
         _private_dir(directory)
@@ -75,4 +82,4 @@ def make_dirs(run_id: int, task_id: str, attempt: int, upstream_results: dict[st
         os.mkdir(workdir)
     except FileExistsError:
         pass
-    return AttemptDirs(workdir=workdir, home=home, tmpdir=tmpdir, upstream=upstream)
+    return dirs

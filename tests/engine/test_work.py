@@ -116,3 +116,29 @@ def test_holding_renews_only_what_the_owner_still_holds():
     assert work.holding(TaskRun, {mine.pk: 1, cancelled.pk: 1}, "here:1:1", renew=True) == {mine.pk}
     assert work.holding(TaskRun, {mine.pk: 2}, "here:1:1", renew=False) == set(), "another attempt of the same row"
     assert TaskRun.objects.get(pk=mine.pk).lease_expires_at > timezone.now() + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_state_change_stores_each_value_as_given_and_records_the_change(kind):
+    # models.StateMachine.transition writes its two statements directly (orchestration.state_sql):
+    # times, text, numbers, expressions and JSON must land exactly as the ORM would store them.
+    from django.db.models import F
+
+    row = queued_work(kind)
+    when = timezone.now() + timedelta(minutes=5, microseconds=123)
+    reason = "queued by 'ada' — ünïcode; DROP TABLE x; --"
+    extra = {"merged": ["a", "b"], "conflict": {"task": "b", "files": [{"path": "x.py", "hunks": ["@@"]}]}} if kind == "integration" else {}
+    assert row.transition(type(row).RUNNING, reason, expect=type(row).QUEUED, claimed_by="here:1:1", lease_expires_at=when,
+                          attempt=3, interruptions=F("interruptions") + 2, **extra)
+    assert row.interruptions == 2, "an expression's value is read back"
+    stored = type(row).objects.get(pk=row.pk)
+    assert (stored.state, stored.state_reason, stored.claimed_by, stored.lease_expires_at, stored.attempt, stored.interruptions) == (
+        "running", reason, "here:1:1", when, 3, 2)
+    for name, value in extra.items():
+        assert getattr(stored, name) == value
+    assert not row.transition(type(row).RUNNING, "again", expect=type(row).QUEUED), "a change from a state it left changes nothing"
+    change = StateChange.objects.filter(kind=row.KIND, object_id=row.pk).last()
+    assert (change.from_state, change.to_state, change.reason) == (type(row).QUEUED, "running", reason)
+    assert abs((timezone.now() - change.at).total_seconds()) < 60
+    assert change.run_id == getattr(row, "run_id", None)
+    assert change.task_run_id == (row.pk if kind == "task run" else None)
