@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from orchestration import state_sql
+from orchestration import direct_sql
 
 
 class Plan(models.Model):
@@ -166,10 +166,10 @@ class StateMachine(models.Model):
             match["attempt"] = held_attempt
         # With one possible source state, a change came from it: no need to read it first.
         old = sources[0] if len(sources) == 1 else type(self).objects.filter(**match).values_list("state", flat=True).first()
-        changed = state_sql.update_where(type(self), match, sources, {"state": new_state, "state_reason": reason, **fields})
+        changed = direct_sql.update_where(type(self), match, {"state": new_state, "state_reason": reason, **fields}, sources)
         if changed:
-            state_sql.insert(StateChange, {"kind": self.KIND, "object_id": self.pk, "from_state": old or "", "to_state": new_state,
-                                           "reason": reason, "at": timezone.now(), **self.history_links()})
+            direct_sql.insert(StateChange, [{"kind": self.KIND, "object_id": self.pk, "from_state": old or "", "to_state": new_state,
+                                             "reason": reason, "at": timezone.now(), **self.history_links()}])
             self.state, self.state_reason = new_state, reason
             computed = [key for key, value in fields.items() if hasattr(value, "resolve_expression")]
             for key, value in fields.items():

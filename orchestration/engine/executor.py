@@ -100,10 +100,10 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     revision = _revision(task_run.run.revision_id)
     spec = revision.spec
     task = revision.tasks[task_run.task_id]
-    results = TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED)
+    succeeded = TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED)
     if not _references_results(task):  # only the upstream results are handed over: read only those
-        results = results.filter(task_id__in=task_run.upstream)
-    results = dict(results.values_list("task_id", "result"))
+        succeeded = succeeded.filter(task_id__in=task_run.upstream) if task_run.upstream else None
+    results = dict(succeeded.values_list("task_id", "result")) if succeeded is not None else {}
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
                  .values_list("task_run__task_id", "head_commit")) if spec.get("workspace") and task_run.upstream else {}
     return AttemptPlan(

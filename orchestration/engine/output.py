@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.utils import timezone
 
+from orchestration import direct_sql
+from orchestration.direct_sql import Add
 from orchestration.engine.db import db
 from orchestration.engine.secrets import mask, mask_unfinished
 from orchestration.engine.signals import asend_output, asend_partial
@@ -227,13 +229,13 @@ def append_chunk(task_run_id: int, attempt: int, text: str) -> Stored | None:
     if not pieces:
         return None
     size = sum(len(piece.encode("utf-8", "replace")) for piece in pieces)
-    with transaction.atomic():
-        if not TaskRun.objects.filter(pk=task_run_id, attempt__lte=attempt).update(
-                output_seq=F("output_seq") + len(pieces), output_bytes=F("output_bytes") + size):
+    with transaction.atomic():  # its statements written directly (orchestration.direct_sql): every line goes through here
+        if not direct_sql.update_where(TaskRun, {"pk": task_run_id, "attempt__lte": attempt},
+                                       {"output_seq": Add(len(pieces)), "output_bytes": Add(size)}):
             return None
-        seq = TaskRun.objects.values_list("output_seq", flat=True).get(pk=task_run_id)
+        seq = direct_sql.number(TaskRun, task_run_id, "output_seq")
         after = seq - len(pieces)
-        OutputChunk.objects.bulk_create([OutputChunk(task_run_id=task_run_id, seq=after + n, attempt=attempt, text=piece,
-                                                     newlines=piece.count("\n"))
-                                         for n, piece in enumerate(pieces, 1)])
+        now = timezone.now()
+        direct_sql.insert(OutputChunk, [{"task_run_id": task_run_id, "seq": after + n, "attempt": attempt, "text": piece,
+                                         "newlines": piece.count("\n"), "created_at": now} for n, piece in enumerate(pieces, 1)])
     return after, seq, "".join(pieces) if len(pieces) == 1 or sum(map(len, pieces)) <= TELL_LIMIT else None

@@ -126,7 +126,7 @@ def wake_engine_on_commit() -> None:
 
 
 _notifying: set[int] = set()  # runs whose viewers a notification not yet sent will tell
-NOTIFY_GATHER = 0.005  # seconds an engine's notification waits for more changes of its run to tell at once
+NOTIFY_GATHER = 0.02  # seconds an engine's notification waits for more changes of its run to tell at once
 
 
 def notify_run_on_commit(run_id: int) -> None:
