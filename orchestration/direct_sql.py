@@ -131,3 +131,42 @@ def number(model: type[models.Model], pk: Any, name: str) -> int | None:
         cursor.execute(f"SELECT {quote(meta.get_field(name).column)} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s", [pk])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+def counts(model: type[models.Model], name: str, match: dict[str, Any]) -> dict[Any, int]:
+    """{value of field `name`: number of rows} over the rows of `model` whose fields equal
+    `match` ({field name: value}; text and numbers, compared as stored)."""
+    connection = connections[router.db_for_read(model)]
+    meta = model._meta
+    quote = connection.ops.quote_name
+    column = quote(meta.get_field(name).column)
+    where = " AND ".join(f"{quote(meta.get_field(field).column)} = %s" for field in match) or "1 = 1"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column}, COUNT(*) FROM {quote(meta.db_table)} WHERE {where} GROUP BY {column}", list(match.values()))
+        return {value: int(n) for value, n in cursor.fetchall()}
+
+
+def rows(model: type[models.Model], match: dict[str, Any], names: tuple[str, ...]) -> list[models.Model]:
+    """The rows of `model` matching `match` ({field name: value} for equality, {"<field>__in":
+    [values]} for one of them; text and numbers), as instances with the fields `names` loaded
+    (the primary key always), in primary key order. Built by the ORM's raw queries (their
+    values converted as the ORM converts them)."""
+    connection = connections[router.db_for_read(model)]
+    meta = model._meta
+    quote = connection.ops.quote_name
+    where, params = [], []
+    for lookup, value in match.items():
+        name, _, op = lookup.partition("__")
+        column = quote(meta.get_field(name).column)
+        if op == "in":
+            values = list(value)
+            if not values:
+                return []
+            where.append(f"{column} IN ({', '.join(['%s'] * len(values))})")
+            params += values
+        else:
+            where.append(f"{column} = %s")
+            params.append(value)
+    selected = ", ".join(quote(meta.get_field(name).column) for name in dict.fromkeys((meta.pk.name, *names)))
+    sql = f"SELECT {selected} FROM {quote(meta.db_table)} WHERE {' AND '.join(where) or '1 = 1'} ORDER BY {quote(meta.pk.column)}"
+    return list(model.objects.raw(sql, params))

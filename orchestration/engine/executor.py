@@ -8,8 +8,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from orchestration import direct_sql
 from orchestration.engine import homes, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
@@ -96,14 +98,15 @@ def _references_results(task: dict) -> bool:
 def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     """What the attempt of task run `task_run_id` needs to begin; `claimed`: the row as its claim
     read and changed it (with scheduler.CLAIM_FIELDS), else it is read here."""
-    task_run = claimed or TaskRun.objects.select_related("run").only(*scheduler.CLAIM_FIELDS).get(pk=task_run_id)
-    revision = _revision(task_run.run.revision_id)
+    task_run = claimed or (TaskRun.objects.annotate(revision_id=F("run__revision_id")).only(*scheduler.CLAIM_FIELDS)
+                           .get(pk=task_run_id))
+    revision = _revision(task_run.revision_id)
     spec = revision.spec
     task = revision.tasks[task_run.task_id]
-    succeeded = TaskRun.objects.filter(run_id=task_run.run_id, state=TaskState.SUCCEEDED)
+    succeeded = {"run_id": task_run.run_id, "state": TaskState.SUCCEEDED}
     if not _references_results(task):  # only the upstream results are handed over: read only those
-        succeeded = succeeded.filter(task_id__in=task_run.upstream) if task_run.upstream else None
-    results = dict(succeeded.values_list("task_id", "result")) if succeeded is not None else {}
+        succeeded["task_id__in"] = task_run.upstream
+    results = {t.task_id: t.result for t in direct_sql.rows(TaskRun, succeeded, ("task_id", "result"))}
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
                  .values_list("task_run__task_id", "head_commit")) if spec.get("workspace") and task_run.upstream else {}
     return AttemptPlan(
@@ -134,7 +137,7 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     adapter, env = worker_setup(plan.worker)
     template, warning = resolve_prompt(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
     prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
-    TaskRun.objects.filter(pk=plan.task_run_id).update(prompt=storable(prompt))
+    direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
     return adapter, env, prompt, warning
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Case, Count, Value, When
+from django.db import connections, router, transaction
 from django.utils import timezone
 
-from orchestration import audit
+from orchestration import audit, direct_sql
 from orchestration.engine import checks, homes, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
@@ -211,11 +210,12 @@ def advance_after(run_id: int, task_id: str, downstream: list[str]) -> bool:
     """
     now = timezone.now()
     changed = False
-    waiting = list(TaskRun.objects.filter(run_id=run_id, task_id__in=downstream, state=TaskState.PENDING)
-                   .only("id", "run_id", "task_id", "upstream", "state")) if downstream else []
+    # Read directly (orchestration.direct_sql): every task's end reads them.
+    waiting = direct_sql.rows(TaskRun, {"run_id": run_id, "task_id__in": downstream, "state": TaskState.PENDING},
+                              ("run_id", "task_id", "upstream", "state"))
     if waiting:
         others = {u for t in waiting for u in t.upstream} - {task_id}
-        states = dict(TaskRun.objects.filter(run_id=run_id, task_id__in=others).values_list("task_id", "state")) if others else {}
+        states = {t.task_id: t.state for t in direct_sql.rows(TaskRun, {"run_id": run_id, "task_id__in": others}, ("task_id", "state"))}
         states[task_id] = TaskState.SUCCEEDED
         if any(state in TASK_UNSUCCESSFUL for state in states.values()):
             return advance_run(run_id)  # skips and cancels propagate: the full form
@@ -317,9 +317,7 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, unc
     now = timezone.now()
     with transaction.atomic():
         EngineLock.hold("claim")
-        running = dict(
-            TaskRun.objects.filter(state=TaskState.RUNNING).values_list("worker").annotate(n=Count("id")).values_list("worker", "n")
-        )
+        running = direct_sql.counts(TaskRun, "worker", {"state": TaskState.RUNNING})
         free = settings.MAGICBOX_MAX_PARALLEL - sum(running.values())
         if free <= 0 or limit <= 0:
             return []
@@ -327,9 +325,46 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, unc
 
 
 # What a claimed task run is read with: what claiming it needs, and what its attempt needs to
-# begin (engine.executor._load), so that beginning it reads it no more.
+# begin (engine.executor._load, with its run's `revision_id`), so that beginning it reads it no more.
 CLAIM_FIELDS = ("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state", "timeout",
-                "output_bytes", "upstream", "max_attempts", "interruptions", "run__revision_id")
+                "output_bytes", "upstream", "max_attempts", "interruptions")
+
+
+def _candidates(scope: work.Scope, now, saturated: list[str], count: int) -> list[TaskRun]:
+    """Up to `count` queued task runs within `scope` (engine.work.scope_conditions) that may start
+    at `now`, of runs that have not ended, whose worker is not one of `saturated`, oldest first
+    (with an `idle` scope, of both kinds: those that lost their worker process before first),
+    with CLAIM_FIELDS and their run's revision_id. One statement, written directly (as
+    orchestration.direct_sql's, for the same reason): every task's claim reads it."""
+    connection = connections[router.db_for_write(TaskRun)]
+    quote = connection.ops.quote_name
+    task, run = TaskRun._meta, Run._meta
+
+    def column(name: str) -> str:
+        return f"{quote(task.db_table)}.{quote(task.get_field(name).column)}"
+
+    both = scope.idle and not scope.suspects
+    conditions = work.scope_conditions(work.Scope(suspects=scope.suspects, run_id=scope.run_id))
+    if both:
+        conditions.pop("worker_losses")
+    where = [f"{column('state')} = %s", f"{column('queued_at')} <= %s",
+             f"{quote(run.db_table)}.{quote(run.get_field('state').column)} NOT IN ({', '.join(['%s'] * len(RUN_TERMINAL))})"]
+    params = [TaskState.QUEUED, task.get_field("queued_at").get_db_prep_value(now, connection), *RUN_TERMINAL]
+    for lookup, value in conditions.items():
+        name, _, op = lookup.partition("__")
+        where.append(f"{column(name)} {'>' if op == 'gt' else '='} %s")
+        params.append(value)
+    if saturated:
+        where.append(f"{column('worker')} NOT IN ({', '.join(['%s'] * len(saturated))})")
+        params += saturated
+    order = [f"CASE WHEN {column('worker_losses')} > 0 THEN 0 ELSE 1 END"] if both else []
+    order += [column("queued_at"), column("id")]
+    selected = ", ".join([*(column(name) for name in CLAIM_FIELDS),
+                          f"{quote(run.db_table)}.{quote(run.get_field('revision').column)} AS {quote('revision_id')}"])
+    sql = (f"SELECT {selected} FROM {quote(task.db_table)} INNER JOIN {quote(run.db_table)} ON "
+           f"{column('run')} = {quote(run.db_table)}.{quote(run.pk.column)} WHERE {' AND '.join(where)} "
+           f"ORDER BY {', '.join(order)} LIMIT {int(count)}")
+    return list(TaskRun.objects.raw(sql, params))
 
 
 def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int,
@@ -338,24 +373,12 @@ def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], no
     its max_parallel (`running`: {worker: running now}, updated), `free` slots being free over
     all processes; inside claim_next's transaction. `uncrowded`: see claim_next. With an `idle`
     scope, one that lost its worker process before (a suspect) is claimed alone when there is
-    one, else the rest as usual: both are read with one query, suspects first.
-
-    One query reads the candidates: what claiming them and beginning their attempts needs
-    (CLAIM_FIELDS)."""
+    one, else the rest as usual: both are read with one query, suspects first (_candidates)."""
     want = 1 if scope.suspects else min(limit, free)
-    queued = TaskRun.objects.filter(state=TaskState.QUEUED, queued_at__lte=now)
     suspects_first = scope.idle and not scope.suspects
-    if suspects_first:
-        suspects = work.Scope(suspects=True, run_id=scope.run_id)
-        queued = work.claimable(queued, suspects) | work.claimable(queued, work.Scope(run_id=scope.run_id))
-        order = [Case(When(worker_losses__gt=0, then=Value(0)), default=Value(1)), "queued_at", "id"]
-    else:
-        queued, order = work.claimable(queued, scope), ["queued_at", "id"]
-    queued = queued.exclude(run__state__in=RUN_TERMINAL)
-    if saturated := [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]:
-        queued = queued.exclude(worker__in=saturated)  # what could not start now is not read
+    saturated = [worker for worker, n in running.items() if (limit_of := _max_parallel(worker)) is not None and n >= limit_of]
     # A few more than wanted: a worker may reach its max_parallel within this batch.
-    candidates = list(queued.select_related("run").only(*CLAIM_FIELDS).order_by(*order)[:2 * want + 8])
+    candidates = _candidates(scope, now, saturated, 2 * want + 8)  # what could not start now is not read
     if suspects_first:
         if claimed := _claim_first(candidates, owner, running, now, True):
             return claimed

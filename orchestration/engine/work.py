@@ -92,13 +92,23 @@ class Scope:
     idle: bool = False  # the claiming process runs nothing: it takes a suspect (alone) first, if any
 
 
-def claimable(queryset: QuerySet, scope: Scope) -> QuerySet:
-    """`queryset` (queued rows of one kind) narrowed to what `scope` lets a process claim."""
-    queryset = queryset.filter(worker_losses__gt=0) if scope.suspects else queryset.filter(worker_losses=0)
+def scope_conditions(scope: Scope, has_run: bool = True) -> dict[str, int] | None:
+    """What `scope` lets a process claim, as lookups on a queued row ({"worker_losses__gt": 0}
+    or {"worker_losses": 0}, and {"run_id": …}), for a kind whose rows belong to a run when
+    `has_run`; None when it can claim nothing of that kind."""
+    conditions = {"worker_losses__gt": 0} if scope.suspects else {"worker_losses": 0}
     if scope.run_id is not None:
-        has_run = any(f.name == "run" for f in queryset.model._meta.get_fields())
-        queryset = queryset.filter(run_id=scope.run_id) if has_run else queryset.none()
-    return queryset
+        if not has_run:
+            return None
+        conditions["run_id"] = scope.run_id
+    return conditions
+
+
+def claimable(queryset: QuerySet, scope: Scope) -> QuerySet:
+    """`queryset` (queued rows of one kind) narrowed to what `scope` lets a process claim
+    (scope_conditions)."""
+    conditions = scope_conditions(scope, any(f.name == "run" for f in queryset.model._meta.get_fields()))
+    return queryset.none() if conditions is None else queryset.filter(**conditions)
 
 
 def claim(work: LeasedWork, owner: str, **fields) -> bool:
