@@ -20,7 +20,9 @@ What is measured (wall time: from before start_run to the run's finished_at):
   over both), tasks/s and the ratio;
 - chains of --sizes tasks: per-task cost (wall / N − one bare spawn), ms, to show it flat;
 - a fan-out of 16 (a root, 16 leaves printing their start time): the spread of the leaves'
-  start times, ms.
+  start times, ms;
+- the floors of the last two in the same run: 200 sandboxed `true`s spawned 16 at a time by a
+  bare asyncio loop (per s), and the start spread of 16 sandboxed `sh`s spawned together (ms).
 """
 from __future__ import annotations
 
@@ -130,20 +132,52 @@ def _start_closing(tasks):
 async def bare_spawns(n: int, scratch: Path) -> float:
     """Seconds to spawn and reap `n` `true`s in sequence, each sandboxed as the engine sandboxes a
     task (unless MAGICBOX_SANDBOX=off), with the sandbox's argv built once."""
-    from orchestration.workers import sandbox
-
-    work, home, tmp = scratch / "work", scratch / "home", scratch / "tmp"
-    for d in (work, home, tmp):
-        d.mkdir(parents=True, exist_ok=True)
-    argv = [TRUE]
-    if sandbox.enabled():
-        argv = sandbox.command(argv, work, sandbox.for_attempt(work, home, tmp))
+    argv, work = _sandboxed([TRUE], scratch)
     began = time.perf_counter()
     for _ in range(n):
         proc = await asyncio.create_subprocess_exec(*argv, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                                     stderr=subprocess.DEVNULL, start_new_session=True)
         await proc.wait()
     return time.perf_counter() - began
+
+
+def _sandboxed(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
+    """(`argv` sandboxed as the engine sandboxes a task, in a fresh work directory under
+    `scratch`, unless MAGICBOX_SANDBOX=off; that directory)."""
+    from orchestration.workers import sandbox
+
+    work, home, tmp = scratch / "work", scratch / "home", scratch / "tmp"
+    for d in (work, home, tmp):
+        d.mkdir(parents=True, exist_ok=True)
+    return (sandbox.command(argv, work, sandbox.for_attempt(work, home, tmp)) if sandbox.enabled() else argv), work
+
+
+async def bare_parallel(n: int, at_once: int, scratch: Path) -> float:
+    """tasks/s of `n` sandboxed `true`s spawned and reaped `at_once` at a time, argv built
+    beforehand: the floor of the 200-task throughput."""
+    prepared = [_sandboxed([TRUE], scratch / f"p{i}") for i in range(at_once)]
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(i: int) -> None:
+        async with gate:
+            argv, work = prepared[i % at_once]
+            proc = await asyncio.create_subprocess_exec(*argv, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                        stderr=subprocess.DEVNULL, start_new_session=True)
+            await proc.wait()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - began)
+
+
+async def bare_fan_out(width: int, scratch: Path) -> float:
+    """The spread in ms of the start times of `width` sandboxed `sh -c 'date +%s%N'`s spawned
+    together, argv built beforehand: the floor of the fan-out's spread."""
+    prepared = [_sandboxed(["/bin/sh", "-c", "date +%s%N"], scratch / f"f{i}") for i in range(width)]
+    procs = [await asyncio.create_subprocess_exec(*argv, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                  start_new_session=True) for argv, work in prepared]
+    starts = [int((await proc.communicate())[0].split()[0]) for proc in procs]
+    return (max(starts) - min(starts)) / 1e6
 
 
 def _leaf_starts(run_id: int) -> list[int]:
@@ -243,7 +277,7 @@ async def bench(args, data: Path) -> None:
     sandboxed = "sandboxed (bwrap)" if settings.MAGICBOX_SANDBOX != "off" else "unsandboxed (MAGICBOX_SANDBOX=off)"
     channel = "embedded Redis" if settings.EMBEDDED_REDIS else "Redis"
     print(f"database: {vendor}; channel layer: {channel}; tasks {sandboxed}; load average before: {loadavg()}")
-    floor, overhead, rates, spreads = [], [], [], []
+    floor, overhead, rates, spreads, rate_floor, spread_floor = [], [], [], [], [], []
     per_size: dict[int, list[float]] = {n: [] for n in args.sizes}
     async with InProcess():
         await run_and_time(chain(3))  # warm-up: imports, first connections, the sandbox probe
@@ -253,9 +287,11 @@ async def bench(args, data: Path) -> None:
             wall, _ = await run_and_time(chain(40))
             floor.append(1000 * spawn_s / 40)
             overhead.append(1000 * (wall - spawn_s) / 40)
+            rate_floor.append(await bare_parallel(200, 16, data / "bare"))
             wall, _ = await run_and_time(independent(200))
             rates.append(200 / wall)
             settings.MAGICBOX_MAX_PARALLEL = 32
+            spread_floor.append(await bare_fan_out(16, data / "bare"))
             _, run_id = await run_and_time(fan_out(16))
             starts = await asyncio.to_thread(_leaf_starts, run_id)
             spreads.append((max(starts) - min(starts)) / 1e6)
@@ -272,7 +308,9 @@ async def bench(args, data: Path) -> None:
     print(f"\n| {vendor}, one engine process | median (min–max) |\n|---|---|")
     print(f"| bare sandboxed `true` spawn, ms | {spread(floor)} |")
     print(f"| per-task overhead, chain of 40, ms | {spread(overhead)} |")
+    print(f"| 200 bare sandboxed `true` spawns, 16 at once, per s (floor) | {spread(rate_floor, 0)} |")
     print(f"| 200 independent tasks, 16 at once, tasks/s | {spread(rates, 0)} |")
+    print(f"| 16 bare sandboxed `sh` spawned together: start spread, ms (floor) | {spread(spread_floor)} |")
     print(f"| fan-out of 16: leaves' start spread, ms | {spread(spreads)} |")
     for n in args.sizes:
         print(f"| per-task cost, chain of {n}, ms (wall/N − spawn) | {spread(per_size[n])} |")
