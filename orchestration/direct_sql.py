@@ -154,19 +154,44 @@ def rows(model: type[models.Model], match: dict[str, Any], names: tuple[str, ...
     connection = connections[router.db_for_read(model)]
     meta = model._meta
     quote = connection.ops.quote_name
+    where, params = _where(meta, match, quote)
+    if where is None:
+        return []
+    selected = ", ".join(quote(meta.get_field(name).column) for name in dict.fromkeys((meta.pk.name, *names)))
+    sql = f"SELECT {selected} FROM {quote(meta.db_table)} WHERE {where} ORDER BY {quote(meta.pk.column)}"
+    return list(model.objects.raw(sql, params))
+
+
+def exists(model: type[models.Model], match: dict[str, Any]) -> bool:
+    """Whether a row of `model` matches `match` (as `rows`, and {"<field>__not_in": [values]}
+    for none of them)."""
+    connection = connections[router.db_for_read(model)]
+    meta = model._meta
+    quote = connection.ops.quote_name
+    where, params = _where(meta, match, quote)
+    if where is None:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {quote(meta.db_table)} WHERE {where} LIMIT 1", params)
+        return cursor.fetchone() is not None
+
+
+def _where(meta, match: dict[str, Any], quote) -> tuple[str | None, list[Any]]:
+    """(the WHERE condition of `match`, its parameters); None when it matches nothing (an empty
+    "__in" list). Lookups: equality, "__in" and "__not_in" (text and numbers)."""
     where, params = [], []
     for lookup, value in match.items():
         name, _, op = lookup.partition("__")
         column = quote(meta.get_field(name).column)
-        if op == "in":
+        if op in ("in", "not_in"):
             values = list(value)
             if not values:
-                return []
-            where.append(f"{column} IN ({', '.join(['%s'] * len(values))})")
+                if op == "in":
+                    return None, []
+                continue
+            where.append(f"{column} {'NOT IN' if op == 'not_in' else 'IN'} ({', '.join(['%s'] * len(values))})")
             params += values
         else:
             where.append(f"{column} = %s")
             params.append(value)
-    selected = ", ".join(quote(meta.get_field(name).column) for name in dict.fromkeys((meta.pk.name, *names)))
-    sql = f"SELECT {selected} FROM {quote(meta.db_table)} WHERE {' AND '.join(where) or '1 = 1'} ORDER BY {quote(meta.pk.column)}"
-    return list(model.objects.raw(sql, params))
+    return " AND ".join(where) or "1 = 1", params

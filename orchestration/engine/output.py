@@ -103,15 +103,12 @@ class OutputBuffer:
             self._full.set()
 
     def stored_already(self, stored: Stored | None) -> None:
-        """Count lines the caller stored itself (with `write`'s store, e.g. an attempt's first line,
-        written with its claim) against the limit, and tell viewers of them with the next message.
+        """Count lines the caller stored itself (with `write`'s store: an attempt's first line,
+        written with its claim) against the limit. Viewers are not told here: the claim's own
+        notification of the run (run.changed) brings each viewer the output it has not seen.
         None: nothing was stored."""
-        if stored is None:
-            return
-        text = stored[2] or ""
-        self._stored += len(text.encode("utf-8", "replace"))
-        if self._tell is not None:
-            self._told_later(stored)
+        if stored is not None:
+            self._stored += len((stored[2] or "").encode("utf-8", "replace"))
 
     async def pace(self) -> None:
         """Wait while more than PENDING_LIMIT bytes wait for a flush (the reader of the output

@@ -222,7 +222,7 @@ def advance_after(run_id: int, task_id: str, downstream: list[str]) -> bool:
         for task_run in waiting:
             if all(states.get(u, TaskState.SUCCEEDED) == TaskState.SUCCEEDED for u in task_run.upstream):
                 changed |= task_run.transition(TaskState.QUEUED, expect=TaskState.PENDING, queued_at=now)
-    if not changed and not TaskRun.objects.filter(run_id=run_id).exclude(state__in=TASK_TERMINAL).exists():
+    if not changed and not direct_sql.exists(TaskRun, {"run_id": run_id, "state__not_in": sorted(TASK_TERMINAL)}):
         return advance_run(run_id)  # every task has ended: checks, then the run's end
     if changed:
         notify_run_on_commit(run_id)

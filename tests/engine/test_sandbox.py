@@ -236,6 +236,8 @@ async def test_a_completion_criterion_reads_the_run_but_cannot_plant_anything_in
                                  f"cat build/attempt-1/work/artefact.txt && mkdir -p integration && ln -s {victim} integration/1-attempt-1 && echo planted | tr a-z A-Z"]}]}}
     run, t = await run_plan(json.dumps(plan))
     verdict = await Verdict.objects.aget(run=run)
+    assert t["build"].state == "succeeded" and verdict.state in ("passed", "failed"), (
+        t["build"].state, t["build"].error, verdict.state, verdict.summary, run.state, run.state_reason)  # it was checked
     assert "built" in verdict.evidence, verdict.evidence  # it reads the run's files
     assert ("PLANTED" in verdict.evidence) == (mode == "off"), verdict.evidence
     assert (settings.DATA_DIR / "runs" / str(run.pk) / "integration" / "1-attempt-1").is_symlink() == (mode == "off")
