@@ -26,9 +26,24 @@ def clone_dir(url: str) -> Path:
     return Path(settings.DATA_DIR) / "repos" / f"{name}-{hashlib.sha1(url.encode()).hexdigest()[:10]}.git"
 
 
+LOCK_NAME = "magicbox-worktrees.lock"
+
+
 def lock_path(repository: Path | str) -> Path:
-    """The lock file serialising worktree changes of one repository (under MAGICBOX_DATA_DIR)."""
-    return Path(settings.DATA_DIR) / "locks" / f"{hashlib.sha1(str(repository).encode()).hexdigest()[:16]}.lock"
+    """The lock file serialising worktree changes of one repository: every process of this host
+    that changes them must take the same one, whatever its MAGICBOX_DATA_DIR (worker processes
+    with data directories of their own share a local repository). So a local repository's lock
+    is a file in its git directory (`.git/`, or the bare repository itself), where git keeps its
+    own lock files; a clone of Magic Box's own (under MAGICBOX_DATA_DIR, made by one process
+    for itself), or a path that is no repository yet, is locked under MAGICBOX_DATA_DIR/locks."""
+    path = Path(repository)
+    data_dir = Path(settings.DATA_DIR)
+    if data_dir not in path.parents:
+        if (path / ".git").is_dir():
+            return path / ".git" / LOCK_NAME
+        if (path / "HEAD").is_file() and (path / "objects").is_dir():
+            return path / LOCK_NAME
+    return data_dir / "locks" / f"{hashlib.sha1(str(repository).encode()).hexdigest()[:16]}.lock"
 
 
 async def locked(repository: Path, action):

@@ -32,3 +32,17 @@ def test_an_attempt_taken_over_before_it_made_its_worktree_leaves_its_successors
 
     asyncio.run(worktrees.create(repo, stale, "magicbox/run-1/a", "main", still_holder=holds))  # the holder replaces a stale one
     assert (stale / ".git").is_file() and not successor.exists()
+
+
+def test_worker_processes_with_data_directories_of_their_own_share_a_local_repositorys_lock(repo, settings, tmp_path):
+    # Two runworker processes each have a MAGICBOX_DATA_DIR, but one local repository: a lock
+    # under the data directory let one process remove the other's worktree (seen in CI, a
+    # successor's worktree gone: "bwrap: Can't find source path …/attempt-2/work/.git").
+    from orchestration.vcs.repository import clone_dir, lock_path
+
+    settings.DATA_DIR = tmp_path / "worker0-data"
+    first = lock_path(repo)
+    settings.DATA_DIR = tmp_path / "worker1-data"
+    assert lock_path(repo) == first == repo / ".git" / "magicbox-worktrees.lock"
+    clone = clone_dir("https://example.com/team/app.git")
+    assert tmp_path / "worker1-data" in lock_path(clone).parents, "a clone of its own is locked in its data directory"
