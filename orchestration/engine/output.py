@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 from collections.abc import Awaitable, Callable
 
 from django.conf import settings
@@ -190,18 +191,29 @@ def task_output(task_run_id: int, run_id: int, attempt: int, stored_bytes: int) 
                         interval=LIVE_INTERVAL)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """`text` with NUL and lone surrogates shown as U+FFFD: PostgreSQL text, argv and environment
+    values cannot carry NUL, and no database driver encodes a lone surrogate (an agent CLI's
+    JSON event may hold one as a "\\ud800" escape; a Python str holds no valid pair)."""
+    text = text.replace("\x00", "\ufffd")
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
 def storable(text: str) -> str:
-    """`text` ready to store: secret values masked (engine.secrets), and NUL shown as U+FFFD
-    (PostgreSQL text, argv and environment values cannot carry NUL, and a result is handed to
-    downstream tasks in all three)."""
-    return mask(text).replace("\x00", "\ufffd")
+    """`text` ready to store: secret values masked (engine.secrets), NUL and lone surrogates
+    shown as U+FFFD (_encodable; a result is handed to downstream tasks as argv and
+    environment values too)."""
+    return _encodable(mask(text))
 
 
 def shown_while_written(text: str) -> str:
     """`text`, the end of a message still being written (at most PARTIAL_LIMIT characters), ready
     to show: as storable, and without what may be part of a secret value cut at either of its
     ends (secrets.mask_unfinished): a message written token by token never shows a secret piece by piece."""
-    return mask_unfinished(text, cut=len(text) >= PARTIAL_LIMIT).replace("\x00", "\ufffd")
+    return _encodable(mask_unfinished(text, cut=len(text) >= PARTIAL_LIMIT))
 
 
 def chunked(text: str, size: int = CHUNK_CHARS) -> list[str]:

@@ -224,7 +224,8 @@ async def test_a_task_cannot_signal_the_server(mode):
 
 
 async def test_a_completion_criterion_reads_the_run_but_cannot_plant_anything_in_it(mode, settings, tmp_path):
-    from orchestration.models import Verdict
+    from orchestration.engine.runtime import Engine
+    from orchestration.models import StateChange, Verdict
 
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -236,8 +237,11 @@ async def test_a_completion_criterion_reads_the_run_but_cannot_plant_anything_in
                                  f"cat build/attempt-1/work/artefact.txt && mkdir -p integration && ln -s {victim} integration/1-attempt-1 && echo planted | tr a-z A-Z"]}]}}
     run, t = await run_plan(json.dumps(plan))
     verdict = await Verdict.objects.aget(run=run)
+    history = await sync_to_async(list)(StateChange.objects.filter(kind=verdict.KIND, object_id=verdict.pk)
+                                        .values_list("from_state", "to_state", "reason"))
     assert t["build"].state == "succeeded" and verdict.state in ("passed", "failed"), (
-        t["build"].state, t["build"].error, verdict.state, verdict.summary, run.state, run.state_reason)  # it was checked
+        t["build"].state, t["build"].error, verdict.state, verdict.summary, verdict.claimed_by, verdict.attempt, history,
+        run.state, run.state_reason, f"this process: {os.getpid()}, engines made: {Engine._count}")  # it was checked
     assert "built" in verdict.evidence, verdict.evidence  # it reads the run's files
     assert ("PLANTED" in verdict.evidence) == (mode == "off"), verdict.evidence
     assert (settings.DATA_DIR / "runs" / str(run.pk) / "integration" / "1-attempt-1").is_symlink() == (mode == "off")
