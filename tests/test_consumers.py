@@ -48,6 +48,17 @@ async def show(ws: WebsocketCommunicator, run, task_id: str, **fields) -> None:
     await ws.send_to(text_data=json.dumps({"select": task_run.pk, **fields}))
 
 
+async def viewers_of(run, cookie: bytes, count: int, task_id: str = "hello") -> list[WebsocketCommunicator]:
+    """`count` viewers of the run's page, connected, each past its snapshot and shown `task_id`."""
+    viewers = [socket(run.pk, cookie) for _ in range(count)]
+    for ws in viewers:
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=5)  # the snapshot
+        await show(ws, run, task_id)
+        assert 'id="task-detail"' in await ws.receive_from(timeout=5)
+    return viewers
+
+
 async def test_a_viewer_gets_a_snapshot_then_state_changes_and_output_lines(user):
     run = await new_run()
     ws = socket(run.pk, await sync_to_async(session_cookie)(user))
@@ -215,12 +226,7 @@ async def test_the_viewers_of_a_run_in_one_process_share_one_group_membership_an
 
     run = await new_run()
     cookie = await sync_to_async(session_cookie)(user)
-    viewers = [socket(run.pk, cookie) for _ in range(3)]
-    for ws in viewers:
-        assert (await ws.connect())[0]
-        await ws.receive_from(timeout=5)  # the snapshot
-        await show(ws, run, "hello")
-        assert 'id="task-detail"' in await ws.receive_from(timeout=5)
+    viewers = await viewers_of(run, cookie, 3)
     layer = get_channel_layer()
     assert len(layer.groups[run_group(run.pk)]) == 1
     task_run = await run.task_runs.aget(task_id="hello")
@@ -283,12 +289,7 @@ async def test_a_viewer_of_a_run_deleted_while_watched_is_told_so_without_an_err
     run = await new_run()
     task_run = await run.task_runs.aget(task_id="hello")
     cookie = await sync_to_async(session_cookie)(user)
-    viewers = [socket(run.pk, cookie) for _ in range(2)]
-    for ws in viewers:
-        assert (await ws.connect())[0]
-        await ws.receive_from(timeout=5)  # the snapshot
-        await show(ws, run, "hello")
-        await ws.receive_from(timeout=5)
+    viewers = await viewers_of(run, cookie, 2)
     after, seq, _ = await sync_to_async(append_chunk)(task_run.pk, 1, "last-line\n")
     await sync_to_async(Run.objects.filter(pk=run.pk).delete)()
     await anotify_run(run.pk)  # the first viewer hears the run changed...

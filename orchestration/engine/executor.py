@@ -297,10 +297,10 @@ def _finish_and_claim(plan: AttemptPlan, owner: str, state: str, outcome: Outcom
     """_finish, and in the same transaction what may start now that this attempt's slot is free
     (its downstream tasks, or what waited for a slot), claimed as `claim` says (None: nothing),
     unless more is queued than may start (scheduler.claim_next's `uncrowded`: the engine claims
-    on its own then, racing with the other processes);
-    those begun in it too (_begin_claimed), their directories made after the commit. Returns (_finish's backoff, the rows claimed).
-    A claim that fails for a reason other than the connection claims nothing (logged; the engine
-    claims again itself) and leaves the end recorded."""
+    on its own then, racing with the other processes); those claimed are begun in it too
+    (_begin_claimed), their directories made after the commit. Returns (_finish's backoff, the
+    rows claimed). A claim that fails for a reason other than the connection claims nothing
+    (logged; the engine claims again itself) and leaves the end recorded."""
     rows: list[TaskRun] = []
     with transaction.atomic():
         delay = _record_end(plan, owner, state, outcome, exit_code)

@@ -13,9 +13,7 @@ readable by other users of the host meanwhile.
 from __future__ import annotations
 
 import shutil
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from orchestration.engine.workspace import run_dir
@@ -85,8 +83,6 @@ def discard_run_homes(run_id: int) -> None:
 
 
 _discarder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magicbox-discard")
-_discarding: set[Future] = set()
-_discarding_lock = threading.Lock()
 
 
 def discard_run_homes_soon(run_id: int) -> None:
@@ -94,20 +90,15 @@ def discard_run_homes_soon(run_id: int) -> None:
     directories never holds up the caller (the engine's database thread, in a commit hook, with
     the next run's tasks waiting behind it). `wait_discarded` waits for what is under way; the
     interpreter waits for it at exit too."""
-    future = _discarder.submit(discard_run_homes, run_id)
-    with _discarding_lock:
-        _discarding.add(future)
-
-    def done(finished: Future) -> None:
-        with _discarding_lock:
-            _discarding.discard(finished)
-
-    future.add_done_callback(done)
+    _discarder.submit(discard_run_homes, run_id)
 
 
 def wait_discarded(timeout: float | None = None) -> bool:
     """Block until every discard_run_homes_soon started so far is done (at most `timeout`
-    seconds; None: no limit). Returns whether all are done."""
-    with _discarding_lock:
-        pending = list(_discarding)
-    return not wait_futures(pending, timeout=timeout).not_done
+    seconds; None: no limit). Returns whether all are done. (The one thread takes them in
+    order, so what it does after them marks their end.)"""
+    try:
+        _discarder.submit(lambda: None).result(timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -198,8 +198,7 @@ def _encodable(text: str) -> str:
     """`text` with NUL and lone surrogates shown as U+FFFD: PostgreSQL text, argv and environment
     values cannot carry NUL, and no database driver encodes a lone surrogate (an agent CLI's
     JSON event may hold one as a "\\ud800" escape; a Python str holds no valid pair)."""
-    text = text.replace("\x00", "\ufffd")
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", "\ufffd"))
 
 
 def storable(text: str) -> str:

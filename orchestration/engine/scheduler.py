@@ -347,24 +347,17 @@ def _candidates(scope: work.Scope, now, saturated: list[str], count: int) -> lis
     conditions = work.scope_conditions(work.Scope(suspects=scope.suspects, run_id=scope.run_id))
     if both:
         conditions.pop("worker_losses")
-    where = [f"{column('state')} = %s", f"{column('queued_at')} <= %s",
-             f"{quote(run.db_table)}.{quote(run.get_field('state').column)} NOT IN ({', '.join(['%s'] * len(RUN_TERMINAL))})"]
-    params = [TaskState.QUEUED, task.get_field("queued_at").get_db_prep_value(now, connection), *RUN_TERMINAL]
-    for lookup, value in conditions.items():
-        name, _, op = lookup.partition("__")
-        where.append(f"{column(name)} {'>' if op == 'gt' else '='} %s")
-        params.append(value)
-    if saturated:
-        where.append(f"{column('worker')} NOT IN ({', '.join(['%s'] * len(saturated))})")
-        params += saturated
+    queued, params = direct_sql.where(TaskRun, {"state": TaskState.QUEUED, "queued_at__lte": now, **conditions,
+                                                "worker__not_in": saturated}, connection, qualified=True)
+    unended, run_params = direct_sql.where(Run, {"state__not_in": sorted(RUN_TERMINAL)}, connection, qualified=True)
     order = [f"CASE WHEN {column('worker_losses')} > 0 THEN 0 ELSE 1 END"] if both else []
     order += [column("queued_at"), column("id")]
     selected = ", ".join([*(column(name) for name in CLAIM_FIELDS),
                           f"{quote(run.db_table)}.{quote(run.get_field('revision').column)} AS {quote('revision_id')}"])
     sql = (f"SELECT {selected} FROM {quote(task.db_table)} INNER JOIN {quote(run.db_table)} ON "
-           f"{column('run')} = {quote(run.db_table)}.{quote(run.pk.column)} WHERE {' AND '.join(where)} "
+           f"{column('run')} = {quote(run.db_table)}.{quote(run.pk.column)} WHERE {queued} AND {unended} "
            f"ORDER BY {', '.join(order)} LIMIT {int(count)}")
-    return list(TaskRun.objects.raw(sql, params))
+    return list(TaskRun.objects.raw(sql, [*params, *run_params]))
 
 
 def _claim_candidates(scope: work.Scope, owner: str, running: dict[str, int], now, limit: int, free: int,

@@ -14,7 +14,7 @@ from orchestration.engine.output import append_chunk, storable
 from orchestration.engine.scheduler import cancel_run, start_run
 from orchestration.models import OutputChunk, Run, StateChange, TaskRun
 from orchestration.engine.runtime import Engine
-from tests.conftest import make_plan, py, run_tasks
+from tests.conftest import make_plan, py, run_tasks, wait_until
 
 HOSTILE = [
     "nul:\x00:mid\x00end",
@@ -175,11 +175,8 @@ async def test_cancelling_a_run_with_a_hostile_reason(tmp_path):
     run = await sync_to_async(start_run)(plan)
     engine = Engine()
     await engine.wake()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not await TaskRun.objects.filter(run=run, task_id="slow", state="running", output_seq__gt=0).aexists():
-        assert loop.time() < deadline, "slow never ran"
-        await asyncio.sleep(0.05)
+    await asyncio.to_thread(wait_until, TaskRun.objects.filter(run=run, task_id="slow", state="running", output_seq__gt=0).exists,
+                            30, "the slow task to run")
     reason = "stop:'; DROP TABLE x; -- %s %(x)s \\ 😀"
     assert await sync_to_async(cancel_run)(run.pk, reason)
     await asyncio.wait_for(engine.settle(), 60)
