@@ -5,8 +5,10 @@ where one slow branch sits beside a fast chain — through the real engine (in-p
 temporary SQLite database), and prints for each the makespan divided by the critical path
 (1.00 is ideal), as median (min–max) over --repeat runs (bench/spread.py). In the same run it
 executes the same DAGs with the seed's algorithm (all independent tasks at once, then each
-dependent task one by one, in list order) and prints its ratio too. The runs of the two
-alternate, and the machine's load average is printed before and after.
+dependent task one by one, in list order) and prints its ratio too, and the floor: an ideal
+scheduler that spawns each task, sandboxed as the engine does, the moment its upstream tasks are
+reaped (bench/floors.py). The runs alternate, and the machine's load average is printed before
+and after.
 
     .venv/bin/python bench/makespan.py [--unit SECONDS] [--repeat N]
 """
@@ -22,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from floors import ideal_makespan  # bench/floors.py
 from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,15 +132,17 @@ def main() -> None:
 
     print(f"unit task = {args.unit} s sleep; ratio = makespan / critical path (1.00 is ideal); "
           f"median (min–max) of {args.repeat}; load average before: {_load()}")
-    print("| DAG | critical path, s | Magic Box, s | ratio | seed script, s | ratio |\n|---|---|---|---|---|---|")
+    print("| DAG | critical path, s | Magic Box, s | ratio | ideal scheduler, sandboxed: ratio (floor) | seed script, s | ratio |"
+          "\n|---|---|---|---|---|---|---|")
     for name, tasks in dags(args.unit).items():
         cp = critical_path(tasks)
-        ours, seed = [], []
-        for i in range(args.repeat):  # alternated, so a busy moment of the machine hits both
+        ours, ideal, seed = [], [], []
+        for i in range(args.repeat):  # alternated, so a busy moment of the machine hits all three
             ours.append(asyncio.run(magic_box(tasks, f"{name} #{i}")))
+            ideal.append(asyncio.run(ideal_makespan(tasks, lambda t: sleep_argv(t["seconds"]), Path(data) / f"ideal-{name}-{i}")))
             seed.append(asyncio.run(seed_algorithm(tasks)))
-        print(f"| {name} | {cp:.2f} | {spread(ours, 2)} | {spread([t / cp for t in ours], 2)} | {spread(seed, 2)} "
-              f"| {spread([t / cp for t in seed], 2)} |", flush=True)
+        print(f"| {name} | {cp:.2f} | {spread(ours, 2)} | {spread([t / cp for t in ours], 2)} | {spread([t / cp for t in ideal], 2)} "
+              f"| {spread(seed, 2)} | {spread([t / cp for t in seed], 2)} |", flush=True)
     print(f"load average after: {_load()}")
 
 

@@ -22,7 +22,11 @@ What is measured (wall time: from before start_run to the run's finished_at):
 - a fan-out of 16 (a root, 16 leaves printing their start time): the spread of the leaves'
   start times, ms;
 - the floors of the last two in the same run: 200 sandboxed `true`s spawned 16 at a time by a
-  bare asyncio loop (per s), and the start spread of 16 sandboxed `sh`s spawned together (ms).
+  bare asyncio loop (per s), and the start spread of 16 sandboxed `sh`s spawned together (ms)
+  (bench/floors.py);
+- the whole machine's CPU per task (/proc/stat, kernel included) for the bare spawns and for the
+  engine's 200 tasks, and the rate the cores would allow at that cost; with --postgres, how busy
+  the cores were with one process, which bounds what a second one can add.
 """
 from __future__ import annotations
 
@@ -38,13 +42,11 @@ import time
 from pathlib import Path
 
 from database import recreate  # bench/database.py
+from floors import TRUE, MachineCPU, bare_fan_out, bare_parallel  # bench/floors.py
 from spread import spread  # bench/spread.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-TRUE = shutil.which("true") or "/bin/true"
-
 
 def loadavg() -> str:
     """The first three fields of /proc/loadavg (1, 5 and 15 minute load averages)."""
@@ -127,48 +129,8 @@ def _start_closing(tasks):
 
 
 async def bare_spawns(n: int, scratch: Path) -> float:
-    """Seconds to spawn and reap `n` `true`s in sequence, each sandboxed as the engine sandboxes a
-    task (unless MAGICBOX_SANDBOX=off), with the sandbox's argv built once."""
+    """Seconds to spawn and reap `n` sandboxed `true`s in sequence (bench/floors.py)."""
     return n / await bare_parallel(n, 1, scratch)
-
-
-def _sandboxed(argv: list[str], scratch: Path) -> tuple[list[str], Path]:
-    """(`argv` sandboxed as the engine sandboxes a task, in a fresh work directory under
-    `scratch`, unless MAGICBOX_SANDBOX=off; that directory)."""
-    from orchestration.workers import sandbox
-
-    work, home, tmp = scratch / "work", scratch / "home", scratch / "tmp"
-    for d in (work, home, tmp):
-        d.mkdir(parents=True, exist_ok=True)
-    return (sandbox.command(argv, work, sandbox.for_attempt(work, home, tmp)) if sandbox.enabled() else argv), work
-
-
-async def bare_parallel(n: int, at_once: int, scratch: Path) -> float:
-    """tasks/s of `n` sandboxed `true`s spawned and reaped `at_once` at a time, argv built
-    beforehand: the floor of the 200-task throughput."""
-    prepared = [_sandboxed([TRUE], scratch / f"p{i}") for i in range(at_once)]
-    gate = asyncio.Semaphore(at_once)
-
-    async def one(i: int) -> None:
-        async with gate:
-            argv, work = prepared[i % at_once]
-            proc = await asyncio.create_subprocess_exec(*argv, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                        stderr=subprocess.DEVNULL, start_new_session=True)
-            await proc.wait()
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return n / (time.perf_counter() - began)
-
-
-async def bare_fan_out(width: int, scratch: Path) -> float:
-    """The spread in ms of the start times of `width` sandboxed `sh -c 'date +%s%N'`s spawned
-    together, argv built beforehand: the floor of the fan-out's spread."""
-    prepared = [_sandboxed(["/bin/sh", "-c", "date +%s%N"], scratch / f"f{i}") for i in range(width)]
-    procs = [await asyncio.create_subprocess_exec(*argv, cwd=str(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                                  start_new_session=True) for argv, work in prepared]
-    starts = [int((await proc.communicate())[0].split()[0]) for proc in procs]
-    return (max(starts) - min(starts)) / 1e6
 
 
 def _leaf_starts(run_id: int) -> list[int]:
@@ -240,8 +202,9 @@ def _owners(run_id: int) -> set[str]:
         connection.close()
 
 
-async def workers_rate(n: int, args, env: dict[str, str], data: Path) -> list[float]:
-    """tasks/s of 200 independent tasks done by `n` runworker processes, --repeat times."""
+async def workers_rate(n: int, args, env: dict[str, str], data: Path) -> tuple[list[float], list[float]]:
+    """(tasks/s of 200 independent tasks done by `n` runworker processes, --repeat times; how many
+    of the machine's cores were busy during each of those runs)."""
     procs = spawn_workers(n, env, data / f"workers-{n}")
     try:
         # Warm up until every process has taken work (each is listening).
@@ -251,11 +214,13 @@ async def workers_rate(n: int, args, env: dict[str, str], data: Path) -> list[fl
                 break
         else:
             raise RuntimeError(f"not all {n} worker processes took work")
-        rates = []
+        rates, busy = [], []
         for _ in range(args.repeat):
-            wall, _ = await run_and_time(independent(200))
+            with MachineCPU() as cpu:
+                wall, _ = await run_and_time(independent(200))
             rates.append(200 / wall)
-        return rates
+            busy.append(cpu.busy_seconds / cpu.wall_seconds)
+        return rates, busy
     finally:
         stop_workers(procs)
 
@@ -268,7 +233,7 @@ async def bench(args, data: Path) -> None:
     sandboxed = "sandboxed (bwrap)" if settings.MAGICBOX_SANDBOX != "off" else "unsandboxed (MAGICBOX_SANDBOX=off)"
     channel = "embedded Redis" if settings.EMBEDDED_REDIS else "Redis"
     print(f"database: {vendor}; channel layer: {channel}; tasks {sandboxed}; load average before: {loadavg()}")
-    floor, overhead, rates, spreads, rate_floor, spread_floor = [], [], [], [], [], []
+    floor, overhead, rates, spreads, rate_floor, spread_floor, cpu_floor, cpu_rate = [], [], [], [], [], [], [], []
     per_size: dict[int, list[float]] = {n: [] for n in args.sizes}
     async with InProcess():
         await run_and_time(chain(3))  # warm-up: imports, first connections, the sandbox probe
@@ -278,9 +243,13 @@ async def bench(args, data: Path) -> None:
             wall, _ = await run_and_time(chain(40))
             floor.append(1000 * spawn_s / 40)
             overhead.append(1000 * (wall - spawn_s) / 40)
-            rate_floor.append(await bare_parallel(200, 16, data / "bare"))
-            wall, _ = await run_and_time(independent(200))
+            with MachineCPU() as cpu:
+                rate_floor.append(await bare_parallel(200, 16, data / "bare"))
+            cpu_floor.append(cpu.per(200))
+            with MachineCPU() as cpu:
+                wall, _ = await run_and_time(independent(200))
             rates.append(200 / wall)
+            cpu_rate.append(cpu.per(200))
             settings.MAGICBOX_MAX_PARALLEL = 32
             spread_floor.append(await bare_fan_out(16, data / "bare"))
             _, run_id = await run_and_time(fan_out(16))
@@ -301,6 +270,11 @@ async def bench(args, data: Path) -> None:
     print(f"| per-task overhead, chain of 40, ms | {spread(overhead)} |")
     print(f"| 200 bare sandboxed `true` spawns, 16 at once, per s (floor) | {spread(rate_floor, 0)} |")
     print(f"| 200 independent tasks, 16 at once, tasks/s | {spread(rates, 0)} |")
+    cores = os.cpu_count() or 1
+    print(f"| machine CPU per bare spawn, ms (all cores, kernel included) | {spread(cpu_floor)} |")
+    print(f"| machine CPU per task of the 200, ms | {spread(cpu_rate)} |")
+    print(f"| ceiling if every one of the {cores} cores were busy: {cores} × 1000 / CPU per task, tasks/s | "
+          f"{spread([cores * 1000 / c for c in cpu_rate], 0)} |")
     print(f"| 16 bare sandboxed `sh` spawned together: start spread, ms (floor) | {spread(spread_floor)} |")
     print(f"| fan-out of 16: leaves' start spread, ms | {spread(spreads)} |")
     for n in args.sizes:
@@ -310,13 +284,16 @@ async def bench(args, data: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
         env.update({"DATABASE_URL": args.postgres, "REDIS_URL": args.redis, "MAGICBOX_MAX_PARALLEL": "16",
                     "MAGICBOX_LOG_LEVEL": "WARNING"})
-        one = await workers_rate(1, args, env, data)
-        two = await workers_rate(2, args, env, data)
+        one, busy_one = await workers_rate(1, args, env, data)
+        two, busy_two = await workers_rate(2, args, env, data)
         ratio = [b / a for a, b in zip(sorted(one), sorted(two))]
         print("\n| 200 independent tasks, 16 at once over all processes | tasks/s |\n|---|---|")
         print(f"| one runworker process | {spread(one, 0)} |")
         print(f"| two runworker processes | {spread(two, 0)} |")
         print(f"| ratio two / one (medians: {sorted(two)[len(two) // 2] / sorted(one)[len(one) // 2]:.2f}) | {spread(ratio, 2)} |")
+        cores = os.cpu_count() or 1
+        print(f"| cores busy (of {cores}), one process / two | {spread(busy_one, 2)} / {spread(busy_two, 2)} |")
+        print(f"| ceiling of the ratio: {cores} / cores busy with one process | {spread([cores / b for b in busy_one], 2)} |")
     print(f"\nload average after: {loadavg()}")
 
 

@@ -214,44 +214,56 @@ def visible_again(hidden: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-LAYOUT_TTL = 5.0  # seconds the host's hidden and re-shown paths are reused before they are looked at again
-_layouts: dict[tuple, tuple[float, list[Path], list[Path]]] = {}
+LAYOUT_TTL = 5.0  # seconds the host's mounts and bwrap's path are reused before they are looked up again
+_looked_up: dict[tuple, tuple[float, object]] = {}  # key -> (when found, what was found)
 
 
-def _layout() -> tuple[list[Path], list[Path]]:
-    """(hidden_paths() shortest first, visible_again() of them): the same for every task of
-    this host, so found once per LAYOUT_TTL seconds for the settings and search path in force
-    (they took milliseconds per task: a resolve() and is_dir() per path)."""
+def _recent(key: tuple, find):
+    """find(), reused for LAYOUT_TTL seconds under `key` (which names everything it depends on).
+    Raises what find() raises; nothing is kept then."""
+    now = time.monotonic()
+    found = _looked_up.get(key)
+    if found is None or now - found[0] > LAYOUT_TTL:
+        found = (now, find())
+        if len(_looked_up) > 32:
+            _looked_up.clear()
+        _looked_up[key] = found
+    return found[1]
+
+
+def _host_mounts() -> list[str]:
+    """bwrap's arguments for what every task of this host sees, in mount order: the system
+    read-only, tmpfs over hidden_paths() (shortest first), visible_again() of them read-only,
+    MAGICBOX_SANDBOX_WRITABLE writable, then tmpfs again over what is hidden inside what became
+    visible (the checkout's var/ inside a hidden home). Found once per LAYOUT_TTL seconds for the
+    settings and search path in force: a resolve() and is_dir() per path took milliseconds a
+    task."""
     from orchestration.workers.registry import search_path
 
-    key = (str(settings.DATA_DIR), str(settings.BASE_DIR), tuple(settings.MAGICBOX_SANDBOX_HIDE), tuple(search_path()),
-           os.path.expanduser("~"))
-    now = time.monotonic()
-    found = _layouts.get(key)
-    if found is None or now - found[0] > LAYOUT_TTL:
+    def find() -> list[str]:
         hidden = sorted(hidden_paths(), key=lambda p: len(p.parts))
-        found = (now, hidden, visible_again(hidden))
-        if len(_layouts) > 16:
-            _layouts.clear()
-        _layouts[key] = found
-    return found[1], found[2]
+        shown = visible_again(hidden)
+        shared = [Path(p).resolve() for p in settings.MAGICBOX_SANDBOX_WRITABLE if Path(p).is_dir()]
+        args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for path in hidden:
+            args += ["--tmpfs", str(path)]
+        for path in shown:
+            args += ["--ro-bind", str(path), str(path)]  # a file too (bwrap makes its mount point)
+        for path in shared:
+            args += ["--bind", str(path), str(path)]
+        for path in hidden:
+            if any(visible in path.parents for visible in [*shown, *shared]):
+                args += ["--tmpfs", str(path)]
+        return args
 
-
-_programs: dict[tuple, tuple[float, str]] = {}  # (PATH, bwrap_program) -> (when found, what it returned)
+    return _recent(("mounts", str(settings.DATA_DIR), str(settings.BASE_DIR), tuple(settings.MAGICBOX_SANDBOX_HIDE),
+                    tuple(settings.MAGICBOX_SANDBOX_WRITABLE), tuple(search_path()), os.path.expanduser("~")), find)
 
 
 def _bwrap_program() -> str:
     """bwrap_program(), looked up again at most every LAYOUT_TTL seconds for the PATH in force (it
     looks in every directory of PATH). Raises SandboxUnavailable as bwrap_program."""
-    key = (os.environ.get("PATH", ""), bwrap_program)
-    now = time.monotonic()
-    found = _programs.get(key)
-    if found is None or now - found[0] > LAYOUT_TTL:
-        found = (now, bwrap_program())
-        if len(_programs) > 16:
-            _programs.clear()
-        _programs[key] = found
-    return found[1]
+    return _recent(("bwrap", os.environ.get("PATH", ""), bwrap_program), bwrap_program)
 
 
 def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
@@ -267,18 +279,7 @@ def command(argv: list[str], cwd: Path, confinement: Confinement) -> list[str]:
     program = _bwrap_program()
     if problem := _probe(program):
         raise SandboxUnavailable(f"the task sandbox cannot be made on this host ({problem}). {FIX}")
-    hidden, shown = _layout()
-    args = [program, *_namespaces(confinement.network), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for path in hidden:
-        args += ["--tmpfs", str(path)]
-    for path in shown:
-        args += ["--ro-bind", str(path), str(path)]  # a file too (bwrap makes its mount point)
-    shared = [Path(p).resolve() for p in settings.MAGICBOX_SANDBOX_WRITABLE if Path(p).is_dir()]
-    for path in shared:
-        args += ["--bind", str(path), str(path)]
-    for path in hidden:  # hidden again inside what became visible (the checkout's var/ inside a hidden home)
-        if any(visible in path.parents for visible in [*shown, *shared]):
-            args += ["--tmpfs", str(path)]
+    args = [program, *_namespaces(confinement.network), *_host_mounts()]
     for path in confinement.readable:
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
