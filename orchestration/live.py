@@ -150,14 +150,14 @@ def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
     """The run's captured code changes (`changes`: [(task run, TaskChange)] in plan order), the
     collisions between them, its latest integration (None if never integrated; its patch not
     loaded) and `onward` (review.integration.Onward: how to fetch its branch, once it has one)."""
-    if not run.revision.spec.get("workspace"):
+    if not run.revision.spec.workspace:
         return {"changes": [], "collisions": [], "integration": None, "onward": None}
     by_task_run = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__run_id=run.pk).defer("patch")}
     changes = [(t, by_task_run[t.pk]) for t in task_runs if t.pk in by_task_run]
     found = collisions.find(run.revision.spec, {t.task_id: c for t, c in changes}) if len(changes) > 1 else []
     integration = run.integrations.defer("patch").first()
     return {"changes": changes, "collisions": found, "integration": integration,
-            "onward": onward(run.revision.spec["workspace"], integration) if integration and integration.head_commit else None}
+            "onward": onward(run.revision.spec.workspace, integration) if integration and integration.head_commit else None}
 
 
 OPENS_FIRST = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RUNNING)  # in this order
@@ -195,8 +195,8 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
     task_run = TaskRun.objects.get(pk=task_run.pk)
     if with_output:
         attach_output([task_run])
-    spec_task = next((t for t in run.revision.spec.get("tasks", []) if t.get("id") == task_run.task_id), {})
-    command = spec_task.get("command")
+    spec_task = run.revision.spec.by_id.get(task_run.task_id)
+    command = spec_task.command if spec_task else None
     if command:  # a shell task: its command (the prompt it is also given is for programs that read one)
         sent, kind = (command if isinstance(command, str) else shlex.join(command)), "command"
     else:

@@ -14,6 +14,22 @@ from django.db import models
 from django.utils import timezone
 
 from orchestration import direct_sql
+from orchestration.plans.spec import PlanSpec
+
+
+class PlanSpecField(models.JSONField):
+    """A PlanSpec stored as its JSON (PlanSpec.to_dict) and read back typed (PlanSpec.from_dict).
+    Assigning a dict stores it as given (a migration's or a test's raw spec)."""
+
+    def from_db_value(self, value, expression, connection):
+        data = super().from_db_value(value, expression, connection)
+        return PlanSpec.from_dict(data) if isinstance(data, dict) else data
+
+    def get_prep_value(self, value):
+        return super().get_prep_value(value.to_dict() if isinstance(value, PlanSpec) else value)
+
+    def to_python(self, value):
+        return PlanSpec.from_dict(value) if isinstance(value, dict) else value
 
 
 class Plan(models.Model):
@@ -37,11 +53,11 @@ class Plan(models.Model):
 
 
 class PlanRevision(models.Model):
-    """An immutable version of a plan: the normalised spec (see plans.loader) and its source text."""
+    """An immutable version of a plan: the validated spec (plans.spec.PlanSpec) and its source text."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
-    spec = models.JSONField()
+    spec = PlanSpecField()
     source_text = models.TextField(blank=True)
     source_name = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -389,7 +405,7 @@ class PlanDraft(LeasedWork):
     state = models.CharField(max_length=20, choices=DraftState.choices, default=DraftState.QUEUED, db_index=True)
     state_reason = models.TextField(blank=True)
     output = models.TextField(blank=True)
-    spec = models.JSONField(null=True, blank=True)
+    spec = PlanSpecField(null=True, blank=True)
     error = models.TextField(blank=True)
     log = models.TextField(blank=True)
     writing = models.TextField(blank=True)

@@ -17,7 +17,7 @@ def many_runs(plan: Plan, count: int, user=None, batch: int = 2000) -> None:
     a task run per task of the revision (mixed states, some with a cost and tokens), every fifth
     a re-run of the one before. Bulk inserts in batches of `batch` runs."""
     revision = plan.latest_revision
-    tasks = revision.spec["tasks"]
+    tasks = revision.spec.tasks
     now = timezone.now()
     made = 0
     while made < count:
@@ -34,7 +34,7 @@ def many_runs(plan: Plan, count: int, user=None, batch: int = 2000) -> None:
                 run.rerun_of_id = runs[i - 1].pk
         Run.objects.bulk_update([r for i, r in enumerate(runs) if i % 5 == 4], ["rerun_of"])
         TaskRun.objects.bulk_create([
-            TaskRun(run=run, task_id=task["id"], position=p, worker=task["worker"], upstream=task["depends_on"],
+            TaskRun(run=run, task_id=task.id, position=p, worker=task.worker, upstream=task.depends_on,
                     state=STATES[(i + p) % len(STATES)], cost_usd=0.01 if p == 0 else None,
                     input_tokens=100 if p == 0 else None, output_tokens=10 if p == 0 else None)
             for i, run in enumerate(runs) for p, task in enumerate(tasks)], batch_size=5000)

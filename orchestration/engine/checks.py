@@ -19,6 +19,7 @@ from django.utils import timezone
 from orchestration.engine import work
 from orchestration.models import RUN_TERMINAL, TASK_TERMINAL, CheckState, Run, TaskRun, TaskState, Verdict
 from orchestration.plans.loader import resolve_schema_ref
+from orchestration.plans.spec import Contract, ContractCheck, PlanSpec
 
 ALL_TASKS = "all tasks completed"
 INTEGRATION = "integration points verified"
@@ -34,11 +35,10 @@ def create_verdicts(run: Run) -> None:
     """A pending check (Verdict) for each contract check and completion criterion of the run's
     plan, shown from the start of the run."""
     spec = run.revision.spec
-    rows = [Verdict(run=run, kind="contract", position=index, name=check["name"])
+    rows = [Verdict(run=run, kind="contract", position=index, name=check.name)
             for index, (_, _, check) in enumerate(_checks(spec))]
-    for index, criterion in enumerate(spec.get("completion_criteria", [])):
-        label = criterion if isinstance(criterion, str) else criterion["name"]
-        rows.append(Verdict(run=run, kind="criterion", position=index, name=label))
+    rows += [Verdict(run=run, kind="criterion", position=index, name=criterion.name)
+             for index, criterion in enumerate(spec.completion_criteria)]
     Verdict.objects.bulk_create(rows, ignore_conflicts=True)
 
 
@@ -54,23 +54,23 @@ def prepare(run: Run, task_runs: list[TaskRun]) -> bool:
     for verdict, (contract_name, contract, check) in zip(contract_rows, _checks(spec)):
         if verdict.state != "pending":
             continue
-        members = [contract.get("provider"), contract.get("consumer")]
+        members = [contract.provider, contract.consumer]
         missing = [t for t in members if t and by_id.get(t) and by_id[t].state != TaskState.SUCCEEDED]
         if missing:
             _decide(verdict, "failed", f"not run: {', '.join(missing)} did not succeed", "", now)
         # else: a command, or the outputs of provider and consumer, checked by a worker process
     contracts_done = all(v.is_decided for v in contract_rows)
     for verdict in run.verdicts.filter(kind="criterion", state="pending").order_by("position"):
-        criterion = spec["completion_criteria"][verdict.position]
-        if isinstance(criterion, dict) and criterion.get("review"):
-            _decide_review(verdict, by_id.get(criterion["review"]), now)
-        elif isinstance(criterion, dict):
+        criterion = spec.completion_criteria[verdict.position]
+        if criterion.review:
+            _decide_review(verdict, by_id.get(criterion.review), now)
+        elif not criterion.is_text:
             continue  # a command: run by a worker process
-        elif _key(criterion) == ALL_TASKS:
+        elif _key(criterion.name) == ALL_TASKS:
             bad = [f"{t.task_id} {t.state}" for t in task_runs if t.state != TaskState.SUCCEEDED]
             _decide(verdict, "failed" if bad else "passed", f"{len(bad)} of {len(task_runs)} tasks did not succeed" if bad
                     else f"all {len(task_runs)} tasks succeeded", "\n".join(bad), now)
-        elif _key(criterion) == INTEGRATION:
+        elif _key(criterion.name) == INTEGRATION:
             if not contracts_done:
                 continue
             if not contract_rows:
@@ -86,8 +86,9 @@ def prepare(run: Run, task_runs: list[TaskRun]) -> bool:
     return not run.verdicts.exclude(state__in=("passed", "failed", "unverified")).exists()
 
 
-def _checks(spec: dict) -> list[tuple[str, dict, dict]]:
-    return [(name, contract, check) for name, contract in spec.get("contracts", {}).items() for check in contract.get("checks", [])]
+def _checks(spec: PlanSpec) -> list[tuple[str, Contract, ContractCheck]]:
+    """(contract name, contract, check) of every contract check of `spec`, in plan order."""
+    return [(name, contract, check) for name, contract in spec.contracts.items() for check in contract.checks]
 
 
 def _decide(verdict: Verdict, state: str, summary: str, evidence: str, now) -> None:
@@ -144,15 +145,15 @@ def job_of(verdict: Verdict) -> CheckJob | None:
     """What a worker process must do to decide `verdict`, or None when no process is needed."""
     spec = verdict.run.revision.spec
     if verdict.kind == "criterion":
-        criterion = spec["completion_criteria"][verdict.position]
-        if isinstance(criterion, dict) and criterion.get("command"):
-            return CheckJob(criterion["command"], float(criterion.get("timeout") or DEFAULT_TIMEOUT), None, [])
+        criterion = spec.completion_criteria[verdict.position]
+        if criterion.command:
+            return CheckJob(criterion.command, float(criterion.timeout or DEFAULT_TIMEOUT), None, [])
         return None
     name, contract, check = _checks(spec)[verdict.position]
-    schema = resolve_schema_ref(f"contracts.{name}.{check['against']}", spec.get("contracts", {}))
-    if check.get("command"):
-        return CheckJob(check["command"], float(check.get("timeout") or DEFAULT_TIMEOUT), schema, [])
-    roles = ["provider", "consumer"] if check["outputs"] == "both" else [check["outputs"]]
+    schema = resolve_schema_ref(f"contracts.{name}.{check.against}", spec.specifications)
+    if check.command:
+        return CheckJob(check.command, float(check.timeout or DEFAULT_TIMEOUT), schema, [])
+    roles = ["provider", "consumer"] if check.outputs == "both" else [check.outputs]
     results = dict(verdict.run.task_runs.values_list("task_id", "result"))
-    return CheckJob(None, DEFAULT_TIMEOUT, schema or {}, [(role, contract.get(role, ""), results.get(contract.get(role, "")))
+    return CheckJob(None, DEFAULT_TIMEOUT, schema or {}, [(role, getattr(contract, role), results.get(getattr(contract, role)))
                                                            for role in roles])

@@ -22,7 +22,7 @@ from orchestration.engine.signals import anotify_run, notify_run_on_commit
 from orchestration.engine.validation import output_problems
 from orchestration.models import RUN_TERMINAL, PlanRevision, Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
-from orchestration.plans.graph import ancestors
+from orchestration.plans.spec import PlanSpec, Task
 from orchestration.plans.prompt_library import resolve as resolve_prompt
 from orchestration.vcs import changes, worktrees
 from orchestration.vcs.git import GitError
@@ -47,8 +47,8 @@ class AttemptPlan:
     attempt: int
     timeout: float
     stored_bytes: int
-    task: dict
-    spec: dict
+    task: Task
+    spec: PlanSpec
     upstream_results: dict[str, str]
     results: dict[str, str]
     upstream_heads: list[tuple[str, str]]  # (task id, head commit) of upstream tasks' captured changes
@@ -59,39 +59,26 @@ class AttemptPlan:
     header: Stored | None = None  # the attempt's first output line, stored as it began (_announce)
 
 
-@dataclass(frozen=True)
-class _Revision:
-    """What the executor derives once from an (immutable) plan revision's spec."""
-
-    spec: dict
-    tasks: dict[str, dict]  # task id -> its spec
-    downstream: dict[str, list[str]]  # task id -> ids of the tasks waiting for it
-
-
-_revisions: dict[int, _Revision] = {}
+_revisions: dict[int, PlanSpec] = {}
 REVISIONS_KEPT = 32  # revisions whose parsed spec stays in memory
 
 
-def _revision(revision_id: int) -> _Revision:
-    """The parsed spec of a plan revision, read from the database once (revisions never change):
-    a run's tasks then cost the same whatever the plan's size."""
+def _revision(revision_id: int) -> PlanSpec:
+    """The spec of a plan revision, read from the database once (revisions never change): a
+    run's tasks then cost the same whatever the plan's size (its by_id and downstream are
+    computed once too)."""
     known = _revisions.get(revision_id)
     if known is None:
-        spec = PlanRevision.objects.values_list("spec", flat=True).get(pk=revision_id)
-        downstream: dict[str, list[str]] = {t["id"]: [] for t in spec["tasks"]}
-        for t in spec["tasks"]:
-            for upstream in t["depends_on"]:
-                downstream.setdefault(upstream, []).append(t["id"])
-        known = _Revision(spec, {t["id"]: t for t in spec["tasks"]}, downstream)
+        known = PlanRevision.objects.values_list("spec", flat=True).get(pk=revision_id)
         if len(_revisions) >= REVISIONS_KEPT:
             _revisions.pop(next(iter(_revisions)))
         _revisions[revision_id] = known
     return known
 
 
-def _references_results(task: dict) -> bool:
+def _references_results(task: Task) -> bool:
     """Whether the task's text or command may refer to task results (`{{ tasks.<id>.… }}`)."""
-    texts = [task.get("description") or "", task.get("prompt") or "", *(task.get("command") or [])]
+    texts = [task.description, task.prompt, *(task.command or [])]
     return any("{{" in str(text) for text in texts)
 
 
@@ -100,15 +87,14 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     read and changed it (with scheduler.CLAIM_FIELDS), else it is read here."""
     task_run = claimed or (TaskRun.objects.annotate(revision_id=F("run__revision_id")).only(*scheduler.CLAIM_FIELDS)
                            .get(pk=task_run_id))
-    revision = _revision(task_run.revision_id)
-    spec = revision.spec
-    task = revision.tasks[task_run.task_id]
+    spec = _revision(task_run.revision_id)
+    task = spec.task(task_run.task_id)
     succeeded = {"run_id": task_run.run_id, "state": TaskState.SUCCEEDED}
     if not _references_results(task):  # only the upstream results are handed over: read only those
         succeeded["task_id__in"] = task_run.upstream
     results = {t.task_id: t.result for t in direct_sql.rows(TaskRun, succeeded, ("task_id", "result"))}
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
-                 .values_list("task_run__task_id", "head_commit")) if spec.get("workspace") and task_run.upstream else {}
+                 .values_list("task_run__task_id", "head_commit")) if spec.workspace and task_run.upstream else {}
     return AttemptPlan(
         task_run_id=task_run.pk,
         run_id=task_run.run_id,
@@ -122,7 +108,7 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         upstream_results={u: results.get(u, "") for u in task_run.upstream},
         results=results,
         upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
-        downstream=revision.downstream.get(task_run.task_id, []),
+        downstream=spec.downstream(task_run.task_id),
         max_attempts=task_run.max_attempts,
         interruptions=task_run.interruptions,
         worker_losses=task_run.worker_losses,
@@ -135,7 +121,7 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     the task's prompt_file, whose problem is `warning`) and recorded on the task run. Raises
     UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
     adapter, env = worker_setup(plan.worker)
-    template, warning = resolve_prompt(plan.task["prompt_file"]) if plan.task.get("prompt_file") else ("", "")
+    template, warning = resolve_prompt(plan.task.prompt_file) if plan.task.prompt_file else ("", "")
     prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
     direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
     return adapter, env, prompt, warning
@@ -149,7 +135,7 @@ def _announce(plan: AttemptPlan) -> Stored | None:
     in the caller's transaction: with its claim, when the claim began it; and when the sandbox is
     off, record that on the run (the run page says so). Returns what append_chunk stored."""
     if sandbox.enabled():
-        confined = "in its sandbox" + ("" if plan.task.get("network", True) else ", without network")
+        confined = "in its sandbox" + ("" if plan.task.network else ", without network")
     else:
         confined = "WITHOUT a sandbox (MAGICBOX_SANDBOX=off)"
         _mark_unsandboxed(plan.run_id)
@@ -361,7 +347,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         if isinstance(made, OSError):
             raise made
         dirs = made or await workspace.prepare(plan.run_id, plan.task_id, plan.attempt, plan.upstream_results)
-        if repo_spec := plan.spec.get("workspace"):
+        if repo_spec := plan.spec.workspace:
             repository = await repository_dir(repo_spec)
             base, prefix = await run_start(plan.run_id, repo_spec)
             # Checked with the repository locked: a process that hung since its claim must not take
@@ -369,8 +355,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads,
                                                     still_holder=lease.check)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
-        ids = [t["id"] for t in plan.spec["tasks"]]
-        command = [references.fill(arg, plan.results, ids) for arg in plan.task["command"]] if plan.task.get("command") else None
+        command = [references.fill(arg, plan.results, plan.spec.ids) for arg in plan.task.command] if plan.task.command else None
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
         invocation = adapter.build(
@@ -378,7 +363,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
                 task_id=plan.task_id,
                 prompt=prompt,
                 command=command,
-                output_schema=plan.task.get("output_schema"),
+                output_schema=plan.task.output_schema,
                 workdir=dirs.workdir,
                 home=dirs.home,
                 tmpdir=dirs.tmpdir,
@@ -408,7 +393,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             timeout=plan.timeout,
             pace=output.pace,
             confinement=sandbox.for_attempt(dirs.workdir, dirs.home, dirs.tmpdir, (dirs.upstream,),
-                                            network=plan.task.get("network", True)),
+                                            network=plan.task.network),
         ))
         recorded = True
     except LeaseLost:  # the process group was killed; record nothing more
@@ -449,7 +434,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
                 capture_error = await _capture(plan, repository, task_start, output)
             if capture_error:
                 output.add([f"[Magic Box] the worktree is kept, with the task's work, at {dirs.workdir}"])
-            elif not repo_spec.get("keep_worktrees"):
+            elif not repo_spec.keep_worktrees:
                 await worktrees.remove(repository, dirs.workdir)
 
     output.add(parser.end_of_output())  # e.g. gemini's unfinished line of text when it timed out
@@ -464,11 +449,11 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     await identity.complete(adapter, invocation, outcome)
     if outcome.succeeded and capture_error:  # downstream tasks would start without its work
         outcome.succeeded, outcome.error = False, capture_error
-    if outcome.succeeded and plan.task.get("output_schema"):
-        problems = await output_problems(outcome.result, plan.task["output_schema"])
+    if outcome.succeeded and plan.task.output_schema:
+        problems = await output_problems(outcome.result, plan.task.output_schema)
         if problems:
             outcome.succeeded = False
-            source = plan.task.get("output_schema_ref") or "its output_schema"
+            source = plan.task.output_schema_ref or "its output_schema"
             outcome.error = f"the result does not match {source}: " + "; ".join(problems)
             output.add([f"[Magic Box] {outcome.error}"])
     await end(TaskState.SUCCEEDED if outcome.succeeded else TaskState.FAILED, outcome, result.exit_code)
@@ -520,7 +505,7 @@ async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStar
 
 def _unrelated_heads(plan: AttemptPlan) -> list[tuple[str, str]]:
     """(task id, head commit) of the run's captured changes of tasks neither upstream nor downstream of this one."""
-    waits_for = ancestors({t["id"]: t["depends_on"] for t in plan.spec["tasks"]})
+    waits_for = plan.spec.ancestors
     mine = waits_for.get(plan.task_id, set())
     rows = TaskChange.objects.filter(task_run__run_id=plan.run_id).exclude(task_run__task_id=plan.task_id)
     return [(task, head) for task, head, start in rows.values_list("task_run__task_id", "head_commit", "start_commit")

@@ -19,6 +19,7 @@ from orchestration.engine.output import storable
 from orchestration.engine.signals import anotify_run, notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import Integration, IntegrationState, PushState, Run, TaskChange, TaskState
 from orchestration.plans.graph import topological_order
+from orchestration.plans.spec import PlanSpec
 from orchestration.plans.repositories import is_url, masked
 from orchestration.vcs import changes, conflicts, worktrees
 from orchestration.vcs.git import GitError, git
@@ -37,7 +38,7 @@ def request_integration(run: Run, user=None) -> Integration:
     """Queue an integration of a finished run of a workspace plan; the engine is woken.
     Raises ValueError (with the reason) when the run has no workspace, has not ended, has no
     captured changes, or an integration of it is already under way or has succeeded."""
-    workspace_spec = run.revision.spec.get("workspace")
+    workspace_spec = run.revision.spec.workspace
     if not workspace_spec:
         raise ValueError("this plan has no workspace repository: there are no branches to integrate")
     if not run.is_finished:
@@ -50,7 +51,7 @@ def request_integration(run: Run, user=None) -> Integration:
                              "see its result on the run page")
         if not TaskChange.objects.filter(task_run__run=run, task_run__state=TaskState.SUCCEEDED).exists():
             raise ValueError(f"run #{run.pk} has no succeeded task with captured changes to integrate")
-        integration = Integration.objects.create(run=run, requested_by=user, check_command=workspace_spec.get("check"),
+        integration = Integration.objects.create(run=run, requested_by=user, check_command=workspace_spec.check,
                                                  branch=worktrees.integration_branch(run.branch_prefix or f"magicbox/run-{run.pk}"))
         audit.record(audit.Action.RUN_INTEGRATED, user, run=run, detail=f"integration #{integration.pk}")
         notify_run_on_commit(run.pk)
@@ -71,7 +72,7 @@ def _plan_of(integration_id: int) -> tuple[Integration, dict, list[tuple[str, st
     spec = integration.run.revision.spec
     heads = dict(TaskChange.objects.filter(task_run__run=integration.run, task_run__state=TaskState.SUCCEEDED)
                  .values_list("task_run__task_id", "head_commit"))
-    order = topological_order({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    order = topological_order(spec.dependencies)
     return integration, spec, [(task, heads[task]) for task in order if task in heads]
 
 
@@ -93,10 +94,10 @@ async def execute(integration_id: int, lease: Lease) -> None:
     await anotify_run(integration.run_id)
 
 
-async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str, str]], lease: Lease) -> tuple[str, str, dict]:
+async def _integrate(integration: Integration, spec: PlanSpec, heads: list[tuple[str, str]], lease: Lease) -> tuple[str, str, dict]:
     """Merge and check; (final state, reason, fields to record)."""
     integration_id = integration.pk
-    run_id, ws = integration.run_id, spec["workspace"]
+    run_id, ws = integration.run_id, spec.workspace
     workdir = workspace.run_dir(run_id) / "integration" / f"{integration_id}-attempt-{lease.attempt}"
     repository: Path | None = None
     state, reason, extra = IntegrationState.FAILED, "", {}
@@ -104,7 +105,7 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
         repository = await repository_dir(ws)
         await lease.check()  # before each change to the shared branch: a frozen process may wake taken over
         base = (await git(["rev-parse", "--verify", "--end-of-options",
-                           f"{integration.run.base_commit or ws.get('base') or 'HEAD'}^{{commit}}"], repository)).out.strip()
+                           f"{integration.run.base_commit or ws.base or 'HEAD'}^{{commit}}"], repository)).out.strip()
         await worktrees.create(repository, workdir, integration.branch, base)
         merged: list[str] = []
         for task_id, head in heads:
@@ -124,7 +125,7 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
                      "patch_truncated": captured.truncated, "lines_added": captured.lines_added,
                      "lines_deleted": captured.lines_deleted}
             if integration.check_command:
-                timeout = ws.get("check_timeout") or CHECK_TIMEOUT
+                timeout = ws.check_timeout or CHECK_TIMEOUT
                 code, output = await _check(lease.marker, integration.check_command, workdir, timeout)
                 extra.update(check_exit_code=code, check_output=storable(output[-CHECK_OUTPUT_LIMIT:]))
                 if code == 0:
@@ -135,14 +136,14 @@ async def _integrate(integration: Integration, spec: dict, heads: list[tuple[str
                     reason = f"merged {len(merged)} branch(es); the check failed (exit {code})"
             else:
                 state, reason = IntegrationState.SUCCEEDED, f"merged {len(merged)} branch(es) cleanly (no check command)"
-        if state == IntegrationState.SUCCEEDED and ws.get("push"):
+        if state == IntegrationState.SUCCEEDED and ws.push:
             await lease.check()
-            extra.update(await push(repository, ws["repository"], integration.branch))
+            extra.update(await push(repository, ws.repository, integration.branch))
     except GitError as error:
         reason = str(error)
     finally:
         sandbox.discard_git_scratch(workdir)
-        if repository is not None and not ws.get("keep_worktrees"):
+        if repository is not None and not ws.keep_worktrees:
             try:
                 await worktrees.remove(repository, workdir)
             except GitError:

@@ -31,7 +31,6 @@ from orchestration.models import (
     TaskState,
 )
 from orchestration.plans import repositories
-from orchestration.plans.graph import ancestors
 from orchestration.workers.registry import UnknownWorker, worker_config
 
 
@@ -45,7 +44,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
     repository path (it is outside MAGICBOX_REPOSITORY_ROOTS: a plan stored before the check, or since the roots changed).
     """
     revision = revision or plan.latest_revision
-    repositories.check_run(revision.spec.get("workspace"), user, revision.created_by)
+    repositories.check_run(revision.spec.workspace, user, revision.created_by)
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
     for target in worker_map.values():
         worker_config(target)
@@ -55,14 +54,14 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
             [
                 TaskRun(
                     run=run,
-                    task_id=task["id"],
+                    task_id=task.id,
                     position=index,
-                    worker=worker_map.get(task["worker"], task["worker"]),
-                    upstream=task["depends_on"],
-                    max_attempts=1 + int(task.get("retries") or 0),
-                    timeout=task.get("timeout"),
+                    worker=worker_map.get(task.worker, task.worker),
+                    upstream=task.depends_on,
+                    max_attempts=1 + task.retries,
+                    timeout=task.timeout,
                 )
-                for index, task in enumerate(revision.spec["tasks"])
+                for index, task in enumerate(revision.spec.tasks)
             ]
         )
         checks.create_verdicts(run)
@@ -94,9 +93,8 @@ def rerun_selection(run: Run, task_id: str | None = None) -> list[str]:
         roots = {task_id}
     else:
         roots = {t for t, state in states.items() if state != TaskState.SUCCEEDED}
-    waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
-    redo = roots | {t for t, ups in waits_for.items() if roots & set(ups)}
-    return [t["id"] for t in spec["tasks"] if t["id"] in redo]
+    redo = roots | {t for t, ups in spec.ancestors.items() if roots & ups}
+    return [t for t in spec.ids if t in redo]
 
 
 def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None) -> Run:
@@ -110,7 +108,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
     """
     if not run.is_finished:
         raise ValueError(f"run #{run.pk} is still {run.state}: cancel it or wait for it to end before re-running it")
-    repositories.check_run(run.revision.spec.get("workspace"), user, run.revision.created_by)
+    repositories.check_run(run.revision.spec.workspace, user, run.revision.created_by)
     redo = rerun_selection(run, task_id)
     old = {t.task_id: t for t in run.task_runs.all()}
     spec = run.revision.spec
@@ -118,11 +116,11 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
         new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run,
                                  base_commit=run.base_commit)  # the same starting point as the kept tasks
         rows = []
-        for index, task in enumerate(spec["tasks"]):
-            before = old.get(task["id"])
-            row = TaskRun(run=new, task_id=task["id"], position=index, worker=before.worker if before else task["worker"],
-                          upstream=task["depends_on"], max_attempts=1 + int(task.get("retries") or 0), timeout=task.get("timeout"))
-            if before is not None and task["id"] not in redo:
+        for index, task in enumerate(spec.tasks):
+            before = old.get(task.id)
+            row = TaskRun(run=new, task_id=task.id, position=index, worker=before.worker if before else task.worker,
+                          upstream=task.depends_on, max_attempts=1 + task.retries, timeout=task.timeout)
+            if before is not None and task.id not in redo:
                 for field in _KEPT_FIELDS:
                     setattr(row, field, getattr(before, field))
                 row.state_reason = f"{KEPT_FROM}{run.pk}" + (f": {before.state_reason}" if before.state_reason else "")

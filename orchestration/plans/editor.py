@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from orchestration.plans.exporter import workspace_document
+from orchestration.plans.exporter import contract_document, workspace_document
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import MAX_TASKS, load_plan
+from orchestration.plans.spec import PlanSpec
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
 
 TASK_TEXT_FIELDS = ("id", "worker", "description", "prompt", "prompt_file", "output_format", "integration", "phase")
@@ -112,39 +113,37 @@ def state_from_post(data) -> EditorState:
     return state
 
 
-def state_from_spec(spec: dict[str, Any]) -> EditorState:
-    """The editor's view of a stored spec (see plans.loader)."""
-    position = {t["id"]: i for i, t in enumerate(spec["tasks"])}
-    workspace = spec.get("workspace") or {}
-    criteria = spec.get("completion_criteria", [])
-    checks = [c for c in criteria if isinstance(c, dict)]
-    state = EditorState(name=spec["name"], description=spec.get("description", ""),
-                        criteria="\n".join(c for c in criteria if isinstance(c, str)),
+def state_from_spec(spec: PlanSpec) -> EditorState:
+    """The editor's view of a stored spec."""
+    position = {t.id: i for i, t in enumerate(spec.tasks)}
+    workspace = spec.workspace
+    checks = [c.to_dict() for c in spec.completion_criteria if not c.is_text]
+    options = {k: v for k, v in workspace_document(workspace).items() if k not in ("repository", "base")} if workspace else {}
+    state = EditorState(name=spec.name, description=spec.description,
+                        criteria="\n".join(c.name for c in spec.completion_criteria if c.is_text),
                         criteria_checks=json.dumps(checks) if checks else "",
-                        source_id=spec.get("source_id", ""), repository=workspace.get("repository", ""),
-                        base=workspace.get("base", "") if workspace else "",
-                        workspace_options=json.dumps(options) if (options := {
-                            k: v for k, v in workspace_document(workspace).items() if k not in ("repository", "base")
-                        } if workspace else {}) else "")
-    for task in spec["tasks"]:
-        row = TaskRow(**{f: str(task.get(f) or "") for f in TASK_TEXT_FIELDS})
-        row.command = readable_join(task["command"]) if task.get("command") else ""
-        timeout = task.get("timeout")
+                        source_id=spec.source_id, repository=workspace.repository if workspace else "",
+                        base=workspace.base if workspace else "",
+                        workspace_options=json.dumps(options) if options else "")
+    for task in spec.tasks:
+        row = TaskRow(**{f: str(getattr(task, f) or "") for f in TASK_TEXT_FIELDS})
+        row.command = readable_join(task.command) if task.command else ""
+        timeout = task.timeout
         row.timeout = "" if timeout is None else str(int(timeout)) if float(timeout).is_integer() else repr(float(timeout))
-        row.retries = str(task.get("retries") or "")
-        row.offline = "on" if task.get("network") is False else ""
-        row.writes = "\n".join(task.get("writes", []))
-        row.resources = "\n".join(task.get("resources", []))
-        row.output_schema = task.get("output_schema_ref") or (json.dumps(task["output_schema"], indent=2) if task.get("output_schema") else "")
-        row.depends_on = [position[d] for d in task["depends_on"] if d in position]
+        row.retries = str(task.retries or "")
+        row.offline = "on" if task.network is False else ""
+        row.writes = "\n".join(task.writes)
+        row.resources = "\n".join(task.resources)
+        row.output_schema = task.output_schema_ref or (json.dumps(task.output_schema, indent=2) if task.output_schema else "")
+        row.depends_on = [position[d] for d in task.depends_on if d in position]
         state.tasks.append(row)
-    for name, contract in spec.get("contracts", {}).items():
-        state.contracts.append(ContractRow(name=name, provider=contract.get("provider_note", ""), consumer=contract.get("consumer_note", ""),
-                                           phase=contract.get("phase", ""),
-                                           checks=json.dumps(contract["checks"]) if contract.get("checks") else "",
-                                           specification=json.dumps(contract.get("specification", {}), indent=2) if contract.get("specification") else ""))
-    for point in spec.get("integration_points", []):
-        state.points.append(PointRow(between=[position[b] for b in point["between"] if b in position], contract=point.get("contract", "")))
+    for name, contract in spec.contracts.items():
+        checks = contract_document(contract).get("checks")
+        state.contracts.append(ContractRow(name=name, provider=contract.provider_note, consumer=contract.consumer_note,
+                                           phase=contract.phase, checks=json.dumps(checks) if checks else "",
+                                           specification=json.dumps(contract.specification, indent=2) if contract.specification else ""))
+    for point in spec.integration_points:
+        state.points.append(PointRow(between=[position[b] for b in point.between if b in position], contract=point.contract))
     return state
 
 
@@ -342,7 +341,7 @@ def field_key(problem_field: str, doc: dict[str, Any]) -> str:
     return ""
 
 
-def validate(state: EditorState, any_repository: bool = False) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+def validate(state: EditorState, any_repository: bool = False) -> tuple[PlanSpec | None, dict[str, list[str]]]:
     """(spec, {}) when the state is a valid plan; else (None, {field key: [messages]}).
 
     Messages for the whole plan are under the key "". Uses the same loader as file imports

@@ -32,6 +32,7 @@ from orchestration.plans import references, repositories, schema_refs
 from orchestration.plans import graph
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.phased import PHASE_KEY, PhasedPlan, is_phased, phase_problems
+from orchestration.plans.spec import Contract, ContractCheck, Criterion, IntegrationPoint, PlanSpec, Task, Workspace
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge, yaml_error_problem
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
@@ -96,19 +97,14 @@ def plan_schema() -> dict[str, Any]:
 
 
 def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None, workers: list[str] | None = None,
-              any_repository: bool = False) -> dict[str, Any]:
-    """Parse and validate plan YAML; return the normalised spec.
+              any_repository: bool = False) -> PlanSpec:
+    """Parse and validate plan YAML; return the plan as a PlanSpec (plans.spec).
 
     text: the file's contents. source: the name used in messages. base_dir: the plan file's
     directory, against which a relative workspace.repository is resolved (None: must be absolute).
     workers: the allowed worker names (default: the configured registry). any_repository: the
     plan is saved by someone who may name any local repository path (plans.repositories.trusted:
     a superuser, or the command line); otherwise only paths under MAGICBOX_REPOSITORY_ROOTS.
-
-    Returns {"name", "description", "source_id", "workspace": {"repository", "base"} | None,
-    "tasks": [{"id", "worker", "description", "prompt", "prompt_file", "output_format",
-    "integration", "depends_on": [...], "command": [argv] | None, "timeout": seconds | None,
-    "retries": int, "network": bool, "phase": str, "writes": [...], "resources": [...]}], "integration_points": [...], "completion_criteria": [...], "contracts": {...}}.
 
     Raises PlanInvalid listing every problem with its line, column and field.
     """
@@ -144,7 +140,7 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
         problems += _semantic_problems(doc, workers, base_dir, any_repository)
     if problems:
         raise PlanInvalid(source, problems)
-    return _normalise(doc.data, source, base_dir)
+    return _normalise(doc.data, source, base_dir, [])
 
 
 def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
@@ -325,31 +321,31 @@ def _argv(command: str | list[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
 
-def _criterion(criterion: str | dict[str, Any]) -> str | dict[str, Any]:
+def _criterion(criterion: str | dict[str, Any]) -> Criterion:
     """A completion criterion: text stays text; a mapping gets its command as argv."""
     if isinstance(criterion, str):
-        return criterion
-    out: dict[str, Any] = {"name": criterion["name"]}
-    if criterion.get("command"):
-        out["command"] = _argv(criterion["command"])
-    if criterion.get("review"):
-        out["review"] = criterion["review"]
-    if criterion.get("timeout") is not None:
-        out["timeout"] = _whole_if_integral(criterion["timeout"])
-    return out
+        return Criterion(name=criterion)
+    return Criterion(name=criterion["name"], command=_argv(criterion["command"]) if criterion.get("command") else None,
+                     review=criterion.get("review") or "", timeout=_whole_if_integral(criterion.get("timeout")))
 
 
-def resolve_schema_ref(ref: str, contracts: dict[str, Any]) -> dict[str, Any] | None:
-    """"contracts.auth_api.response.success" -> that schema inside the contract's specification."""
+def resolve_schema_ref(ref: str, specifications: dict[str, Any]) -> dict[str, Any] | None:
+    """"contracts.auth_api.response.success" -> that schema inside the contract's specification;
+    `specifications`: {contract name: its specification}. None when the path names none."""
     parts = ref.split(".")
-    if len(parts) < 3 or parts[0] != "contracts" or parts[1] not in contracts:
+    if len(parts) < 3 or parts[0] != "contracts" or parts[1] not in specifications:
         return None
-    node: Any = (contracts[parts[1]] or {}).get("specification") or {}
+    node: Any = specifications[parts[1]] or {}
     for part in parts[2:]:
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
     return node if isinstance(node, dict) else None
+
+
+def _specifications(contracts: dict[str, Any]) -> dict[str, Any]:
+    """{name: specification} of a plan document's contracts."""
+    return {name: (c or {}).get("specification") or {} if isinstance(c, dict) else {} for name, c in contracts.items()}
 
 
 def _whole_if_integral(value: float | int | None) -> float | int | None:
@@ -485,7 +481,7 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         for index, check in enumerate(contract.get("checks", [])):
             if "command" in check:
                 check_command(["contracts", name, "checks", index, "command"], check["command"])
-            if resolve_schema_ref(f"contracts.{name}.{check['against']}", contracts_doc) is None:
+            if resolve_schema_ref(f"contracts.{name}.{check['against']}", _specifications(contracts_doc)) is None:
                 add(["contracts", name, "checks", index, "against"],
                     f"'{check['against']}' names no schema in this contract's specification (e.g. request, response.success).")
     for index, criterion in enumerate(pe.get("completion_criteria", [])):
@@ -495,7 +491,7 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
         schema = task.get("output_schema")
         path = ["parallel_execution", "tasks", index, "output_schema"]
         if isinstance(schema, str):
-            if resolve_schema_ref(schema, contracts_doc) is None:
+            if resolve_schema_ref(schema, _specifications(contracts_doc)) is None:
                 add(path, f"{schema} names no schema: write contracts.<contract>.<part>, e.g. contracts.auth_api.response.success.")
         elif isinstance(schema, dict):
             try:
@@ -564,72 +560,53 @@ def _semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | No
     return problems
 
 
-def _normalise(data: dict[str, Any], source: str, base_dir: Path | None) -> dict[str, Any]:
+def _normalise(data: dict[str, Any], source: str, base_dir: Path | None, notices: list[PlanProblem] | None = None) -> PlanSpec:
     pe = data["parallel_execution"]
+    contracts_doc = data.get("contracts") or {}
     tasks = []
     for task in pe["tasks"]:
         command = task.get("command")
-        if isinstance(command, str):
-            command = shlex.split(command)
-        tasks.append(
-            {
-                "id": task["id"],
-                "worker": task["worker"],
-                "description": task.get("description", ""),
-                "prompt": task.get("prompt", ""),
-                "prompt_file": task.get("prompt_file", ""),
-                "output_format": task.get("output_format", ""),
-                "integration": task.get("integration", ""),
-                "depends_on": list(task.get("depends_on", [])),
-                "command": command,
-                "timeout": _whole_if_integral(task.get("timeout")),
-                "retries": task.get("retries", 0),
-                "network": task.get("network", True),
-                "phase": task.get("phase", ""),
-                "output_schema": (resolve_schema_ref(task["output_schema"], data.get("contracts") or {})
-                                  if isinstance(task.get("output_schema"), str) else task.get("output_schema")),
-                "output_schema_ref": task["output_schema"] if isinstance(task.get("output_schema"), str) else "",
-                "writes": list(task.get("writes", [])),
-                "resources": list(task.get("resources", [])),
-            }
-        )
+        schema = task.get("output_schema")
+        tasks.append(Task(
+            id=task["id"], worker=task["worker"],
+            **{key: task.get(key, "") for key in ("description", "prompt", "prompt_file", "output_format", "integration", "phase")},
+            depends_on=list(task.get("depends_on", [])),
+            command=_argv(command) if command is not None else None,
+            timeout=_whole_if_integral(task.get("timeout")),
+            retries=task.get("retries", 0),
+            network=task.get("network", True),
+            output_schema=resolve_schema_ref(schema, _specifications(contracts_doc)) if isinstance(schema, str) else schema,
+            output_schema_ref=schema if isinstance(schema, str) else "",
+            writes=list(task.get("writes", [])),
+            resources=list(task.get("resources", [])),
+        ))
     workspace = data.get("workspace")
     if workspace:
         repository = workspace["repository"]
         if not repositories.is_url(repository) and not Path(repository).is_absolute() and base_dir is not None:
             repository = str((base_dir / repository).resolve())
         check = workspace.get("check")
-        workspace = {"repository": repository, "base": workspace.get("base", "HEAD"),
-                     "keep_worktrees": bool(workspace.get("keep_worktrees", False)),
-                     "push": bool(workspace.get("push", False)),
-                     "check": shlex.split(check) if isinstance(check, str) else check,
-                     "check_timeout": workspace.get("check_timeout")}
+        workspace = Workspace(repository=repository, base=workspace.get("base", "HEAD"),
+                              keep_worktrees=bool(workspace.get("keep_worktrees", False)), push=bool(workspace.get("push", False)),
+                              check=_argv(check) if check is not None else None, check_timeout=workspace.get("check_timeout"))
     stem = Path(source).stem
-    return {
-        "name": data.get("name") or pe.get("name") or pe.get("id") or stem,
-        "description": data.get("description") or pe.get("description", ""),
-        "source_id": pe.get("id", ""),
-        "workspace": workspace,
-        "tasks": tasks,
-        "integration_points": [
-            {"between": list(p["between"]), "contract": p.get("contract", "")} for p in pe.get("integration_points", [])
-        ],
-        "completion_criteria": [_criterion(c) for c in pe.get("completion_criteria", [])],
-        "contracts": {
-            name: {
-                "provider": _task_ref(c.get("provider", "")),
-                "consumer": _task_ref(c.get("consumer", "")),
-                "provider_note": c.get("provider", ""),
-                "consumer_note": c.get("consumer", ""),
-                "phase": c.get("phase", ""),
-                "specification": c.get("specification", {}),
-                **({"checks": [
-                    {"name": check.get("name") or f"{name}: {check['against']}",
-                     "command": _argv(check["command"]) if check.get("command") else None,
-                     "outputs": check.get("outputs"), "against": check["against"],
-                     "timeout": _whole_if_integral(check.get("timeout"))}
-                    for check in c["checks"]]} if c.get("checks") else {}),
-            }
-            for name, c in (data.get("contracts") or {}).items()
-        },
-    }
+    return PlanSpec(
+        name=data.get("name") or pe.get("name") or pe.get("id") or stem,
+        description=data.get("description") or pe.get("description", ""),
+        source_id=pe.get("id", ""),
+        workspace=workspace,
+        tasks=tasks,
+        integration_points=[IntegrationPoint(between=list(p["between"]), contract=p.get("contract", ""))
+                            for p in pe.get("integration_points", [])],
+        completion_criteria=[_criterion(c) for c in pe.get("completion_criteria", [])],
+        contracts={name: Contract(
+            provider=_task_ref(c.get("provider", "")), consumer=_task_ref(c.get("consumer", "")),
+            provider_note=c.get("provider", ""), consumer_note=c.get("consumer", ""), phase=c.get("phase", ""),
+            specification=c.get("specification", {}),
+            checks=[ContractCheck(name=check.get("name") or f"{name}: {check['against']}", against=check["against"],
+                                  command=_argv(check["command"]) if check.get("command") else None,
+                                  outputs=check.get("outputs"), timeout=_whole_if_integral(check.get("timeout")))
+                    for check in c.get("checks", [])],
+        ) for name, c in contracts_doc.items()},
+        notices=notices or [],
+    )

@@ -108,7 +108,7 @@ def references(path: str) -> list[str]:
     names = []
     for plan in Plan.objects.prefetch_related("revisions"):
         revision = plan.latest_revision
-        if revision and any(t.get("prompt_file") and _same(t["prompt_file"], path) for t in revision.spec["tasks"]):
+        if revision and any(t.prompt_file and _same(t.prompt_file, path) for t in revision.spec.tasks):
             names.append(plan.name)
     return names
 

@@ -15,6 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from orchestration.plans.spec import Workspace
+
 MASK = "***"
 # scheme://userinfo@ — the userinfo runs to the last "@" before the host's "/" (a password may hold "@").
 _CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]{0,31}://)(?P<userinfo>[^\s/?#'\"<>]{1,1024})@(?=[^\s/?#@])")
@@ -99,11 +101,11 @@ def problem(repository: str, any_path: bool, base_dir: Path | None = None) -> st
             "name any path).")
 
 
-def check_run(workspace: dict | None, *users) -> None:
+def check_run(workspace: Workspace | None, *users) -> None:
     """Refuse to start a run of a plan whose repository none of `users` (the one starting it,
     the revision's author) may use: raises RepositoryRefused saying why."""
     if not workspace:
         return
-    reason = problem(workspace["repository"], any_path=any(trusted(user) for user in users))
+    reason = problem(workspace.repository, any_path=any(trusted(user) for user in users))
     if reason:
         raise RepositoryRefused(f"The run was not started: workspace.repository: {reason}")

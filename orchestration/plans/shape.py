@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestration.plans import graph
+from orchestration.plans.spec import PlanSpec
 
 
 @dataclass
@@ -37,25 +38,25 @@ class PlanShape:
         return self.tasks / max(1, len(self.critical_path))
 
 
-def analyse(spec: dict[str, Any], past: dict[str, float] | None = None) -> PlanShape:
-    """Figures and warnings of `spec` (see plans.loader); `past`: task id -> typical seconds."""
-    upstream = {t["id"]: t["depends_on"] for t in spec["tasks"]}
+def analyse(spec: PlanSpec, past: dict[str, float] | None = None) -> PlanShape:
+    """Figures and warnings of `spec`; `past`: task id -> typical seconds."""
+    upstream = spec.dependencies
     _, path = graph.critical_path(upstream, dict.fromkeys(upstream, 1.0))
     shape = PlanShape(tasks=len(upstream), critical_path=path, width=graph.max_width(upstream))
     past = past or {}
     estimates = {}
-    for task in spec["tasks"]:
-        if task["id"] in past:
-            estimates[task["id"]] = past[task["id"]]
-        elif task.get("timeout"):
-            estimates[task["id"]] = float(task["timeout"])
+    for task in spec.tasks:
+        if task.id in past:
+            estimates[task.id] = past[task.id]
+        elif task.timeout:
+            estimates[task.id] = float(task.timeout)
     if estimates and len(estimates) == len(upstream):
         seconds, seconds_path = graph.critical_path(upstream, estimates)
         shape.critical_seconds, shape.total_seconds = seconds, sum(estimates.values())
         sources = {"past runs" if t in past else "timeouts" for t in estimates}
         shape.estimated_from = " and ".join(sorted(sources, reverse=True))
         shape.critical_path = seconds_path
-    shape.warnings = conflicts(spec)
+    shape.warnings = [n.message for n in spec.notices] + conflicts(spec)
     return shape
 
 
@@ -63,25 +64,25 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a)
 
 
-def conflicts(spec: dict[str, Any]) -> list[str]:
+def conflicts(spec: PlanSpec) -> list[str]:
     """Warnings for pairs of tasks that may run at once and write the same files or share a resource."""
-    declared = [t for t in spec["tasks"] if t.get("writes") or t.get("resources")]
+    declared = [t for t in spec.tasks if t.writes or t.resources]
     if len(declared) < 2:
         return []
-    ancestors = graph.ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
+    ancestors = spec.ancestors
     warnings = []
     for i, a in enumerate(declared):
         for b in declared[i + 1:]:
-            if a["id"] in ancestors[b["id"]] or b["id"] in ancestors[a["id"]]:
+            if a.id in ancestors[b.id] or b.id in ancestors[a.id]:
                 continue  # one waits for the other: they never run at once
-            pairs = [(x, y) for x in a.get("writes", []) for y in b.get("writes", []) if _overlap(x, y)]
+            pairs = [(x, y) for x in a.writes for y in b.writes if _overlap(x, y)]
             files = sorted({x for x, _ in pairs} | {y for _, y in pairs})
-            shared = sorted(set(a.get("resources", [])) & set(b.get("resources", [])))
+            shared = sorted(set(a.resources) & set(b.resources))
             if files:
-                warnings.append(f"{a['id']} and {b['id']} may run at the same time and both write {', '.join(files)}: "
+                warnings.append(f"{a.id} and {b.id} may run at the same time and both write {', '.join(files)}: "
                                 f"make one depend on the other, or split the files.")
             if shared:
-                warnings.append(f"{a['id']} and {b['id']} may run at the same time and both use {', '.join(shared)}: "
+                warnings.append(f"{a.id} and {b.id} may run at the same time and both use {', '.join(shared)}: "
                                 f"make one depend on the other.")
     return warnings
 
@@ -99,7 +100,7 @@ def past_durations(plan, runs: int = 10) -> dict[str, float]:
     return {task_id: statistics.median(values) for task_id, values in samples.items()}
 
 
-def dag_data(spec: dict[str, Any], states: dict[str, str] | None = None) -> dict[str, Any]:
+def dag_data(spec: PlanSpec, states: dict[str, str] | None = None) -> dict[str, Any]:
     """What static/magicbox/dag.js draws: {"nodes": [{id, worker, phase, state, depth}], "edges": [[from, to]],
     "contracts": [{name, between: [ids]}], "critical": [ids], "run": bool}.
 
@@ -108,18 +109,18 @@ def dag_data(spec: dict[str, Any], states: dict[str, str] | None = None) -> dict
     ("" when not given). run: whether `states` was given (a run page, whose nodes can be selected).
     Raises ValueError if the tasks' dependencies form a cycle.
     """
-    upstream = {t["id"]: t["depends_on"] for t in spec["tasks"]}
+    upstream = spec.dependencies
     _, critical = graph.critical_path(upstream, dict.fromkeys(upstream, 1.0))
     depth = graph.depths(upstream)
     contracts = []
-    for name, contract in spec.get("contracts", {}).items():
-        members = [t["id"] for t in spec["tasks"] if contract.get("phase") and t.get("phase") == contract["phase"]]
-        members = members or [x for x in (contract.get("provider"), contract.get("consumer")) if x]
+    for name, contract in spec.contracts.items():
+        members = [t.id for t in spec.tasks if contract.phase and t.phase == contract.phase]
+        members = members or [x for x in (contract.provider, contract.consumer) if x]
         contracts.append({"name": name, "between": members})
     return {
-        "nodes": [{"id": t["id"], "worker": t["worker"], "phase": t.get("phase", ""),
-                   "state": (states or {}).get(t["id"], ""), "depth": depth[t["id"]]} for t in spec["tasks"]],
-        "edges": [[dep, t["id"]] for t in spec["tasks"] for dep in t["depends_on"]],
+        "nodes": [{"id": t.id, "worker": t.worker, "phase": t.phase,
+                   "state": (states or {}).get(t.id, ""), "depth": depth[t.id]} for t in spec.tasks],
+        "edges": [[dep, t.id] for t in spec.tasks for dep in t.depends_on],
         "contracts": contracts,
         "critical": critical,
         "run": states is not None,

@@ -11,13 +11,14 @@ from orchestration.models import Plan, PlanRevision
 from orchestration.plans import repositories
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.loader import MAX_PLAN_BYTES, decode_plan, load_plan
+from orchestration.plans.spec import PlanSpec
 
 
 class NameTaken(Exception):
     """Another plan already has this name. The message says which and what to do."""
 
 
-def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=None,
+def save_spec(spec: PlanSpec, source_text: str = "", source_name: str = "", user=None,
               plan: Plan | None = None, new: bool = False, via: str = "") -> tuple[PlanRevision, bool]:
     """Store `spec` (from plans.loader.load_plan) under its name, or as a revision of `plan`.
 
@@ -30,18 +31,18 @@ def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=Non
         if new:
             try:
                 with transaction.atomic():
-                    plan = Plan.objects.create(name=spec["name"], description=spec["description"], created_by=user)
+                    plan = Plan.objects.create(name=spec.name, description=spec.description, created_by=user)
             except IntegrityError:
-                raise NameTaken(f"A plan named '{spec['name']}' already exists: choose another name, or edit that plan.") from None
+                raise NameTaken(f"A plan named '{spec.name}' already exists: choose another name, or edit that plan.") from None
         elif plan is None:
             plan, _ = Plan.objects.select_for_update().get_or_create(
-                name=spec["name"], defaults={"description": spec["description"], "created_by": user}
+                name=spec.name, defaults={"description": spec.description, "created_by": user}
             )
         else:
             plan = Plan.objects.select_for_update().get(pk=plan.pk)
-            if Plan.objects.filter(name=spec["name"]).exclude(pk=plan.pk).exists():
-                raise NameTaken(f"Another plan is already named '{spec['name']}': choose another name.")
-            plan.name = spec["name"]
+            if Plan.objects.filter(name=spec.name).exclude(pk=plan.pk).exists():
+                raise NameTaken(f"Another plan is already named '{spec.name}': choose another name.")
+            plan.name = spec.name
         latest = plan.latest_revision
         if latest is not None and latest.spec == spec:
             return latest, False
@@ -53,7 +54,7 @@ def save_spec(spec: dict, source_text: str = "", source_name: str = "", user=Non
             source_name=source_name,
             created_by=user,
         )
-        plan.description = spec["description"]
+        plan.description = spec.description
         plan.updated_at = timezone.now()
         plan.save(update_fields=["name", "description", "updated_at"])
         action = audit.Action.PLAN_CREATED if revision.number == 1 else audit.Action.PLAN_EDITED

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from orchestration.models import Integration, PushState
 from orchestration.plans.repositories import is_url, masked
+from orchestration.plans.spec import Workspace
 from orchestration.vcs.repository import clone_dir
 
 
@@ -18,11 +19,11 @@ class Onward:
     note: str
 
 
-def onward(workspace: dict, integration: Integration) -> Onward:
+def onward(workspace: Workspace, integration: Integration) -> Onward:
     """The git commands that bring `integration`'s branch to a person's checkout, for a
-    workspace spec (plans.loader) whose repository is a local path or a URL. URLs are shown
+    workspace (plans.spec.Workspace) whose repository is a local path or a URL. URLs are shown
     with their credentials masked (plans.repositories.masked)."""
-    repository, branch = workspace["repository"], integration.branch
+    repository, branch = workspace.repository, integration.branch
     q = shlex.quote
     if not is_url(repository):
         return Onward([f"git -C {q(repository)} switch {q(branch)}",

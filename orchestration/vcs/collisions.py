@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from orchestration.plans.graph import ancestors
+from orchestration.plans.spec import PlanSpec
 
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@.*$", re.MULTILINE)
 
@@ -69,10 +69,10 @@ class Collision:
         return any(f.conflicts for f in self.files)
 
 
-def find(spec: dict, changes: dict) -> list[Collision]:
+def find(spec: PlanSpec, changes: dict) -> list[Collision]:
     """Collisions among `changes` ({task id: models.TaskChange}) of a run of `spec`."""
-    waits_for = ancestors({t["id"]: t["depends_on"] for t in spec["tasks"]})
-    order = [t["id"] for t in spec["tasks"] if t["id"] in changes]
+    waits_for = spec.ancestors
+    order = [t for t in spec.ids if t in changes]
     found = []
     for i, a in enumerate(order):
         for b in order[i + 1:]:

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from orchestration.engine.db import db
 from orchestration.plans.repositories import is_url, masked
+from orchestration.plans.spec import Workspace
 from orchestration.vcs.git import GitError, git
 
 
@@ -62,10 +63,10 @@ async def _locked(path: Path, action):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
+async def repository_dir(workspace: Workspace, fetch: bool = False) -> Path:
     """The git directory to make worktrees from. A URL is cloned on first use (and fetched again
     when `fetch`). Raises GitError when the path is not a git repository or the clone fails."""
-    repository = workspace["repository"]
+    repository = workspace.repository
     if not is_url(repository):
         path = Path(repository)
         if not path.is_dir():
@@ -91,7 +92,7 @@ async def repository_dir(workspace: dict, fetch: bool = False) -> Path:
     return target
 
 
-async def run_start(run_id: int, workspace: dict) -> tuple[str, str]:
+async def run_start(run_id: int, workspace: Workspace) -> tuple[str, str]:
     """The run's (base commit, branch prefix): resolved by the run's first task (fetching a
     cloned repository first) and stored on the run, so every task of the run starts alike.
 
@@ -109,11 +110,11 @@ async def run_start(run_id: int, workspace: dict) -> tuple[str, str]:
         return commit, prefix
     directory = await repository_dir(workspace, fetch=not commit)
     if not commit:
-        base = workspace.get("base") or "HEAD"
+        base = workspace.base or "HEAD"
         try:
             commit = (await git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], directory)).out.strip()
         except GitError:
-            raise GitError(f"the workspace base '{base}' is not a branch, tag or commit of {workspace['repository']}") from None
+            raise GitError(f"the workspace base '{base}' is not a branch, tag or commit of {workspace.repository}") from None
     prefix, n = f"magicbox/run-{run_id}", 1
     while (await git(["for-each-ref", "--count=1", f"refs/heads/{prefix}/", f"refs/heads/{prefix}"], directory)).out.strip():
         n += 1

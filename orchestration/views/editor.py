@@ -17,6 +17,7 @@ from orchestration.plans.editor import (TASK_MORE_FIELDS, EditorState, TaskRow, 
                                         validate)
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.shape import analyse, dag_data
+from orchestration.plans.spec import PlanSpec
 from orchestration.plans.store import NameTaken, save_spec
 from orchestration.workers.registry import worker_names
 
@@ -54,8 +55,8 @@ def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
             spec, state = None, EditorState(tasks=[TaskRow(worker="shell")])
         return _render(request, plan, state, {}, spec=spec)
     state = state_from_post(request.POST)
-    if plan is not None and plan.latest_revision.spec.get("workspace"):  # credentials shown as *** are kept
-        state.repository = repositories.unmasked(state.repository, plan.latest_revision.spec["workspace"]["repository"])
+    if plan is not None and plan.latest_revision.spec.workspace:  # credentials shown as *** are kept
+        state.repository = repositories.unmasked(state.repository, plan.latest_revision.spec.workspace.repository)
     action = request.POST.get("action", "")
     if action == "validate":
         return _render(request, plan, state, None, part="error-slots")
@@ -82,7 +83,7 @@ def _editor(request: HttpRequest, plan: Plan | None) -> HttpResponse:
 
 
 def _render(request, plan, state: EditorState, errors: dict | None, part: str = "", status: int = 200,
-            spec: dict | None = None) -> HttpResponse:
+            spec: PlanSpec | None = None) -> HttpResponse:
     """Render the editor (or one part: "editor", "error-slots").
 
     errors None: validate the state here (as you type). spec: the valid plan the state shows

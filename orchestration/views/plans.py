@@ -46,7 +46,7 @@ def plan_import(request: HttpRequest) -> HttpResponse:
 def start_form(plan: Plan, data=None) -> RunStartForm:
     """The run start form of `plan`'s latest revision."""
     spec = plan.latest_revision.spec
-    used = sorted({t["worker"] for t in spec["tasks"]})
+    used = sorted({t.worker for t in spec.tasks})
     kinds = {name: worker_config(name).kind for name in worker_names()}
     return RunStartForm(data, plan_workers=used, kinds=kinds, unavailable=availability())
 

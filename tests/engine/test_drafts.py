@@ -80,7 +80,7 @@ def status(client, draft: PlanDraft) -> str:
 def test_a_drafted_plan_opens_in_the_editor_and_is_not_saved_until_reviewed(logged_in_client, model):
     model.when("Add a login page", Text(DRAFTED))
     draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
-    assert draft.state == "succeeded" and [t["id"] for t in draft.spec["tasks"]] == ["api", "form", "review"]
+    assert draft.state == "succeeded" and [t.id for t in draft.spec.tasks] == ["api", "form", "review"]
     assert "You are orchestrating parallel execution" in model.prompts()[-1]
     page = logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
     assert "Review it in the editor" in page

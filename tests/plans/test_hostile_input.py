@@ -34,7 +34,7 @@ def test_aliases_within_the_limits_still_work():
             - &shell {id: a, worker: shell, command: "true"}
             - {<<: *shell, id: b, depends_on: [a]}
         """))
-    assert [t["id"] for t in spec["tasks"]] == ["a", "b"]
+    assert [t.id for t in spec.tasks] == ["a", "b"]
 
 
 def test_deep_nesting_is_refused_with_a_message():

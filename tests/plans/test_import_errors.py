@@ -156,7 +156,7 @@ def test_a_command_string_is_split_like_a_shell_would_but_never_run_by_one():
             """
         )
     )
-    assert spec["tasks"][0]["command"] == ["grep", "-rn", "two words", "src;", "rm", "-rf", "/"]
+    assert spec.tasks[0].command == ["grep", "-rn", "two words", "src;", "rm", "-rf", "/"]
 
 
 @pytest.mark.django_db

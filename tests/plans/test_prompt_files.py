@@ -79,7 +79,7 @@ def test_the_data_directory_is_refused_even_when_the_prompts_directory_holds_it(
 @pytest.mark.parametrize("prompt_file", ["prompts/team/style.md", "prompts/team/not-written-yet.md", "team/library-only.md"])
 def test_prompts_in_the_directory_or_the_library_are_accepted(prompts_dir, prompt_file):
     PromptTemplate.objects.create(path="team/library-only.md", body="From the library.")
-    assert load_plan(plan_text(prompt_file))["tasks"][1]["prompt_file"] == prompt_file
+    assert load_plan(plan_text(prompt_file)).tasks[1].prompt_file == prompt_file
 
 
 @pytest.mark.django_db
@@ -87,7 +87,7 @@ def test_the_example_plans_still_load_for_an_author():
     examples = Path(settings.BASE_DIR) / "examples"
     for file in sorted(examples.glob("*.yaml")):
         spec = load_plan(file.read_text(), file.name, examples, any_repository=False)
-        assert spec["tasks"], file
+        assert spec.tasks, file
 
 
 @pytest.mark.django_db(transaction=True)

@@ -63,7 +63,7 @@ def test_under_the_roots_an_author_may_name_a_repository(logged_in_client, roots
     moved = roots / "repo"
     repo.rename(moved)
     assert upload(logged_in_client, str(moved)).status_code == 302
-    assert Plan.objects.get().latest_revision.spec["workspace"]["repository"] == str(moved)
+    assert Plan.objects.get().latest_revision.spec.workspace.repository == str(moved)
 
 
 def test_a_superuser_may_name_any_path(superuser_client, roots, repo):

@@ -29,9 +29,9 @@ def test_a_seed_form_round_trips_through_export(path):
 
 def test_the_seeds_contract_names_its_tasks_with_a_note():
     spec = load_plan((SEED / "with-contracts.yaml").read_text())
-    contract = spec["contracts"]["auth_api"]
-    assert (contract["provider"], contract["consumer"]) == ("task_2", "task_1")
-    assert contract["specification"]["request"]["properties"]["password"] == {"type": "string", "minLength": 8}
+    contract = spec.contracts["auth_api"]
+    assert (contract.provider, contract.consumer) == ("task_2", "task_1")
+    assert contract.specification["request"]["properties"]["password"] == {"type": "string", "minLength": 8}
 
 
 def test_the_seeds_phased_example_is_reported_at_its_line_with_how_to_fix_it():
@@ -44,25 +44,25 @@ def test_the_seeds_phased_example_is_reported_at_its_line_with_how_to_fix_it():
 
 def test_the_corrected_phased_example_becomes_tasks_with_ids_phases_and_dependencies():
     spec = load_plan((SEED / "phased.yaml").read_text())
-    assert spec["name"] == "User Profile Page"
-    by_id = {t["id"]: t for t in spec["tasks"]}
+    assert spec.name == "User Profile Page"
+    by_id = {t.id: t for t in spec.tasks}
     assert list(by_id) == [
         "research-profile-ux-patterns", "research-profile-api-best-practices", "build-profile-api-endpoint",
         "build-profile-react-component", "integration-test", "security-audit", "write-api-docs",
     ]
-    assert by_id["integration-test"]["depends_on"] == ["build-profile-api-endpoint", "build-profile-react-component"]
-    assert by_id["write-api-docs"]["depends_on"] == ["integration-test", "security-audit"]
-    assert by_id["build-profile-api-endpoint"]["description"] == "Build profile API endpoint"
-    assert {t["phase"] for t in spec["tasks"]} == {"phase_1", "phase_2", "phase_3", "phase_4"}
-    assert spec["contracts"]["phase_2"]["phase"] == "phase_2"
-    assert spec["contracts"]["phase_2"]["specification"]["endpoint"] == "GET /api/users/:id"
+    assert by_id["integration-test"].depends_on == ["build-profile-api-endpoint", "build-profile-react-component"]
+    assert by_id["write-api-docs"].depends_on == ["integration-test", "security-audit"]
+    assert by_id["build-profile-api-endpoint"].description == "Build profile API endpoint"
+    assert {t.phase for t in spec.tasks} == {"phase_1", "phase_2", "phase_3", "phase_4"}
+    assert spec.contracts["phase_2"].phase == "phase_2"
+    assert spec.contracts["phase_2"].specification["endpoint"] == "GET /api/users/:id"
 
 
 def test_a_phased_task_gets_its_contract_in_its_prompt():
     from orchestration.engine.prompts import compose_prompt
 
     spec = load_plan((SEED / "phased.yaml").read_text())
-    task = next(t for t in spec["tasks"] if t["id"] == "build-profile-react-component")
+    task = next(t for t in spec.tasks if t.id == "build-profile-react-component")
     assert "Contract 'phase_2' (shared by every task of phase_2" in compose_prompt(task, spec, {})
 
 
@@ -98,7 +98,7 @@ def test_a_generated_fifty_task_plan_round_trips():
     import json
 
     spec = load_plan(json.dumps({"name": "fifty", "parallel_execution": {"total_tasks": 50, "tasks": tasks}}))
-    assert len(spec["tasks"]) == 50 and round_trip(spec) == spec
+    assert len(spec.tasks) == 50 and round_trip(spec) == spec
 
 
 @pytest.mark.parametrize("name", ["output-format.yaml", "with-contracts.yaml", "phased.yaml"])
@@ -124,7 +124,7 @@ def test_the_served_schema_rejects_what_the_loader_rejects():
 def test_workspace_push_is_loaded_and_exported_and_an_unknown_value_is_refused():
     text = "name: p\nworkspace: {repository: 'https://host/r.git', push: %s}\nparallel_execution: {tasks: [{id: a, worker: shell, command: 'true'}]}\n"
     spec = load_plan(text % "true", "p.yaml")
-    assert spec["workspace"]["push"] is True and "push: true" in spec_to_yaml(spec)
-    assert load_plan(text % "false", "p.yaml")["workspace"]["push"] is False
+    assert spec.workspace.push is True and "push: true" in spec_to_yaml(spec)
+    assert load_plan(text % "false", "p.yaml").workspace.push is False
     with pytest.raises(PlanInvalid, match="push"):
         load_plan(text % "'yes'", "p.yaml")

@@ -47,7 +47,7 @@ def test_a_lone_surrogate_in_a_key_is_named_by_its_escape():
 def test_a_surrogate_pair_written_as_two_escapes_is_the_character_it_stands_for():
     text = 'name: "Smile \\ud83d\\ude00"\nparallel_execution:\n  tasks:\n    - {id: a, worker: shell, command: ["echo", "\\ud83d\\ude80"]}\n'
     spec = load_plan(text, "pair.yaml")
-    assert spec["name"] == "Smile 😀" and spec["tasks"][0]["command"] == ["echo", "🚀"]
+    assert spec.name == "Smile 😀" and spec.tasks[0].command == ["echo", "🚀"]
 
 
 def test_an_upload_or_a_paste_with_a_lone_surrogate_is_a_400_that_stores_nothing(logged_in_client):

@@ -107,7 +107,7 @@ async def test_pages_the_editor_exports_and_the_audit_trail_never_show_them(git_
         data["description"] = "edited"
         client.post(f"/plans/{plan.pk}/edit/", data)
         stored = Plan.objects.get(pk=plan.pk).latest_revision
-        assert stored.number == 2 and stored.spec["workspace"]["repository"] == f"{git_server.url}/app.git"
+        assert stored.number == 2 and stored.spec.workspace.repository == f"{git_server.url}/app.git"
         assert TOKEN not in stored.source_text
         assert all(TOKEN not in event.detail for event in plan.audit_events.all())
 

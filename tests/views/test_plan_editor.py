@@ -29,8 +29,8 @@ def test_a_valid_form_saves_a_plan_with_its_dependency(logged_in_client):
     response = logged_in_client.post("/plans/new/", form(tasks=[BUILD, TEST], action="save"))
     plan = Plan.objects.get(name="Pipeline")
     assert response.status_code == 302 and response.url == f"/plans/{plan.pk}/"
-    tasks = plan.latest_revision.spec["tasks"]
-    assert [(t["id"], t["depends_on"], t["command"]) for t in tasks] == [
+    tasks = plan.latest_revision.spec.tasks
+    assert [(t.id, t.depends_on, t.command) for t in tasks] == [
         ("build", [], ["python", "-c", "print(1)"]), ("test", ["build"], ["python", "-c", "print(2)"])]
 
 
@@ -140,8 +140,8 @@ def test_a_plan_of_more_than_500_tasks_is_opened_and_saved_whole(logged_in_clien
     assert "Nothing changed" in response.content.decode()
     data["tasks-599-id"] = "last"
     logged_in_client.post(f"/plans/{plan.pk}/edit/", data | {"action": "save"})
-    saved = plan.latest_revision.spec["tasks"]
-    assert len(saved) == 600 and saved[-1]["id"] == "last" and saved[-1]["depends_on"] == ["t598"]
+    saved = plan.latest_revision.spec.tasks
+    assert len(saved) == 600 and saved[-1].id == "last" and saved[-1].depends_on == ["t598"]
 
 
 def scrape_form(page: str) -> dict:
@@ -245,5 +245,5 @@ def test_a_tasks_network_setting_survives_the_editor_and_can_be_turned_off_there
     data["tasks-0-offline"] = ["on"]
     logged_in_client.post(f"/plans/{plan.pk}/edit/", {**data, "action": "save"})
     plan.refresh_from_db()
-    assert [t["network"] for t in plan.latest_revision.spec["tasks"]] == [False, False]
+    assert [t.network for t in plan.latest_revision.spec.tasks] == [False, False]
     assert "network: false" in logged_in_client.get(f"/plans/{plan.pk}/export.yaml").content.decode()

@@ -28,6 +28,6 @@ class Command(BaseCommand):
                 continue
             verb = "imported" if created else "unchanged"
             self.stdout.write(f"{path}: {verb} plan '{revision.plan.name}' revision {revision.number} "
-                              f"({len(revision.spec['tasks'])} tasks)")
+                              f"({len(revision.spec.tasks)} tasks)")
         if failed:
             raise CommandError(f"{failed} of {len(files)} plan file(s) rejected; nothing was stored for them.")

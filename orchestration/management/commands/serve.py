@@ -167,7 +167,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"example plan not loaded:\n{error.report()}")
                 continue
             if created:
-                self.stdout.write(f"loaded example plan '{revision.plan.name}' ({len(revision.spec['tasks'])} tasks)")
+                self.stdout.write(f"loaded example plan '{revision.plan.name}' ({len(revision.spec.tasks)} tasks)")
 
 
 def children_file() -> Path:
