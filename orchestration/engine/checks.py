@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from orchestration.engine import work
 from orchestration.models import RUN_TERMINAL, TASK_TERMINAL, CheckState, Run, TaskRun, TaskState, Verdict
-from orchestration.plans.loader import resolve_schema_ref
+from orchestration.plans.validation.schemas import resolve_schema_ref
 from orchestration.plans.spec import Contract, ContractCheck, PlanSpec
 
 ALL_TASKS = "all tasks completed"

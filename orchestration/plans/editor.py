@@ -19,7 +19,8 @@ import yaml
 
 from orchestration.plans.exporter import contract_document, workspace_document
 from orchestration.plans.errors import PlanInvalid
-from orchestration.plans.loader import MAX_TASKS, load_plan
+from orchestration.plans.loader import load_plan
+from orchestration.plans.validation.tasks import MAX_TASKS
 from orchestration.plans.spec import PlanSpec
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
 

@@ -6,7 +6,7 @@ from typing import Any
 import yaml
 
 from orchestration.plans.repositories import masked
-from orchestration.plans.spec import Contract, PlanSpec, Workspace
+from orchestration.plans.spec import Contract, PlanSpec, Task, Workspace
 
 SCHEMA_URL_PATH = "/schema/plan.json"
 
@@ -34,6 +34,7 @@ def spec_to_document(spec: PlanSpec) -> dict[str, Any]:
         for key in ("phase", "writes", "resources"):
             if getattr(task, key):
                 item[key] = getattr(task, key)
+        item.update(constructs_document(task))
         tasks.append(item)
     execution: dict[str, Any] = {}
     if spec.source_id:
@@ -55,6 +56,30 @@ def spec_to_document(spec: PlanSpec) -> dict[str, Any]:
     if spec.contracts:
         document["contracts"] = {name: contract_document(c) for name, c in spec.contracts.items()}
     return document
+
+
+def constructs_document(task: Task) -> dict[str, Any]:
+    """The task's loop, candidates, choose and gate keys as a plan file writes them ({} when none)."""
+    item: dict[str, Any] = {}
+    if task.loop:
+        item["loop"] = {"fixes": list(task.loop.fixes), "max_rounds": task.loop.max_rounds}
+    if task.candidates:
+        workers = task.candidates.workers
+        item["candidates"] = {"worker": workers[0], "n": len(workers)} if len(set(workers)) == 1 else list(workers)
+        choose = task.candidates.choose
+        if choose.way == "person":
+            item["choose"] = "person"
+        elif choose.way == "review":
+            item["choose"] = {"review": choose.review}
+        else:
+            item["choose"] = {"command": list(choose.command), **({"score": True} if choose.score else {}),
+                              **({"timeout": choose.timeout} if choose.timeout is not None else {})}
+    if task.gate:
+        gate = task.gate
+        item["gate"] = {**({"approve": True} if gate.approve else {"command": list(gate.command or [])}),
+                        **({"message": gate.message} if gate.message else {}),
+                        **({"timeout": gate.timeout} if gate.timeout is not None else {})}
+    return item
 
 
 def contract_document(contract: Contract) -> dict[str, Any]:

@@ -1,0 +1,29 @@
+"""Validation of the plan as a DAG: no cycle, and `{{ tasks.<id>.… }}` references only to upstream tasks."""
+from __future__ import annotations
+
+from orchestration.plans import references
+from orchestration.plans.validation.findings import Findings
+
+
+def check(f: Findings) -> None:
+    """Report a dependency cycle, else references to tasks that are unknown or not upstream."""
+    if f.cycle:
+        index = f.first_seen[f.cycle[0]]
+        f.add(f.path(index, "depends_on"), f"dependency cycle: {' → '.join(f.cycle)}. A task cannot wait for itself; "
+                                           "remove one of these depends_on entries.")
+    if not f.is_dag:
+        return
+    for index, task in enumerate(f.tasks):
+        for key in ("description", "prompt", "command"):
+            values = task.get(key)
+            for position, text in enumerate(values if isinstance(values, list) else [values]):
+                if not isinstance(text, str):
+                    continue
+                path = f.path(index, key, *([position] if isinstance(values, list) else []))
+                found, unknown_refs = references.find(text, f.first_seen)
+                for message in unknown_refs:
+                    f.add(path, message)
+                for reference in found:
+                    if reference.task not in f.waits_for[task["id"]]:
+                        f.add(path, f"{reference.text} refers to {reference.task}, which is not upstream of {task['id']}: "
+                                    f"add {reference.task} to depends_on, or remove the reference.")
