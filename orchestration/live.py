@@ -29,6 +29,7 @@ from django.db.models import Sum
 from django.template.loader import render_to_string
 
 from orchestration import terminal
+from orchestration.engine import gates
 from orchestration.models import OutputChunk, Run, StateChange, TaskChange, TaskRun, TaskState
 from orchestration.review import cost
 from orchestration.review.integration import onward
@@ -123,7 +124,7 @@ def first_line(task_run_id: int, cursor: dict | None) -> int:
     return before + 1
 
 
-SEGMENT_ORDER = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "running", "queued", "pending"]
+SEGMENT_ORDER = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "waiting", "running", "queued", "pending"]
 
 
 def state_segments(counts: dict[str, int]) -> list[dict]:
@@ -187,7 +188,8 @@ def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun 
 
 def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_output: bool = True) -> dict:
     """What the selected task's detail shows (templates/runs/detail.html#task-detail):
-    {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "sent": the command
+    {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "gate": its plans.spec.Gate
+    or None, "gate_approvers": the usernames who may decide it while it waits, "sent": the command
     of a shell task, else the prompt its agent was sent ("" before it starts), "sent_kind": "prompt" | "command", "change": its
     TaskChange (patch not loaded) or None, "attempts": its StateChanges, oldest first (the last
     ATTEMPT_HISTORY)}. With `with_output`, its output is attached (attach_output). A constant
@@ -202,9 +204,11 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
     else:
         sent, kind = task_run.prompt, "prompt"
     changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])
+    gate = spec_task.gate if spec_task else None
     return {"selected": task_run, "downstream": [t.task_id for t in task_runs if task_run.task_id in t.upstream],
             "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),
-            "attempts": changes[::-1]}
+            "attempts": changes[::-1], "gate": gate,
+            "gate_approvers": gates.approvers() if gate and task_run.state == TaskState.WAITING and gate.approve else []}
 
 
 def _row_fingerprint(task_run: TaskRun, run: Run) -> tuple:

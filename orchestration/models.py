@@ -102,6 +102,7 @@ class TaskState(models.TextChoices):
     PENDING = "pending"
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # its work succeeded; held at its gate until approved, rejected or checked
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -111,6 +112,7 @@ class TaskState(models.TextChoices):
 
 TASK_TERMINAL = {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED, TaskState.TIMED_OUT}
 TASK_UNSUCCESSFUL = TASK_TERMINAL - {TaskState.SUCCEEDED}
+GATE_REJECTED = "gate rejected"  # how the state_reason of a task run whose gate was rejected begins (engine.gates)
 KEPT_FROM = "kept from run #"  # how the state_reason of a task run a re-run copied from its run begins
 RUN_TERMINAL = {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}
 
@@ -122,7 +124,10 @@ TASK_TRANSITIONS: dict[str, set[str]] = {
     TaskState.PENDING: {TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED},
     TaskState.QUEUED: {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED},
     # running -> queued: a retry of a failed or lost attempt.
-    TaskState.RUNNING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.QUEUED},
+    TaskState.RUNNING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.QUEUED,
+                        TaskState.WAITING},
+    # waiting -> succeeded | failed: its gate approved (or its check passed) or rejected.
+    TaskState.WAITING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED},
 }
 
 
@@ -448,7 +453,8 @@ class CheckState(models.TextChoices):
 class Verdict(LeasedWork):
     """The verdict on one completion criterion or contract check of a run (a check), with its evidence.
 
-    kind: "criterion" or "contract". state (CheckState): pending -> running (a command is being
+    kind: "criterion", "contract" or "gate" (a gate's check command; position: its task's
+    index in the plan, run once the task is waiting at it). state (CheckState): pending -> running (a command is being
     run by a worker process) -> passed | failed | unverified (text nobody can check); checks
     decided from the database go from pending straight to their verdict. evidence: what
     decided it (a command's exit code and output, a review's answer, the failed tasks).
@@ -544,6 +550,8 @@ class AuditEvent(models.Model):
         RUN_RERUN = "run_rerun", "re-ran failed and skipped tasks"
         TASK_RETRIED = "task_retried", "retried a task"
         RUN_INTEGRATED = "run_integrated", "integrated the task branches"
+        GATE_APPROVED = "gate_approved", "approved a gate"
+        GATE_REJECTED = "gate_rejected", "rejected a gate"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

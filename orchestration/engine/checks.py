@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from orchestration.engine import work
+from orchestration.engine import work, workspace
 from orchestration.models import RUN_TERMINAL, TASK_TERMINAL, CheckState, Run, TaskRun, TaskState, Verdict
-from orchestration.plans.validation.schemas import resolve_schema_ref
 from orchestration.plans.spec import Contract, ContractCheck, PlanSpec
+from orchestration.plans.validation.schemas import resolve_schema_ref
 
 ALL_TASKS = "all tasks completed"
 INTEGRATION = "integration points verified"
@@ -116,7 +117,8 @@ def _decide_review(verdict: Verdict, task_run: TaskRun | None, now) -> None:
 class CheckJob:
     """What a worker process does for a claimed check.
 
-    command: the argv to run (None for an outputs check), with `timeout` seconds.
+    command: the argv to run (None for an outputs check), with `timeout` seconds; a gate's
+    check runs in its task's last work directory when that still exists.
     schema: the contract schema the command's JSON stdout, or each output, must match (or None).
     outputs: for an outputs check, [(role, task id, its result or None when there is no such task)].
     """
@@ -125,14 +127,17 @@ class CheckJob:
     timeout: float
     schema: dict | None
     outputs: list[tuple[str, str, str | None]]
+    cwd: Path | None = None  # where the command runs (None: the run's directory)
 
 
 def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Verdict | None:
     """Claim (engine.work.claim) one pending check within `scope` that needs a worker process,
     of a run whose tasks have all ended; or None."""
     unfinished = TaskRun.objects.filter(run_id=OuterRef("run_id")).exclude(state__in=TASK_TERMINAL)
+    # A run's checks run once every task of the run has ended; a gate's check, once its task
+    # waits at the gate (the gate's Verdict is only made then, engine.gates).
     active = (work.claimable(Verdict.objects.filter(state=CheckState.PENDING), scope).exclude(run__state__in=RUN_TERMINAL)
-              .exclude(Exists(unfinished)))  # checks run once every task of the run has ended
+              .filter(Q(kind="gate") | ~Exists(unfinished)))
     for verdict in active.select_related("run__revision")[:50]:
         if job_of(verdict) is None:
             continue
@@ -144,6 +149,12 @@ def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Verdict | None:
 def job_of(verdict: Verdict) -> CheckJob | None:
     """What a worker process must do to decide `verdict`, or None when no process is needed."""
     spec = verdict.run.revision.spec
+    if verdict.kind == "gate":
+        task = spec.tasks[verdict.position]
+        attempt = verdict.run.task_runs.values_list("attempt", flat=True).get(task_id=task.id)
+        workdir = workspace.attempt_dirs(verdict.run_id, task.id, attempt).workdir
+        return CheckJob(task.gate.command, float(task.gate.timeout or DEFAULT_TIMEOUT), None, [],
+                        cwd=workdir if workdir.is_dir() else None)
     if verdict.kind == "criterion":
         criterion = spec.completion_criteria[verdict.position]
         if criterion.command:

@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestration import direct_sql
-from orchestration.engine import homes, orphans, scheduler, work, workspace
+from orchestration.engine import gates, homes, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, Stored, append_chunk, storable, task_output
@@ -256,6 +256,10 @@ def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exi
         if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
                        claimed_by="", **fields):
             return delay
+    elif state == TaskState.SUCCEEDED and plan.task.gate:
+        if not gates.hold(task_run, owner, plan.attempt, plan.spec, fields) and _run_ended(plan.run_id):
+            transaction.on_commit(lambda: homes.discard_run_homes_soon(plan.run_id))
+        # else its downstream tasks wait for the gate's decision (engine.gates)
     elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
         if state == TaskState.SUCCEEDED:
             scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from orchestration.engine import checks, drafts, executor, homes, integration, scheduler, verification, work
+from orchestration.engine import checks, drafts, executor, gates, homes, integration, scheduler, verification, work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseKeeper
 from orchestration.engine.signals import anotify_run, awake_engine, send_from_threads_on
@@ -303,11 +303,13 @@ class Engine:
 
     async def sweep(self) -> None:
         """Recover the work of every kind whose worker process is gone, kill what attempts
-        nobody holds left running on this host, then wake."""
+        nobody holds left running on this host, reject the approval gates that waited past their
+        timeout, then wake."""
         for kind in KINDS:
             for row in await db(work.recover, kind.model):
                 await self._tell(await db(_after, kind, row, True))
         await db(work.kill_orphans)
+        await db(gates.expire)
         await self.wake()
 
     def start_sweeping(self) -> None:

@@ -15,6 +15,7 @@ from orchestration import audit, direct_sql
 from orchestration.engine import checks, homes, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
+    GATE_REJECTED,
     KEPT_FROM,
     RUN_TERMINAL,
     TASK_TERMINAL,
@@ -169,7 +170,7 @@ def advance_run(run_id: int) -> bool:
                 blocked = next((u for u in upstream if u.state in TASK_UNSUCCESSFUL), None)
                 if blocked is not None:
                     root = blocked.task_id if blocked.state != TaskState.SKIPPED else _root_cause(blocked)
-                    reason = f"upstream task '{root}' did not succeed"
+                    reason = _gate_skip_reason(blocked) or f"upstream task '{root}' did not succeed"
                     if blocked.state == TaskState.CANCELLED:
                         if task_run.transition(TaskState.CANCELLED, f"upstream task '{blocked.task_id}' was cancelled",
                                                expect=TaskState.PENDING, finished_at=now):
@@ -231,6 +232,16 @@ def _discard_homes_on_commit(run_id: int) -> None:
     """Once the run's end is committed, remove its attempts' HOME and TMPDIR (engine.homes), in
     the background: the committing thread goes on at once."""
     transaction.on_commit(lambda: homes.discard_run_homes_soon(run_id))
+
+
+def _gate_skip_reason(blocked: TaskRun) -> str | None:
+    """Why a task waiting for `blocked` is skipped when `blocked` failed at its gate (or was
+    skipped for such a gate upstream): "the gate after 'x' was rejected"; else None."""
+    if blocked.state == TaskState.FAILED and blocked.state_reason.startswith(GATE_REJECTED):
+        return f"the gate after '{blocked.task_id}' was rejected"
+    if blocked.state == TaskState.SKIPPED and blocked.state_reason.startswith("the gate after '"):
+        return blocked.state_reason
+    return None
 
 
 def _root_cause(skipped: TaskRun) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.engine import checks, orphans, scheduler, work, workspace
+from orchestration.engine import checks, gates, orphans, scheduler, work, workspace
 from orchestration.engine.checks import EVIDENCE_LIMIT, CheckJob
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
@@ -74,7 +74,7 @@ async def _check_outputs(job: CheckJob) -> tuple[str, str, str]:
 async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, str, str]:
     """(state, summary, evidence) of a command check, run in the run's directory."""
     argv = job.command
-    cwd = workspace.run_dir(run_id)
+    cwd = job.cwd or workspace.run_dir(run_id)
     cwd.mkdir(parents=True, exist_ok=True)
     shell, env = await db(worker_setup, "shell")
     env.update({"MAGICBOX_RUN_DIR": str(cwd), orphans.MARKER: marker})
@@ -116,4 +116,7 @@ def _record(verdict: Verdict, lease: Lease, state: str, summary: str, evidence: 
     with transaction.atomic():
         if work.finish(verdict, lease.owner, lease.attempt, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
                        decided_at=timezone.now()):
-            scheduler.advance_run(verdict.run_id)
+            if verdict.kind == "gate":
+                gates.checked(verdict)  # approves or rejects the gate, and advances the run
+            else:
+                scheduler.advance_run(verdict.run_id)

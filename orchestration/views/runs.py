@@ -1,7 +1,7 @@
 """Run pages: start a run, the runs list (history) and the live run page."""
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from wsgiref.util import FileWrapper
 
 from django.contrib import messages
@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestration import audit
+from orchestration.engine import gates
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, rerun_selection, start_run
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
@@ -139,6 +140,21 @@ def task_cancel(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResp
     if not cancel_task(task_run, f"cancelled by {request.user.get_username()}", request.user):
         messages.info(request, f"Task {task_run.task_id} had already ended.")
     return redirect("run-detail", run_id=run_id)
+
+
+@require_POST
+@permission_required(OPERATOR, raise_exception=True)
+def task_gate(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
+    """POST /runs/<id>/tasks/<task run id>/gate/ (decision=approve|reject, comment): an
+    Operator's decision on the gate the task waits at, recorded in its History and the audit
+    trail. Approving lets what waits for it start; rejecting skips it, naming the gate."""
+    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id, run_id=run_id)
+    decision = request.POST.get("decision")
+    if decision not in ("approve", "reject"):
+        messages.error(request, "Choose Approve or Reject.")
+    elif not gates.decide_by(task_run, request.user, decision == "approve", request.POST.get("comment", "")[:2000]):
+        messages.info(request, f"The gate after {task_run.task_id} was no longer waiting: it was decided or cancelled.")
+    return redirect(f"{reverse('run-detail', args=[run_id])}?task={quote(task_run.task_id)}")
 
 
 @require_http_methods(["GET", "POST"])
