@@ -35,6 +35,7 @@ urlpatterns = [
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output/earlier/", runs.task_output_earlier, name="task-output-earlier"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/diff/", runs.task_diff, name="task-diff"),
+    path("runs/<int:run_id>/rounds/<int:change_id>/diff/", runs.round_diff, name="round-diff"),
     path("runs/<int:run_id>/integrate/", runs.run_integrate, name="run-integrate"),
     path("runs/<int:run_id>/integrations/<int:integration_id>/diff/", runs.integration_diff, name="integration-diff"),
     path("runs/<int:run_id>/export.zip", runs.run_export, name="run-export"),

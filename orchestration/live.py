@@ -25,12 +25,12 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib.auth.context_processors import PermWrapper
-from django.db.models import Sum
+from django.db.models import Prefetch, Sum
 from django.template.loader import render_to_string
 
 from orchestration import terminal
-from orchestration.engine import gates
-from orchestration.models import OutputChunk, Run, StateChange, TaskChange, TaskRun, TaskState
+from orchestration.engine import gates, loops
+from orchestration.models import LoopRound, OutputChunk, RoundChange, Run, StateChange, TaskChange, TaskRun, TaskState
 from orchestration.review import cost
 from orchestration.review.integration import onward
 from orchestration.review.timeline import timeline
@@ -189,7 +189,9 @@ def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun 
 def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_output: bool = True) -> dict:
     """What the selected task's detail shows (templates/runs/detail.html#task-detail):
     {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "gate": its plans.spec.Gate
-    or None, "gate_approvers": the usernames who may decide it while it waits, "sent": the command
+    or None, "gate_approvers": the usernames who may decide it while it waits, "loop_review": the review
+    whose loop it belongs to ("" when none), "loop_rounds": that loop's rounds (models.LoopRound, their
+    changes without patches), "loop_cost": their cost together in USD (None if unknown), "sent": the command
     of a shell task, else the prompt its agent was sent ("" before it starts), "sent_kind": "prompt" | "command", "change": its
     TaskChange (patch not loaded) or None, "attempts": its StateChanges, oldest first (the last
     ATTEMPT_HISTORY)}. With `with_output`, its output is attached (attach_output). A constant
@@ -205,10 +207,22 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
         sent, kind = task_run.prompt, "prompt"
     changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])
     gate = spec_task.gate if spec_task else None
+    review = loop_of(run.revision.spec, task_run.task_id)
+    rounds = list(LoopRound.objects.filter(run=run, review=review).prefetch_related(
+        Prefetch("changes", RoundChange.objects.defer("patch"))).order_by("number")) if review else []
     return {"selected": task_run, "downstream": [t.task_id for t in task_runs if task_run.task_id in t.upstream],
             "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),
-            "attempts": changes[::-1], "gate": gate,
+            "attempts": changes[::-1], "gate": gate, "loop_review": review, "loop_rounds": rounds,
+            "loop_cost": sum(r.cost_usd for r in rounds if r.cost_usd is not None) if any(r.cost_usd is not None for r in rounds) else None,
             "gate_approvers": gates.approvers() if gate and task_run.state == TaskState.WAITING and gate.approve else []}
+
+
+def loop_of(spec, task_id: str) -> str:
+    """The review task whose loop `task_id` belongs to (as the review or a task it runs again),
+    or ""."""
+    if spec.by_id.get(task_id) and spec.task(task_id).loop:
+        return task_id
+    return next((t.id for t in spec.tasks if t.loop and task_id in loops.round_tasks(spec, t.id)), "")
 
 
 def _row_fingerprint(task_run: TaskRun, run: Run) -> tuple:

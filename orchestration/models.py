@@ -124,10 +124,13 @@ TASK_TRANSITIONS: dict[str, set[str]] = {
     TaskState.PENDING: {TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED},
     TaskState.QUEUED: {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED},
     # running -> queued: a retry of a failed or lost attempt.
+    # running -> pending: a review whose loop asked for changes waits for its fixes (engine.loops).
     TaskState.RUNNING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.CANCELLED, TaskState.QUEUED,
-                        TaskState.WAITING},
+                        TaskState.WAITING, TaskState.PENDING},
     # waiting -> succeeded | failed: its gate approved (or its check passed) or rejected.
     TaskState.WAITING: {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED},
+    # succeeded -> queued | pending: a new round of the review loop it belongs to (engine.loops).
+    TaskState.SUCCEEDED: {TaskState.QUEUED, TaskState.PENDING},
 }
 
 
@@ -309,6 +312,8 @@ class TaskRun(LeasedWork):
     finished_at = models.DateTimeField(null=True, blank=True)
     output_seq = models.PositiveIntegerField(default=0)
     output_bytes = models.BigIntegerField(default=0)
+    # The findings of the review whose loop queued this attempt (engine.loops), for its prompt; "" otherwise.
+    findings = models.TextField(blank=True)
 
     class Meta:
         ordering = ["run", "position"]
@@ -645,6 +650,44 @@ class TaskChange(CapturedDiff):
 
     def __str__(self) -> str:
         return f"changes of {self.task_run}"
+
+
+class LoopRound(models.Model):
+    """One round of a review-and-fix loop (engine.loops): the review's verdict and findings.
+
+    review: the review task's id. number: 1, 2, … verdict: APPROVE, REQUEST_CHANGES, REJECT, or
+    "" when the answer had none. attempts: {task id: its attempt in this round} of the review and
+    the tasks the round ran. cost_usd: their attempts' cost together (None when none reported one).
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="loop_rounds")
+    review = models.CharField(max_length=100)
+    number = models.PositiveIntegerField()
+    verdict = models.CharField(max_length=20, blank=True)
+    findings = models.TextField(blank=True)
+    attempts = models.JSONField(default=dict)
+    cost_usd = models.FloatField(null=True, blank=True)
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "review", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "review", "number"], name="unique_loop_round")]
+
+    def __str__(self) -> str:
+        return f"round {self.number} of the loop of {self.review} in run #{self.run_id}"
+
+
+class RoundChange(CapturedDiff):
+    """What a task of a loop round changed in that round: a copy of its TaskChange as the round
+    ended (its diff against the round before, since a fix continues from its own branch)."""
+
+    round = models.ForeignKey(LoopRound, on_delete=models.CASCADE, related_name="changes")
+    task_id = models.CharField(max_length=100)
+    start_commit = models.CharField(max_length=64)
+    head_commit = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["round", "id"]
 
 
 class IntegrationState(models.TextChoices):

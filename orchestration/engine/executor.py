@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestration import direct_sql
-from orchestration.engine import gates, homes, orphans, scheduler, work, workspace
+from orchestration.engine import gates, homes, loops, orphans, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, Stored, append_chunk, storable, task_output
@@ -57,6 +57,8 @@ class AttemptPlan:
     interruptions: int = 0
     worker_losses: int = 0
     header: Stored | None = None  # the attempt's first output line, stored as it began (_announce)
+    findings: str = ""  # a review loop's findings for this attempt (engine.loops), added to its prompt
+    own_head: str = ""  # the head of its own branch it continues from, in a loop round ("" otherwise)
 
 
 _revisions: dict[int, PlanSpec] = {}
@@ -95,6 +97,9 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     results = {t.task_id: t.result for t in direct_sql.rows(TaskRun, succeeded, ("task_id", "result"))}
     heads = dict(TaskChange.objects.filter(task_run__run_id=task_run.run_id, task_run__task_id__in=task_run.upstream)
                  .values_list("task_run__task_id", "head_commit")) if spec.workspace and task_run.upstream else {}
+    # A round of a review loop continues from the task's own branch (engine.loops).
+    own_head = (TaskChange.objects.filter(task_run_id=task_run.pk).values_list("head_commit", flat=True).first() or ""
+                if spec.workspace and task_run.findings else "")
     return AttemptPlan(
         task_run_id=task_run.pk,
         run_id=task_run.run_id,
@@ -112,6 +117,8 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         max_attempts=task_run.max_attempts,
         interruptions=task_run.interruptions,
         worker_losses=task_run.worker_losses,
+        findings=task_run.findings,
+        own_head=own_head,
     )
 
 
@@ -122,7 +129,7 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
     adapter, env = worker_setup(plan.worker)
     template, warning = resolve_prompt(plan.task.prompt_file) if plan.task.prompt_file else ("", "")
-    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results)
+    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results, plan.findings)
     direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
     return adapter, env, prompt, warning
 
@@ -250,7 +257,13 @@ def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exi
         model=outcome.model[:200],
     )
     used = task_run.attempts_used
-    if state != TaskState.SUCCEEDED and used < task_run.max_attempts:
+    review = None
+    if state == TaskState.SUCCEEDED and plan.task.loop:
+        review = loops.review_ended(task_run, owner, plan.attempt, plan.spec, fields)  # None: approved
+    if review is not None:
+        if review[0]:  # a new round (its fixes are queued), or the loop failed (what waits for it is skipped)
+            scheduler.advance_run(plan.run_id)
+    elif state != TaskState.SUCCEEDED and used < task_run.max_attempts:
         delay = retry_delay(used)
         reason = storable(f"attempt {task_run.attempt} {state.replace('_', ' ')}: {outcome.error}; retrying in {delay:g} s")
         if work.finish(task_run, owner, plan.attempt, TaskState.QUEUED, reason, queued_at=now + timedelta(seconds=delay),
@@ -357,7 +370,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             # Checked with the repository locked: a process that hung since its claim must not take
             # the branch (and its worktree) from its successor.
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads,
-                                                    still_holder=lease.check)
+                                                    still_holder=lease.check, continue_from=plan.own_head)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
         command = [references.fill(arg, plan.results, plan.spec.ids) for arg in plan.task.command] if plan.task.command else None
         if reason := adapter.unavailable_reason(env):

@@ -10,12 +10,13 @@ UPSTREAM_RESULT_LIMIT = 20_000  # characters of each upstream result put into a 
 
 
 def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
-                   prompt_template: str = "", results: dict[str, str] | None = None) -> str:
+                   prompt_template: str = "", results: dict[str, str] | None = None, findings: str = "") -> str:
     """Return the full prompt of `task` (a task of `spec`).
 
     upstream_results: {task_id: result text} of the task's direct upstream tasks, in depends_on
     order. results: every finished task's result, for `{{ tasks.<id>.… }}` references (default:
     upstream_results). prompt_template: the text of the task's prompt_file, when it was found.
+    findings: a review loop's findings this attempt must address (engine.loops), put last.
     Raises references.ReferenceError_ when a reference cannot be filled in.
     """
     ids = spec.ids
@@ -54,4 +55,7 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     for task_id, result in upstream_results.items():
         text = result if len(result) <= UPSTREAM_RESULT_LIMIT else result[-UPSTREAM_RESULT_LIMIT:] + "\n[…truncated]"
         parts.append(f"## Result of upstream task {task_id}\n{text.strip() or '(empty)'}")
+    if findings:
+        parts.append(f"{findings.strip()}\n\nFix what the review asks for. Your earlier work is in your working directory "
+                     "(your branch continues from it): change it, do not start over.")
     return "\n\n".join(parts)

@@ -58,7 +58,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
                     task_id=task.id,
                     position=index,
                     worker=worker_map.get(task.worker, task.worker),
-                    upstream=task.depends_on,
+                    upstream=revision.spec.upstream(task.id),
                     max_attempts=1 + task.retries,
                     timeout=task.timeout,
                 )
@@ -120,7 +120,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
         for index, task in enumerate(spec.tasks):
             before = old.get(task.id)
             row = TaskRun(run=new, task_id=task.id, position=index, worker=before.worker if before else task.worker,
-                          upstream=task.depends_on, max_attempts=1 + task.retries, timeout=task.timeout)
+                          upstream=spec.upstream(task.id), max_attempts=1 + task.retries, timeout=task.timeout)
             if before is not None and task.id not in redo:
                 for field in _KEPT_FIELDS:
                     setattr(row, field, getattr(before, field))
@@ -336,7 +336,7 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, unc
 # What a claimed task run is read with: what claiming it needs, and what its attempt needs to
 # begin (engine.executor._load, with its run's `revision_id`), so that beginning it reads it no more.
 CLAIM_FIELDS = ("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state", "timeout",
-                "output_bytes", "upstream", "max_attempts", "interruptions")
+                "output_bytes", "upstream", "max_attempts", "interruptions", "findings")
 
 
 def _candidates(scope: work.Scope, now, saturated: list[str], count: int) -> list[TaskRun]:

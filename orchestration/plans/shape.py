@@ -120,7 +120,7 @@ def dag_data(spec: PlanSpec, states: dict[str, str] | None = None) -> dict[str, 
     return {
         "nodes": [{"id": t.id, "worker": t.worker, "phase": t.phase,
                    "state": (states or {}).get(t.id, ""), "depth": depth[t.id]} for t in spec.tasks],
-        "edges": [[dep, t.id] for t in spec.tasks for dep in t.depends_on],
+        "edges": [[dep, task_id] for task_id, ups in spec.dependencies.items() for dep in ups],
         "contracts": contracts,
         "critical": critical,
         "run": states is not None,

@@ -276,24 +276,38 @@ class PlanSpec:
 
     @cached_property
     def dependencies(self) -> dict[str, list[str]]:
-        """task id -> its upstream task ids (depends_on), in plan order: the DAG."""
-        return {t.id: list(t.depends_on) for t in self.tasks}
+        """task id -> the tasks it waits for, in plan order: the DAG the engine runs. That is its
+        depends_on, plus the review of a loop when the task is downstream of one of the loop's
+        fixes but neither upstream nor downstream of the review: it must not build on work the
+        review has not approved yet (engine.loops)."""
+        declared = {t.id: list(t.depends_on) for t in self.tasks}
+        reviews = [t for t in self.tasks if t.loop]
+        if not reviews:
+            return declared
+        waits_for = graph.ancestors(declared)
+        for review in reviews:
+            fixes = set(review.loop.fixes)
+            for task_id, ups in declared.items():
+                if (task_id != review.id and fixes & waits_for[task_id] and task_id not in waits_for[review.id]
+                        and review.id not in waits_for[task_id]):
+                    ups.append(review.id)
+        return declared
 
     def upstream(self, task_id: str) -> list[str]:
-        """The task's direct upstream tasks (its depends_on)."""
+        """The tasks `task_id` waits for directly (dependencies)."""
         return self.dependencies[task_id]
 
     @cached_property
     def _downstream(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {t.id: [] for t in self.tasks}
-        for t in self.tasks:
-            for dep in t.depends_on:
+        for task_id, ups in self.dependencies.items():
+            for dep in ups:
                 if dep in found:
-                    found[dep].append(t.id)
+                    found[dep].append(task_id)
         return found
 
     def downstream(self, task_id: str) -> list[str]:
-        """The tasks that depend on `task_id` directly, in plan order."""
+        """The tasks that wait for `task_id` directly (dependencies), in plan order."""
         return self._downstream[task_id]
 
     @cached_property

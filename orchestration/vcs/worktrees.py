@@ -106,15 +106,18 @@ async def merge(workdir: Path, commit: str, message: str) -> list[dict]:
 
 
 async def start_task(repository: Path, prefix: str, task_id: str, workdir: Path, base: str,
-                     upstream: list[tuple[str, str]], still_holder: Callable[[], Awaitable[None]] | None = None) -> TaskStart:
+                     upstream: list[tuple[str, str]], still_holder: Callable[[], Awaitable[None]] | None = None,
+                     continue_from: str = "") -> TaskStart:
     """Create the task's worktree: at `base`, or at the first upstream task's head with the
-    others' merged in (upstream: [(task id, head commit)], in plan order). Raises
+    others' merged in (upstream: [(task id, head commit)], in plan order); with
+    `continue_from` (a commit of the task's own branch: a review loop's next round), at that
+    commit with every upstream head merged in (already merged ones change nothing). Raises
     UpstreamConflict naming the files when two upstream branches do not merge, and what
     `still_holder` raises (see `create`)."""
     branch = branch_name(prefix, task_id)
-    first = upstream[0][1] if upstream else base
+    first = continue_from or (upstream[0][1] if upstream else base)
     await create(repository, workdir, branch, first, still_holder)
-    for other_id, head in upstream[1:]:
+    for other_id, head in (upstream if continue_from else upstream[1:]):
         files = await merge(workdir, head, f"Magic Box: merge upstream task {other_id} into {task_id}")
         if files:
             raise UpstreamConflict(

@@ -24,7 +24,7 @@ from orchestration.review.grid import run_grid
 from orchestration.live import choose_task, detail_context, first_line, output_window, run_context, task_list
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
-from orchestration.models import CapturedDiff, Integration, Plan, Run, TaskRun
+from orchestration.models import CapturedDiff, Integration, Plan, RoundChange, Run, TaskRun
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.forms import RunFilterForm
 from orchestration.views.plans import start_form
@@ -205,6 +205,15 @@ def task_diff(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
     return _diff_page(request, change, f"task {task_run.task_id}",
                       {"run": task_run.run, "task_run": task_run, "branch": change.branch, "start_commit": change.start_commit,
                        "diff_url": reverse("task-diff", args=(run_id, task_run.pk))})
+
+
+def round_diff(request: HttpRequest, run_id: int, change_id: int) -> HttpResponse:
+    """GET /runs/<id>/rounds/<round change id>/diff/[?file=<path>]: what one task of a review
+    loop's round changed, against the round before (models.RoundChange), shown like a task's diff."""
+    change = get_object_or_404(RoundChange.objects.select_related("round__run"), pk=change_id, round__run_id=run_id)
+    return _diff_page(request, change, f"task {change.task_id} in round {change.round.number}",
+                      {"run": change.round.run, "branch": f"round {change.round.number} of {change.round.review}",
+                       "start_commit": change.start_commit, "diff_url": reverse("round-diff", args=(run_id, change.pk))})
 
 
 def integration_diff(request: HttpRequest, run_id: int, integration_id: int) -> HttpResponse:
