@@ -32,6 +32,7 @@ urlpatterns = [
     path("runs/<int:run_id>/rerun/", runs.run_rerun, name="run-rerun"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/cancel/", runs.task_cancel, name="task-cancel"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/gate/", runs.task_gate, name="task-gate"),
+    path("runs/<int:run_id>/tasks/<int:task_run_id>/choose/", runs.task_choose, name="task-choose"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output.txt", runs.task_output_download, name="task-output"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/output/earlier/", runs.task_output_earlier, name="task-output-earlier"),
     path("runs/<int:run_id>/tasks/<int:task_run_id>/diff/", runs.task_diff, name="task-diff"),

@@ -189,9 +189,12 @@ def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun 
 def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_output: bool = True) -> dict:
     """What the selected task's detail shows (templates/runs/detail.html#task-detail):
     {"selected": the task run, loaded again whole, "downstream": [task ids that wait for it], "gate": its plans.spec.Gate
-    or None, "gate_approvers": the usernames who may decide it while it waits, "loop_review": the review
+    or None, "gate_approvers": the usernames who may decide its gate or
+    choose its winner while it waits, "loop_review": the review
     whose loop it belongs to ("" when none), "loop_rounds": that loop's rounds (models.LoopRound, their
-    changes without patches), "loop_cost": their cost together in USD (None if unknown), "sent": the command
+    changes without patches), "loop_cost": their cost together in USD (None if unknown), "candidates": the
+    candidate task runs of a task with candidates (candidates_of), "choose": how the winner is chosen
+    (plans.spec.Choice), "choice_check": the Verdict of a command choice, "sent": the command
     of a shell task, else the prompt its agent was sent ("" before it starts), "sent_kind": "prompt" | "command", "change": its
     TaskChange (patch not loaded) or None, "attempts": its StateChanges, oldest first (the last
     ATTEMPT_HISTORY)}. With `with_output`, its output is attached (attach_output). A constant
@@ -208,13 +211,28 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
     changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])
     gate = spec_task.gate if spec_task else None
     review = loop_of(run.revision.spec, task_run.task_id)
+    candidates = candidates_of(run, spec_task.id) if spec_task and spec_task.candidates else []
     rounds = list(LoopRound.objects.filter(run=run, review=review).prefetch_related(
         Prefetch("changes", RoundChange.objects.defer("patch"))).order_by("number")) if review else []
     return {"selected": task_run, "downstream": [t.task_id for t in task_runs if task_run.task_id in t.upstream],
             "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),
             "attempts": changes[::-1], "gate": gate, "loop_review": review, "loop_rounds": rounds,
+            "candidates": candidates, "choose": spec_task.candidates.choose if candidates else None,
+            "choice_check": run.verdicts.filter(kind="choice", position=run.revision.spec.ids.index(spec_task.id)).first()
+            if candidates else None,
             "loop_cost": sum(r.cost_usd for r in rounds if r.cost_usd is not None) if any(r.cost_usd is not None for r in rounds) else None,
-            "gate_approvers": gates.approvers() if gate and task_run.state == TaskState.WAITING and gate.approve else []}
+            "gate_approvers": gates.approvers() if task_run.state == TaskState.WAITING and (
+                (gate and gate.approve) or (spec_task.candidates and spec_task.candidates.choose.person)) else []}
+
+
+def candidates_of(run: Run, task_id: str) -> list[TaskRun]:
+    """The candidate task runs of task `task_id` (engine.candidates) in candidate order, each with
+    `captured`: its TaskChange without the patch, or None."""
+    rows = sorted(TaskRun.objects.filter(run=run, candidate_of=task_id), key=lambda r: int(r.task_id.rsplit(".", 1)[1]))
+    changes = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__in=rows).defer("patch")}
+    for row in rows:
+        row.captured = changes.get(row.pk)
+    return rows
 
 
 def loop_of(spec, task_id: str) -> str:

@@ -121,7 +121,8 @@ RUN_TRANSITIONS: dict[str, set[str]] = {
     RunState.RUNNING: {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED},
 }
 TASK_TRANSITIONS: dict[str, set[str]] = {
-    TaskState.PENDING: {TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED},
+    # pending -> waiting | failed: a task with candidates once they have ended (engine.candidates).
+    TaskState.PENDING: {TaskState.QUEUED, TaskState.SKIPPED, TaskState.CANCELLED, TaskState.WAITING, TaskState.FAILED},
     TaskState.QUEUED: {TaskState.RUNNING, TaskState.CANCELLED, TaskState.FAILED},
     # running -> queued: a retry of a failed or lost attempt.
     # running -> pending: a review whose loop asked for changes waits for its fixes (engine.loops).
@@ -314,6 +315,8 @@ class TaskRun(LeasedWork):
     output_bytes = models.BigIntegerField(default=0)
     # The findings of the review whose loop queued this attempt (engine.loops), for its prompt; "" otherwise.
     findings = models.TextField(blank=True)
+    # For a candidate of a task with candidates (engine.candidates): that task's id; "" otherwise.
+    candidate_of = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         ordering = ["run", "position"]
@@ -458,8 +461,9 @@ class CheckState(models.TextChoices):
 class Verdict(LeasedWork):
     """The verdict on one completion criterion or contract check of a run (a check), with its evidence.
 
-    kind: "criterion", "contract" or "gate" (a gate's check command; position: its task's
-    index in the plan, run once the task is waiting at it). state (CheckState): pending -> running (a command is being
+    kind: "criterion", "contract", "gate" (a gate's check command; position: its task's index
+    in the plan, run once the task is waiting at it) or "choice" (a candidates' choice command,
+    run in each candidate's directory once they have ended). state (CheckState): pending -> running (a command is being
     run by a worker process) -> passed | failed | unverified (text nobody can check); checks
     decided from the database go from pending straight to their verdict. evidence: what
     decided it (a command's exit code and output, a review's answer, the failed tasks).
@@ -557,6 +561,7 @@ class AuditEvent(models.Model):
         RUN_INTEGRATED = "run_integrated", "integrated the task branches"
         GATE_APPROVED = "gate_approved", "approved a gate"
         GATE_REJECTED = "gate_rejected", "rejected a gate"
+        CANDIDATE_CHOSEN = "candidate_chosen", "chose a candidate"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -29,6 +29,15 @@ def no_worker_overrides():
 
 
 @pytest.fixture(autouse=True)
+def fresh_revision_cache():
+    """Each test reads plan revisions anew: a test database may give a new revision the id of
+    one an earlier test made and rolled back (engine.revisions caches specs by id)."""
+    from orchestration.engine import revisions
+
+    revisions._specs.clear()
+
+
+@pytest.fixture(autouse=True)
 def quick_retries(settings):
     """Retries wait 50 ms, not seconds (the backoff's own test sets its own)."""
     settings.MAGICBOX_RETRY_BACKOFF = 0.05

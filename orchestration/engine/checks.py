@@ -11,7 +11,7 @@ The run's final state waits for every check.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.db.models import Exists, OuterRef, Q
@@ -128,6 +128,8 @@ class CheckJob:
     schema: dict | None
     outputs: list[tuple[str, str, str | None]]
     cwd: Path | None = None  # where the command runs (None: the run's directory)
+    candidates: list[tuple[str, Path | None]] = field(default_factory=list)  # a choice's (candidate, its directory)
+    score: bool = False  # a choice by the number each candidate's command prints last, not by the first to pass
 
 
 def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Verdict | None:
@@ -135,9 +137,10 @@ def claim_next(owner: str, scope: work.Scope = work.Scope()) -> Verdict | None:
     of a run whose tasks have all ended; or None."""
     unfinished = TaskRun.objects.filter(run_id=OuterRef("run_id")).exclude(state__in=TASK_TERMINAL)
     # A run's checks run once every task of the run has ended; a gate's check, once its task
-    # waits at the gate (the gate's Verdict is only made then, engine.gates).
+    # waits at the gate, and a choice among candidates once they have ended (their Verdicts are
+    # only made then: engine.gates, engine.candidates).
     active = (work.claimable(Verdict.objects.filter(state=CheckState.PENDING), scope).exclude(run__state__in=RUN_TERMINAL)
-              .filter(Q(kind="gate") | ~Exists(unfinished)))
+              .filter(Q(kind__in=("gate", "choice")) | ~Exists(unfinished)))
     for verdict in active.select_related("run__revision")[:50]:
         if job_of(verdict) is None:
             continue
@@ -155,6 +158,15 @@ def job_of(verdict: Verdict) -> CheckJob | None:
         workdir = workspace.attempt_dirs(verdict.run_id, task.id, attempt).workdir
         return CheckJob(task.gate.command, float(task.gate.timeout or DEFAULT_TIMEOUT), None, [],
                         cwd=workdir if workdir.is_dir() else None)
+    if verdict.kind == "choice":
+        task = spec.tasks[verdict.position]
+        choose = task.candidates.choose
+        rows = verdict.run.task_runs.filter(candidate_of=task.id, state=TaskState.SUCCEEDED).values_list("task_id", "attempt")
+        found = []
+        for task_id, attempt in sorted(rows, key=lambda row: int(row[0].rsplit(".", 1)[1])):
+            workdir = workspace.attempt_dirs(verdict.run_id, task_id, attempt).workdir
+            found.append((task_id, workdir if workdir.is_dir() else None))
+        return CheckJob(choose.command, float(choose.timeout or DEFAULT_TIMEOUT), None, [], candidates=found, score=choose.score)
     if verdict.kind == "criterion":
         criterion = spec.completion_criteria[verdict.position]
         if criterion.command:

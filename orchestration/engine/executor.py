@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestration import direct_sql
-from orchestration.engine import gates, homes, loops, orphans, scheduler, work, workspace
+from orchestration.engine import choosing, gates, homes, loops, orphans, revisions, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, Stored, append_chunk, storable, task_output
@@ -20,7 +20,7 @@ from orchestration.engine.prompts import compose_prompt
 from orchestration.engine.secrets import secret_values
 from orchestration.engine.signals import anotify_run, notify_run_on_commit
 from orchestration.engine.validation import output_problems
-from orchestration.models import RUN_TERMINAL, PlanRevision, Run, TaskChange, TaskRun, TaskState
+from orchestration.models import RUN_TERMINAL, Run, TaskChange, TaskRun, TaskState
 from orchestration.plans import references
 from orchestration.plans.spec import PlanSpec, Task
 from orchestration.plans.prompt_library import resolve as resolve_prompt
@@ -59,23 +59,8 @@ class AttemptPlan:
     header: Stored | None = None  # the attempt's first output line, stored as it began (_announce)
     findings: str = ""  # a review loop's findings for this attempt (engine.loops), added to its prompt
     own_head: str = ""  # the head of its own branch it continues from, in a loop round ("" otherwise)
-
-
-_revisions: dict[int, PlanSpec] = {}
-REVISIONS_KEPT = 32  # revisions whose parsed spec stays in memory
-
-
-def _revision(revision_id: int) -> PlanSpec:
-    """The spec of a plan revision, read from the database once (revisions never change): a
-    run's tasks then cost the same whatever the plan's size (its by_id and downstream are
-    computed once too)."""
-    known = _revisions.get(revision_id)
-    if known is None:
-        known = PlanRevision.objects.values_list("spec", flat=True).get(pk=revision_id)
-        if len(_revisions) >= REVISIONS_KEPT:
-            _revisions.pop(next(iter(_revisions)))
-        _revisions[revision_id] = known
-    return known
+    candidate_of: str = ""  # the task whose candidate this is (engine.candidates), "" otherwise
+    candidates_brief: str = ""  # the candidates a choosing review is shown (engine.choosing.brief)
 
 
 def _references_results(task: Task) -> bool:
@@ -89,8 +74,10 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     read and changed it (with scheduler.CLAIM_FIELDS), else it is read here."""
     task_run = claimed or (TaskRun.objects.annotate(revision_id=F("run__revision_id")).only(*scheduler.CLAIM_FIELDS)
                            .get(pk=task_run_id))
-    spec = _revision(task_run.revision_id)
-    task = spec.task(task_run.task_id)
+    spec = revisions.spec_of(task_run.revision_id)
+    task = spec.task(task_run.candidate_of or task_run.task_id)  # a candidate does its task's work
+    # A review that chooses among a task's candidates is shown them instead of that task's result.
+    chooses_for = spec.chooses_for(task_run.task_id)
     succeeded = {"run_id": task_run.run_id, "state": TaskState.SUCCEEDED}
     if not _references_results(task):  # only the upstream results are handed over: read only those
         succeeded["task_id__in"] = task_run.upstream
@@ -110,15 +97,17 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         stored_bytes=task_run.output_bytes,
         task=task,
         spec=spec,
-        upstream_results={u: results.get(u, "") for u in task_run.upstream},
+        upstream_results={u: results.get(u, "") for u in task_run.upstream if u not in chooses_for},
         results=results,
         upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
-        downstream=spec.downstream(task_run.task_id),
+        downstream=[task_run.candidate_of] if task_run.candidate_of else spec.downstream(task_run.task_id),
         max_attempts=task_run.max_attempts,
         interruptions=task_run.interruptions,
         worker_losses=task_run.worker_losses,
         findings=task_run.findings,
         own_head=own_head,
+        candidate_of=task_run.candidate_of,
+        candidates_brief=choosing.brief(task_run.run_id, spec, task_run.task_id) if chooses_for else "",
     )
 
 
@@ -129,7 +118,8 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
     adapter, env = worker_setup(plan.worker)
     template, warning = resolve_prompt(plan.task.prompt_file) if plan.task.prompt_file else ("", "")
-    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results, plan.findings)
+    prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results, plan.findings,
+                            plan.candidates_brief)
     direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
     return adapter, env, prompt, warning
 
@@ -274,7 +264,10 @@ def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exi
             transaction.on_commit(lambda: homes.discard_run_homes_soon(plan.run_id))
         # else its downstream tasks wait for the gate's decision (engine.gates)
     elif work.finish(task_run, owner, plan.attempt, state, fields["error"], finished_at=now, **fields):
-        if state == TaskState.SUCCEEDED:
+        if state == TaskState.SUCCEEDED and plan.candidate_of:
+            scheduler.advance_run(plan.run_id)  # its task may start choosing once every candidate has ended
+        elif state == TaskState.SUCCEEDED:
+            choosing.chosen_by_review(plan.run_id, plan.task_id, fields["result"], plan.spec)  # when it chooses a winner
             scheduler.advance_after(plan.run_id, plan.task_id, plan.downstream)
         else:
             scheduler.advance_run(plan.run_id)  # what waits for it is skipped, transitively
@@ -451,7 +444,8 @@ async def execute(task_run_id: int, lease: Lease) -> None:
                 capture_error = await _capture(plan, repository, task_start, output)
             if capture_error:
                 output.add([f"[Magic Box] the worktree is kept, with the task's work, at {dirs.workdir}"])
-            elif not repo_spec.keep_worktrees:
+            elif not repo_spec.keep_worktrees and not (plan.candidate_of and plan.task.candidates.choose.way == "command"):
+                # (a candidate's worktree stays while a command chooses among them: it runs in each)
                 await worktrees.remove(repository, dirs.workdir)
 
     output.add(parser.end_of_output())  # e.g. gemini's unfinished line of text when it timed out

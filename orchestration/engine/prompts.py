@@ -10,13 +10,15 @@ UPSTREAM_RESULT_LIMIT = 20_000  # characters of each upstream result put into a 
 
 
 def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
-                   prompt_template: str = "", results: dict[str, str] | None = None, findings: str = "") -> str:
+                   prompt_template: str = "", results: dict[str, str] | None = None, findings: str = "",
+                   candidates_brief: str = "") -> str:
     """Return the full prompt of `task` (a task of `spec`).
 
     upstream_results: {task_id: result text} of the task's direct upstream tasks, in depends_on
     order. results: every finished task's result, for `{{ tasks.<id>.… }}` references (default:
     upstream_results). prompt_template: the text of the task's prompt_file, when it was found.
     findings: a review loop's findings this attempt must address (engine.loops), put last.
+    candidates_brief: the candidates a review that chooses among them is shown (engine.choosing.brief).
     Raises references.ReferenceError_ when a reference cannot be filled in.
     """
     ids = spec.ids
@@ -55,6 +57,8 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     for task_id, result in upstream_results.items():
         text = result if len(result) <= UPSTREAM_RESULT_LIMIT else result[-UPSTREAM_RESULT_LIMIT:] + "\n[…truncated]"
         parts.append(f"## Result of upstream task {task_id}\n{text.strip() or '(empty)'}")
+    if candidates_brief:
+        parts.append(candidates_brief.strip())
     if findings:
         parts.append(f"{findings.strip()}\n\nFix what the review asks for. Your earlier work is in your working directory "
                      "(your branch continues from it): change it, do not start over.")

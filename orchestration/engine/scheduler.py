@@ -12,7 +12,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from orchestration import audit, direct_sql
-from orchestration.engine import checks, homes, work
+from orchestration.engine import candidates, checks, homes, revisions, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     GATE_REJECTED,
@@ -32,6 +32,7 @@ from orchestration.models import (
     TaskState,
 )
 from orchestration.plans import repositories
+from orchestration.plans.spec import PlanSpec
 from orchestration.workers.registry import UnknownWorker, worker_config
 
 
@@ -51,20 +52,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
         worker_config(target)
     with transaction.atomic():
         run = Run.objects.create(plan=plan, revision=revision, started_by=user, worker_map=worker_map)
-        TaskRun.objects.bulk_create(
-            [
-                TaskRun(
-                    run=run,
-                    task_id=task.id,
-                    position=index,
-                    worker=worker_map.get(task.worker, task.worker),
-                    upstream=revision.spec.upstream(task.id),
-                    max_attempts=1 + task.retries,
-                    timeout=task.timeout,
-                )
-                for index, task in enumerate(revision.spec.tasks)
-            ]
-        )
+        TaskRun.objects.bulk_create([TaskRun(run=run, **fields) for fields in task_run_fields(revision.spec, worker_map)])
         checks.create_verdicts(run)
         mapped = ", ".join(f"{k} tasks with {v}" for k, v in worker_map.items())
         audit.record(audit.Action.RUN_STARTED, user, run=run, via=via,
@@ -72,6 +60,23 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
         advance_run(run.pk)
         wake_engine_on_commit()
     return run
+
+
+def task_run_fields(spec: PlanSpec, worker_map: dict[str, str]) -> list[dict]:
+    """The fields of every task run a run of `spec` has, in plan order: one per task, and for a
+    task with candidates, one per candidate after it (engine.candidates), the task's own waiting
+    for them. worker_map: {worker: the worker that runs its tasks instead}."""
+    rows = []
+    for index, task in enumerate(spec.tasks):
+        common = {"position": index, "max_attempts": 1 + task.retries, "timeout": task.timeout}
+        if not task.candidates:
+            rows.append({"task_id": task.id, "worker": worker_map.get(task.worker, task.worker), "upstream": spec.upstream(task.id), **common})
+            continue
+        own = candidates.rows_for(spec, task.id)
+        rows.append({"task_id": task.id, "worker": worker_map.get(task.worker, task.worker),
+                     "upstream": [c["task_id"] for c in own], **common, "max_attempts": 1})
+        rows += [{**c, "worker": worker_map.get(c["worker"], c["worker"]), "upstream": spec.upstream(task.id), **common} for c in own]
+    return rows
 
 
 _KEPT_FIELDS = ("state", "result", "error", "exit_code", "cost_usd", "input_tokens", "output_tokens", "session_id",
@@ -117,17 +122,16 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
         new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run,
                                  base_commit=run.base_commit)  # the same starting point as the kept tasks
         rows = []
-        for index, task in enumerate(spec.tasks):
-            before = old.get(task.id)
-            row = TaskRun(run=new, task_id=task.id, position=index, worker=before.worker if before else task.worker,
-                          upstream=spec.upstream(task.id), max_attempts=1 + task.retries, timeout=task.timeout)
-            if before is not None and task.id not in redo:
+        for fields in task_run_fields(spec, {}):
+            before = old.get(fields["task_id"])
+            row = TaskRun(run=new, **{**fields, "worker": before.worker if before else fields["worker"]})
+            if before is not None and (fields.get("candidate_of") or row.task_id) not in redo:
                 for field in _KEPT_FIELDS:
                     setattr(row, field, getattr(before, field))
                 row.state_reason = f"{KEPT_FROM}{run.pk}" + (f": {before.state_reason}" if before.state_reason else "")
             rows.append(row)
         TaskRun.objects.bulk_create(rows)
-        for row in new.task_runs.exclude(task_id__in=redo):
+        for row in new.task_runs.exclude(task_id__in=redo).exclude(candidate_of__in=redo):
             chunks = old[row.task_id].output_chunks.order_by("seq")
             OutputChunk.objects.bulk_create(
                 [OutputChunk(task_run=row, seq=c.seq, attempt=c.attempt, text=c.text, newlines=c.newlines) for c in chunks.iterator(chunk_size=200)],
@@ -160,10 +164,19 @@ def advance_run(run_id: int) -> bool:
             return False
         task_runs = list(run.task_runs.all())
         by_id = {t.task_id: t for t in task_runs}
+        # Tasks with candidates: their task runs wait for their candidates, then for a choice.
+        choosing = {t.candidate_of for t in task_runs if t.candidate_of}
+        spec = revisions.spec_of(run.revision_id) if choosing else None
+        chooser = {task: spec.task(task).candidates.choose.review for task in choosing}
         progress = True
         while progress:
             progress = False
             for task_run in task_runs:
+                if task_run.task_id in choosing:
+                    if _advance_choice(spec, task_run, [by_id[c] for c in task_run.upstream if c in by_id],
+                                       by_id.get(chooser[task_run.task_id]), now):
+                        progress = changed = True
+                    continue
                 if task_run.state != TaskState.PENDING:
                     continue
                 upstream = [by_id[u] for u in task_run.upstream if u in by_id]
@@ -178,7 +191,8 @@ def advance_run(run_id: int) -> bool:
                     elif task_run.transition(TaskState.SKIPPED, reason, expect=TaskState.PENDING, finished_at=now):
                         task_run.skip_root = root
                         progress = changed = True
-                elif all(u.state == TaskState.SUCCEEDED for u in upstream):
+                elif all(u.state == TaskState.SUCCEEDED or (u.state == TaskState.WAITING and chooser.get(u.task_id) == task_run.task_id)
+                         for u in upstream):  # a review that chooses among candidates starts once they have ended
                     if task_run.transition(TaskState.QUEUED, expect=TaskState.PENDING, queued_at=now):
                         progress = changed = True
         states = [t.state for t in task_runs]
@@ -232,6 +246,18 @@ def _discard_homes_on_commit(run_id: int) -> None:
     """Once the run's end is committed, remove its attempts' HOME and TMPDIR (engine.homes), in
     the background: the committing thread goes on at once."""
     transaction.on_commit(lambda: homes.discard_run_homes_soon(run_id))
+
+
+def _advance_choice(spec: PlanSpec, choice: TaskRun, own: list[TaskRun], chooser: TaskRun | None, now) -> bool:
+    """Move the task run of a task with candidates on: to choosing once its candidates have
+    ended (engine.candidates), or to failed when the review that was to choose did not succeed.
+    True when it changed."""
+    if candidates.ready_to_choose(choice, own):
+        return candidates.start_choosing(spec, choice, own, now)
+    if choice.state == TaskState.WAITING and chooser is not None and chooser.state in TASK_UNSUCCESSFUL:
+        reason = f"no candidate was chosen: the review {chooser.task_id} that chooses did not succeed"
+        return choice.transition(TaskState.FAILED, reason, expect=TaskState.WAITING, error=reason, finished_at=now)
+    return False
 
 
 def _gate_skip_reason(blocked: TaskRun) -> str | None:

@@ -10,13 +10,14 @@ since its end may wait for this check.
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.engine import checks, gates, orphans, scheduler, work, workspace
+from orchestration.engine import checks, choosing, gates, orphans, scheduler, work, workspace
 from orchestration.engine.checks import EVIDENCE_LIMIT, CheckJob
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
@@ -46,14 +47,17 @@ async def execute(verdict_id: int, lease: Lease) -> None:
     (the run was cancelled meanwhile).
     """
     verdict, job = await db(_load, verdict_id)
+    winner = ""
     try:
-        if job.command is None:
+        if verdict.kind == "choice":
+            state, summary, evidence, winner = await lease.guard(_run_choice(verdict.run_id, job, lease.marker))
+        elif job.command is None:
             state, summary, evidence = await _check_outputs(job)
         else:
             state, summary, evidence = await lease.guard(_run_command(verdict.run_id, job, lease.marker))
     except LeaseLost:
         return
-    await db(_record, verdict, lease, state, summary, evidence)
+    await db(_record, verdict, lease, state, summary, evidence, winner)
     await anotify_run(verdict.run_id)
 
 
@@ -111,12 +115,41 @@ async def _run_command(run_id: int, job: CheckJob, marker: str) -> tuple[str, st
     return CheckState.PASSED, "exited with code 0", evidence
 
 
-def _record(verdict: Verdict, lease: Lease, state: str, summary: str, evidence: str) -> None:
-    """The check's verdict and, when it was the last one, the run's end: one transaction."""
+SCORE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+async def _run_choice(run_id: int, job: CheckJob, marker: str) -> tuple[str, str, str, str]:
+    """(state, summary, evidence, winner) of a choice among candidates: the command run in each
+    candidate's directory in turn; the first to exit 0 wins, or with `score`, the one whose
+    output's last line holds the highest number (of those that exit 0). winner: "" for none."""
+    evidence, scores = [], {}
+    for task_id, cwd in job.candidates:
+        state, summary, shown = await _run_command(run_id, CheckJob(job.command, job.timeout, None, [], cwd=cwd), marker)
+        evidence.append(f"## {task_id}: {summary}\n{shown}")
+        if state != CheckState.PASSED:
+            continue
+        if not job.score:
+            return CheckState.PASSED, f"{task_id} is the first to pass", "\n\n".join(evidence), task_id
+        last = next((line for line in reversed(shown.splitlines()) if line.strip()), "")
+        if found := SCORE.findall(last):
+            scores[task_id] = float(found[-1])
+    if scores:
+        best = max(scores, key=lambda t: scores[t])  # the first of equals, in candidate order
+        listed = ", ".join(f"{t} {v:g}" for t, v in scores.items())
+        return CheckState.PASSED, f"{best} has the best score ({listed})", "\n\n".join(evidence), best
+    why = "printed no score on its last line" if job.score else "passed"
+    return CheckState.FAILED, f"no candidate {why}", "\n\n".join(evidence), ""
+
+
+def _record(verdict: Verdict, lease: Lease, state: str, summary: str, evidence: str, winner: str = "") -> None:
+    """The check's verdict and, when it was the last one, the run's end: one transaction. A
+    gate's check decides its gate; a choice's check, the winner among the candidates."""
     with transaction.atomic():
         if work.finish(verdict, lease.owner, lease.attempt, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
                        decided_at=timezone.now()):
             if verdict.kind == "gate":
                 gates.checked(verdict)  # approves or rejects the gate, and advances the run
+            elif verdict.kind == "choice":
+                choosing.checked(verdict, winner)  # the winner's result becomes the task's, or the task fails
             else:
                 scheduler.advance_run(verdict.run_id)

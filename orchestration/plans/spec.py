@@ -311,6 +311,18 @@ class PlanSpec:
         return self._downstream[task_id]
 
     @cached_property
+    def _choosers(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for t in self.tasks:
+            if t.candidates and t.candidates.choose.review:
+                found.setdefault(t.candidates.choose.review, []).append(t.id)
+        return found
+
+    def chooses_for(self, review_id: str) -> list[str]:
+        """The tasks whose candidates review `review_id` chooses among (choose: {review}), in plan order."""
+        return self._choosers.get(review_id, [])
+
+    @cached_property
     def ancestors(self) -> dict[str, set[str]]:
         """task id -> every task it waits for, directly or not."""
         return graph.ancestors(self.dependencies)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from orchestration import audit
-from orchestration.engine import gates
+from orchestration.engine import choosing, gates
 from orchestration.engine.scheduler import cancel_run, cancel_task, rerun, rerun_selection, start_run
 from orchestration import terminal
 from orchestration.plans.shape import dag_data
@@ -154,6 +154,20 @@ def task_gate(request: HttpRequest, run_id: int, task_run_id: int) -> HttpRespon
         messages.error(request, "Choose Approve or Reject.")
     elif not gates.decide_by(task_run, request.user, decision == "approve", request.POST.get("comment", "")[:2000]):
         messages.info(request, f"The gate after {task_run.task_id} was no longer waiting: it was decided or cancelled.")
+    return redirect(f"{reverse('run-detail', args=[run_id])}?task={quote(task_run.task_id)}")
+
+
+@require_POST
+@permission_required(OPERATOR, raise_exception=True)
+def task_choose(request: HttpRequest, run_id: int, task_run_id: int) -> HttpResponse:
+    """POST /runs/<id>/tasks/<task run id>/choose/ (winner=<candidate task id>, comment): an
+    Operator's pick among the candidates of a task whose `choose:` is person, recorded in its
+    History and the audit trail; the task then succeeds as the winner."""
+    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id, run_id=run_id)
+    winner = request.POST.get("winner", "")
+    if not choosing.choose_by(task_run, request.user, winner, request.POST.get("comment", "")[:2000]):
+        messages.error(request, f"{winner or 'That'} cannot be chosen: {task_run.task_id} is not waiting for a choice, "
+                                "or it is not one of its succeeded candidates.")
     return redirect(f"{reverse('run-detail', args=[run_id])}?task={quote(task_run.task_id)}")
 
 

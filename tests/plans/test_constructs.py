@@ -108,6 +108,12 @@ def test_loops_candidates_and_gates_load_typed_and_export_back_the_same():
             - {id: a, worker: shell, command: "true", gate: {aprove: true}}
             - {id: b, worker: shell, command: "true", depends_on: [a]}
         """, ["p.yaml:3:", "tasks[0].gate", "a gate is `{approve: true", "unknown key 'aprove'"]),
+    ("a task named like another task's candidate", """\
+        parallel_execution:
+          tasks:
+            - {id: ui, candidates: [claude, codex], choose: person, description: build}
+            - {id: ui.2, worker: shell, command: "true"}
+        """, ["p.yaml:4:12:", "'ui.2' is the name of candidate 2 of ui in a run: give this task another id."]),
     ("a task with neither worker nor candidates", """\
         parallel_execution:
           tasks:

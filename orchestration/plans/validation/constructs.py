@@ -65,6 +65,10 @@ def _check_candidates(f: Findings, index: int, task: dict) -> None:
         f.add(f.path(index, "candidates"), f"say how the winner of {tid}'s candidates is chosen: {CHOOSE_HOW}.", at_key=True)
     candidates = task["candidates"]
     workers = candidate_workers(candidates)
+    for number in range(1, len(workers) + 1):
+        if (taken := f"{tid}.{number}") in f.first_seen:
+            f.add(f.path(f.first_seen[taken], "id"), f"'{taken}' is the name of candidate {number} of {tid} in a run: "
+                                                     "give this task another id.")
     if isinstance(candidates, dict):
         f.unknown_worker(f.path(index, "candidates", "worker"), candidates["worker"])
     else:
