@@ -19,7 +19,7 @@ import yaml
 
 from orchestration.plans.exporter import contract_document, workspace_document
 from orchestration.plans.errors import PlanInvalid
-from orchestration.plans.loader import load_plan
+from orchestration.plans.loader import load_document
 from orchestration.plans.validation.tasks import MAX_TASKS
 from orchestration.plans.spec import PlanSpec
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
@@ -313,66 +313,53 @@ def _parse_specification(text: str) -> tuple[Any, str]:
     return parsed.data, ""
 
 
-def field_key(problem_field: str, doc: dict[str, Any]) -> str:
-    """The editor field a loader problem belongs to ("" for the whole plan).
+def field_key(path: tuple, doc: dict[str, Any]) -> str:
+    """The editor field a problem at `path` (PlanProblem.path, in the document `document` made)
+    belongs to ("" for the whole plan).
 
-    "parallel_execution.tasks[2].depends_on[0]" -> "tasks-2-depends_on";
-    "contracts.auth_api.specification.request" -> "contracts-<its row>-specification".
+    ("parallel_execution", "tasks", 2, "depends_on", 0) -> "tasks-2-depends_on";
+    ("contracts", "auth_api", "specification", "request") -> "contracts-<its row>-specification".
     """
-    match = re.match(r"parallel_execution\.tasks\[(\d+)\](?:\.(\w+))?", problem_field)
-    if match:
-        return f"tasks-{match.group(1)}-{match.group(2) or 'id'}"
-    match = re.match(r"parallel_execution\.integration_points\[(\d+)\](?:\.(\w+))?", problem_field)
-    if match:
-        return f"points-{match.group(1)}-{match.group(2) or 'between'}"
-    if problem_field.startswith("parallel_execution.completion_criteria"):
-        return "criteria"
-    if problem_field.startswith("contracts."):
-        names = list(doc.get("contracts", {}))
-        rest = problem_field[len("contracts."):]
-        matches = [(len(name), index, name) for index, name in enumerate(names) if rest == name or rest.startswith(name + ".")]
-        if matches:
-            _, index, name = max(matches)  # "a.b" before "a"
-            part = rest[len(name) + 1:].split(".")[0] or "name"
-            return f"contracts-{index}-{part if part in ('provider', 'consumer', 'phase', 'specification') else 'name'}"
-    if problem_field in ("name", "description"):
-        return problem_field
-    if problem_field.startswith("workspace"):
-        return "repository"
+    match path:
+        case ("parallel_execution", "tasks", int(n), str(name), *_):
+            return f"tasks-{n}-{name}"
+        case ("parallel_execution", "tasks", int(n), *_):
+            return f"tasks-{n}-id"
+        case ("parallel_execution", "integration_points", int(n), str(name), *_):
+            return f"points-{n}-{name}"
+        case ("parallel_execution", "integration_points", int(n), *_):
+            return f"points-{n}-between"
+        case ("parallel_execution", "completion_criteria", *_):
+            return "criteria"
+        case ("contracts", str(name), *rest):
+            index = list(doc.get("contracts", {})).index(name) if name in doc.get("contracts", {}) else -1
+            part = rest[0] if rest and rest[0] in ("provider", "consumer", "phase", "specification") else "name"
+            return f"contracts-{index}-{part}" if index >= 0 else ""
+        case ("name" | "description" as name, *_):
+            return name
+        case ("workspace", *_):
+            return "repository"
     return ""
 
 
 def validate(state: EditorState, any_repository: bool = False) -> tuple[PlanSpec | None, dict[str, list[str]]]:
     """(spec, {}) when the state is a valid plan; else (None, {field key: [messages]}).
 
-    Messages for the whole plan are under the key "". Uses the same loader as file imports
-    (any_repository: see load_plan).
+    Messages for the whole plan are under the key "". The document the form describes is
+    validated as data by the loader that validates files (load_document: the same checks), and
+    each problem's path in it names its field (field_key): nothing is parsed back from text.
     """
     doc, faults = document(state)
     if not state.tasks:
         faults.setdefault("", []).append("a plan needs at least one task: add one")
         return None, faults
     try:
-        # PyYAML writes back what it reads (numbers such as 1e+16, .inf, non-text keys), so
-        # the loader judges the form exactly as it would judge the same plan in a file.
-        spec = load_plan(_yaml_text(doc), "plan", any_repository=any_repository)
+        spec = load_document(doc, "plan", any_repository=any_repository)
     except PlanInvalid as error:
         for problem in error.problems:
-            # Line numbers refer to the YAML the form was turned into, which nobody sees.
-            message = re.sub(r" \(line \d+\)| \(first on line \d+\)", "", problem.message)
-            faults.setdefault(field_key(problem.field, doc), []).append(message)
+            faults.setdefault(field_key(problem.path, doc), []).append(problem.message)
         return None, faults
     return (spec, {}) if not faults else (None, faults)
-
-
-def _yaml_text(doc: dict[str, Any]) -> str:
-    """doc as YAML: by libyaml when PyYAML has it (ten times faster on a 2,000-task form), else,
-    and for text libyaml cannot encode (a lone surrogate, which the loader then locates), by
-    PyYAML's own emitter. Both write the same document."""
-    try:
-        return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), allow_unicode=True, sort_keys=False)
-    except UnicodeEncodeError:
-        return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
 TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema", "depends_on")

@@ -10,13 +10,16 @@ class PlanProblem:
 
     field: the dotted path of the field ("parallel_execution.tasks[2].depends_on[0]"), or "" for
     the whole document. line / column: 1-based position in the source text, 0 when unknown.
-    message: what is wrong and how to fix it.
+    message: what is wrong and how to fix it. path: the same place as data, keys and indexes in
+    the canonical document (("parallel_execution", "tasks", 2, "depends_on", 0)); () when unknown
+    (the editor maps it to its form fields without parsing `field`).
     """
 
     field: str
     message: str
     line: int = 0
     column: int = 0
+    path: tuple = ()
 
     def format(self, source: str) -> str:
         """Render as "source:line:column: field: message" (omitting unknown parts)."""
@@ -35,7 +38,7 @@ class PlanInvalid(Exception):
 
     def __init__(self, source: str, problems: list[PlanProblem]) -> None:
         self.source = _encodable(source)
-        problems = [PlanProblem(_encodable(p.field), _encodable(p.message), p.line, p.column) for p in problems]
+        problems = [PlanProblem(_encodable(p.field), _encodable(p.message), p.line, p.column, tuple(p.path)) for p in problems]
         self.problems = sorted(problems, key=lambda p: (p.line or 10**9, p.column, p.field))
         super().__init__(self.report())
 

@@ -36,7 +36,7 @@ from orchestration.plans.spec import (Candidates, Choice, Contract, ContractChec
 from orchestration.plans.validation import semantic_problems
 from orchestration.plans.validation.constructs import candidate_workers
 from orchestration.plans.validation.schemas import resolve_schema_ref, specifications, task_ref
-from orchestration.plans.yaml_source import LocatedYaml, TooLarge, yaml_error_problem
+from orchestration.plans.yaml_source import LocatedYaml, PlainDocument, TooLarge, yaml_error_problem
 
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 MAX_PLAN_BYTES = 2 * 1024 * 1024
@@ -124,9 +124,28 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
         raise PlanInvalid(source, [error.problem]) from None
     except RecursionError:
         raise PlanInvalid(source, [PlanProblem("", "the document is nested too deeply (hundreds of levels); a plan needs a few.")]) from None
-    problems = doc.duplicate_keys()
     if doc.data is None:
         raise PlanInvalid(source, [PlanProblem("", "the file is empty: a plan needs a `parallel_execution:` mapping with `tasks:`", 1, 1)])
+    return _validated(doc, source, base_dir, workers, any_repository)
+
+
+def load_document(data: dict[str, Any], source: str = "plan", workers: list[str] | None = None,
+                  any_repository: bool = False) -> PlanSpec:
+    """Validate a plan document given as data (what the editor's form describes) exactly as
+    load_plan validates a file, and return it as a PlanSpec. Problems carry their `path` in the
+    document (no line: there is no text). Raises PlanInvalid."""
+    if workers is None:
+        from orchestration.workers.registry import worker_names
+
+        workers = worker_names()
+    return _validated(PlainDocument(data), source, None, workers, any_repository)
+
+
+def _validated(doc: LocatedYaml | PlainDocument, source: str, base_dir: Path | None, workers: list[str],
+               any_repository: bool) -> PlanSpec:
+    """The checks of load_plan on a parsed document, in order: values a plan can hold, the
+    seed's other forms rewritten, the schema, then each section (plans.validation)."""
+    problems = doc.duplicate_keys()
     unstorable = _unstorable_values(doc)
     if unstorable:
         raise PlanInvalid(source, problems + unstorable)
@@ -167,7 +186,7 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
                 near = difflib.get_close_matches(str(key), list(error.schema.get("properties", {})), 1)
                 hint = f" Did you mean '{near[0]}'?" if near else f" Allowed keys here: {allowed}."
                 line, column = doc.locate([*path, key], at_key=True)
-                problems.append(PlanProblem(doc.field_name([*path, key]), f"unknown key '{key}'.{hint}", line, column))
+                problems.append(PlanProblem(doc.field_name([*path, key]), f"unknown key '{key}'.{hint}", line, column, (*path, key)))
             continue
         if error.validator == "anyOf" and len(path) == 2 and path[0] == "contracts":
             message = "a contract names its `provider` and `consumer` tasks (or the `phase` whose tasks share it)"
@@ -192,7 +211,7 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
         elif error.validator == "type":
             message = f"must be {_type_words(error.validator_value)}, not {_describe(error.instance)}"
         line, column = doc.locate(path, at_key=at_key)
-        problems.append(PlanProblem(doc.field_name(path), message, line, column))
+        problems.append(PlanProblem(doc.field_name(path), message, line, column, tuple(path)))
     return problems
 
 
@@ -224,7 +243,7 @@ def _unstorable_values(doc: LocatedYaml) -> list[PlanProblem]:
 
     def add(path: list, message: str, at_key: bool = False) -> None:
         line, column = doc.locate(path, at_key=at_key)
-        problems.append(PlanProblem(doc.field_name(path), message, line, column))
+        problems.append(PlanProblem(doc.field_name(path), message, line, column, tuple(path)))
 
     def walk(value: Any, path: list) -> Any:
         if len(problems) >= 20:

@@ -119,6 +119,27 @@ class LocatedYaml:
         return problems
 
 
+class PlainDocument:
+    """A plan document given as data, with no text behind it (the editor's form): LocatedYaml's
+    interface, where nothing has a line. data: the document (dicts, lists, scalars)."""
+
+    def __init__(self, data: object) -> None:
+        self.data = data
+        self.translate: Callable[[list], tuple[list, bool]] | None = None
+
+    def locate(self, path: Sequence[PathPart], at_key: bool = False) -> tuple[int, int]:
+        """(0, 0): there is no text to point into."""
+        return 0, 0
+
+    def field_name(self, path: Sequence[PathPart]) -> str:
+        """The dotted name of `path` ("parallel_execution.tasks[2].id")."""
+        return format_path(path)
+
+    def duplicate_keys(self) -> list[PlanProblem]:
+        """[]: data cannot hold a key twice."""
+        return []
+
+
 def _key_matches(key_node: yaml.ScalarNode, part: object) -> bool:
     if isinstance(part, str):
         return key_node.value == part and key_node.tag == "tag:yaml.org,2002:str"

@@ -42,7 +42,7 @@ class Findings:
 
     def _located(self, path: list, message: str, at_key: bool) -> PlanProblem:
         line, column = self.doc.locate(path, at_key=at_key)
-        return PlanProblem(self.doc.field_name(path), message, line, column)
+        return PlanProblem(self.doc.field_name(path), message, line, column, tuple(path))
 
     def add(self, path: list, message: str, at_key: bool = False) -> None:
         """Record a fault at `path` (a path in the canonical document), located in the text."""

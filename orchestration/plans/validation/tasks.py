@@ -15,7 +15,8 @@ def check(f: Findings) -> bool:
         first = f.first_seen[task["id"]]
         if first != index:
             line, _ = f.doc.locate(f.path(first, "id"))
-            f.add(f.path(index, "id"), f"duplicate task id '{task['id']}': task {first + 1} (line {line}) already has it. "
+            where = f" (line {line})" if line else ""
+            f.add(f.path(index, "id"), f"duplicate task id '{task['id']}': task {first + 1}{where} already has it. "
                                        "Give each task its own id.")
     for index, task in enumerate(f.tasks):
         for dep_index, dep in enumerate(task.get("depends_on", [])):
