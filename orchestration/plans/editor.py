@@ -25,8 +25,14 @@ from orchestration.plans.spec import PlanSpec
 from orchestration.plans.yaml_source import LocatedYaml, TooLarge
 
 TASK_TEXT_FIELDS = ("id", "worker", "description", "prompt", "prompt_file", "output_format", "integration", "phase")
-# The fields the editor folds away under "Prompt, output, integration, files".
-TASK_MORE_FIELDS = ("prompt", "output_format", "integration", "writes", "resources", "output_schema")
+# The fields of a review loop, candidates and a gate, as the form holds them (strings as typed).
+CONSTRUCT_FIELDS = ("loop_fixes", "loop_rounds", "candidates", "choose", "choose_review", "choose_command", "choose_score",
+                    "gate", "gate_message", "gate_command", "gate_timeout")
+# The fields the editor folds away under "Prompt, output, integration, files, loop, candidates, gate".
+TASK_MORE_FIELDS = ("prompt", "output_format", "integration", "writes", "resources", "output_schema", *CONSTRUCT_FIELDS)
+# Where the folded fields' problems are listed (a loop's, candidates', choice's and gate's under one key each).
+TASK_MORE_ERRORS = ("prompt", "output_format", "integration", "writes", "resources", "output_schema", "loop", "candidates",
+                    "choose", "gate")
 MAX_ROWS = 500  # contracts and integration points; tasks go up to the loader's MAX_TASKS
 
 
@@ -49,6 +55,17 @@ class TaskRow:
     writes: str = ""
     resources: str = ""
     output_schema: str = ""
+    loop_fixes: str = ""  # task ids, comma separated: the review loop's fixes (this task is the review)
+    loop_rounds: str = ""
+    candidates: str = ""  # workers, comma separated ("claude, codex", or "claude x3")
+    choose: str = ""  # "", "person", "review" or "command"
+    choose_review: str = ""
+    choose_command: str = ""
+    choose_score: str = ""  # "on": the best score wins
+    gate: str = ""  # "", "approve" or "command"
+    gate_message: str = ""
+    gate_command: str = ""
+    gate_timeout: str = ""
     depends_on: list[int] = field(default_factory=list)
 
 
@@ -104,7 +121,8 @@ def state_from_post(data) -> EditorState:
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
                                                          "base_revision", "criteria_checks", "workspace_options")})
     for n in range(_count(data, "tasks-count", MAX_TASKS)):
-        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes", "resources", "output_schema")})
+        row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes",
+                                                                     "resources", "output_schema", *CONSTRUCT_FIELDS)})
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):
@@ -137,6 +155,7 @@ def state_from_spec(spec: PlanSpec) -> EditorState:
         row.resources = "\n".join(task.resources)
         row.output_schema = task.output_schema_ref or (json.dumps(task.output_schema, indent=2) if task.output_schema else "")
         row.depends_on = [position[d] for d in task.depends_on if d in position]
+        _constructs_to_row(task, row)
         state.tasks.append(row)
     for name, contract in spec.contracts.items():
         checks = contract_document(contract).get("checks")
@@ -146,6 +165,67 @@ def state_from_spec(spec: PlanSpec) -> EditorState:
     for point in spec.integration_points:
         state.points.append(PointRow(between=[position[b] for b in point.between if b in position], contract=point.contract))
     return state
+
+
+def _seconds_text(value: float | None) -> str:
+    return "" if value is None else str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _constructs_to_row(task, row: TaskRow) -> None:
+    """Fill `row`'s loop, candidates and gate fields from `task` (plans.spec.Task)."""
+    if task.loop:
+        row.loop_fixes, row.loop_rounds = ", ".join(task.loop.fixes), str(task.loop.max_rounds)
+    if task.candidates:
+        workers = task.candidates.workers
+        row.candidates = f"{workers[0]} x{len(workers)}" if len(set(workers)) == 1 else ", ".join(workers)
+        choose = task.candidates.choose
+        row.choose = choose.way
+        row.choose_review = choose.review
+        row.choose_command = readable_join(choose.command) if choose.command else ""
+        row.choose_score = "on" if choose.score else ""
+    if task.gate:
+        row.gate = "approve" if task.gate.approve else "command"
+        row.gate_message = task.gate.message
+        row.gate_command = readable_join(task.gate.command) if task.gate.command else ""
+        row.gate_timeout = _seconds_text(task.gate.timeout)
+
+
+def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> dict[str, Any]:
+    """The loop, candidates / choose and gate keys of task row `n` as a plan file writes them;
+    faults of what cannot even be read (a count that is no number) go into `faults`."""
+    out: dict[str, Any] = {}
+
+    def number(text: str, key: str, cast=float) -> float | None:
+        try:
+            return cast(text.strip()) if text.strip() else None
+        except ValueError:
+            faults.setdefault(f"tasks-{n}-{key}", []).append("must be a number" if cast is float else "must be a whole number")
+            return None
+
+    fixes = [part for part in re.split(r"[,\s]+", row.loop_fixes) if part]
+    if fixes or row.loop_rounds.strip():
+        out["loop"] = {"fixes": fixes}
+        if (rounds := number(row.loop_rounds, "loop", int)) is not None:
+            out["loop"]["max_rounds"] = rounds
+    workers = [part for part in re.split(r"[,\s]+", row.candidates) if part]
+    if len(workers) == 2 and re.fullmatch(r"[x×][0-9]+", workers[1]):  # "claude x3"
+        out["candidates"] = {"worker": workers[0], "n": int(workers[1][1:])}
+    elif workers:
+        out["candidates"] = workers
+    if row.choose == "person":
+        out["choose"] = "person"
+    elif row.choose == "review":
+        out["choose"] = {"review": row.choose_review.strip()}
+    elif row.choose == "command":
+        out["choose"] = {"command": row.choose_command.strip(), **({"score": True} if row.choose_score else {})}
+    if row.gate in ("approve", "command"):
+        gate: dict[str, Any] = {"approve": True} if row.gate == "approve" else {"command": row.gate_command.strip()}
+        if row.gate_message.strip():
+            gate["message"] = row.gate_message.strip()
+        if (timeout := number(row.gate_timeout, "gate")) is not None:
+            gate["timeout"] = timeout
+        out["gate"] = gate
+    return out
 
 
 def apply_action(state: EditorState, action: str) -> None:
@@ -239,6 +319,7 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
                     faults.setdefault(f"tasks-{n}-output_schema", []).append(problem)
                 elif schema is not None:
                     task["output_schema"] = schema
+        task.update(_constructs_from_row(row, n, faults))
         if row.depends_on:
             # Two ticked tasks may have the same id while it is being typed: list it once.
             task["depends_on"] = list(dict.fromkeys(ids[p] for p in row.depends_on if p < len(ids)))
@@ -362,7 +443,7 @@ def validate(state: EditorState, any_repository: bool = False) -> tuple[PlanSpec
     return (spec, {}) if not faults else (None, faults)
 
 
-TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "writes", "resources", "output_schema", "depends_on")
+TASK_FIELDS = (*TASK_TEXT_FIELDS, "command", "timeout", "retries", *TASK_MORE_ERRORS, "depends_on")
 
 
 def slot_keys(state: EditorState) -> list[str]:

@@ -13,7 +13,7 @@ from django.urls import reverse
 from orchestration.roles import AUTHOR
 from orchestration.models import Plan, PlanDraft, PromptTemplate
 from orchestration.plans import repositories
-from orchestration.plans.editor import (TASK_MORE_FIELDS, EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec,
+from orchestration.plans.editor import (TASK_MORE_ERRORS, TASK_MORE_FIELDS, EditorState, TaskRow, apply_action, slot_keys, state_from_post, state_from_spec,
                                         validate)
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.shape import analyse, dag_data
@@ -120,7 +120,7 @@ def _render(request, plan, state: EditorState, errors: dict | None, part: str = 
             for n, row in enumerate(state.points)
         ],
         "errors": errors,
-        "more_fields": TASK_MORE_FIELDS,
+        "more_fields": TASK_MORE_ERRORS,
         # As you type, the page drops the error lists it shows; only fields with messages get one
         # back, and the plan's own (always there, so that there is always one to drop).
         "slots": [(key, _slot_anchor(key)) for key in slot_keys(state) if not key or errors.get(key)] if part == "error-slots" else [],
@@ -144,7 +144,7 @@ def _slot_anchor(key: str) -> str:
     if not key:
         return "afterbegin:#editor"
     match = re.fullmatch(r"tasks-(\d+)-(\w+)", key)
-    if match and match.group(2) in TASK_MORE_FIELDS:
+    if match and match.group(2) in TASK_MORE_ERRORS:
         return f'beforebegin:#editor .depends:has([name="tasks-{match.group(1)}-depends_on"])'
     if re.fullmatch(r"tasks-\d+-depends_on|points-\d+-between", key):
         return f'afterend:#editor .depends:has([name="{key}"])'

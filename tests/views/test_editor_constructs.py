@@ -1,0 +1,57 @@
+"""The editor builds review loops, candidates and gates, shows them again, and puts each
+mistake beside its field."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestration.models import Plan
+from orchestration.plans.spec import Choice, Gate, Loop
+from tests.views.test_plan_editor import form
+
+pytestmark = pytest.mark.django_db
+
+WRITE = {"id": "write", "worker": "claude", "description": "Write it.", "candidates": "claude, codex", "choose": "review",
+         "choose_review": "pick"}
+PICK = {"id": "pick", "worker": "claude", "description": "Pick the best.", "depends_on": ["0"]}
+POLISH = {"id": "polish", "worker": "codex", "description": "Polish the winner.", "depends_on": ["1"]}
+REVIEW = {"id": "review", "worker": "claude", "description": "Review it.", "depends_on": ["2"], "loop_fixes": "polish",
+          "loop_rounds": "2", "gate": "approve", "gate_message": "Ship it?", "gate_timeout": "3600"}
+SHIP = {"id": "ship", "worker": "shell", "command": "true", "depends_on": ["3"]}
+
+
+def test_the_editor_saves_a_loop_candidates_and_a_gate_and_shows_them_again(logged_in_client):
+    response = logged_in_client.post("/plans/new/", form("Constructs", [WRITE, PICK, POLISH, REVIEW, SHIP], action="save"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    spec = Plan.objects.get(name="Constructs").latest_revision.spec
+    assert spec.task("write").candidates.workers == ["claude", "codex"]
+    assert spec.task("write").candidates.choose == Choice(review="pick")
+    assert spec.task("review").loop == Loop(fixes=["polish"], max_rounds=2)
+    assert spec.task("review").gate == Gate(approve=True, message="Ship it?", timeout=3600)
+    page = logged_in_client.get(f"/plans/{Plan.objects.get(name='Constructs').pk}/edit/").content.decode()
+    assert 'name="tasks-0-candidates" value="claude, codex"' in page and 'name="tasks-3-loop_fixes" value="polish"' in page
+    assert '<option value="approve" selected>' in page and 'name="tasks-3-gate_message" value="Ship it?"' in page
+
+
+@pytest.mark.parametrize("change, key, fragment", [
+    ({"loop_fixes": "ship"}, "tasks-3-loop", "ship is not upstream of review"),
+    ({"loop_rounds": "0"}, "tasks-3-loop", "max_rounds must be from 1 to 20"),
+    ({"gate": "command", "gate_command": "'unclosed"}, "tasks-3-gate", "cannot split the command"),
+])
+def test_a_mistake_in_a_construct_is_shown_beside_its_field(logged_in_client, change, key, fragment):
+    response = logged_in_client.post("/plans/new/", form("Broken", [WRITE, PICK, POLISH, {**REVIEW, **change}, SHIP], action="save"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    listed = re.search(rf'<ul class="field-errors" id="err-{key}">(.*?)</ul>', page, re.S)
+    assert listed and fragment in listed.group(1), page[page.find("field-errors"):][:1500]
+    assert not Plan.objects.filter(name="Broken").exists()
+
+
+def test_candidates_without_a_way_to_choose_are_flagged_as_you_type(logged_in_client):
+    response = logged_in_client.post("/plans/new/", form("Typing", [{**WRITE, "choose": ""}, PICK], action="validate"))
+    assert "say how the winner of write&#x27;s candidates is chosen" in response.content.decode()
+    assert 'id="err-tasks-0-candidates"' in response.content.decode()
+
+
+
