@@ -112,3 +112,35 @@ def test_dependencies_are_searched_picked_and_removed_in_their_picker_and_saved(
     assert tasks["report"]["writes"] == ["out/report.txt"]
     assert "depends_on" not in tasks["step_07"] and "collect" in tasks
     assert console_errors == []
+
+
+def test_a_gate_and_a_review_loop_are_built_in_the_editor_and_run(page, stack):
+    page.click("#new-plan")
+    page.fill("input[name=name]", "Loop and gate from the editor")
+    fill_task(page, 0, "write", "python -c \"import os; print('v2' if 'Review findings' in os.environ['MAGICBOX_PROMPT'] else 'v1')\"")
+    page.click("#add-task")
+    page.wait_for_selector("input[name=tasks-1-id]")
+    fill_task(page, 1, "review", "python -c \"import os; print('APPROVE' if 'v2' in os.environ['MAGICBOX_PROMPT'] else 'REQUEST_CHANGES: say v2')\"")
+    pick(page, 1, "wri", "write")
+    page.click("details[data-more='1'] > summary")  # its loop, candidates and gate fields
+    page.fill("input[name=tasks-1-loop_fixes]", "writ")  # a mistake, shown beside the loop as it is typed
+    page.locator("#err-tasks-1-loop", has_text="'writ' is not a task of this plan").wait_for()
+    page.fill("input[name=tasks-1-loop_fixes]", "write")
+    page.locator("#err-tasks-1-loop").wait_for(state="detached")
+    page.fill("input[name=tasks-1-loop_rounds]", "3")
+    page.select_option("select[name=tasks-1-gate]", "approve")
+    page.fill("input[name=tasks-1-gate_message]", "Read the review")
+    page.click("#add-task")  # the gate must hold something back
+    page.wait_for_selector("input[name=tasks-2-id]")
+    assert page.input_value("input[name=tasks-1-loop_fixes]") == "write", "typed text was lost"
+    fill_task(page, 2, "ship", "python -c \"print('shipped')\"")
+    pick(page, 2, "rev", "review")
+    page.click("#save-plan")
+    page.wait_for_selector("text=Saved revision 1 of Loop and gate from the editor")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    page.locator(".task-row[data-task=review][data-state=waiting]").wait_for(timeout=60_000)
+    page.click(".task-row[data-task=review]")
+    assert "2 rounds" in page.inner_text("#loop-rounds") and "REQUEST_CHANGES" in page.inner_text("#loop-rounds")
+    page.click("#gate-approve")
+    page.locator("#run-header[data-state=succeeded]").wait_for()
