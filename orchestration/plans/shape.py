@@ -56,8 +56,14 @@ def analyse(spec: PlanSpec, past: dict[str, float] | None = None) -> PlanShape:
         sources = {"past runs" if t in past else "timeouts" for t in estimates}
         shape.estimated_from = " and ".join(sorted(sources, reverse=True))
         shape.critical_path = seconds_path
-    shape.warnings = [n.message for n in spec.notices] + conflicts(spec)
+    shape.warnings = [notice_text(n) for n in spec.notices] + conflicts(spec)
     return shape
+
+
+def notice_text(notice) -> str:
+    """A warning found at import (PlanSpec.notices) as shown: "line 12, subtasks[2].dependencies: …"."""
+    where = ", ".join(part for part in (f"line {notice.line}" if notice.line else "", notice.field) if part)
+    return f"{where}: {notice.message}" if where else notice.message
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -36,8 +36,9 @@ def plan_import(request: HttpRequest) -> HttpResponse:
         plans = Plan.objects.order_by("name")
         return render(request, "plans/list.html", {"plans": plans, "form": form}, status=400)
     revision, created = save_spec(form.spec, form.source_text, form.source_name, request.user)
+    warned = f" with {len(form.spec.notices)} warning{'s' if len(form.spec.notices) != 1 else ''}: see below" if form.spec.notices else ""
     if created:
-        messages.success(request, f"Imported {revision.plan.name} (revision {revision.number}).")
+        messages.success(request, f"Imported {revision.plan.name} (revision {revision.number}){warned}.")
     else:
         messages.info(request, f"{revision.plan.name} is unchanged since revision {revision.number}.")
     return redirect("plan-detail", plan_id=revision.plan_id)

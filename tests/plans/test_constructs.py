@@ -157,3 +157,14 @@ def test_a_cycle_in_the_decomposition_forms_dependencies_is_reported_at_its_line
           - {id: 2, name: Two, worker: shell, description: two, dependencies: [1], command: "true"}
         """)
     assert "p.yaml:3:" in text and "dependency cycle" in text and "subtasks[0].dependencies" in text, text
+
+
+def test_importing_the_decomposition_form_says_it_warned_and_the_plan_page_shows_the_mapping(logged_in_client, db):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("answer.yaml", (SEED / "decomposition.yaml").read_bytes())
+    response = logged_in_client.post("/plans/import/", {"file": upload}, follow=True)
+    page = response.content.decode()
+    assert "warning" in page and "see below" in page
+    assert "task ids made from the subtasks&#x27; names: 1 → design-profile-api" in page
+    assert 'id="plan-warnings"' in page and "line " in page
