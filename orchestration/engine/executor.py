@@ -5,6 +5,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -61,6 +62,7 @@ class AttemptPlan:
     own_head: str = ""  # the head of its own branch it continues from, in a loop round ("" otherwise)
     candidate_of: str = ""  # the task whose candidate this is (engine.candidates), "" otherwise
     candidates_brief: str = ""  # the candidates a choosing review is shown (engine.choosing.brief)
+    resume_session: str = ""  # in a loop round, the CLI session of the round before, to continue where the CLI can
 
 
 def _references_results(task: Task) -> bool:
@@ -107,6 +109,7 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         findings=task_run.findings,
         own_head=own_head,
         candidate_of=task_run.candidate_of,
+        resume_session=task_run.session_id if task_run.findings else "",
         candidates_brief=choosing.brief(task_run.run_id, spec, task_run.task_id) if chooses_for else "",
     )
 
@@ -368,19 +371,12 @@ async def execute(task_run_id: int, lease: Lease) -> None:
         command = [references.fill(arg, plan.results, plan.spec.ids) for arg in plan.task.command] if plan.task.command else None
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
-        invocation = adapter.build(
-            TaskContext(
-                task_id=plan.task_id,
-                prompt=prompt,
-                command=command,
-                output_schema=plan.task.output_schema,
-                workdir=dirs.workdir,
-                home=dirs.home,
-                tmpdir=dirs.tmpdir,
-                upstream_dir=dirs.upstream,
-                base_env=env,
-            )
-        )
+        context = TaskContext(task_id=plan.task_id, prompt=prompt, command=command, output_schema=plan.task.output_schema,
+                              workdir=dirs.workdir, home=dirs.home, tmpdir=dirs.tmpdir, upstream_dir=dirs.upstream, base_env=env)
+        if plan.resume_session and (sessions := _earlier_sessions(plan)) and adapter.resume(sessions, plan.resume_session, context):
+            context.resume_session = plan.resume_session  # a review loop's next round continues the conversation
+            output.add([f"[Magic Box] continuing the CLI's session {plan.resume_session} of the round before"])
+        invocation = adapter.build(context)
     except LeaseLost:  # taken over before it began: nothing of it to record
         return
     except _SETUP_ERRORS as error:
@@ -512,6 +508,16 @@ async def _capture(plan: AttemptPlan, repository, task_start: worktrees.TaskStar
     except GitError as error:
         output.add([f"[Magic Box] the task's changes could not be captured: {error}"])
         return f"its changes could not be committed: {error}"
+
+
+def _earlier_sessions(plan: AttemptPlan) -> Path | None:
+    """The session transcripts of the task's latest earlier attempt that kept some (engine.homes.seal
+    moves them to <attempt>/sessions), or None."""
+    for attempt in range(plan.attempt - 1, 0, -1):
+        sessions = workspace.attempt_dirs(plan.run_id, plan.task_id, attempt).workdir.parent / "sessions"
+        if sessions.is_dir():
+            return sessions
+    return None
 
 
 def _unrelated_heads(plan: AttemptPlan) -> list[tuple[str, str]]:

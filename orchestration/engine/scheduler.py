@@ -362,7 +362,7 @@ def claim_next(owner: str, scope: work.Scope = work.Scope(), limit: int = 1, unc
 # What a claimed task run is read with: what claiming it needs, and what its attempt needs to
 # begin (engine.executor._load, with its run's `revision_id`), so that beginning it reads it no more.
 CLAIM_FIELDS = ("id", "run_id", "task_id", "worker", "attempt", "started_at", "claimed_by", "worker_losses", "state", "timeout",
-                "output_bytes", "upstream", "max_attempts", "interruptions", "findings")
+                "output_bytes", "upstream", "max_attempts", "interruptions", "findings", "session_id", "candidate_of")
 
 
 def _candidates(scope: work.Scope, now, saturated: list[str], count: int) -> list[TaskRun]:

@@ -41,6 +41,7 @@ class TaskContext:
     upstream_dir: Path
     base_env: dict[str, str]
     output_schema: dict | None = None  # a JSON Schema the result must match (asked for natively where a CLI can)
+    resume_session: str = ""  # the CLI session to continue (a review loop's next round), put in place by WorkerAdapter.resume
 
 
 @dataclass
@@ -181,6 +182,13 @@ class WorkerAdapter:
     def __init__(self, config: WorkerConfig, search_path: list[str]) -> None:
         self.config = config
         self.search_path = search_path
+
+    def resume(self, sessions: Path, session_id: str, ctx: TaskContext) -> bool:
+        """Put what the CLI needs to continue session `session_id` into the attempt's HOME
+        (ctx.home), from `sessions`: an earlier attempt's transcripts as engine.homes.seal moved
+        them aside (same paths relative to HOME). True when this attempt can resume it (then
+        build gets ctx.resume_session); False (the default: a CLI that cannot) starts afresh."""
+        return False
 
     def find_program(self, program: str) -> str:
         """Return the absolute path of `program`.

@@ -28,6 +28,9 @@ Exit code 0 on success, 1 on API errors. Lines can be megabytes long.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from orchestration.workers.base import Invocation, Outcome, TaskContext, WorkerAdapter
@@ -69,6 +72,8 @@ class ClaudeAdapter(WorkerAdapter):
     def build(self, ctx: TaskContext) -> Invocation:
         program = self.find_program(self.config.program or "claude")
         defaults = DEFAULT_ARGS + (["--json-schema", json.dumps(ctx.output_schema)] if ctx.output_schema else [])
+        if ctx.resume_session:
+            defaults = [*defaults, "--resume", ctx.resume_session]
         argv, stdin = agent_argv(program, defaults, self.config.args, ctx)
         env = agent_env(
             ctx,
@@ -77,6 +82,20 @@ class ClaudeAdapter(WorkerAdapter):
             forced={},
         )
         return Invocation(argv=argv, env=env, cwd=ctx.workdir, stdin=stdin, stdout_dir=ctx.tmpdir)
+
+    def resume(self, sessions: Path, session_id: str, ctx: TaskContext) -> bool:
+        """claude finds a session in ~/.claude/projects/<its working directory with every
+        character but letters and digits made '-'>/<session>.jsonl (claude 2.1.197): the earlier
+        attempt's transcript is copied there under this attempt's working directory's name."""
+        if not re.fullmatch(r"[0-9a-fA-F-]{8,64}", session_id or ""):
+            return False
+        found = next(iter(sorted((sessions / ".claude" / "projects").glob(f"*/{session_id}.jsonl"))), None)
+        if found is None:
+            return False
+        target = ctx.home / ".claude" / "projects" / re.sub(r"[^A-Za-z0-9]", "-", str(ctx.workdir)) / found.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, target)
+        return True
 
     def parser(self) -> ClaudeEventParser:
         return ClaudeEventParser()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from orchestration.models import LoopRound
 from tests.conftest import run_plan
@@ -37,6 +38,23 @@ async def test_a_claude_review_sends_a_codex_writer_back_and_approves_round_two(
     assert t["write"].attempt == 2 and t["write"].result.strip() == "parser written, with 3 tests"
     costs = [r.cost_usd async for r in LoopRound.objects.filter(run=run)]
     assert all(c is not None for c in costs), "claude reports a cost for each review"
+
+
+async def test_a_claude_writer_sent_back_continues_its_session_with_the_findings(model):
+    model.when("Review findings from review (round 1)", Text("done, with tests"))
+    model.when("done, with tests", Text("APPROVE"))
+    model.when("Review it", Text("REQUEST_CHANGES: add tests"))
+    model.when("Write it", Text("done"))
+    run, t = await run_plan(plan([
+        {"id": "write", "worker": "claude", "description": "Write it."},
+        {"id": "review", "worker": "shell", "depends_on": ["write"], "loop": {"fixes": ["write"]},
+         "description": "Review it.", "command": ["python", "-c", "import os; print('APPROVE' if 'with tests' in os.environ['MAGICBOX_PROMPT'] else 'REQUEST_CHANGES: add tests')"]},
+    ]))
+    assert run.state == "succeeded", (run.state_reason, t["write"].error)
+    resumed = next(r for r in model.requests if r.provider == "anthropic" and "Review findings from review" in r.prompt)
+    messages = resumed.body["messages"]
+    assert len(messages) >= 3 and "Write it." in json.dumps(messages[0]), "round 2 continued round 1's conversation"
+    assert "continuing the CLI's session" in await sync_to_async(t["write"].output_text)()
 
 
 async def test_a_claude_judge_chooses_among_claude_codex_and_gemini(model):
