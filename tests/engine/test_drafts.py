@@ -183,3 +183,27 @@ def test_the_plan_being_written_is_shown_as_it_grows_and_logged_once(logged_in_c
     draft.refresh_from_db()
     assert draft.state == "succeeded" and draft.log.count("Here is the plan:") == 1
     assert 'id="draft-writing"' not in logged_in_client.get(f"/plans/drafts/{draft.pk}/").content.decode()
+
+
+DECOMPOSED = """```yaml
+task_analysis:
+  goal: Add a login page
+  constraints: [No new dependencies]
+subtasks:
+  - {id: 1, name: Build login API, worker: codex, type: backend, description: POST /api/auth/login, dependencies: []}
+  - {id: 2, name: Build login form, worker: gemini, type: frontend, description: The form, dependencies: [1]}
+  - {id: 3, name: Review login, worker: claude, type: review, description: Check both, dependencies: [1, 2]}
+execution_plan:
+  parallel_groups: [{group: 1, tasks: [1]}, {group: 2, tasks: [2]}, {group: 3, tasks: [3]}]
+  quality_gates: [{after_task: 1, check: "A person confirms the API shape"}]
+notes: Keep it small.
+```"""
+
+
+def test_a_drafter_may_answer_in_the_decomposition_form(logged_in_client, model):
+    model.when("Add a login page", Text(DECOMPOSED))
+    draft = draft_through_the_browser(logged_in_client, "Add a login page to the app")
+    assert draft.state == "succeeded", draft.error
+    assert draft.spec.ids == ["build-login-api", "build-login-form", "review-login"]
+    assert draft.spec.task("build-login-api").gate.approve and "No new dependencies" in draft.spec.task("review-login").prompt
+    assert "Form B, a decomposition" in model.prompts()[-1], "the drafter is told it may answer so"
