@@ -263,6 +263,7 @@ def _record_end(plan: AttemptPlan, owner: str, state: str, outcome: Outcome, exi
                        claimed_by="", **fields):
             return delay
     elif state == TaskState.SUCCEEDED and plan.task.gate:
+        choosing.chosen_by_review(plan.run_id, plan.task_id, fields["result"], plan.spec)  # its answer chooses, gate or not
         if not gates.hold(task_run, owner, plan.attempt, plan.spec, fields) and _run_ended(plan.run_id):
             transaction.on_commit(lambda: homes.discard_run_homes_soon(plan.run_id))
         # else its downstream tasks wait for the gate's decision (engine.gates)

@@ -122,3 +122,17 @@ async def test_the_best_of_three_example_keeps_the_closest_estimate():
     assert run.state == "succeeded", run.state_reason
     assert t["estimate"].state_reason.startswith("chose estimate.2: estimate.2 has the best score")
     assert "the chosen estimate: candidate 2: pi is about 3.1415" in t["report"].result
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_choosing_review_with_a_gate_chooses_at_once_and_its_gate_holds_only_its_own_downstream():
+    judge = {"id": "judge", "worker": "shell", "depends_on": ["solve"], "command": py("print('3')"),
+             "gate": {"approve": True}}
+    after = {"id": "after", "worker": "shell", "command": py("print('after')"), "depends_on": ["judge"]}
+    plan_text = json.dumps({"name": "gated judge", "parallel_execution": {"tasks": plan({"review": "judge"}, [judge, after])}})
+    run = await sync_to_async(start_run)(await sync_to_async(make_plan)(plan_text))
+    await drain_engine()
+    rows = {r.task_id: r async for r in TaskRun.objects.filter(run=run)}
+    assert rows["solve"].state_reason == "chose solve.3: named by judge: 3" and rows["use"].state == "succeeded"
+    assert rows["judge"].state == "waiting" and rows["after"].state == "pending"

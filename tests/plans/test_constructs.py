@@ -114,6 +114,12 @@ def test_loops_candidates_and_gates_load_typed_and_export_back_the_same():
             - {id: ui, candidates: [claude, codex], choose: person, description: build}
             - {id: ui.2, worker: shell, command: "true"}
         """, ["p.yaml:4:12:", "'ui.2' is the name of candidate 2 of ui in a run: give this task another id."]),
+    ("a gate on a task with candidates", """\
+        parallel_execution:
+          tasks:
+            - {id: ui, candidates: [claude, codex], choose: person, description: build, gate: {approve: true}}
+            - {id: ship, worker: shell, command: "true", depends_on: [ui]}
+        """, ["p.yaml:3:", "put the gate on a task that depends on ui"]),
     ("a task with neither worker nor candidates", """\
         parallel_execution:
           tasks:

@@ -91,6 +91,11 @@ def _check_candidates(f: Findings, index: int, task: dict) -> None:
             f.add(path, f"{review} does not wait for {tid}, so it cannot see the candidates: add {tid} to {review}'s depends_on.")
         elif "candidates" in f.tasks[f.first_seen[review]]:
             f.add(path, f"{review} has candidates of its own: the review that chooses runs once.")
+        elif "loop" in f.tasks[f.first_seen[review]]:
+            f.add(path, f"{review} has a review loop: the review that chooses answers once, with the winner's number.")
+    if "gate" in task:
+        f.add(f.path(index, "gate"), f"{tid} has candidates, so its gate would hold a choice not yet made: put the gate on a "
+                                     f"task that depends on {tid}.", at_key=True)
     elif isinstance(choose, dict) and "command" in choose:
         f.check_command(f.path(index, "choose", "command"), choose["command"])
 
