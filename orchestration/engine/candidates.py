@@ -39,6 +39,16 @@ def rows_for(spec: PlanSpec, task_id: str) -> list[dict]:
     return [{"task_id": candidate_id(task_id, n), "worker": worker, "candidate_of": task_id} for n, worker in enumerate(workers, 1)]
 
 
+def downstream_rows(spec: PlanSpec, task_id: str) -> list[str]:
+    """The task runs that wait for `task_id` directly: its downstream tasks, with each task that
+    has candidates standing for its candidates' task runs (they, not it, wait for `task_id`)."""
+    rows: list[str] = []
+    for down in spec.downstream(task_id):
+        candidates = spec.task(down).candidates
+        rows += [candidate_id(down, n) for n in range(1, len(candidates.workers) + 1)] if candidates else [down]
+    return rows
+
+
 def ready_to_choose(choice: TaskRun, candidates: list[TaskRun]) -> bool:
     """Whether pending choice row `choice` can move on: every candidate has ended."""
     return choice.state == TaskState.PENDING and bool(candidates) and all(c.state in TASK_TERMINAL for c in candidates)
@@ -51,6 +61,10 @@ def start_choosing(spec: PlanSpec, choice: TaskRun, candidates: list[TaskRun], n
     when it changed."""
     task = spec.task(choice.task_id)
     succeeded = [c for c in candidates if c.state == TaskState.SUCCEEDED]
+    if not succeeded and all(c.state in (TaskState.SKIPPED, TaskState.CANCELLED) for c in candidates):
+        # None ran: an upstream task did not succeed (or they were cancelled): skipped as they were.
+        state = TaskState.SKIPPED if any(c.state == TaskState.SKIPPED for c in candidates) else TaskState.CANCELLED
+        return choice.transition(state, candidates[0].state_reason, expect=TaskState.PENDING, finished_at=now)
     if not succeeded:
         reason = f"no candidate succeeded ({', '.join(f'{c.task_id} {c.state}' for c in candidates)})"
         return choice.transition(TaskState.FAILED, reason, expect=TaskState.PENDING, error=reason, finished_at=now)
@@ -61,8 +75,15 @@ def start_choosing(spec: PlanSpec, choice: TaskRun, candidates: list[TaskRun], n
                              started_at=min(c.started_at for c in succeeded if c.started_at) if any(c.started_at for c in succeeded) else now):
         return False
     if choose.way == "command":
-        Verdict.objects.bulk_create([Verdict(run_id=choice.run_id, kind="choice", position=spec.ids.index(task.id),
-                                             name=f"choice among the candidates of {task.id}: {shlex.join(choose.command)}"[:500])],
-                                    ignore_conflicts=True)
-        wake_engine_on_commit()
+        fresh_check(choice.run_id, "choice", spec.ids.index(task.id), f"choice among the candidates of {task.id}: {shlex.join(choose.command)}")
     return True
+
+
+def fresh_check(run_id: int, kind: str, position: int, name: str) -> None:
+    """A pending check (Verdict) of `kind` at `position` for a worker process to claim, in the
+    caller's transaction, replacing the one an earlier round of a review loop decided (a gate's
+    or a choice's check runs again on the new work)."""
+    Verdict.objects.filter(run_id=run_id, kind=kind, position=position).delete()
+    Verdict.objects.create(run_id=run_id, kind=kind, position=position, name=name[:500])
+    wake_engine_on_commit()
+

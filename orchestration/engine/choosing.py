@@ -8,9 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import revisions, scheduler
+from orchestration.engine import candidates, revisions, scheduler
 from orchestration.engine.candidates import candidate_id
-from orchestration.engine.signals import notify_run_on_commit
+from orchestration.engine.output import storable
+from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import TaskChange, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import PlanSpec
 
@@ -25,11 +26,11 @@ def choose(choice_id: int, winner_id: str, reason: str) -> bool:
     False when the choice is not waiting any more or `winner_id` is not a succeeded candidate of it."""
     with transaction.atomic():
         choice = TaskRun.objects.select_related("run").get(pk=choice_id)
-        candidates = {c.task_id: c for c in TaskRun.objects.filter(run_id=choice.run_id, candidate_of=choice.task_id)}
-        winner = candidates.get(winner_id)
+        rows = {c.task_id: c for c in TaskRun.objects.filter(run_id=choice.run_id, candidate_of=choice.task_id)}
+        winner = rows.get(winner_id)
         if choice.state != TaskState.WAITING or winner is None or winner.state != TaskState.SUCCEEDED:
             return False
-        costs = [c.cost_usd for c in candidates.values() if c.cost_usd is not None]
+        costs = [c.cost_usd for c in rows.values() if c.cost_usd is not None]
         if not choice.transition(TaskState.SUCCEEDED, reason, expect=TaskState.WAITING, result=winner.result,
                                  cost_usd=sum(costs) if costs else None, session_id=winner.session_id,
                                  cli_version=winner.cli_version, model=winner.model, worker=winner.worker,
@@ -41,16 +42,21 @@ def choose(choice_id: int, winner_id: str, reason: str) -> bool:
             TaskChange.objects.filter(task_run=choice).delete()
             change.save()
         spec = revisions.spec_of(choice.run.revision_id)
-        scheduler.advance_after(choice.run_id, choice.task_id, spec.downstream(choice.task_id))
+        scheduler.advance_after(choice.run_id, choice.task_id, candidates.downstream_rows(spec, choice.task_id))
         notify_run_on_commit(choice.run_id)
+        wake_engine_on_commit()  # what waited for the choice starts now
     return True
 
 
 def choose_by(choice: TaskRun, user, winner_id: str, comment: str = "") -> bool:
     """A person's pick among the candidates of waiting `choice`, recorded in its History and the
-    audit trail. The caller checks the Operator role."""
+    audit trail. The caller checks the Operator role. False unless its `choose:` is person (a
+    review's or a command's choice is theirs) and `winner_id` is a succeeded candidate of it."""
+    task = revisions.spec_of(choice.run.revision_id).by_id.get(choice.task_id)
+    if task is None or not task.candidates or not task.candidates.choose.person:
+        return False
     who = user.get_username() if user is not None and user.is_authenticated else "Magic Box"
-    comment = comment.strip()
+    comment = storable(comment.strip())
     reason = f"chose {winner_id}: picked by {who}" + (f": {comment}" if comment else "")
     with transaction.atomic():
         if not choose(choice.pk, winner_id, reason):
@@ -64,7 +70,7 @@ def named_candidate(answer: str, task_id: str, count: int) -> int | None:
     """The candidate number a choosing review's answer names on its first line ("2", "candidate
     2", "ui.2", "Winner: #2"), or None."""
     first = answer.strip().splitlines()[0] if answer.strip() else ""
-    found = re.search(rf"(?:{re.escape(task_id)}\.|#|\b)([0-9]+)\b", first)
+    found = re.search(rf"(?:{re.escape(task_id)}\.|#|(?<![-.0-9]))([0-9]{{1,3}})(?![.0-9])", first)
     number = int(found.group(1)) if found else None
     return number if number is not None and 1 <= number <= count else None
 
@@ -117,6 +123,8 @@ def checked(verdict: Verdict, winner: str) -> bool:
     choice = TaskRun.objects.get(run_id=verdict.run_id, task_id=task_id)
     if winner:
         return choose(choice.pk, winner, f"chose {winner}: {verdict.summary}")
+    if choice.state != TaskState.WAITING:
+        return False
     reason = f"no candidate was chosen: {verdict.summary}"
     if not choice.transition(TaskState.FAILED, reason, expect=TaskState.WAITING, error=reason, finished_at=timezone.now()):
         return False

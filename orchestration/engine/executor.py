@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from orchestration import direct_sql
-from orchestration.engine import choosing, gates, homes, loops, orphans, revisions, scheduler, work, workspace
+from orchestration.engine import candidates, choosing, gates, homes, loops, orphans, revisions, scheduler, work, workspace
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import OutputBuffer, Stored, append_chunk, storable, task_output
@@ -102,7 +102,7 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         upstream_results={u: results.get(u, "") for u in task_run.upstream if u not in chooses_for},
         results=results,
         upstream_heads=[(u, heads[u]) for u in task_run.upstream if u in heads],
-        downstream=[task_run.candidate_of] if task_run.candidate_of else spec.downstream(task_run.task_id),
+        downstream=[task_run.candidate_of] if task_run.candidate_of else candidates.downstream_rows(spec, task_run.task_id),
         max_attempts=task_run.max_attempts,
         interruptions=task_run.interruptions,
         worker_losses=task_run.worker_losses,
@@ -441,8 +441,9 @@ async def execute(task_run_id: int, lease: Lease) -> None:
                 capture_error = await _capture(plan, repository, task_start, output)
             if capture_error:
                 output.add([f"[Magic Box] the worktree is kept, with the task's work, at {dirs.workdir}"])
-            elif not repo_spec.keep_worktrees and not (plan.candidate_of and plan.task.candidates.choose.way == "command"):
-                # (a candidate's worktree stays while a command chooses among them: it runs in each)
+            elif not repo_spec.keep_worktrees and not (plan.candidate_of and plan.task.candidates.choose.way == "command") \
+                    and not (plan.task.gate and plan.task.gate.command):
+                # (kept: a command choosing among candidates, or a gate's check, runs in it)
                 await worktrees.remove(repository, dirs.workdir)
 
     output.add(parser.end_of_output())  # e.g. gemini's unfinished line of text when it timed out

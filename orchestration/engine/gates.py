@@ -17,7 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import scheduler, work
+from orchestration.engine import candidates, revisions, scheduler, work
+from orchestration.engine.output import storable
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import GATE_REJECTED, CheckState, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import Gate, PlanSpec
@@ -42,10 +43,7 @@ def hold(task_run: TaskRun, owner: str, attempt: int, spec: PlanSpec, fields: di
                        claimed_by="", **fields):
         return False
     if task.gate.command:
-        name = f"gate after {task.id}: {shlex.join(task.gate.command)}"
-        Verdict.objects.bulk_create([Verdict(run_id=task_run.run_id, kind="gate", position=spec.ids.index(task.id), name=name[:500])],
-                                    ignore_conflicts=True)
-        wake_engine_on_commit()
+        candidates.fresh_check(task_run.run_id, "gate", spec.ids.index(task.id), f"gate after {task.id}: {shlex.join(task.gate.command)}")
     notify_run_on_commit(task_run.run_id)
     return True
 
@@ -56,10 +54,13 @@ def decide(task_run_id: int, approved: bool, reason: str) -> bool:
     is recorded in its History. False when it was not waiting (decided already, or cancelled)."""
     with transaction.atomic():
         task_run = TaskRun.objects.select_related("run__revision").get(pk=task_run_id)
+        reason = storable(reason)
         if approved:
             if not task_run.transition(TaskState.SUCCEEDED, reason, expect=TaskState.WAITING):
                 return False
-            scheduler.advance_after(task_run.run_id, task_run.task_id, task_run.run.revision.spec.downstream(task_run.task_id))
+            spec = revisions.spec_of(task_run.run.revision_id)
+            scheduler.advance_after(task_run.run_id, task_run.task_id, candidates.downstream_rows(spec, task_run.task_id))
+            wake_engine_on_commit()  # what waited for the gate starts now, not at the next sweep
         else:
             if not task_run.transition(TaskState.FAILED, reason, expect=TaskState.WAITING, error=reason):
                 return False
@@ -69,10 +70,16 @@ def decide(task_run_id: int, approved: bool, reason: str) -> bool:
 
 
 def decide_by(task_run: TaskRun, user, approved: bool, comment: str = "") -> bool:
-    """A person's decision on the gate of waiting `task_run`, recorded in its History and the
-    audit trail ("gate approved by alice: looks right"). The caller checks the Operator role."""
+    """A person's decision on the approval gate of waiting `task_run`, recorded in its History
+    and the audit trail ("gate approved by alice: looks right"). The caller checks the Operator
+    role. False when it is not waiting at an approval gate (a check gate is decided by its
+    check, a choice among candidates by its way of choosing)."""
+    task = revisions.spec_of(task_run.run.revision_id).by_id.get(task_run.task_id)
+    if task is None or not (task.gate and task.gate.approve) or task.candidates:
+        return False
     who = user.get_username() if user is not None and user.is_authenticated else "Magic Box"
     comment = comment.strip()
+    comment = storable(comment)
     reason = f"gate {'approved' if approved else 'rejected'} by {who}" + (f": {comment}" if comment else "")
     with transaction.atomic():
         if not decide(task_run.pk, approved, reason):
@@ -98,10 +105,12 @@ def expire() -> int:
     task's work ended). Returns how many were rejected."""
     now = timezone.now()
     rejected = 0
-    for task_run in TaskRun.objects.filter(state=TaskState.WAITING).select_related("run__revision"):
-        gate = task_run.run.revision.spec.task(task_run.task_id).gate
-        if gate and gate.approve and gate.timeout and task_run.finished_at and (now - task_run.finished_at).total_seconds() > gate.timeout:
-            rejected += decide(task_run.pk, False, f"{REJECTED}: no decision within {gate.timeout:g} s")
+    waiting = TaskRun.objects.filter(state=TaskState.WAITING).values_list("pk", "task_id", "finished_at", "run__revision_id")
+    for pk, task_id, finished_at, revision_id in waiting:
+        task = revisions.spec_of(revision_id).by_id.get(task_id)
+        gate = task.gate if task else None
+        if gate and gate.approve and gate.timeout and finished_at and (now - finished_at).total_seconds() > gate.timeout:
+            rejected += decide(pk, False, f"{REJECTED}: no decision within {gate.timeout:g} s")
     return rejected
 
 

@@ -70,11 +70,15 @@ def review_ended(task_run: TaskRun, owner: str, attempt: int, spec: PlanSpec, fi
     if verdict == "REQUEST_CHANGES" and number < task.loop.max_rounds:
         reason = f"round {number} asked for changes; {', '.join(task.loop.fixes)} fix them, then round {number + 1}"
         # Its next review is a new attempt, not one of its retries: one more attempt allowed.
+        own = (f"## Your review in round {number}\n{result.strip()[:MAX_FINDINGS]}\n\n{', '.join(task.loop.fixes)} ran again "
+               "with these findings: check whether they are addressed now.")
         if not work.finish(task_run, owner, attempt, TaskState.PENDING, reason, claimed_by="", queued_at=None,
-                           max_attempts=F("max_attempts") + 1, **fields):
+                           max_attempts=F("max_attempts") + 1, **{**fields, "findings": own}):
             return "", ""
         _record_round(task_run, number, verdict, result, members, now, fields.get("cost_usd"))
-        findings = f"## Review findings from {task.id} (round {number})\n{result.strip()[:MAX_FINDINGS]}"
+        findings = (f"## Review findings from {task.id} (round {number})\n{result.strip()[:MAX_FINDINGS]}\n\n"
+                    "Fix what the review asks for. Your earlier work is in your working directory (your branch continues "
+                    "from it): change it, do not start over.")
         for member in TaskRun.objects.filter(run_id=task_run.run_id, task_id__in=members, state=TaskState.SUCCEEDED):
             fix = member.task_id in task.loop.fixes
             member.transition(TaskState.QUEUED if fix else TaskState.PENDING, f"round {number + 1} of the loop of {task.id}",

@@ -17,7 +17,8 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     upstream_results: {task_id: result text} of the task's direct upstream tasks, in depends_on
     order. results: every finished task's result, for `{{ tasks.<id>.… }}` references (default:
     upstream_results). prompt_template: the text of the task's prompt_file, when it was found.
-    findings: a review loop's findings this attempt must address (engine.loops), put last.
+    findings: a review loop's findings this attempt must address, or (for the review) its own
+    findings of the round before, with what to do with them (engine.loops); put last.
     candidates_brief: the candidates a review that chooses among them is shown (engine.choosing.brief).
     Raises references.ReferenceError_ when a reference cannot be filled in.
     """
@@ -60,6 +61,5 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     if candidates_brief:
         parts.append(candidates_brief.strip())
     if findings:
-        parts.append(f"{findings.strip()}\n\nFix what the review asks for. Your earlier work is in your working directory "
-                     "(your branch continues from it): change it, do not start over.")
+        parts.append(findings.strip())
     return "\n\n".join(parts)

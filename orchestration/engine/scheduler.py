@@ -92,13 +92,15 @@ def rerun_selection(run: Run, task_id: str | None = None) -> list[str]:
     Raises ValueError for a task the run does not have.
     """
     spec = run.revision.spec
-    states = dict(run.task_runs.values_list("task_id", "state"))
+    rows = list(run.task_runs.values_list("task_id", "state", "candidate_of"))
+    states = {t: state for t, state, _ in rows}
+    of = {t: candidate_of or t for t, _, candidate_of in rows}  # a candidate is redone with its task
     if task_id is not None:
         if task_id not in states:
             raise ValueError(f"run #{run.pk} has no task {task_id!r}: retry one of {', '.join(sorted(states))}")
-        roots = {task_id}
+        roots = {of[task_id]}
     else:
-        roots = {t for t, state in states.items() if state != TaskState.SUCCEEDED}
+        roots = {of[t] for t, state in states.items() if state != TaskState.SUCCEEDED and states.get(of[t]) != TaskState.SUCCEEDED}
     redo = roots | {t for t, ups in spec.ancestors.items() if roots & ups}
     return [t for t in spec.ids if t in redo]
 

@@ -10,6 +10,7 @@ since its end may wait for this check.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shlex
 from pathlib import Path
@@ -130,9 +131,10 @@ async def _run_choice(run_id: int, job: CheckJob, marker: str) -> tuple[str, str
             continue
         if not job.score:
             return CheckState.PASSED, f"{task_id} is the first to pass", "\n\n".join(evidence), task_id
-        last = next((line for line in reversed(shown.splitlines()) if line.strip()), "")
-        if found := SCORE.findall(last):
-            scores[task_id] = float(found[-1])
+        printed = shown.split("\n", 1)[1] if "\n" in shown else ""  # after the "$ command" line
+        last = next((line for line in reversed(printed.splitlines()) if line.strip()), "")
+        if (found := SCORE.findall(last)) and math.isfinite(value := float(found[-1])):
+            scores[task_id] = value
     if scores:
         best = max(scores, key=lambda t: scores[t])  # the first of equals, in candidate order
         listed = ", ".join(f"{t} {v:g}" for t, v in scores.items())
@@ -147,9 +149,10 @@ def _record(verdict: Verdict, lease: Lease, state: str, summary: str, evidence: 
     with transaction.atomic():
         if work.finish(verdict, lease.owner, lease.attempt, state, summary=storable(summary[:2000]), evidence=storable(evidence[-EVIDENCE_LIMIT:]),
                        decided_at=timezone.now()):
-            if verdict.kind == "gate":
-                gates.checked(verdict)  # approves or rejects the gate, and advances the run
-            elif verdict.kind == "choice":
-                choosing.checked(verdict, winner)  # the winner's result becomes the task's, or the task fails
-            else:
+            # A gate's check approves or rejects it, a choice's makes the winner's result the task's
+            # (each advancing the run); when its task no longer waits for it (cancelled), the run
+            # is advanced all the same: it may have ended.
+            decided = (gates.checked(verdict) if verdict.kind == "gate" else
+                       choosing.checked(verdict, winner) if verdict.kind == "choice" else False)
+            if not decided:
                 scheduler.advance_run(verdict.run_id)

@@ -94,6 +94,10 @@ CODE_SPAN = re.compile(r"`([^`\n]+)`")
 PROSE_END = re.compile(r"[A-Za-z)]+[.,:;!?]")
 
 
+LABELS_SHOWN = 5  # subtasks a warning names before "and N more"
+WARNINGS_KEPT = 50  # warnings of one answer kept (the rest are counted in one more)
+
+
 def is_decomposition(data: Any) -> bool:
     """True if `data` is a plan document in the decomposition form: a mapping with a list of
     `subtasks` and no `parallel_execution`."""
@@ -292,7 +296,7 @@ class DecompositionPlan:
             if not isinstance(name, str) or not name.strip():
                 self.problems.append(([*path, "name"] if "name" in entry else path,
                                       "a subtask needs a `name:`, a few words saying what it does (its task id is made from it)."))
-            if "worker" not in entry:
+            if "worker" not in entry and "candidates" not in entry:
                 self.problems.append((path, "a subtask needs a `worker:` (claude, codex, gemini, shell, …) to run it."))
             if "depends_on" in entry:
                 self.problems.append(([*path, "depends_on"], "unknown key 'depends_on' in a subtask: the decomposition form "
@@ -541,7 +545,9 @@ class DecompositionPlan:
             earlier += [n for _, n in inside]
 
     def _labels(self, numbers: list[int]) -> str:
-        return ("subtask " if len(numbers) == 1 else "subtasks ") + ", ".join(self._label(n) for n in numbers)
+        shown = ", ".join(self._label(n) for n in numbers[:LABELS_SHOWN])
+        more = f" and {len(numbers) - LABELS_SHOWN} more" if len(numbers) > LABELS_SHOWN else ""
+        return ("subtask " if len(numbers) == 1 else "subtasks ") + shown + more
 
     def _reach(self) -> dict[int, set[int]]:
         """subtask id -> every subtask id it waits for, directly or through others (cycles allowed)."""
@@ -637,5 +643,9 @@ def decomposition_problems(plan: DecompositionPlan, locate) -> list[PlanProblem]
 def decomposition_warnings(plan: DecompositionPlan, locate) -> list[PlanProblem]:
     """The conversion's notices and warnings (made ids, parallel_groups that disagree with the
     dependencies, merged or unrunnable gates) as located PlanProblems; `locate` as for
-    decomposition_problems. They do not stop the plan."""
-    return _located(plan.warnings, locate)
+    decomposition_problems. They do not stop the plan. At most WARNINGS_KEPT, then one saying
+    how many more there were."""
+    kept = _located(plan.warnings[:WARNINGS_KEPT], locate)
+    if len(plan.warnings) > WARNINGS_KEPT:
+        kept.append(PlanProblem("execution_plan", f"… and {len(plan.warnings) - WARNINGS_KEPT} more warnings like these."))
+    return kept

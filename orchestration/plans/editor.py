@@ -198,7 +198,7 @@ def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> 
     def number(text: str, key: str, cast=float) -> float | None:
         try:
             return cast(text.strip()) if text.strip() else None
-        except ValueError:
+        except (ValueError, OverflowError):
             faults.setdefault(f"tasks-{n}-{key}", []).append("must be a number" if cast is float else "must be a whole number")
             return None
 
@@ -208,7 +208,7 @@ def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> 
         if (rounds := number(row.loop_rounds, "loop", int)) is not None:
             out["loop"]["max_rounds"] = rounds
     workers = [part for part in re.split(r"[,\s]+", row.candidates) if part]
-    if len(workers) == 2 and re.fullmatch(r"[x×][0-9]+", workers[1]):  # "claude x3"
+    if len(workers) == 2 and re.fullmatch(r"[x×][0-9]{1,3}", workers[1]):  # "claude x3"
         out["candidates"] = {"worker": workers[0], "n": int(workers[1][1:])}
     elif workers:
         out["candidates"] = workers

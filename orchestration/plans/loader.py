@@ -124,6 +124,9 @@ def load_plan(text: str, source: str = "plan.yaml", base_dir: Path | None = None
         raise PlanInvalid(source, [error.problem]) from None
     except RecursionError:
         raise PlanInvalid(source, [PlanProblem("", "the document is nested too deeply (hundreds of levels); a plan needs a few.")]) from None
+    except ValueError as error:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise PlanInvalid(source, [PlanProblem("", f"a number in the file is too long to read ({error}): no plan field needs "
+                                                   "more than a few digits.")]) from None
     if doc.data is None:
         raise PlanInvalid(source, [PlanProblem("", "the file is empty: a plan needs a `parallel_execution:` mapping with `tasks:`", 1, 1)])
     return _validated(doc, source, base_dir, workers, any_repository)
@@ -205,7 +208,7 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
         elif error.validator in ("minimum", "exclusiveMinimum", "maximum") and path and path[-1] in ("timeout", "retries", "max_rounds", "n"):
             limits = {"timeout": "more than 0 and at most 604800 seconds (7 days)", "retries": "from 0 to 10",
                       "max_rounds": "from 1 to 20 (reviews at most)", "n": "from 2 to 8 candidates"}
-            message = f"{error.instance:g} is out of range: {path[-1]} must be {limits[path[-1]]}"
+            message = f"{_shown_number(error.instance)} is out of range: {path[-1]} must be {limits[path[-1]]}"
         elif error.validator == "uniqueItems":
             message = "lists the same entry twice: remove the repeat"
         elif error.validator == "type":
@@ -213,6 +216,14 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
         line, column = doc.locate(path, at_key=at_key)
         problems.append(PlanProblem(doc.field_name(path), message, line, column, tuple(path)))
     return problems
+
+
+def _shown_number(value) -> str:
+    """`value` (a number from a plan) as a message shows it: 3600, 1e+40, or "a number of N digits"."""
+    try:
+        return f"{value:g}"
+    except (OverflowError, ValueError):
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits" if isinstance(value, int) else "that number"
 
 
 ONE_OF_HELP = {

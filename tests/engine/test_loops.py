@@ -115,3 +115,20 @@ async def test_the_review_loop_example_approves_in_its_second_round():
     run, t = await run_plan((Path(__file__).resolve().parents[2] / "examples" / "review-loop.yaml").read_text(), "review-loop.yaml")
     assert run.state == "succeeded", run.state_reason
     assert await rounds(run) == [(1, "REQUEST_CHANGES"), (2, "APPROVE")] and t["write"].attempt == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_check_gate_on_a_fix_checks_each_rounds_work_and_the_review_sees_its_own_findings():
+    review = py("""
+        import os
+        prompt = os.environ['MAGICBOX_PROMPT']
+        print('APPROVE' if '## Your review in round 1' in prompt and 'fixed' in prompt else 'REQUEST_CHANGES\\n- not fixed')
+    """)
+    run, t = await run_tasks([
+        {"id": "fix", "worker": "shell", "command": FIX, "gate": {"command": py("print('checked')")}},
+        {"id": "review", "worker": "shell", "command": review, "depends_on": ["fix"], "loop": {"fixes": ["fix"]}},
+    ])
+    assert run.state == "succeeded", (run.state_reason, t["review"].error)
+    assert await rounds(run) == [(1, "REQUEST_CHANGES"), (2, "APPROVE")]
+    assert t["fix"].state_reason == "gate check passed: exited with code 0" and t["fix"].attempt == 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestration.plans import graph
 from orchestration.plans.validation.findings import Findings
 
 CHOOSE_HOW = "add `choose: person`, `choose: {review: <a task that depends on this one>}` or `choose: {command: <a check>}`"
@@ -27,12 +28,51 @@ def check(f: Findings) -> None:
             _check_candidates(f, index, task)
         if "gate" in task:
             _check_gate(f, index, task)
+    _check_loops_together(f)
     for index, task in enumerate(f.tasks):
         if task["id"] in fixed_by and ("candidates" in task or "loop" in task):
             what = "candidates" if "candidates" in task else "loop"
             f.add(f.path(index, what), f"{task['id']} is fixed by the loop of {fixed_by[task['id']]}, so it cannot also have "
                                        f"{'candidates' if what == 'candidates' else 'a loop of its own'}: a fix runs once per round.",
                   at_key=True)
+
+
+def _check_loops_together(f: Findings) -> None:
+    """Refuse what a run could not carry through: tasks with candidates, or a review choosing
+    among them, inside a loop's rounds (a round runs each task again once), a review choosing
+    for several tasks, and loops whose reviews wait for each other (a task downstream of a fix
+    waits for the review, plans.spec.PlanSpec.dependencies)."""
+    if not f.is_dag:
+        return
+    reviews = [t for t in f.tasks if "loop" in t]
+    chooses: dict[str, list[str]] = {}
+    for task in f.tasks:
+        choose = task.get("choose")
+        if "candidates" in task and isinstance(choose, dict) and "review" in choose:
+            chooses.setdefault(choose["review"], []).append(task["id"])
+    for review, tasks in chooses.items():
+        if len(tasks) > 1 and review in f.first_seen:
+            f.add(f.path(f.first_seen[tasks[1]], "choose", "review"), f"{review} already chooses among the candidates of "
+                  f"{tasks[0]}: a review names one winner. Give {tasks[1]} a review of its own.")
+    effective = {t: list(ups) for t, ups in f.upstream.items()}
+    for task in reviews:
+        fixes = {x for x in task["loop"]["fixes"] if x in f.first_seen}
+        members = {t for t in f.waits_for[task["id"]] if t in fixes or fixes & f.waits_for[t]}
+        for member in sorted(members):
+            row = f.tasks[f.first_seen[member]]
+            if "candidates" in row or member in chooses:
+                what = "has candidates" if "candidates" in row else "chooses among candidates"
+                f.add(f.path(f.first_seen[member], "candidates" if "candidates" in row else "id"),
+                      f"{member} {what}, and the loop of {task['id']} runs it again each round: a choice is made once. "
+                      f"Move it out of the loop (downstream of {task['id']}).", at_key="candidates" in row)
+        for other, ups in effective.items():
+            if (other != task["id"] and fixes & f.waits_for[other] and other not in f.waits_for[task["id"]]
+                    and task["id"] not in f.waits_for[other]):
+                ups.append(task["id"])
+    if reviews and (cycle := graph.find_cycle(effective)):
+        f.add(f.path(f.first_seen[reviews[0]["id"]], "loop"), f"these loops wait for each other and would never end: "
+              f"{' → '.join(cycle)} (a task downstream of a loop's fix waits for its review). Make one review wait for "
+              "the other, or join them into one loop.", at_key=True)
 
 
 def _check_loop(f: Findings, index: int, task: dict, fixed_by: dict[str, str]) -> None:
@@ -65,6 +105,9 @@ def _check_candidates(f: Findings, index: int, task: dict) -> None:
         f.add(f.path(index, "candidates"), f"say how the winner of {tid}'s candidates is chosen: {CHOOSE_HOW}.", at_key=True)
     candidates = task["candidates"]
     workers = candidate_workers(candidates)
+    if len(tid) + 2 > 100:
+        f.add(f.path(index, "id"), f"with candidates, a task id may have at most 98 characters (its candidates are "
+                                   f"{tid[:20]}….1, ….2, …); this one has {len(tid)}.")
     for number in range(1, len(workers) + 1):
         if (taken := f"{tid}.{number}") in f.first_seen:
             f.add(f.path(f.first_seen[taken], "id"), f"'{taken}' is the name of candidate {number} of {tid} in a run: "
