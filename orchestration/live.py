@@ -161,7 +161,7 @@ def changes_context(run: Run, task_runs: list[TaskRun]) -> dict:
             "onward": onward(run.revision.spec.workspace, integration) if integration and integration.head_commit else None}
 
 
-OPENS_FIRST = (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RUNNING)  # in this order
+OPENS_FIRST = (TaskState.WAITING, TaskState.FAILED, TaskState.TIMED_OUT, TaskState.RUNNING)  # in this order: a person's decision first
 ATTEMPT_HISTORY = 200  # state changes of the selected task listed under "Attempts"
 
 
@@ -173,7 +173,8 @@ def task_list(run: Run) -> list[TaskRun]:
 
 def choose_task(task_runs: list[TaskRun], wanted: str | None = None) -> TaskRun | None:
     """The task a run page opens on: the one `wanted` names (a task id), when the run has it;
-    else the first that failed or timed out, else the first running one, else the first task.
+    else the first waiting for a person (or a check) at a gate or a choice, else the first that
+    failed or timed out, else the first running one, else the first task.
     None only for a run without tasks."""
     if wanted:
         for task_run in task_runs:
@@ -218,6 +219,8 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
             "sent": sent, "sent_kind": kind, "change": TaskChange.objects.filter(task_run=task_run).defer("patch").first(),
             "attempts": changes[::-1], "gate": gate, "loop_review": review, "loop_rounds": rounds,
             "candidates": candidates, "choose": spec_task.candidates.choose if candidates else None,
+            "candidate_winner": task_run.state_reason.split(":", 1)[0].removeprefix("chose ")
+            if candidates and task_run.state == TaskState.SUCCEEDED and task_run.state_reason.startswith("chose ") else "",
             "choice_check": run.verdicts.filter(kind="choice", position=run.revision.spec.ids.index(spec_task.id)).first()
             if candidates else None,
             "loop_cost": sum(r.cost_usd for r in rounds if r.cost_usd is not None) if any(r.cost_usd is not None for r in rounds) else None,

@@ -123,6 +123,8 @@ def state_from_post(data) -> EditorState:
     for n in range(_count(data, "tasks-count", MAX_TASKS)):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes",
                                                                      "resources", "output_schema", *CONSTRUCT_FIELDS)})
+        for name in ("command", "choose_command", "gate_command"):  # browsers send a textarea's line breaks as \r\n
+            setattr(row, name, getattr(row, name).replace("\r\n", "\n"))
         row.depends_on = [p for p in _positions(data.getlist(f"tasks-{n}-depends_on")) if p != n]
         state.tasks.append(row)
     for n in range(_count(data, "contracts-count")):

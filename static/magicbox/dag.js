@@ -22,7 +22,7 @@
   var CHAR_EM = 0.62;    // the width of a monospace character, in ems (a little over DejaVu Sans Mono's)
   var UPSCALE = 1.5;     // a small drawing grows to at most this many times its natural size
   var SMALLEST = 0.7;    // drawn smaller than this, a top-to-bottom layout is tried too
-  var STATES = ["running", "queued", "failed", "timed_out", "succeeded", "skipped", "cancelled", "pending"];
+  var STATES = ["running", "waiting", "queued", "failed", "timed_out", "succeeded", "skipped", "cancelled", "pending"];
   var TASK = { width: [110, 220], height: 40 };
   var GROUP = { width: 190, height: 44, runHeight: 76 };
 

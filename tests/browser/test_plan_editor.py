@@ -9,7 +9,7 @@ pytestmark = pytest.mark.browser
 
 def fill_task(page, n: int, task_id: str, command: str) -> None:
     page.fill(f"input[name=tasks-{n}-id]", task_id)
-    page.fill(f"input[name=tasks-{n}-command]", command)
+    page.fill(f"[name=tasks-{n}-command]", command)
 
 
 def pick(page, n: int, search: str, task_id: str) -> None:

@@ -73,7 +73,7 @@ def test_the_run_page_live_and_the_plan_editor_raise_no_policy_violation(page, s
     page.click("#new-plan")  # the editor: htmx validation as you type, the DAG drawn beside it
     page.fill("input[name=name]", "Policy check")
     page.fill("input[name=tasks-0-id]", "hello")
-    page.fill("input[name=tasks-0-command]", "python -c \"print('hello under a policy')\"")
+    page.fill("[name=tasks-0-command]", "python -c \"print('hello under a policy')\"")
     page.locator("svg.dag g.dag-node[data-task=hello]").wait_for()
     page.click("#save-plan")
     page.wait_for_selector("text=Saved revision 1 of Policy check")

@@ -2,6 +2,7 @@
 mistake beside its field."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -55,3 +56,20 @@ def test_candidates_without_a_way_to_choose_are_flagged_as_you_type(logged_in_cl
 
 
 
+
+
+def test_a_multi_line_command_survives_the_editor_unchanged(logged_in_client):
+    from tests.conftest import make_plan
+
+    code = 'import os\nprompt = os.environ["MAGICBOX_PROMPT"]\nprint(\'it\\\'s\', len(prompt))'
+    plan = make_plan(json.dumps({"name": "Multi", "parallel_execution": {"tasks": [
+        {"id": "a", "worker": "shell", "command": ["python", "-c", code]}]}}))
+    page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    shown = re.search(r'<textarea name="tasks-0-command"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    import html
+
+    typed = html.unescape(shown).replace("\n", "\r\n")  # as a browser posts a textarea
+    response = logged_in_client.post(f"/plans/{plan.pk}/edit/", form("Multi", [{"id": "a", "worker": "shell", "command": typed}],
+                                                                   action="save", base_revision="1"))
+    assert response.status_code == 302
+    assert Plan.objects.get(pk=plan.pk).latest_revision.spec.task("a").command == ["python", "-c", code]

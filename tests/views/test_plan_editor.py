@@ -224,7 +224,7 @@ def test_a_command_comes_back_as_it_was_written(logged_in_client):
     logged_in_client.post("/plans/new/", form(tasks=[dict(BUILD, command="""python -c "print('A')" """)], action="save"))
     plan = Plan.objects.get()
     page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
-    assert 'value="python -c &quot;print(&#x27;A&#x27;)&quot;"' in page
+    assert '>python -c &quot;print(&#x27;A&#x27;)&quot;</textarea>' in page
 
 
 def test_a_tasks_network_setting_survives_the_editor_and_can_be_turned_off_there(logged_in_client):
