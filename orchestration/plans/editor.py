@@ -204,8 +204,13 @@ def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> 
             faults.setdefault(f"tasks-{n}-{key}", []).append("must be a number" if cast is float else "must be a whole number")
             return None
 
+    def fault(key: str, message: str) -> None:
+        faults.setdefault(f"tasks-{n}-{key}", []).append(message)
+
     fixes = [part for part in re.split(r"[,\s]+", row.loop_fixes) if part]
-    if fixes or row.loop_rounds.strip():
+    if row.loop_rounds.strip() and not fixes:
+        fault("loop", "name the tasks this review sends back (Fixes), or empty Max rounds")
+    elif fixes or row.loop_rounds.strip():
         out["loop"] = {"fixes": fixes}
         if (rounds := number(row.loop_rounds, "loop", int)) is not None:
             out["loop"]["max_rounds"] = rounds
@@ -216,15 +221,23 @@ def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> 
         out["candidates"] = workers
     if row.choose == "person":
         out["choose"] = "person"
+    elif row.choose == "review" and not row.choose_review.strip():
+        fault("choose", "name the review task that chooses (Review task): one that depends on this task")
     elif row.choose == "review":
         out["choose"] = {"review": row.choose_review.strip()}
+    elif row.choose == "command" and not row.choose_command.strip():
+        fault("choose", "write the command run in each candidate's directory (Command)")
     elif row.choose == "command":
         out["choose"] = {"command": row.choose_command.strip(), **({"score": True} if row.choose_score else {})}
-    if row.gate in ("approve", "command"):
+    if row.gate == "command" and not row.gate_command.strip():
+        fault("gate", "write the check that must pass (Check command), or choose another kind of gate")
+    elif row.gate in ("approve", "command"):
         gate: dict[str, Any] = {"approve": True} if row.gate == "approve" else {"command": row.gate_command.strip()}
         if row.gate_message.strip():
             gate["message"] = row.gate_message.strip()
-        if (timeout := number(row.gate_timeout, "gate")) is not None:
+        if (timeout := number(row.gate_timeout, "gate")) is not None and timeout <= 0:
+            fault("gate", "the timeout is seconds to wait for a decision: more than 0, or empty for no limit")
+        elif timeout is not None:
             gate["timeout"] = timeout
         out["gate"] = gate
     return out

@@ -73,3 +73,23 @@ def test_a_multi_line_command_survives_the_editor_unchanged(logged_in_client):
                                                                    action="save", base_revision="1"))
     assert response.status_code == 302
     assert Plan.objects.get(pk=plan.pk).latest_revision.spec.task("a").command == ["python", "-c", code]
+
+
+@pytest.mark.parametrize("change, key, fragment", [
+    ({"choose_review": ""}, "tasks-0-choose", "name the review task that chooses"),
+    ({"choose": "command", "choose_review": ""}, "tasks-0-choose", "write the command run in each candidate"),
+])
+def test_a_choice_missing_its_part_says_which_field_to_fill(logged_in_client, change, key, fragment):
+    response = logged_in_client.post("/plans/new/", form("Half", [{**WRITE, **change}, PICK], action="save"))
+    listed = re.search(rf'<ul class="field-errors" id="err-{key}">(.*?)</ul>', response.content.decode(), re.S)
+    assert listed and fragment in listed.group(1)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"gate": "command", "gate_command": ""}, "write the check that must pass"),
+    ({"gate_timeout": "-5"}, "more than 0, or empty for no limit"),
+    ({"loop_fixes": ""}, "name the tasks this review sends back"),
+])
+def test_a_gate_or_loop_missing_its_part_says_which_field_to_fill(logged_in_client, change, fragment):
+    response = logged_in_client.post("/plans/new/", form("Half", [WRITE, PICK, POLISH, {**REVIEW, **change}, SHIP], action="save"))
+    assert response.status_code == 400 and fragment in response.content.decode()
