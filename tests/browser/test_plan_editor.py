@@ -144,3 +144,27 @@ def test_a_gate_and_a_review_loop_are_built_in_the_editor_and_run(page, stack):
     assert "2 rounds" in page.inner_text("#loop-rounds") and "REQUEST_CHANGES" in page.inner_text("#loop-rounds")
     page.click("#gate-approve")
     page.locator("#run-header[data-state=succeeded]").wait_for()
+
+
+def test_candidates_built_in_the_editor_race_and_an_operator_picks_the_winner(page, stack):
+    page.click("#new-plan")
+    page.fill("input[name=name]", "Candidates from the editor")
+    fill_task(page, 0, "guess", "python -c \"import os; print('guess', os.environ['MAGICBOX_TASK_ID'])\"")
+    page.click("details[data-more='0'] > summary")
+    page.fill("input[name=tasks-0-candidates]", "shell x3")
+    page.locator("#err-tasks-0-candidates", has_text="say how the winner of guess").wait_for()  # as it is typed
+    page.select_option("select[name=tasks-0-choose]", "person")
+    page.locator("#err-tasks-0-candidates").wait_for(state="detached")
+    page.click("#save-plan")
+    page.wait_for_selector("text=Saved revision 1 of Candidates from the editor")
+    assert "3 candidates (shell, shell, shell), chosen by an Operator" in page.inner_text("table.grid")
+    page.click("#start-run")
+    page.wait_for_selector("body[data-socket=open]")
+    page.locator(".task-row[data-task=guess][data-state=waiting]").wait_for(timeout=60_000)
+    page.click(".task-row[data-task=guess]")
+    assert page.locator("#candidates table.side-by-side th code").all_inner_texts() == ["guess.1", "guess.2", "guess.3"]
+    page.select_option("#choose-winner-select", "guess.2")
+    page.click("#choose-winner")
+    page.locator("#run-header[data-state=succeeded]").wait_for()
+    page.locator("#task-detail[data-task=guess] .winner").wait_for()
+    assert "guess guess.2" in page.inner_text("#task-detail[data-task=guess]")
