@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "axes",
+    "ninja",  # its Swagger UI files, served from static/ (no CDN)
 ]
 
 MIDDLEWARE = [

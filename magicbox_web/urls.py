@@ -4,13 +4,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from orchestration.views import drafts, editor, plans, prompts, runs, schema
+from orchestration.api.main import urls as api_urls
+from orchestration.views import account, drafts, editor, plans, prompts, runs, schema
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="run-list", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("account/tokens/", account.token_list, name="token-list"),
+    path("api/", api_urls()),
     path("plans/", plans.plan_list, name="plan-list"),
     path("plans/import/", plans.plan_import, name="plan-import"),
     path("plans/new/", editor.plan_new, name="plan-new"),

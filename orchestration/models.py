@@ -578,6 +578,35 @@ class AuditEvent(models.Model):
         return f"{self.actor_name} {self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"
 
 
+class ApiToken(models.Model):
+    """A personal API token (orchestration.api): what its bearer may do is what `user` may do.
+
+    The secret is shown once, when it is made; only its SHA-256 (`digest`, hex) is kept, with
+    its first characters (`prefix`) to tell tokens apart. A token is refused once `revoked_at`
+    is set or `expires_at` has passed; `last_used_at` is when it last authenticated a request.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"token '{self.name}' of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        """Neither revoked nor expired."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
 class WorkerSetting(models.Model):
     """An administrator's override of one worker of settings.MAGICBOX_WORKERS (edited in the
     admin by superusers only). Empty fields keep the setting's value.

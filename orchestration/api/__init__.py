@@ -1,0 +1,1 @@
+"""Magic Box from other tools: the HTTP API under /api/ (personal tokens, OpenAPI schema)."""

@@ -1,0 +1,134 @@
+"""The HTTP API with personal tokens: each endpoint with tokens of each role, refused without a
+token or with a revoked or expired one, a run started and waited for as a CI job would, and a
+valid OpenAPI schema."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from orchestration.api import tokens
+from orchestration.models import ApiToken, AuditEvent, Plan
+from tests.conftest import drain_engine, make_plan, py, user_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PLAN = json.dumps({"name": "API plan", "parallel_execution": {"tasks": [
+    {"id": "hello", "worker": "shell", "command": py("print('hello from the api')")},
+    {"id": "after", "worker": "shell", "command": py("print('after')"), "depends_on": ["hello"]}]}})
+
+
+@pytest.fixture
+def bearer(django_user_model):
+    """{role: the Authorization header of a token of a user with that role}."""
+    made = {}
+    for role in ("Viewers", "Authors", "Operators"):
+        user = user_in(django_user_model, role.lower(), role)
+        _, secret = tokens.issue(user, "ci")
+        made[role] = f"Bearer {secret}"
+    return made
+
+
+def call(client, method: str, path: str, auth: str | None, body=None):
+    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    if body is not None:
+        return getattr(client, method)(path, data=json.dumps(body), content_type="application/json", **headers)
+    return getattr(client, method)(path, **headers)
+
+
+def test_without_a_token_or_with_a_revoked_or_expired_one_nothing_is_served(client, bearer, django_user_model):
+    make_plan(PLAN)
+    assert call(client, "get", "/api/plans", None).status_code == 401
+    assert "make one on /account/tokens/" in call(client, "get", "/api/plans", "Bearer mbx_nope").json()["message"]
+    token = ApiToken.objects.get(user__username="viewers")
+    assert call(client, "get", "/api/plans", bearer["Viewers"]).status_code == 200
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert call(client, "get", "/api/plans", bearer["Viewers"]).status_code == 401
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=None)
+    assert tokens.revoke(token.user, token.pk)
+    assert call(client, "get", "/api/plans", bearer["Viewers"]).status_code == 401
+
+
+@pytest.mark.parametrize("method, path, body, allowed", [
+    ("get", "/api/plans", None, {"Viewers", "Authors", "Operators"}),
+    ("get", "/api/plans/{plan}", None, {"Viewers", "Authors", "Operators"}),
+    ("get", "/api/plans/{plan}/export", None, {"Viewers", "Authors", "Operators"}),
+    ("post", "/api/plans", {"text": PLAN.replace("API plan", "Another"), "source": "another.json"}, {"Authors"}),
+    ("post", "/api/plans/{plan}/runs", {}, {"Operators"}),
+])
+def test_each_role_may_do_what_it_may_do_in_the_browser(client, bearer, method, path, body, allowed):
+    plan = make_plan(PLAN)
+    for role, auth in bearer.items():
+        response = call(client, method, path.format(plan=plan.pk), auth, body)
+        if role in allowed:
+            assert response.status_code in (200, 201), (role, response.content[:500])
+        else:
+            assert response.status_code == 403, (role, response.content[:300])
+            assert "needs the" in response.json()["message"]
+
+
+def test_a_ci_job_imports_a_plan_starts_it_and_waits_for_its_verdict(client, bearer):
+    imported = call(client, "post", "/api/plans", bearer["Authors"], {"text": PLAN, "source": "ci.json"})
+    assert imported.status_code == 201 and imported.json()["revision"] == 1
+    assert call(client, "post", "/api/plans", bearer["Authors"], {"text": PLAN, "source": "ci.json"}).status_code == 200
+    plan_id = imported.json()["id"]
+    started = call(client, "post", f"/api/plans/{plan_id}/runs", bearer["Operators"], {})
+    assert started.status_code == 201, started.content
+    run_id = started.json()["run"]["id"]
+    async_to_sync(drain_engine)()
+    run = call(client, "get", f"/api/runs/{run_id}", bearer["Viewers"]).json()
+    assert run["run"]["state"] == "succeeded" and [t["state"] for t in run["tasks"]] == ["succeeded", "succeeded"]
+    assert run["tasks"][0]["result"].strip() == "hello from the api"
+    output = call(client, "get", f"/api/runs/{run_id}/tasks/hello/output", bearer["Viewers"]).json()
+    assert "hello from the api" in output["text"] and output["more"] is False
+    tail = call(client, "get", f"/api/runs/{run_id}/tasks/hello/output?tail=10", bearer["Viewers"]).json()
+    assert tail["text"] == output["text"][-10:]
+    event = AuditEvent.objects.get(action="run_started")
+    assert event.actor_name == "operators via token 'ci'"
+    assert AuditEvent.objects.get(action="plan_created").actor_name == "authors via token 'ci'"
+    zipped = call(client, "get", f"/api/runs/{run_id}/export.zip", bearer["Viewers"])
+    assert zipped.status_code == 200 and zipped["Content-Type"] == "application/zip"
+    assert call(client, "post", f"/api/runs/{run_id}/cancel", bearer["Operators"]).status_code == 409
+    again = call(client, "post", f"/api/runs/{run_id}/rerun", bearer["Operators"], {"task": "after"})
+    assert again.status_code == 201 and again.json()["run"]["rerun_of"] == run_id
+
+
+def test_errors_are_json_with_a_message_and_the_field(client, bearer):
+    bad = call(client, "post", "/api/plans", bearer["Authors"], {"text": "parallel_execution:\n  tasks:\n    - id: a\n      worker: nope\n"})
+    assert bad.status_code == 400
+    problem = bad.json()["problems"][0]
+    assert (problem["line"], problem["field"]) == (4, "parallel_execution.tasks[0].worker") and "unknown worker 'nope'" in problem["message"]
+    missing_run = call(client, "get", "/api/runs/999", bearer["Viewers"])
+    assert missing_run.status_code == 404 and missing_run.json() == {"message": "no run 999", "field": "run_id"}
+    plan = make_plan(PLAN)
+    mapped = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {"worker_map": {"shell": "nobody"}})
+    assert mapped.status_code == 400 and mapped.json()["field"] == "worker_map"
+    missing = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {"worker_map": "x"})
+    assert missing.status_code == 422 and missing.json()["field"] == "worker_map"
+
+
+def test_the_openapi_schema_is_valid_and_the_docs_are_served_without_a_cdn(client):
+    from openapi_spec_validator import validate
+
+    schema = client.get("/api/openapi.json").json()
+    validate(schema)
+    assert {"/api/plans", "/api/runs/{run_id}", "/api/plans/{plan_id}/runs"} <= set(schema["paths"])
+    docs = client.get("/api/docs").content.decode()
+    assert "/static/ninja/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+
+
+def test_a_user_makes_and_revokes_tokens_on_their_page_and_sees_the_secret_once(client, django_user_model):
+    client.force_login(user_in(django_user_model, "olga", "Operators"))
+    made = client.post("/account/tokens/", {"action": "create", "name": "laptop", "days": "30"}).content.decode()
+    secret = made.split('id="new-token-secret">', 1)[1].split("<", 1)[0]
+    assert secret.startswith("mbx_") and tokens.authenticate(secret) is not None
+    assert secret not in client.get("/account/tokens/").content.decode(), "shown once"
+    stored = ApiToken.objects.get(name="laptop")
+    assert stored.digest != secret and secret not in stored.digest and stored.expires_at is not None
+    assert "already have a token named" in client.post("/account/tokens/", {"action": "create", "name": "laptop"}).content.decode()
+    client.post("/account/tokens/", {"action": "revoke", "token": str(stored.pk)})
+    assert tokens.authenticate(secret) is None
+    assert not Plan.objects.exists()
