@@ -47,14 +47,21 @@ class PlanImportForm(forms.Form):
 
 
 class RunStartForm(forms.Form):
-    """Start a run; optionally map each agent worker the plan uses to another agent worker.
+    """Start a run, with a value for each of the plan's inputs; optionally map each agent
+    worker the plan uses to another agent worker.
 
     plan_workers: the workers the plan's tasks name. kinds: worker name -> "agent" | "command"
     for every configured worker. unavailable: worker name -> why it cannot run here ("" if it can).
     """
 
-    def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], unavailable: dict[str, str], **kwargs):
+    def __init__(self, *args, plan_workers: list[str], kinds: dict[str, str], unavailable: dict[str, str],
+                 inputs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        for name, declared in (inputs or {}).items():  # the plan's inputs (plans.spec.Input), first
+            self.fields[f"input_{name}"] = forms.CharField(
+                label=name, required=declared.required and declared.default is None, initial=declared.default,
+                help_text=declared.description, max_length=100_000, strip=False,
+                widget=forms.TextInput(attrs={"placeholder": declared.default or ("required" if declared.required else "")}))
         for worker in plan_workers:
             kind = kinds.get(worker)
             peers = [w for w in sorted(kinds) if kinds[w] == kind]
@@ -63,6 +70,10 @@ class RunStartForm(forms.Form):
             choices = [(w, f"{w}{' (not available here)' if unavailable.get(w) else ''}") for w in peers]
             self.fields[f"map_{worker}"] = forms.ChoiceField(choices=choices, initial=worker, label=f"Run {worker} tasks with")
         self.unavailable = {w: unavailable[w] for w in plan_workers if unavailable.get(w)}
+
+    def inputs(self) -> dict[str, str]:
+        """{input name: the value typed} (inputs left empty take their default at the start)."""
+        return {name[6:]: value for name, value in self.cleaned_data.items() if name.startswith("input_") and value != ""}
 
     def worker_map(self) -> dict[str, str]:
         """{"gemini": "claude", ...} for the workers the user remapped."""

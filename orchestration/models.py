@@ -258,6 +258,8 @@ class Run(StateMachine):
     state = models.CharField(max_length=20, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
     state_reason = models.TextField(blank=True)
     worker_map = models.JSONField(default=dict, blank=True)
+    # {name: value} of the plan's inputs for this run (plans.inputs.resolve), given at its start.
+    inputs = models.JSONField(default=dict, blank=True)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
     # The commit the plan's workspace base resolved to when the run's first task started ("" before).
     base_commit = models.CharField(max_length=64, blank=True)

@@ -23,6 +23,7 @@ from orchestration.engine.scheduler import cancel_run, rerun, start_run
 from orchestration.models import Plan, Run, TaskChange, TaskRun
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.exporter import spec_to_yaml
+from orchestration.plans.inputs import InputsRefused
 from orchestration.plans.loader import MAX_PLAN_BYTES
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.plans.store import NameTaken, import_text
@@ -177,6 +178,7 @@ def export_plan(request, plan_id: int):
 
 class StartIn(Schema):
     worker_map: dict[str, str] = {}
+    inputs: dict[str, str | int | float | bool] = {}
 
 
 class RerunIn(Schema):
@@ -185,16 +187,19 @@ class RerunIn(Schema):
 
 @api.post("/plans/{plan_id}/runs", response={201: dict, 400: Error, 404: Error}, tags=["runs"])
 def start(request, plan_id: int, body: StartIn):
-    """Start a run of the plan's latest revision (worker_map: {"gemini": "claude"} runs its
-    gemini tasks with claude). 201 with the run as GET /api/runs/{id} shows it."""
+    """Start a run of the plan's latest revision with its `inputs` ({name: value}; a required
+    one missing is refused, naming it) and a worker_map ({"gemini": "claude"} runs its gemini
+    tasks with claude). 201 with the run as GET /api/runs/{id} shows it."""
     _require(request, OPERATOR, "start runs")
     plan = Plan.objects.filter(pk=plan_id).first()
     if plan is None:
         raise _refuse(404, f"no plan {plan_id}", "plan_id")
     try:
-        run = start_run(plan, request.user, body.worker_map, via=_via(request))
+        run = start_run(plan, request.user, body.worker_map, via=_via(request), inputs=body.inputs)
     except UnknownWorker as error:
         raise _refuse(400, str(error), "worker_map") from None
+    except InputsRefused as error:
+        raise _refuse(400, str(error), error.problems[0][0]) from None
     except RepositoryRefused as error:
         raise _refuse(400, str(error), "") from None
     return Status(201, export.summary(Run.objects.select_related("plan", "revision", "started_by").get(pk=run.pk)))

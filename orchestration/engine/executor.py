@@ -63,6 +63,12 @@ class AttemptPlan:
     candidate_of: str = ""  # the task whose candidate this is (engine.candidates), "" otherwise
     candidates_brief: str = ""  # the candidates a choosing review is shown (engine.choosing.brief)
     resume_session: str = ""  # in a loop round, the CLI session of the round before, to continue where the CLI can
+    inputs: dict[str, str] = field(default_factory=dict)  # the run's inputs, when the task uses some
+
+
+def _references_inputs(task: Task) -> bool:
+    """Whether the task's text or command may use the run's inputs (`{{ inputs.<name> }}`)."""
+    return any("inputs." in str(text) for text in [task.description, task.prompt, *(task.command or [])])
 
 
 def _references_results(task: Task) -> bool:
@@ -110,6 +116,7 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
         own_head=own_head,
         candidate_of=task_run.candidate_of,
         resume_session=task_run.session_id if task_run.findings else "",
+        inputs=Run.objects.values_list("inputs", flat=True).get(pk=task_run.run_id) if _references_inputs(task) else {},
         candidates_brief=choosing.brief(task_run.run_id, spec, task_run.task_id) if chooses_for else "",
     )
 
@@ -122,7 +129,7 @@ def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
     adapter, env = worker_setup(plan.worker)
     template, warning = resolve_prompt(plan.task.prompt_file) if plan.task.prompt_file else ("", "")
     prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results, plan.findings,
-                            plan.candidates_brief)
+                            plan.candidates_brief, plan.inputs)
     direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
     return adapter, env, prompt, warning
 
@@ -369,7 +376,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads,
                                                     still_holder=lease.check, continue_from=plan.own_head)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
-        command = [references.fill(arg, plan.results, plan.spec.ids) for arg in plan.task.command] if plan.task.command else None
+        command = [references.fill(arg, plan.results, plan.spec.ids, plan.inputs) for arg in plan.task.command] if plan.task.command else None
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
         context = TaskContext(task_id=plan.task_id, prompt=prompt, command=command, output_schema=plan.task.output_schema,

@@ -11,7 +11,7 @@ UPSTREAM_RESULT_LIMIT = 20_000  # characters of each upstream result put into a 
 
 def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
                    prompt_template: str = "", results: dict[str, str] | None = None, findings: str = "",
-                   candidates_brief: str = "") -> str:
+                   candidates_brief: str = "", inputs: dict[str, str] | None = None) -> str:
     """Return the full prompt of `task` (a task of `spec`).
 
     upstream_results: {task_id: result text} of the task's direct upstream tasks, in depends_on
@@ -20,6 +20,7 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     findings: a review loop's findings this attempt must address, or (for the review) its own
     findings of the round before, with what to do with them (engine.loops); put last.
     candidates_brief: the candidates a review that chooses among them is shown (engine.choosing.brief).
+    inputs: the run's inputs, for `{{ inputs.<name> }}`.
     Raises references.ReferenceError_ when a reference cannot be filled in.
     """
     ids = spec.ids
@@ -28,9 +29,9 @@ def compose_prompt(task: Task, spec: PlanSpec, upstream_results: dict[str, str],
     if prompt_template.strip():
         parts.append(prompt_template.strip())
     if task.description:
-        parts.append(f"# Task {task.id}\n{references.fill(task.description, results, ids).strip()}")
+        parts.append(f"# Task {task.id}\n{references.fill(task.description, results, ids, inputs).strip()}")
     if task.prompt:
-        parts.append(references.fill(task.prompt, results, ids).strip())
+        parts.append(references.fill(task.prompt, results, ids, inputs).strip())
     if task.output_format:
         parts.append(f"## Expected output format\n{task.output_format.strip()}")
     if task.integration:

@@ -31,27 +31,31 @@ from orchestration.models import (
     TaskRun,
     TaskState,
 )
+from orchestration.plans import inputs as plan_inputs
 from orchestration.plans import repositories
 from orchestration.plans.spec import PlanSpec
 from orchestration.workers.registry import UnknownWorker, worker_config
 
 
 def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict[str, str] | None = None,
-              revision: PlanRevision | None = None, via: str = "") -> Run:
+              revision: PlanRevision | None = None, via: str = "", inputs: dict[str, object] | None = None) -> Run:
     """Create a run of the plan's latest revision (or `revision`) and its task runs; wake the engine.
 
     worker_map: {"gemini": "claude"} runs the plan's gemini tasks with the claude worker.
     The start is audited as `user`'s (or the command `via` names). Raises UnknownWorker if the map names a worker that is not configured,
     and plans.repositories.RepositoryRefused (a ValueError) if neither `user` nor the revision's author may use its local
     repository path (it is outside MAGICBOX_REPOSITORY_ROOTS: a plan stored before the check, or since the roots changed).
+    inputs: {name: value} for the plan's `inputs:`; raises plans.inputs.InputsRefused (a ValueError) for a required one
+    missing or one the plan does not declare.
     """
     revision = revision or plan.latest_revision
     repositories.check_run(revision.spec.workspace, user, revision.created_by)
+    values = plan_inputs.resolve(revision.spec, inputs)
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
     for target in worker_map.values():
         worker_config(target)
     with transaction.atomic():
-        run = Run.objects.create(plan=plan, revision=revision, started_by=user, worker_map=worker_map)
+        run = Run.objects.create(plan=plan, revision=revision, started_by=user, worker_map=worker_map, inputs=values)
         TaskRun.objects.bulk_create([TaskRun(run=run, **fields) for fields in task_run_fields(revision.spec, worker_map)])
         checks.create_verdicts(run)
         mapped = ", ".join(f"{k} tasks with {v}" for k, v in worker_map.items())
@@ -122,6 +126,7 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
     spec = run.revision.spec
     with transaction.atomic():
         new = Run.objects.create(plan=run.plan, revision=run.revision, started_by=user, worker_map=run.worker_map, rerun_of=run,
+                                 inputs=run.inputs,
                                  base_commit=run.base_commit)  # the same starting point as the kept tasks
         rows = []
         for fields in task_run_fields(spec, {}):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from orchestration.plans.exporter import contract_document, workspace_document
+from orchestration.plans.exporter import contract_document, inputs_document, workspace_document
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_document
 from orchestration.plans.validation.tasks import MAX_TASKS
@@ -100,6 +100,7 @@ class EditorState:
     base_revision: str = ""
     criteria_checks: str = ""  # JSON of the criteria with a command or review task, carried through
     workspace_options: str = ""  # JSON of the workspace's keep_worktrees / check / check_timeout / push, carried through
+    inputs: str = ""  # JSON of the plan's inputs, carried through (edited in YAML)
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -119,7 +120,7 @@ def _positions(values: list[str]) -> list[int]:
 def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
-                                                         "base_revision", "criteria_checks", "workspace_options")})
+                                                         "base_revision", "criteria_checks", "workspace_options", "inputs")})
     for n in range(_count(data, "tasks-count", MAX_TASKS)):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes",
                                                                      "resources", "output_schema", *CONSTRUCT_FIELDS)})
@@ -145,7 +146,8 @@ def state_from_spec(spec: PlanSpec) -> EditorState:
                         criteria_checks=json.dumps(checks) if checks else "",
                         source_id=spec.source_id, repository=workspace.repository if workspace else "",
                         base=workspace.base if workspace else "",
-                        workspace_options=json.dumps(options) if options else "")
+                        workspace_options=json.dumps(options) if options else "",
+                        inputs=json.dumps(inputs_document(spec)) if spec.inputs else "")
     for task in spec.tasks:
         row = TaskRow(**{f: str(getattr(task, f) or "") for f in TASK_TEXT_FIELDS})
         row.command = readable_join(task.command) if task.command else ""
@@ -356,6 +358,12 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
     if state.source_id.strip():
         execution["id"] = state.source_id.strip()
     doc: dict[str, Any] = {"name": state.name.strip(), "parallel_execution": execution}
+    try:
+        carried_inputs = json.loads(state.inputs) if state.inputs.strip() else None
+    except (ValueError, RecursionError):
+        carried_inputs = None
+    if isinstance(carried_inputs, dict) and carried_inputs:
+        doc["inputs"] = carried_inputs
     if state.description.strip():
         doc["description"] = state.description.strip()
     if state.repository.strip():

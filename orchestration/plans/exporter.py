@@ -52,10 +52,18 @@ def spec_to_document(spec: PlanSpec) -> dict[str, Any]:
         document["description"] = spec.description
     if spec.workspace:
         document["workspace"] = workspace_document(spec.workspace)
+    if spec.inputs:
+        document["inputs"] = inputs_document(spec)
     document["parallel_execution"] = execution
     if spec.contracts:
         document["contracts"] = {name: contract_document(c) for name, c in spec.contracts.items()}
     return document
+
+
+def inputs_document(spec: PlanSpec) -> dict[str, Any]:
+    """The plan's `inputs:` as a plan file writes them (keys left out at their default)."""
+    return {name: {**({"default": i.default} if i.default is not None else {}), **({"description": i.description} if i.description else {}),
+                   **({"required": True} if i.required else {})} for name, i in spec.inputs.items()}
 
 
 def constructs_document(task: Task) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from orchestration.plans import repositories, schema_refs
 from orchestration.plans.decomposition import DecompositionPlan, decomposition_problems, decomposition_warnings, is_decomposition
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.phased import PhasedPlan, is_phased, phase_problems
-from orchestration.plans.spec import (Candidates, Choice, Contract, ContractCheck, Criterion, Gate, IntegrationPoint, Loop, PlanSpec, Task,
-                                      Workspace)
+from orchestration.plans.spec import (Candidates, Choice, Contract, ContractCheck, Criterion, Gate, Input, IntegrationPoint, Loop, PlanSpec,
+                                      Task, Workspace)
 from orchestration.plans.validation import semantic_problems
 from orchestration.plans.validation.constructs import candidate_workers
 from orchestration.plans.validation.schemas import resolve_schema_ref, specifications, task_ref
@@ -417,4 +417,12 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None, notices
                     for check in c.get("checks", [])],
         ) for name, c in contracts_doc.items()},
         notices=notices or [],
+        inputs={name: Input(default=None if value.get("default") is None else _input_text(value["default"]),
+                            description=value.get("description", ""), required=bool(value.get("required", False)))
+                for name, value in (data.get("inputs") or {}).items()},
     )
+
+
+def _input_text(value: str | int | float | bool) -> str:
+    """An input's default as the text it fills in ("true", "3", "main")."""
+    return str(value).lower() if isinstance(value, bool) else str(_whole_if_integral(value))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s{}]+?)\s*\}\}")
+INPUT = re.compile(r"\{\{\s*inputs\.([^\s{}]*?)\s*\}\}")  # {{ inputs.<name> }}: a value given at the run's start
+ANY = re.compile(REFERENCE.pattern + "|" + INPUT.pattern)
 FENCED_JSON = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 
 
@@ -51,6 +53,22 @@ def find(text: str, task_ids: Iterable[str]) -> tuple[list[Reference], list[str]
     return found, problems
 
 
+def find_inputs(text: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The input names `text` refers to ({{ inputs.<name> }}), and messages for those the plan
+    does not declare."""
+    known = set(names)
+    used, problems = [], []
+    for match in INPUT.finditer(text or ""):
+        name = match.group(1)
+        if name in known:
+            used.append(name)
+        else:
+            listed = ", ".join(sorted(known)) or "none"
+            problems.append(f"{match.group(0)} names no input of this plan (its inputs: {listed}): declare it under "
+                            f"`inputs:`, e.g. `inputs: {{{name or 'name'}: {{default: …}}}}`.")
+    return used, problems
+
+
 def parse_output(result: str) -> Any:
     """A task's result read as JSON (the whole text, or its first ```json block). Raises ValueError."""
     try:
@@ -62,17 +80,23 @@ def parse_output(result: str) -> Any:
         raise
 
 
-def fill(text: str, results: dict[str, str], task_ids: Iterable[str]) -> str:
-    """`text` with every reference replaced by its value (JSON for non-text values).
+def fill(text: str, results: dict[str, str], task_ids: Iterable[str], inputs: dict[str, str] | None = None) -> str:
+    """`text` with every reference replaced by its value (JSON for non-text values): task
+    results, and the run's `inputs` ({name: value}) for `{{ inputs.<name> }}`.
 
-    Raises ReferenceError_ when a result is missing, not JSON, or lacks the field named.
+    Raises ReferenceError_ when a result is missing, not JSON, or lacks the field named, or an
+    input has no value.
     """
     references, problems = find(text, task_ids)
     if problems:
         raise ReferenceError_(problems[0])
     values = {reference.text: _value(reference, results) for reference in references}
-    # One pass over the original text: a result that itself holds "{{ tasks.… }}" stays as it is.
-    return REFERENCE.sub(lambda match: values.get(match.group(0), match.group(0)), text)
+    for match in INPUT.finditer(text or ""):
+        if (inputs or {}).get(match.group(1)) is None:
+            raise ReferenceError_(f"{match.group(0)}: the run has no value for input {match.group(1)!r}")
+        values[match.group(0)] = inputs[match.group(1)]
+    # One pass over the original text: a value that itself holds "{{ … }}" stays as it is.
+    return ANY.sub(lambda match: values.get(match.group(0), match.group(0)), text)
 
 
 def _value(reference: Reference, results: dict[str, str]) -> str:

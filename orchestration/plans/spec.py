@@ -24,7 +24,8 @@ Stored shape (`PlanSpec.to_dict()`):
      "contracts": {name: {"provider", "consumer", "provider_note", "consumer_note", "phase",
                           "specification": {…}, "checks"?: [{"name", "command", "outputs",
                           "against", "timeout"}]}},
-     "notices": [{"field", "message", "line", "column"}]}
+     "notices": [{"field", "message", "line", "column"}],
+     "inputs": {name: {"default": text | None, "description", "required": bool}}}
 
 `notices` are warnings found at import (a plan that is valid but may not do what its author
 meant, e.g. parallel groups the dependencies contradict); they are shown, never fatal.
@@ -122,6 +123,16 @@ class Gate:
     command: list[str] | None = None
     message: str = ""
     timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Input:
+    """A value given when a run starts (`inputs:`), used as `{{ inputs.<name> }}` in prompts and
+    commands. default: used when none is given (None: none); required: a run needs a value."""
+
+    default: str | None = None
+    description: str = ""
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,6 +268,7 @@ class PlanSpec:
     completion_criteria: list[Criterion] = field(default_factory=list)
     contracts: dict[str, Contract] = field(default_factory=dict)
     notices: list[PlanProblem] = field(default_factory=list)
+    inputs: dict[str, Input] = field(default_factory=dict)
 
     # -- the graph ---------------------------------------------------------------------------
 
@@ -346,6 +358,7 @@ class PlanSpec:
             "completion_criteria": [c.to_dict() for c in self.completion_criteria],
             "contracts": {name: c.to_dict() for name, c in self.contracts.items()},
             "notices": [_plain(n) for n in self.notices],
+            "inputs": {name: _plain(i) for name, i in self.inputs.items()},
         }
 
     @classmethod
@@ -363,6 +376,7 @@ class PlanSpec:
             completion_criteria=[Criterion.from_dict(c) for c in data.get("completion_criteria", [])],
             contracts={name: Contract.from_dict(c) for name, c in (data.get("contracts") or {}).items()},
             notices=[PlanProblem(**_known(PlanProblem, n)) for n in data.get("notices", [])],
+            inputs={name: Input(**_known(Input, i)) for name, i in (data.get("inputs") or {}).items()},
         )
 
     def __eq__(self, other: object) -> bool:

@@ -50,7 +50,7 @@ def summary(run: Run) -> dict:
                 "created_at": run.created_at.isoformat(), "finished_at": run.finished_at.isoformat() if run.finished_at else None,
                 "duration_seconds": _seconds(run.duration), "cost_usd": total.usd, "cost_estimated": total.estimated,
                 "input_tokens": total.input_tokens, "output_tokens": total.output_tokens, "base_commit": run.base_commit or None,
-                "rerun_of": run.rerun_of_id},
+                "rerun_of": run.rerun_of_id, "inputs": run.inputs},
         "tasks": tasks,
         "checks": [{"name": v.name, "kind": v.kind, "state": v.state, "summary": v.summary} for v in run.verdicts.order_by("kind", "position")],
         "collisions": [{"tasks": [c.a, c.b], "files": [f.path for f in c.files], "conflicts": [f.path for f in c.files if f.conflicts]} for c in found],

@@ -120,3 +120,9 @@ def _task_row(task_run) -> str:
             f'data-pk="{int(task_run.pk)}" data-state="{state}"><span class="state state-{state}">{escape(task_run.get_state_display())}</span>'
             f'<code class="task-id" title="{task_id}">{task_id}</code><span class="muted task-worker">{escape(task_run.worker)}'
             f'{escape(" · " + spent) if spent else ""}</span><span class="muted elapsed"{since}>{seconds(task_run.duration)}</span></a>')
+
+
+@register.filter
+def get_item(mapping, key):
+    """mapping[key] in a template ({{ run.inputs|get_item:name }}); None when it has none."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

@@ -49,7 +49,7 @@ def start_form(plan: Plan, data=None) -> RunStartForm:
     spec = plan.latest_revision.spec
     used = sorted({t.worker for t in spec.tasks})
     kinds = {name: worker_config(name).kind for name in worker_names()}
-    return RunStartForm(data, plan_workers=used, kinds=kinds, unavailable=availability())
+    return RunStartForm(data, plan_workers=used, kinds=kinds, unavailable=availability(), inputs=spec.inputs)
 
 
 def plan_detail(request: HttpRequest, plan_id: int) -> HttpResponse:

@@ -25,6 +25,7 @@ from orchestration.live import choose_task, detail_context, first_line, output_w
 from orchestration.roles import OPERATOR
 from orchestration.engine.integration import request_integration
 from orchestration.models import CapturedDiff, Integration, Plan, RoundChange, Run, TaskRun
+from orchestration.plans.inputs import InputsRefused
 from orchestration.plans.repositories import RepositoryRefused
 from orchestration.forms import RunFilterForm
 from orchestration.views.plans import start_form
@@ -44,8 +45,8 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
         messages.error(request, "The run was not started. " + "; ".join(problems))
         return redirect("plan-detail", plan_id=plan.pk)
     try:
-        run = start_run(plan, request.user, form.worker_map())
-    except (UnknownWorker, RepositoryRefused) as error:
+        run = start_run(plan, request.user, form.worker_map(), inputs=form.inputs())
+    except (UnknownWorker, RepositoryRefused, InputsRefused) as error:
         messages.error(request, str(error))
         return redirect("plan-detail", plan_id=plan.pk)
     return redirect("run-detail", run_id=run.pk)

@@ -132,3 +132,15 @@ def test_a_user_makes_and_revokes_tokens_on_their_page_and_sees_the_secret_once(
     client.post("/account/tokens/", {"action": "revoke", "token": str(stored.pk)})
     assert tokens.authenticate(secret) is None
     assert not Plan.objects.exists()
+
+
+def test_a_run_started_over_the_api_takes_inputs_and_a_missing_one_is_named(client, bearer):
+    plan = make_plan(json.dumps({"name": "Inputs", "inputs": {"ticket": {"required": True}},
+                                 "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": ["echo", "{{ inputs.ticket }}"]}]}}))
+    missing = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {})
+    assert missing.status_code == 400 and missing.json()["field"] == "inputs.ticket" and "required" in missing.json()["message"]
+    started = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {"inputs": {"ticket": "CI-42"}})
+    assert started.status_code == 201
+    async_to_sync(drain_engine)()
+    run = call(client, "get", f"/api/runs/{started.json()['run']['id']}", bearer["Viewers"]).json()
+    assert run["tasks"][0]["result"].strip() == "CI-42" and run["run"]["inputs"] == {"ticket": "CI-42"}

@@ -26,6 +26,7 @@ from orchestration.management.commands.runworker import EngineWorker
 from orchestration.models import Plan, Run, StateChange
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.store import import_file
+from orchestration.plans.inputs import InputsRefused
 from orchestration.workers.registry import UnknownWorker
 
 
@@ -40,6 +41,18 @@ def parse_worker_map(items: list[str]) -> dict[str, str]:
     return mapping
 
 
+def parse_inputs(pairs: list[str]) -> dict[str, str]:
+    """["branch=main", "ticket=ABC-1"] -> {"branch": "main", "ticket": "ABC-1"}. Raises CommandError
+    for an entry without "=" or without a name."""
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--input {pair!r}: write NAME=VALUE, e.g. --input branch=main")
+        values[name.strip()] = value
+    return values
+
+
 class Command(BaseCommand):
     help = "Run a plan file (or a stored plan, by name or id) and wait for it; exit 0 only on success."
 
@@ -47,8 +60,10 @@ class Command(BaseCommand):
         parser.add_argument("plan", help="a plan file, or the name or id of a stored plan")
         parser.add_argument("--map", action="append", default=[], metavar="FROM=TO",
                             help="run FROM's tasks with worker TO (repeatable)")
+        parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                            help="a value for the plan's input NAME, used as {{ inputs.NAME }} (repeatable)")
 
-    def handle(self, *args, plan: str, map: list[str], **options):
+    def handle(self, *args, plan: str, map: list[str], input: list[str], **options):
         call_command("migrate", verbosity=0, interactive=False)
         stored = self._plan(plan)
         try:
@@ -57,8 +72,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         try:
             try:
-                run = start_run(stored, None, parse_worker_map(map), via="manage.py runplan")
-            except UnknownWorker as error:
+                run = start_run(stored, None, parse_worker_map(map), via="manage.py runplan", inputs=parse_inputs(input))
+            except (UnknownWorker, InputsRefused) as error:
                 raise CommandError(str(error)) from None
             self.stdout.write(f"run #{run.pk} of '{stored.name}' r{run.revision.number}: {run.task_runs.count()} tasks "
                               f"(live at /runs/{run.pk}/ on a Magic Box web server sharing this database)")

@@ -21,7 +21,7 @@ def check(f: Findings) -> None:
                     continue
                 path = f.path(index, key, *([position] if isinstance(values, list) else []))
                 found, unknown_refs = references.find(text, f.first_seen)
-                for message in unknown_refs:
+                for message in [*unknown_refs, *references.find_inputs(text, f.data.get("inputs") or {})[1]]:
                     f.add(path, message)
                 for reference in found:
                     if reference.task not in f.waits_for[task["id"]]:
