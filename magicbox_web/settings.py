@@ -195,6 +195,8 @@ MAGICBOX_MAX_PARALLEL = env_int("MAGICBOX_MAX_PARALLEL", 8)
 MAGICBOX_WORKER_SLOTS = env_int("MAGICBOX_WORKER_SLOTS", 0)
 # How often (seconds) each worker process looks for work a lost wake-up message left behind.
 MAGICBOX_SWEEP_INTERVAL = env_int("MAGICBOX_SWEEP_INTERVAL", 5)
+# How people reach this Magic Box: the links in webhook deliveries (engine.webhooks) start with it.
+MAGICBOX_PUBLIC_URL = os.environ.get("MAGICBOX_PUBLIC_URL", "http://127.0.0.1:8000")
 # How long (seconds) a running task's lease lasts before it must be renewed.
 MAGICBOX_LEASE_SECONDS = env_int("MAGICBOX_LEASE_SECONDS", 30)
 # Seconds before the first retry of a failed attempt; each further retry waits twice as long

@@ -5,7 +5,7 @@ import re
 from django import forms
 from django.contrib import admin
 
-from orchestration.models import AuditEvent, Plan, PlanRevision, Run, TaskRun, WorkerSetting
+from orchestration.models import AuditEvent, Plan, PlanRevision, Run, TaskRun, Webhook, WebhookDelivery, WorkerSetting
 from orchestration.workers.registry import forget_overrides, worker_config, worker_names
 
 
@@ -174,3 +174,24 @@ class WorkerSettingAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)
         forget_overrides()
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    """Webhooks (engine.webhooks): administrators add the URLs called on run events; the secret
+    that signs each delivery is made when left empty, and shown here to configure the receiver."""
+
+    list_display = ("name", "url", "kind", "plan", "events", "active")
+    list_filter = ("kind", "active")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every delivery with its state, attempts and the receiver's last answer (read-only)."""
+
+    list_display = ("event", "webhook", "run", "state", "response_code", "attempt", "created_at", "state_reason")
+    list_filter = ("state", "event", "webhook")
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

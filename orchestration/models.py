@@ -580,6 +580,95 @@ class AuditEvent(models.Model):
         return f"{self.actor_name} {self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"
 
 
+class Webhook(models.Model):
+    """A URL Magic Box calls when a run starts, ends or waits at a gate (orchestration.webhooks).
+
+    plan: only that plan's runs (None: every plan's). events: which of EVENTS. kind: "json" (a
+    JSON body signed with `secret`: X-MagicBox-Signature: sha256=<HMAC-SHA256 hex of the body>)
+    or "slack" (a readable message for a Slack incoming webhook).
+    """
+
+    EVENTS = ("run.started", "run.succeeded", "run.failed", "run.cancelled", "run.waiting")
+    KINDS = (("json", "JSON, signed"), ("slack", "Slack message"))
+
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=2000)
+    kind = models.CharField(max_length=10, choices=KINDS, default="json")
+    plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks",
+                             help_text="Only this plan's runs; empty: every plan's.")
+    events = models.JSONField(default=list, blank=True, help_text='A JSON list of events, e.g. ["run.failed", "run.waiting"]; '
+                                                                  'empty: all of run.started, run.succeeded, run.failed, '
+                                                                  'run.cancelled, run.waiting.')
+    secret = models.CharField(max_length=100, blank=True, help_text="Signs each delivery (HMAC-SHA256); made for you when empty.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.name}"
+
+    def save(self, *args, **kwargs):
+        if not self.secret:
+            import secrets
+
+            self.secret = secrets.token_urlsafe(32)
+        super().save(*args, **kwargs)
+
+
+class DeliveryState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WebhookDelivery(LeasedWork):
+    """One call of a webhook for one event (orchestration.webhooks), durable background work:
+    queued when the event happens (in its transaction), claimed and sent by a worker process,
+    retried with backoff (queued_at: not before) until MAX_ATTEMPTS, recovered like every kind.
+
+    delivery_id: sent as X-MagicBox-Delivery (the same for every retry). payload: the JSON sent.
+    response_code / response_body: the last answer (the body's first 2,000 characters).
+    """
+
+    KIND = "delivery"
+    TRANSITIONS = {
+        DeliveryState.QUEUED: {DeliveryState.RUNNING, DeliveryState.FAILED},
+        DeliveryState.RUNNING: {DeliveryState.SUCCEEDED, DeliveryState.FAILED, DeliveryState.QUEUED},
+    }
+    TERMINAL = {DeliveryState.SUCCEEDED, DeliveryState.FAILED}
+    MAX_ATTEMPTS = 6
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    event = models.CharField(max_length=30)
+    delivery_id = models.CharField(max_length=40, unique=True)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=20, choices=DeliveryState.choices, default=DeliveryState.QUEUED, db_index=True)
+    state_reason = models.TextField(blank=True)
+    response_code = models.IntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.webhook.name} ({self.delivery_id[:8]})"
+
+    def history_links(self) -> dict[str, int | None]:
+        return {"run_id": self.run_id}
+
+    def requeue_fields(self, now) -> dict:
+        return {"queued_at": now}
+
+
 class ApiToken(models.Model):
     """A personal API token (orchestration.api): what its bearer may do is what `user` may do.
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import shlex
 
+from orchestration.engine import webhooks
 from orchestration.engine.signals import wake_engine_on_commit
-from orchestration.models import TASK_TERMINAL, TaskRun, TaskState, Verdict
+from orchestration.models import TASK_TERMINAL, Run, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import PlanSpec
 
 
@@ -74,6 +75,9 @@ def start_choosing(spec: PlanSpec, choice: TaskRun, candidates: list[TaskRun], n
     if not choice.transition(TaskState.WAITING, f"choosing among {len(succeeded)} candidate(s): {how}", expect=TaskState.PENDING,
                              started_at=min(c.started_at for c in succeeded if c.started_at) if any(c.started_at for c in succeeded) else now):
         return False
+    if choose.way == "person":
+        webhooks.enqueue(Run.objects.select_related("plan").get(pk=choice.run_id), "run.waiting", task.id,
+                         f"choose among {len(succeeded)} candidates of {task.id}")
     if choose.way == "command":
         fresh_check(choice.run_id, "choice", spec.ids.index(task.id), f"choice among the candidates of {task.id}: {shlex.join(choose.command)}")
     return True

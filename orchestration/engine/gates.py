@@ -17,10 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import candidates, revisions, scheduler, work
+from orchestration.engine import candidates, revisions, scheduler, webhooks, work
 from orchestration.engine.output import storable
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
-from orchestration.models import GATE_REJECTED, CheckState, TaskRun, TaskState, Verdict
+from orchestration.models import GATE_REJECTED, CheckState, Run, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import Gate, PlanSpec
 
 REJECTED = GATE_REJECTED
@@ -42,6 +42,9 @@ def hold(task_run: TaskRun, owner: str, attempt: int, spec: PlanSpec, fields: di
     if not work.finish(task_run, owner, attempt, TaskState.WAITING, waiting_reason(task.gate), finished_at=timezone.now(),
                        claimed_by="", **fields):
         return False
+    if task.gate.approve:
+        webhooks.enqueue(Run.objects.select_related("plan").get(pk=task_run.run_id), "run.waiting", task.id,
+                         waiting_reason(task.gate))
     if task.gate.command:
         candidates.fresh_check(task_run.run_id, "gate", spec.ids.index(task.id), f"gate after {task.id}: {shlex.join(task.gate.command)}")
     notify_run_on_commit(task_run.run_id)

@@ -1,7 +1,7 @@
 """The engine of one worker process: claims background work from the database and does it concurrently.
 
 Channel messages and the periodic sweep only call `wake()`; the database decides what to do.
-Every kind of background work (KINDS: task runs, checks, plan drafts, integrations) is claimed,
+Every kind of background work (KINDS: task runs, checks, plan drafts, integrations, webhook deliveries) is claimed,
 leased, finished and recovered the same way (engine.work, engine.leases); the loop and the
 sweep below go over the kinds. Work runs as asyncio tasks, so the consumer that received a
 wake-up returns at once.
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from orchestration.engine import checks, drafts, executor, gates, homes, integration, scheduler, verification, work
+from orchestration.engine import checks, drafts, executor, gates, homes, integration, scheduler, verification, webhooks, work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseKeeper
 from orchestration.engine.signals import anotify_run, awake_engine, send_from_threads_on
-from orchestration.models import Integration, LeasedWork, PlanDraft, TaskRun, Verdict
+from orchestration.models import Integration, LeasedWork, PlanDraft, TaskRun, Verdict, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ KINDS = (
     WorkKind(Verdict, one_at_a_time(checks.claim_next), verification.execute, advances_run=True),
     WorkKind(PlanDraft, one_at_a_time(drafts.claim_next), drafts.execute, advances_run=False),
     WorkKind(Integration, one_at_a_time(integration.claim_next), integration.execute, advances_run=False),
+    WorkKind(WebhookDelivery, one_at_a_time(webhooks.claim_next), webhooks.execute, advances_run=False),
 )
 BATCH = 64  # rows claimed at most in one transaction
 

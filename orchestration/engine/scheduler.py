@@ -12,7 +12,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from orchestration import audit, direct_sql
-from orchestration.engine import candidates, checks, homes, revisions, work
+from orchestration.engine import candidates, checks, homes, revisions, webhooks, work
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import (
     GATE_REJECTED,
@@ -204,12 +204,15 @@ def advance_run(run_id: int) -> bool:
                         progress = changed = True
         states = [t.state for t in task_runs]
         if run.state == RunState.QUEUED and any(s != TaskState.PENDING for s in states):
-            changed |= run.transition(RunState.RUNNING, started_at=now)
+            if run.transition(RunState.RUNNING, started_at=now):
+                changed = True
+                webhooks.enqueue(run, "run.started")
         if all(s in TASK_TERMINAL for s in states):
             if checks.prepare(run, task_runs):
                 if _finish(run, task_runs, now):
                     changed = True
                     _discard_homes_on_commit(run_id)
+                    webhooks.enqueue(run, f"run.{run.state}")
             else:
                 notify_run_on_commit(run_id)
                 if run.verdicts.filter(state=CheckState.PENDING).exists():
@@ -329,6 +332,7 @@ def cancel_run(run_id: int, reason: str, user: AbstractBaseUser | None = None, v
         for verdict in run.verdicts.filter(state__in=(CheckState.PENDING, CheckState.RUNNING)):
             verdict.transition(CheckState.UNVERIFIED, reason, summary=f"not checked: {reason}", decided_at=now, lease_expires_at=None)
         run.transition(RunState.CANCELLED, reason, finished_at=now, started_at=run.started_at or now)
+        webhooks.enqueue(run, "run.cancelled")
         _discard_homes_on_commit(run_id)  # its running attempts' executors discard what they write meanwhile
         audit.record(audit.Action.RUN_CANCELLED, user, run=run, detail=reason, via=via)
         notify_run_on_commit(run_id)
