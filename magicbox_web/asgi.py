@@ -17,9 +17,21 @@ from magicbox_web.backpressure import Backpressure  # noqa: E402
 from orchestration.consumers import EngineConsumer, RefusingConsumer, RunConsumer, RunsConsumer  # noqa: E402
 from orchestration.security import SameOriginValidator  # noqa: E402
 
+django_http = Backpressure(django_asgi_app)
+
+
+async def http(scope, receive, send):
+    """HTTP: /mcp/ is the MCP server's streamable HTTP (orchestration.api.mcp_server, with a
+    token), everything else Django."""
+    if scope["path"] == "/mcp" or scope["path"].startswith("/mcp/"):
+        from orchestration.api.mcp_server import http_app
+
+        return await http_app(scope, receive, send)
+    return await django_http(scope, receive, send)
+
 application = ProtocolTypeRouter(
     {
-        "http": Backpressure(django_asgi_app),
+        "http": http,
         "websocket": AllowedHostsOriginValidator(
             SameOriginValidator(
                 AuthMiddlewareStack(

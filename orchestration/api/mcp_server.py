@@ -177,3 +177,53 @@ class TokenGate:
         finally:
             acting.reset(user_token)
             acting_via.reset(via_token)
+
+
+class StreamableHttp:
+    """The streamable-HTTP transport at /mcp/ as a plain ASGI app (magicbox_web/asgi.py routes it
+    here, behind TokenGate). The SDK's session manager runs for the life of the process: it is
+    started by the first request (the ASGI server sends no lifespan events), in stateless JSON
+    mode, checking the Host header against ALLOWED_HOSTS (DNS rebinding)."""
+
+    PATH = "/mcp/"
+
+    def __init__(self) -> None:
+        self.app = None
+        self._lock = None
+        self._keeper = None
+
+    async def _start(self) -> None:
+        import asyncio
+
+        from django.conf import settings
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        hosts = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+        security = TransportSecuritySettings(enable_dns_rebinding_protection="*" not in settings.ALLOWED_HOSTS,
+                                             allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
+                                             allowed_origins=[f"http://{h}:*" for h in hosts] + [f"https://{h}:*" for h in hosts])
+        app = server.streamable_http_app(streamable_http_path=self.PATH, stateless_http=True, json_response=True,
+                                         transport_security=security)
+        running = asyncio.Event()
+
+        async def keep() -> None:
+            async with server.session_manager.run():
+                running.set()
+                await asyncio.Event().wait()  # as long as the process serves
+
+        self._keeper = asyncio.get_running_loop().create_task(keep())
+        await running.wait()
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        import asyncio
+
+        if self.app is None:
+            self._lock = self._lock or asyncio.Lock()
+            async with self._lock:
+                if self.app is None:
+                    await self._start()
+        await self.app(scope, receive, send)
+
+
+http_app = TokenGate(StreamableHttp())
