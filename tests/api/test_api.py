@@ -56,13 +56,23 @@ def test_without_a_token_or_with_a_revoked_or_expired_one_nothing_is_served(clie
     ("get", "/api/plans", None, {"Viewers", "Authors", "Operators"}),
     ("get", "/api/plans/{plan}", None, {"Viewers", "Authors", "Operators"}),
     ("get", "/api/plans/{plan}/export", None, {"Viewers", "Authors", "Operators"}),
-    ("post", "/api/plans", {"text": PLAN.replace("API plan", "Another"), "source": "another.json"}, {"Authors"}),
+    ("post", "/api/plans", {"text": PLAN, "source": "another.json"}, {"Authors"}),
     ("post", "/api/plans/{plan}/runs", {}, {"Operators"}),
+    ("get", "/api/runs/{run}", None, {"Viewers", "Authors", "Operators"}),
+    ("get", "/api/runs/{run}/tasks/hello/output", None, {"Viewers", "Authors", "Operators"}),
+    ("get", "/api/runs/{run}/export.zip", None, {"Viewers", "Authors", "Operators"}),
+    ("post", "/api/runs/{run}/rerun", {"task": "after"}, {"Operators"}),
+    ("post", "/api/runs/{run}/cancel", None, {"Operators"}),
 ])
 def test_each_role_may_do_what_it_may_do_in_the_browser(client, bearer, method, path, body, allowed):
+    from orchestration.engine.scheduler import cancel_run, start_run
+
     plan = make_plan(PLAN)
     for role, auth in bearer.items():
-        response = call(client, method, path.format(plan=plan.pk), auth, body)
+        run = start_run(plan)
+        if path.endswith("/rerun"):
+            cancel_run(run.pk, "ended, so that it can be re-run")
+        response = call(client, method, path.format(plan=plan.pk, run=run.pk), auth, body)
         if role in allowed:
             assert response.status_code in (200, 201), (role, response.content[:500])
         else:
@@ -144,3 +154,14 @@ def test_a_run_started_over_the_api_takes_inputs_and_a_missing_one_is_named(clie
     async_to_sync(drain_engine)()
     run = call(client, "get", f"/api/runs/{started.json()['run']['id']}", bearer["Viewers"]).json()
     assert run["tasks"][0]["result"].strip() == "CI-42" and run["run"]["inputs"] == {"ticket": "CI-42"}
+
+
+def test_a_tasks_diff_is_served_to_every_role_and_a_task_without_one_says_why(client, bearer, repo):
+    plan = make_plan(json.dumps({"name": "Diff", "workspace": {"repository": str(repo), "base": "main"}, "parallel_execution": {
+        "tasks": [{"id": "edit", "worker": "shell", "command": py("open('new.txt', 'w').write('new\\n')")}]}}))
+    started = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {}).json()["run"]["id"]
+    async_to_sync(drain_engine)()
+    for auth in bearer.values():
+        diff = call(client, "get", f"/api/runs/{started}/tasks/edit/diff", auth)
+        assert diff.status_code == 200 and "+new" in diff.content.decode()
+    assert call(client, "get", f"/api/runs/{started}/tasks/nope/diff", bearer["Viewers"]).status_code == 404
