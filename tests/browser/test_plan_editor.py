@@ -162,6 +162,7 @@ def test_candidates_built_in_the_editor_race_and_an_operator_picks_the_winner(pa
     page.wait_for_selector("body[data-socket=open]")
     page.locator(".task-row[data-task=guess][data-state=waiting]").wait_for(timeout=60_000)
     page.click(".task-row[data-task=guess]")
+    page.locator("#task-detail[data-task=guess] #candidates table.side-by-side th code", has_text="guess.3").wait_for()
     assert page.locator("#candidates table.side-by-side th code").all_inner_texts() == ["guess.1", "guess.2", "guess.3"]
     page.select_option("#choose-winner-select", "guess.2")
     page.click("#choose-winner")
