@@ -4,6 +4,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from django.contrib.auth.decorators import login_not_required
+
+from orchestration.api.main import not_found as api_not_found
 from orchestration.api.main import urls as api_urls
 from orchestration.views import account, drafts, editor, plans, prompts, runs, schema
 
@@ -14,6 +17,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("account/tokens/", account.token_list, name="token-list"),
     path("api/", api_urls()),
+    path("api/<path:rest>", login_not_required(api_not_found)),
     path("plans/", plans.plan_list, name="plan-list"),
     path("plans/import/", plans.plan_import, name="plan-import"),
     path("plans/new/", editor.plan_new, name="plan-new"),

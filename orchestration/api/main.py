@@ -82,6 +82,8 @@ def _invalid(request, exc: ValidationError):
     loc = [str(part) for part in first.get("loc", [])]
     while loc and loc[0] in ("body", "query", "path", "header"):  # where it was sent, not the field
         loc.pop(0)
+    if len(loc) > 2 and loc[0] in ("inputs", "worker_map"):
+        loc = loc[:2]  # inputs.<name>, not the name of one branch of its type (inputs.who.str)
     field = ".".join(loc)
     return api.create_response(request, {"message": f"{field or 'the request'}: {first.get('msg', 'invalid')}", "field": field},
                                status=422)
@@ -236,7 +238,7 @@ def rerun_run(request, run_id: int, body: RerunIn):
     that task and what waits for it), keeping the rest. 400 while the run has not ended."""
     _require(request, OPERATOR, "re-run runs")
     try:
-        new = rerun(_run(run_id), request.user, body.task)
+        new = rerun(_run(run_id), request.user, body.task, via=_via(request))
     except ValueError as error:
         raise _refuse(400, str(error), "task" if body.task else "") from None
     return Status(201, export.summary(_run(new.pk)))
@@ -320,5 +322,35 @@ def urls():
 
     patterns, app_name, namespace = api.urls
     for pattern in patterns:
-        pattern.callback = login_not_required(pattern.callback)
+        pattern.callback = login_not_required(_json_405(pattern.callback))
     return patterns, app_name, namespace
+
+
+def _json_405(view):
+    """`view`, whose "method not allowed" answer (django-ninja's, plain text) is JSON like every
+    other error of the API, naming the methods it takes."""
+    import functools
+
+    from django.http import JsonResponse
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if response.status_code == 405 and not response.get("Content-Type", "").startswith("application/json"):
+            allowed = response.get("Allow", "")
+            json_response = JsonResponse({"message": f"{request.method} is not allowed here; use {allowed or 'another method'}",
+                                          "field": ""}, status=405)
+            if allowed:
+                json_response["Allow"] = allowed
+            return json_response
+        return response
+
+    return wrapped
+
+
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under /api/: a JSON 404 naming the schema (errors are JSON here too)."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"message": f"no API endpoint /api/{rest}: see /api/docs (or /api/openapi.json)", "field": ""}, status=404)
+

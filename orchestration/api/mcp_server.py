@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from orchestration.api import tokens
 from orchestration.engine.scheduler import cancel_run as cancel, start_run
@@ -23,9 +24,11 @@ from orchestration.models import Plan, Run, TaskChange
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.inputs import InputsRefused
 from orchestration.plans.loader import load_plan
+from orchestration.plans.repositories import RepositoryRefused
 from orchestration.plans.store import import_text
 from orchestration.review import export
 from orchestration.roles import AUTHOR, OPERATOR, VIEWER
+from orchestration.workers.registry import UnknownWorker
 
 RESULT_SHOWN = 20_000  # characters of each task's result a tool returns
 PATCH_SHOWN = 50_000  # characters of each task's diff
@@ -67,6 +70,8 @@ def _validate(text: str) -> dict[str, Any]:
 def _start(text: str, plan: str, inputs: dict[str, str]) -> dict[str, Any]:
     user = _user(OPERATOR, "start runs")
     via = acting_via.get()
+    if bool(text) == bool(plan):
+        raise Refused("give either `text` (a plan to import and start) or `plan` (a stored plan's name), not both or neither")
     if text:
         _user(AUTHOR, "import plans")
         try:
@@ -82,6 +87,8 @@ def _start(text: str, plan: str, inputs: dict[str, str]) -> dict[str, Any]:
         run = start_run(stored, user, inputs=inputs, via=via)
     except InputsRefused as error:
         return {"started": False, "problems": [{"field": field, "message": message} for field, message in error.problems]}
+    except (UnknownWorker, RepositoryRefused) as error:
+        return {"started": False, "problems": [{"field": "", "message": str(error)}]}
     return {"started": True, "run_id": run.pk, "plan": stored.name, "follow": "call run_status with this run_id until its state ends"}
 
 
@@ -116,12 +123,12 @@ def _cancel(run_id: int) -> dict[str, Any]:
 
 def _call(function, *args):
     """Run a tool's database work in a thread (Django's ORM is synchronous), carrying the acting
-    user; a refusal becomes {"error": why}."""
+    user; a refusal becomes a tool error saying why."""
     def work():
         try:
             return function(*args)
-        except Refused as error:
-            return {"error": str(error)}
+        except Refused as error:  # an MCP tool error (isError), which the agent reads as a failure
+            raise ToolError(str(error)) from None
 
     return sync_to_async(work, thread_sensitive=False)()
 
@@ -167,7 +174,7 @@ class TokenGate:
         secret = header[7:].strip() if header.lower().startswith("bearer ") else ""
         token = await sync_to_async(tokens.authenticate)(secret) if secret else None
         if token is None:
-            body = b'{"message": "send a valid token: Authorization: Bearer mbx_... (make one on /account/tokens/)"}'
+            body = b'{"message": "send a valid token: Authorization: Bearer mbx_... (make one on /account/tokens/)", "field": ""}'
             await send({"type": "http.response.start", "status": 401,
                         "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
             return await send({"type": "http.response.body", "body": body})
@@ -199,9 +206,9 @@ class StreamableHttp:
         from mcp.server.transport_security import TransportSecuritySettings
 
         hosts = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+        origins = [f"{scheme}://{h}{port}" for h in hosts for scheme in ("http", "https") for port in ("", ":*")]
         security = TransportSecuritySettings(enable_dns_rebinding_protection="*" not in settings.ALLOWED_HOSTS,
-                                             allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)],
-                                             allowed_origins=[f"http://{h}:*" for h in hosts] + [f"https://{h}:*" for h in hosts])
+                                             allowed_hosts=[*hosts, *(f"{h}:*" for h in hosts)], allowed_origins=origins)
         app = server.streamable_http_app(streamable_http_path=self.PATH, stateless_http=True, json_response=True,
                                          transport_security=security)
         running = asyncio.Event()

@@ -109,7 +109,7 @@ def rerun_selection(run: Run, task_id: str | None = None) -> list[str]:
     return [t for t in spec.ids if t in redo]
 
 
-def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None) -> Run:
+def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = None, via: str = "") -> Run:
     """A new run of the same revision that redoes exactly rerun_selection(run, task_id) and keeps the rest.
 
     Without task_id: the tasks that did not succeed and what waits for them (as GitHub Actions'
@@ -150,9 +150,9 @@ def rerun(run: Run, user: AbstractBaseUser | None = None, task_id: str | None = 
         checks.create_verdicts(new)
         detail = f"of run #{run.pk}: redoing {', '.join(redo) or 'nothing'}"
         if task_id is None:
-            audit.record(audit.Action.RUN_RERUN, user, run=new, detail=detail)
+            audit.record(audit.Action.RUN_RERUN, user, run=new, detail=detail, via=via)
         else:
-            audit.record(audit.Action.TASK_RETRIED, user, run=new, detail=f"{task_id} {detail}; every other task kept as it ended")
+            audit.record(audit.Action.TASK_RETRIED, user, run=new, detail=f"{task_id} {detail}; every other task kept as it ended", via=via)
         advance_run(new.pk)
         wake_engine_on_commit()
     return new

@@ -13,6 +13,7 @@ TIMEOUT seconds) is retried after a backoff (RETRY_DELAYS), at most MAX_ATTEMPTS
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -31,7 +32,7 @@ from orchestration.engine.output import storable
 from orchestration.engine.signals import wake_engine_on_commit
 from orchestration.models import DeliveryState, Run, Webhook, WebhookDelivery
 
-TIMEOUT = 10.0  # seconds a receiver has to answer
+TIMEOUT = 10.0  # seconds a receiver has to answer, whole
 RETRY_DELAYS = (5, 30, 120, 600, 1800)  # seconds before the 2nd, 3rd, … attempt
 
 
@@ -67,10 +68,33 @@ def body_of(delivery: WebhookDelivery) -> bytes:
         run = delivery.payload.get("run", {})
         verb = {"run.started": "started", "run.succeeded": "succeeded :white_check_mark:", "run.failed": "failed :x:",
                 "run.cancelled": "was cancelled", "run.waiting": "waits for a decision :raised_hand:"}.get(delivery.event, delivery.event)
-        task = f" at task `{delivery.payload['task']}`" if delivery.payload.get("task") else ""
-        reason = f": {run.get('reason')}" if run.get("reason") and delivery.event != "run.started" else ""
-        return json.dumps({"text": f"Magic Box run #{run.get('id')} of *{run.get('plan')}* {verb}{task}{reason} <{run.get('url')}|open it>"}).encode()
+        task = f" at task `{_slack(delivery.payload['task'])}`" if delivery.payload.get("task") else ""
+        reason = f": {_slack(run.get('reason'))}" if run.get("reason") and delivery.event != "run.started" else ""
+        return json.dumps({"text": f"Magic Box run #{run.get('id')} of *{_slack(run.get('plan'))}* {verb}{task}{reason} "
+                                   f"<{_slack(run.get('url'))}|open it>"}).encode()
     return json.dumps(delivery.payload, sort_keys=True).encode()
+
+
+def _slack(text) -> str:
+    """`text` as plain text in a Slack message: &, < and > escaped as Slack asks, so a plan name
+    cannot ping the channel (<!channel>) or hide a link."""
+    return str(text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+ANSWER_KEPT = 2000  # characters of a receiver's answer kept
+ANSWER_READ = 8192  # bytes of it read at most (the rest is never downloaded)
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """(status, the answer's start) of a POST, reading at most ANSWER_READ bytes of the answer."""
+    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+        async with client.stream("POST", url, content=body, headers=headers) as response:
+            read = b""
+            async for piece in response.aiter_raw():
+                read += piece
+                if len(read) >= ANSWER_READ:
+                    break
+            return response.status_code, read[:ANSWER_READ].decode("utf-8", "replace")[:ANSWER_KEPT]
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -86,12 +110,12 @@ async def execute(delivery_id: int, lease: Lease) -> None:
     headers = {"Content-Type": "application/json", "User-Agent": "MagicBox-Webhook/1", "X-MagicBox-Event": delivery.event,
                "X-MagicBox-Delivery": delivery.delivery_id, "X-MagicBox-Signature": signature(delivery.webhook.secret, body)}
     code, answer, error = None, "", ""
-    try:
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
-            response = await lease.guard(client.post(delivery.webhook.url, content=body, headers=headers))
-        code, answer = response.status_code, response.text[:2000]
+    try:  # one deadline for the whole call: a receiver trickling its answer is cut off too
+        code, answer = await lease.guard(asyncio.wait_for(_post(delivery.webhook.url, body, headers), TIMEOUT))
     except LeaseLost:
         return
+    except asyncio.TimeoutError:
+        error = f"no complete answer within {TIMEOUT:g} s"
     except httpx.HTTPError as failure:
         error = f"{type(failure).__name__}: {failure}"[:500]
     await db(_record, delivery, lease, code, answer, error)

@@ -36,10 +36,20 @@ def resolve(spec: PlanSpec, given: dict[str, object] | None) -> dict[str, str]:
                 continue
             value = declared_input.default
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        if len(text) > MAX_VALUE or "\x00" in text:
-            problems.append((f"inputs.{name}", f"a value has at most {MAX_VALUE:,} characters and no NUL"))
+        if len(text) > MAX_VALUE or "\x00" in text or not _encodable(text):
+            problems.append((f"inputs.{name}", f"a value has at most {MAX_VALUE:,} characters, no NUL and no half of a "
+                                               "UTF-16 surrogate pair"))
             continue
         values[name] = text
     if problems:
         raise InputsRefused(problems)
     return values
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no program argument can carry it
+        return False
+    return True
+

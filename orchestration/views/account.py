@@ -4,12 +4,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from orchestration.api import tokens
 from orchestration.models import ApiToken
 
 
+@never_cache  # the page that shows a new token's secret is never stored
 @require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
     """GET /account/tokens/: the user's API tokens (name, start, made, expires, last used,
@@ -19,7 +21,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
-            if tokens.revoke(request.user, int(request.POST.get("token") or 0) if str(request.POST.get("token", "")).isdigit() else 0):
+            token = str(request.POST.get("token", ""))
+            if tokens.revoke(request.user, int(token) if token.isascii() and token.isdecimal() else 0):
                 messages.success(request, "Token revoked: requests with it are refused from now on.")
             else:
                 messages.error(request, "That token is not yours, or it was revoked already.")

@@ -55,8 +55,8 @@ async def test_an_agent_validates_starts_follows_and_reads_a_plan(django_user_mo
 async def test_a_viewer_cannot_start_runs_through_the_tools(django_user_model):
     acting.set(await sync_to_async(user_in)(django_user_model, "watcher", "Viewers"))
     async with Client(server) as client:
-        refused = structured(await client.call_tool("start_plan", {"text": PLAN}))
-        assert "watcher may not start runs: that needs the Operator role" in refused["error"]
+        refused = await client.call_tool("start_plan", {"text": PLAN})
+        assert refused.is_error and "watcher may not start runs: that needs the Operator role" in refused.content[0].text
 
 
 def mcp_env() -> dict[str, str]:
