@@ -13,7 +13,9 @@ def gated(name: str) -> dict:
     return {"name": name, "parallel_execution": {"tasks": [
         {"id": "build", "worker": "shell", "command": ["python", "-c", "print('built')"],
          "gate": {"approve": True, "message": "Is the build good?"}},
-        {"id": "deploy", "worker": "shell", "command": ["python", "-c", "print('deployed')"], "depends_on": ["build"]}]}}
+        {"id": "deploy", "worker": "shell", "command": ["python", "-c", "print('deployed')"], "depends_on": ["build"]},
+        # Ends while the comment is typed: the live update it brings must not wipe the comment.
+        {"id": "slow", "worker": "shell", "command": ["sleep", "2"]}]}}
 
 
 @pytest.mark.parametrize("decision", ["approve", "reject"])
@@ -26,6 +28,9 @@ def test_an_operator_approves_or_rejects_a_gate_on_the_live_run_page(page, stack
     assert "Who can decide: admin." in page.inner_text("#gate-approvers")
     done = {"approve": "approved", "reject": "rejected"}[decision]
     page.fill("#gate-comment", f"{done} in the browser")
+    page.locator(".task-row[data-task=slow][data-state=succeeded]").wait_for()
+    page.locator(".task-row[data-task=build]").click()  # its detail, re-rendered live
+    assert page.input_value("#gate-comment") == f"{done} in the browser", "a live update wiped the typed comment"
     page.click(f"#gate-{decision}")
     if decision == "approve":
         page.locator("#run-header[data-state=succeeded]").wait_for()
