@@ -47,9 +47,14 @@ class Refused(Exception):
 
 
 def _user(permission: str, what: str):
-    user = acting.get()
+    """The acting user, read again for each call (a role removed, or the user deactivated, while
+    a stdio server runs takes effect at once). Raises Refused without the permission."""
+    from django.contrib.auth import get_user_model
+
+    known = acting.get()
+    user = get_user_model().objects.filter(pk=known.pk, is_active=True).first() if known is not None else None
     if user is None:
-        raise Refused("no user: start the server with `manage.py mcp --user <name>`, or call /mcp/ with a token")
+        raise Refused("no active user: start the server with `manage.py mcp --user <name>`, or call /mcp/ with a token")
     if not user.has_perm(permission):
         role = {VIEWER: "Viewer", AUTHOR: "Author", OPERATOR: "Operator"}[permission]
         raise Refused(f"{user.get_username()} may not {what}: that needs the {role} role")

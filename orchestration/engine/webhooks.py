@@ -29,6 +29,7 @@ from orchestration.engine import work
 from orchestration.engine.db import db
 from orchestration.engine.leases import Lease, LeaseLost
 from orchestration.engine.output import storable
+from orchestration.engine.secrets import mask
 from orchestration.engine.signals import wake_engine_on_commit
 from orchestration.models import DeliveryState, Run, Webhook, WebhookDelivery
 
@@ -43,8 +44,9 @@ def enqueue(run: Run, event: str, task_id: str = "", detail: str = "") -> int:
              if not h.events or event in h.events]
     if not hooks:
         return 0
-    payload = {"event": event, "run": {"id": run.pk, "plan": run.plan.name, "state": run.state, "reason": run.state_reason,
-                                       "inputs": run.inputs, "url": f"{settings.MAGICBOX_PUBLIC_URL.rstrip('/')}/runs/{run.pk}/"},
+    inputs = {name: mask(value) for name, value in run.inputs.items()}  # a secret given as an input stays here
+    payload = {"event": event, "run": {"id": run.pk, "plan": run.plan.name, "state": run.state, "reason": mask(run.state_reason),
+                                       "inputs": inputs, "url": f"{settings.MAGICBOX_PUBLIC_URL.rstrip('/')}/runs/{run.pk}/"},
                **({"task": task_id} if task_id else {}), **({"detail": detail} if detail else {}),
                "at": timezone.now().isoformat()}
     WebhookDelivery.objects.bulk_create([WebhookDelivery(webhook=h, run=run, event=event, delivery_id=str(uuid.uuid4()),

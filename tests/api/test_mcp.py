@@ -84,3 +84,14 @@ def test_the_claude_cli_configured_with_the_server_connects_to_it(agent_clis, dj
                    env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
     listed = subprocess.run([claude, "mcp", "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "magicbox" in listed.stdout and "Connected" in listed.stdout, listed.stdout + listed.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_role_removed_while_the_server_runs_takes_effect_at_once(django_user_model):
+    user = await sync_to_async(user_in)(django_user_model, "demoted", "Authors", "Operators")
+    acting.set(user)
+    async with Client(server) as client:
+        assert structured(await client.call_tool("validate_plan", {"text": PLAN}))["valid"]
+        await sync_to_async(lambda: user.groups.clear())()
+        refused = await client.call_tool("validate_plan", {"text": PLAN})
+        assert refused.is_error and "demoted may not use Magic Box" in refused.content[0].text

@@ -111,3 +111,15 @@ async def test_a_slack_hook_gets_a_readable_message_and_a_gate_announces_that_it
     text = json.loads(body)["text"]
     assert "*Gated*" in text and "waits for a decision" in text and "`build`" in text and "/runs/" in text
 
+
+
+async def test_a_known_secret_given_as_an_input_is_masked_in_the_payload(receiver, monkeypatch, settings):
+    monkeypatch.setenv("MAGICBOX_TEST_TOKEN", "s3cr3t-value-4711")
+    settings.MAGICBOX_SECRET_VARIABLES = ["MAGICBOX_TEST_TOKEN"]
+    plan = json.dumps({"name": "Secret input", "inputs": {"key": {"default": ""}},
+                       "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": py("print('a')")}]}})
+    await sync_to_async(Webhook.objects.create)(name="ci", url=f"http://127.0.0.1:{receiver.server_port}/", events=["run.started"])
+    await sync_to_async(start_run)(await sync_to_async(make_plan)(plan), inputs={"key": "s3cr3t-value-4711"})
+    await drain_engine()
+    [(_, body)] = Receiver.got
+    assert b"s3cr3t-value-4711" not in body and json.loads(body)["run"]["inputs"]["key"] == "[secret MAGICBOX_TEST_TOKEN]"
