@@ -29,7 +29,7 @@ from django.db.models import Prefetch, Sum
 from django.template.loader import render_to_string
 
 from orchestration import terminal
-from orchestration.engine import gates, loops
+from orchestration.engine import candidates, gates, loops
 from orchestration.models import LoopRound, OutputChunk, RoundChange, Run, StateChange, TaskChange, TaskRun, TaskState
 from orchestration.review import cost
 from orchestration.review.integration import onward
@@ -231,7 +231,7 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
 def candidates_of(run: Run, task_id: str) -> list[TaskRun]:
     """The candidate task runs of task `task_id` (engine.candidates) in candidate order, each with
     `captured`: its TaskChange without the patch, or None."""
-    rows = sorted(TaskRun.objects.filter(run=run, candidate_of=task_id), key=lambda r: int(r.task_id.rsplit(".", 1)[1]))
+    rows = sorted(TaskRun.objects.filter(run=run, candidate_of=task_id), key=lambda r: candidates.candidate_number(r.task_id))
     changes = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__in=rows).defer("patch")}
     for row in rows:
         row.captured = changes.get(row.pk)

@@ -33,6 +33,11 @@ def candidate_id(task_id: str, number: int) -> str:
     return f"{task_id}.{number}"
 
 
+def candidate_number(task_id: str) -> int:
+    """The number of candidate task run `task_id` ("ui.2" -> 2): the order candidates are shown in."""
+    return int(task_id.rsplit(".", 1)[1])
+
+
 def rows_for(spec: PlanSpec, task_id: str) -> list[dict]:
     """The fields of the task runs a run makes for task `task_id` with candidates, besides the
     task run of the task itself: [{"task_id", "worker", "candidate_of"}] in candidate order."""

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from orchestration.engine import work, workspace
+from orchestration.engine.candidates import candidate_number
 from orchestration.models import RUN_TERMINAL, TASK_TERMINAL, CheckState, Run, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import Contract, ContractCheck, PlanSpec
 from orchestration.plans.validation.schemas import resolve_schema_ref
@@ -163,7 +164,7 @@ def job_of(verdict: Verdict) -> CheckJob | None:
         choose = task.candidates.choose
         rows = verdict.run.task_runs.filter(candidate_of=task.id, state=TaskState.SUCCEEDED).values_list("task_id", "attempt")
         found = []
-        for task_id, attempt in sorted(rows, key=lambda row: int(row[0].rsplit(".", 1)[1])):
+        for task_id, attempt in sorted(rows, key=lambda row: candidate_number(row[0])):
             workdir = workspace.attempt_dirs(verdict.run_id, task_id, attempt).workdir
             found.append((task_id, workdir if workdir.is_dir() else None))
         return CheckJob(choose.command, float(choose.timeout or DEFAULT_TIMEOUT), None, [], candidates=found, score=choose.score)

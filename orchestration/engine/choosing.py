@@ -8,9 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from orchestration import audit
-from orchestration.engine import candidates, revisions, scheduler
+from orchestration.engine import candidates, gates, revisions, scheduler
 from orchestration.engine.candidates import candidate_id
-from orchestration.engine.output import storable
 from orchestration.engine.signals import notify_run_on_commit, wake_engine_on_commit
 from orchestration.models import TaskChange, TaskRun, TaskState, Verdict
 from orchestration.plans.spec import PlanSpec
@@ -55,8 +54,7 @@ def choose_by(choice: TaskRun, user, winner_id: str, comment: str = "") -> bool:
     task = revisions.spec_of(choice.run.revision_id).by_id.get(choice.task_id)
     if task is None or not task.candidates or not task.candidates.choose.person:
         return False
-    who = user.get_username() if user is not None and user.is_authenticated else "Magic Box"
-    comment = storable(comment.strip())
+    who, comment = gates.decider(user, comment)
     reason = f"chose {winner_id}: picked by {who}" + (f": {comment}" if comment else "")
     with transaction.atomic():
         if not choose(choice.pk, winner_id, reason):
@@ -103,7 +101,7 @@ def brief(run_id: int, spec: PlanSpec, review_id: str) -> str:
         lines = [f"## Candidates of {task.id}",
                  f"{len(rows)} candidates did task {task.id} in parallel, each on its own branch. Choose the best: start your "
                  f"answer with its number alone on the first line (e.g. `1`), then say why."]
-        for number, row in enumerate(sorted(rows, key=lambda r: int(r.task_id.rsplit(".", 1)[1])), 1):
+        for number, row in enumerate(sorted(rows, key=lambda r: candidates.candidate_number(r.task_id)), 1):
             lines.append(f"### Candidate {number} ({row.task_id}, {row.worker}): {row.state}")
             if row.state == TaskState.SUCCEEDED:
                 lines.append(f"Result:\n{row.result.strip()[:BRIEF_RESULT] or '(empty)'}")

@@ -66,15 +66,19 @@ class AttemptPlan:
     inputs: dict[str, str] = field(default_factory=dict)  # the run's inputs, when the task uses some
 
 
+def _task_texts(task: Task) -> list[str]:
+    """The task's texts that references may appear in: description, prompt, command arguments."""
+    return [task.description, task.prompt, *(task.command or [])]
+
+
 def _references_inputs(task: Task) -> bool:
     """Whether the task's text or command may use the run's inputs (`{{ inputs.<name> }}`)."""
-    return any("inputs." in str(text) for text in [task.description, task.prompt, *(task.command or [])])
+    return any("inputs." in text for text in _task_texts(task))
 
 
 def _references_results(task: Task) -> bool:
     """Whether the task's text or command may refer to task results (`{{ tasks.<id>.… }}`)."""
-    texts = [task.description, task.prompt, *(task.command or [])]
-    return any("{{" in str(text) for text in texts)
+    return any("{{" in text for text in _task_texts(task))
 
 
 def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:

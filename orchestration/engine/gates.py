@@ -72,6 +72,12 @@ def decide(task_run_id: int, approved: bool, reason: str) -> bool:
     return True
 
 
+def decider(user, comment: str) -> tuple[str, str]:
+    """(who decided, their comment as stored) of a person's decision at a gate or a choice."""
+    who = user.get_username() if user is not None and user.is_authenticated else "Magic Box"
+    return who, storable(comment.strip())
+
+
 def decide_by(task_run: TaskRun, user, approved: bool, comment: str = "") -> bool:
     """A person's decision on the approval gate of waiting `task_run`, recorded in its History
     and the audit trail ("gate approved by alice: looks right"). The caller checks the Operator
@@ -80,9 +86,7 @@ def decide_by(task_run: TaskRun, user, approved: bool, comment: str = "") -> boo
     task = revisions.spec_of(task_run.run.revision_id).by_id.get(task_run.task_id)
     if task is None or not (task.gate and task.gate.approve) or task.candidates:
         return False
-    who = user.get_username() if user is not None and user.is_authenticated else "Magic Box"
-    comment = comment.strip()
-    comment = storable(comment)
+    who, comment = decider(user, comment)
     reason = f"gate {'approved' if approved else 'rejected'} by {who}" + (f": {comment}" if comment else "")
     with transaction.atomic():
         if not decide(task_run.pk, approved, reason):
