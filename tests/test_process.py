@@ -89,3 +89,54 @@ def test_stdout_to_a_file_replaces_invalid_utf8_and_still_times_out(tmp_path):
     result, lines = run_to_file(code, tmp_path, timeout=2)
     assert result.timed_out and result.exit_code is None
     assert lines == ["bad \ufffd byte"]
+
+
+def test_a_run_cancelled_twice_still_kills_a_process_that_ignores_sigterm(tmp_path):
+    # An engine stopping cancels its work, and the work's own guard cancels it again: the kill
+    # (SIGTERM, then SIGKILL after the grace) must still be seen through to the end.
+    pid_file = tmp_path / "pid"
+    code = (f"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)")
+    invocation = Invocation(argv=[sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"}, cwd=".")
+
+    async def cancel_twice() -> bool:
+        running = asyncio.ensure_future(run_process(invocation, print, print, timeout=600, kill_grace=1, confinement=None))
+        while not pid_file.exists() or not pid_file.read_text():
+            await asyncio.sleep(0.02)
+        running.cancel()
+        await asyncio.sleep(0.1)  # the first cancel has reached the kill (this is not synchronisation)
+        running.cancel()
+        try:
+            await asyncio.wait_for(running, 60)
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(cancel_twice()), "the run was cancelled"
+    assert not process_alive(int(pid_file.read_text())), "the process that ignores SIGTERM outlived its cancelled run"
+
+
+def test_a_process_reaped_behind_the_child_watchers_back_still_ends_its_run(monkeypatch):
+    # Something else in the worker process reaps the child first (as Popen.poll does) and the
+    # exit is never reported: the run ends all the same, with the status asyncio's watchers
+    # give such a child, instead of waiting for ever.
+    import threading
+
+    from orchestration.workers import process
+
+    monkeypatch.setattr(process, "REPORT_WAIT", 0.5)
+    process._use_pidfd_watcher()
+    watcher_class = type(asyncio.get_event_loop_policy().get_child_watcher())
+
+    def reap_and_say_nothing(self, pid, callback, *args):
+        threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+
+    monkeypatch.setattr(watcher_class, "add_child_handler", reap_and_say_nothing)
+    invocation = Invocation(argv=[sys.executable, "-c", "import sys; print('done'); sys.exit(3)"], env={"PATH": "/usr/bin:/bin"}, cwd=".")
+    lines: list[str] = []
+
+    async def go():
+        return await asyncio.wait_for(run_process(invocation, lines.append, lines.append, timeout=600, kill_grace=1, confinement=None), 60)
+
+    result = asyncio.run(go())
+    assert lines == ["done"] and result.exit_code in (3, 255) and not result.timed_out, (lines, result)

@@ -196,7 +196,9 @@ class Engine:
         lease = self.leases.hold(kind.model, row.pk, row.attempt, work.marker(row))
         if kind.model is TaskRun:
             lease.hop = functools.partial(self._hop, kind, (kind.model, row.pk))
-        self.working[(kind.model, row.pk)] = asyncio.create_task(self._do(kind, row, lease))
+        # `working` counts the slot until the work's final write; the task itself, which then
+        # claims what that write made claimable, stays in the background set until it ends.
+        self.working[(kind.model, row.pk)] = self._spawn(self._do(kind, row, lease))
         if self._keeper is None or self._keeper.done():
             self._keeper = self._spawn(self.leases.keep())
 
@@ -280,8 +282,8 @@ class Engine:
         return task
 
     async def settle(self) -> None:
-        """Wait until nothing this engine started is still running (work, wake-ups, timers, the
-        removal of ended runs' HOMEs)."""
+        """Wait until nothing this engine started is still running (work up to the claims made
+        after it, wake-ups, timers, the removal of ended runs' HOMEs)."""
         while pending := [*self.working.values(), *(t for t in self._background if t is not self._keeper)]:
             await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.to_thread(homes.wait_discarded)
@@ -333,7 +335,8 @@ class Engine:
         attempts do not count against retries; any worker process may take them up.
         """
         held = {kind: self.leases.held(kind.model) for kind in KINDS}
-        tasks = [t for t in [self._sweeper, *self.working.values(), *self._background] if t]
+        # Each once: a second cancel would interrupt a process's kill (workers.process) midway.
+        tasks = [t for t in {self._sweeper: None, **dict.fromkeys(self._background)} if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

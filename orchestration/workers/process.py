@@ -31,6 +31,8 @@ READ_CHUNK = 256 * 1024  # bytes read from a pipe at once
 MAX_LINE = 64 * 1024 * 1024  # bytes; a longer line is delivered in pieces of this size
 STDERR_TAIL = 8 * 1024  # characters of stderr kept for the error message
 FILE_POLL = 0.05  # seconds between looks at a stdout file that has not grown
+REPORT_WAIT = 5.0  # seconds to wait for the child watcher's report of an exit already seen
+KILL_WAIT = 30.0  # seconds to wait for a process's end after SIGKILL
 
 
 @dataclass
@@ -180,39 +182,63 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-async def exited(proc: asyncio.subprocess.Process) -> int:
+class _Child:
+    """A started process and, on Linux, a pidfd (pidfd_open(2)) opened for it at its start and
+    kept until it has been seen to end: the pidfd stays bound to this process even once its pid
+    is reaped and reused by another one (pids wrap at /proc/sys/kernel/pid_max, 32768 on many
+    machines), which a pid looked up again later is not. pidfd: None without pidfd support."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        try:
+            self.pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or it ended and was reaped already
+            self.pidfd = None
+
+    def close(self) -> None:
+        """Close the pidfd (once the process's end has been seen)."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+async def exited(child: _Child) -> int:
     """Wait until the process itself has exited and return its exit status (the negated signal
     number when a signal ended it, as Popen.returncode).
 
     Process.wait() on Python 3.11 also waits for the pipes to close, so a background child that
-    inherited stdout would keep it waiting after the task's own process ended. Linux's pidfd
-    (pidfd_open(2)) becomes readable at the exit itself; the status is then read at once with
-    waitid(P_PIDFD, WNOWAIT) (waitid(2)), which leaves the process for asyncio's child watcher
-    to reap (a thread per child on 3.11, a pidfd of its own on 3.12), so nothing waits for the
-    watcher. Only without a pidfd (an old kernel, not Linux), or when the watcher reaped the
-    process first, is returncode awaited from the watcher.
+    inherited stdout would keep it waiting after the task's own process ended. The child's pidfd
+    becomes readable at the exit itself; the status is then read at once with waitid(P_PIDFD,
+    WNOWAIT) (waitid(2)), which leaves the process for asyncio's child watcher to reap, so
+    nothing waits for the watcher. When the status cannot be read so (the watcher reaped the
+    process first, or no P_PIDFD before Linux 5.4), the watcher's report is awaited, for at most
+    REPORT_WAIT seconds once the exit is known: a process reaped by someone else is never
+    reported, and then 255 is returned (as asyncio's watchers do). Without a pidfd at all (an old
+    kernel, not Linux), the watcher's report is awaited however long it takes.
     """
+    proc = child.proc
     if proc.returncode is not None:
         return proc.returncode
+    if child.pidfd is None:
+        while proc.returncode is None:
+            await asyncio.sleep(0.001)
+        return proc.returncode
     loop = asyncio.get_running_loop()
+    gone = loop.create_future()
+    loop.add_reader(child.pidfd, lambda: gone.done() or gone.set_result(None))
     try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux), or already reaped
-        pidfd = None
-    if pidfd is not None:
-        try:
-            gone = loop.create_future()
-            loop.add_reader(pidfd, lambda: gone.done() or gone.set_result(None))
-            try:
-                await gone
-            finally:
-                loop.remove_reader(pidfd)
-            status = _exit_status(pidfd)
-        finally:
-            os.close(pidfd)
-        if status is not None:
-            return status
+        await gone
+    finally:
+        loop.remove_reader(child.pidfd)
+    status = _exit_status(child.pidfd)
+    if status is not None:
+        return status
+    deadline = loop.time() + REPORT_WAIT
     while proc.returncode is None:  # the watcher sets it a moment after it reaped the process
+        if loop.time() > deadline:
+            logging.getLogger(__name__).warning("process %d ended but its exit status was never reported "
+                                                "(reaped elsewhere): taking 255", proc.pid)
+            return 255
         await asyncio.sleep(0.001)
     return proc.returncode
 
@@ -229,15 +255,31 @@ def _exit_status(pidfd: int) -> int | None:
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
-async def terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it; reap the process."""
-    kill_group(proc.pid, signal.SIGTERM)
+async def terminate(child: _Child, grace: float) -> None:
+    """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it and wait for the
+    process's end (at most KILL_WAIT seconds more: a process stuck in the kernel cannot hold up
+    its caller for ever; that is logged)."""
+    kill_group(child.proc.pid, signal.SIGTERM)
     try:
-        await asyncio.wait_for(exited(proc), grace)
+        await asyncio.wait_for(exited(child), grace)
     except TimeoutError:
         pass
-    kill_group(proc.pid, signal.SIGKILL)
-    await exited(proc)
+    kill_group(child.proc.pid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(exited(child), KILL_WAIT)
+    except TimeoutError:
+        logging.getLogger(__name__).error("process %d had not ended %g s after SIGKILL", child.proc.pid, KILL_WAIT)
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Close the process's pipes, read by nobody any more. Only the pipes: closing the whole
+    subprocess transport would poll (and so reap) the process behind its child watcher's back
+    (asyncio base_subprocess.close calls Popen.poll)."""
+    transport = proc._transport  # noqa: SLF001 — asyncio offers no public way to close the pipes
+    for fd in (0, 1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        if pipe is not None:
+            pipe.close()
 
 
 async def run_process(
@@ -281,11 +323,15 @@ async def run_process(
             start_new_session=True,
         )
         stdout_fd = stdout_file.fileno() if stdout_file else None
-        return await _follow(proc, invocation, stdout_fd, on_stdout, on_stderr, timeout, kill_grace, pace)
+        child = _Child(proc)
+        try:
+            return await _follow(child, invocation, stdout_fd, on_stdout, on_stderr, timeout, kill_grace, pace)
+        finally:
+            child.close()
 
 
 async def _follow(
-    proc: asyncio.subprocess.Process,
+    child: _Child,
     invocation: Invocation,
     stdout_fd: int | None,
     on_stdout: Callable[[str], None],
@@ -295,6 +341,7 @@ async def _follow(
     pace: Callable[[], Awaitable[None]] | None = None,
 ) -> ProcessResult:
     """Feed a started process's output to the line handlers until it ends (see run_process)."""
+    proc = child.proc
     stderr_tail = Tail(STDERR_TAIL)
 
     def keep_stderr(line: str) -> None:
@@ -319,15 +366,21 @@ async def _follow(
     pumps.add_done_callback(lambda future: future.cancelled() or future.exception())
     timed_out = False
     try:
-        exit_code: int | None = await asyncio.wait_for(exited(proc), timeout)
+        exit_code: int | None = await asyncio.wait_for(exited(child), timeout)
     except TimeoutError:
         timed_out = True
         exit_code = None
-        await terminate(proc, kill_grace)
+        await terminate(child, kill_grace)
     except asyncio.CancelledError:
-        await asyncio.shield(terminate(proc, kill_grace))
+        # The kill is seen through even when cancelled again meanwhile (it is bounded: see
+        # terminate), so no process outlives its cancelled caller and the pidfd is not closed
+        # under it.
+        ending = asyncio.ensure_future(terminate(child, kill_grace))
+        while not ending.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(ending)
         pumps.cancel()
-        proc._transport.close()  # noqa: SLF001 — its pipes, now read by nobody (else left to the garbage collector)
+        _close_pipes(proc)
         raise
     # Whatever the task left running in its group (background children) goes with it, so the
     # pipes close and nothing outlives the task.
@@ -342,7 +395,7 @@ async def _follow(
         except TimeoutError:
             if progress.bytes_read == before and not progress.pacing:
                 pumps.cancel()
-                proc._transport.close()  # noqa: SLF001 — asyncio offers no public way to close the pipes
+                _close_pipes(proc)
                 break
     if pumps.done() and not pumps.cancelled() and pumps.exception() is not None:
         raise pumps.exception()  # a line handler failed: a bug, not the task's fault
