@@ -30,6 +30,8 @@ RESYNC_CLOSE_CODE = 4011  # "reload to resync" (app.js); servers may not send 10
 RECONNECT_CLOSE_CODE = 4012
 RUN_GONE_CLOSE_CODE = 4404  # the run was deleted while its page was open (app.js says so, and does not reconnect)
 RECHECK_SECONDS = 10  # how often an open socket checks its user may still watch
+CANARY_SECONDS = 10.0  # how often a process's run hub checks the channel layer still has its groups
+CANARY_WAIT = 5.0  # seconds the hub's canary may take to come back
 
 
 class EngineConsumer(AsyncConsumer):
@@ -53,79 +55,148 @@ class EngineConsumer(AsyncConsumer):
 
 class ReconnectingConsumer(AsyncWebsocketConsumer):
     """A websocket whose page connects again by itself when the channel layer goes away (Redis
-    restarted): the socket is closed with RECONNECT_CLOSE_CODE."""
+    restarted): the socket is closed with RECONNECT_CLOSE_CODE (see lose_layer)."""
 
     async def __call__(self, scope, receive, send) -> None:
+        _sockets.add(self)
         try:
             await super().__call__(scope, receive, send)
         except (RedisError, OSError) as error:
-            log.warning("a viewer of %s lost the channel layer (%s: %s); its page reconnects",
-                        self.describe(scope), type(error).__name__, error)
+            await lose_layer(self.channel_layer, f"a viewer of {self.describe(scope)}", error)
             with contextlib.suppress(Exception):  # the socket may be gone already
                 await send({"type": "websocket.close", "code": RECONNECT_CLOSE_CODE})
+        finally:
+            _sockets.discard(self)
 
     def describe(self, scope) -> str:
         """What the socket's viewer watches, for the log."""
         return "a page"
 
 
-class RunHub:
-    """The run pages watched in this process, joined to the channel layer once per run.
+_sockets: weakref.WeakSet[ReconnectingConsumer] = weakref.WeakSet()  # the open sockets of this process
 
-    Each run's group (engine.signals.run_group) gets one member per process, the hub's own
-    channel, whatever the number of viewers: a message of the engine's is fetched from Redis and
-    decoded once, then handed to every local viewer of its run (RunConsumer.deliver), in order.
-    When the channel layer goes away (Redis restarted), every viewer is closed with
-    RECONNECT_CLOSE_CODE (the pages connect again) and the hub starts afresh with the next one.
+
+async def lose_layer(layer, who: str, error: BaseException | str) -> None:
+    """The channel layer went away (Redis restarted, or lost this process's groups): every
+    socket of this process is closed with RECONNECT_CLOSE_CODE, so each page connects again and
+    gets a fresh snapshot, and the run hub starts afresh with the next viewer.
+
+    All of them, not only the one that saw the error: channels_redis hands a broken connection's
+    error to one receiver of the process, and the others go on listening to the restarted Redis,
+    which knows none of their groups: their pages would stay open and never change again.
+    who: what noticed, for the log."""
+    detail = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+    log.warning("%s lost the channel layer (%s); every page watched here reconnects", who, detail)
+    hub_for(layer).reset()
+    for socket in list(_sockets):
+        with contextlib.suppress(Exception):  # the socket may be gone already
+            await socket.close(code=RECONNECT_CLOSE_CODE)
+
+
+class RunHub:
+    """The pages watched in this process (run pages and the runs list), joined to the channel
+    layer once per group.
+
+    Each group (a run's, engine.signals.run_group, or the runs list's, RUNS_GROUP) gets one
+    member per process, the hub's own channel, whatever the number of viewers: a message of the
+    engine's is fetched from Redis and decoded once, then handed to every local viewer of its
+    group (`deliver(message)`), in order.
+
+    A Redis that restarted between two reads raises nothing and has forgotten every group, so
+    every CANARY_SECONDS the hub renews its groups and sends itself a canary through a group of
+    its own; a canary that does not come back within CANARY_WAIT seconds, like a broken
+    connection, is a lost channel layer (lose_layer: the pages connect again).
     One hub per channel layer (hub_for): the layer belongs to one event loop.
     """
 
     def __init__(self, layer) -> None:
         self.layer = layer
         self.channel: str | None = None
-        self.viewers: dict[int, set[RunConsumer]] = {}
-        self._listening: asyncio.Task | None = None
+        self.viewers: dict[str, set[ReconnectingConsumer]] = {}  # {group: its viewers here}
+        self._tasks: list[asyncio.Task] = []
         self._joining = asyncio.Lock()
+        self._canary_back = asyncio.Event()
 
-    async def join(self, viewer: RunConsumer) -> None:
-        """Hand `viewer` the messages of its run from now on. Raises what the layer raises."""
+    async def join(self, viewer: ReconnectingConsumer, group: str) -> None:
+        """Hand `viewer` the messages of `group` from now on. Raises what the layer raises."""
         async with self._joining:
             if self.channel is None:
-                self.channel = await self.layer.new_channel()
-                self._listening = asyncio.create_task(self._listen(self.channel))
+                self.channel = channel = await self.layer.new_channel()
+                await self.layer.group_add(self._canary_group(channel), channel)
+                self._tasks = [asyncio.create_task(self._listen(channel)), asyncio.create_task(self._watch(channel))]
             # Every time: a group membership expires (channels_redis's group_expiry), a join renews it.
-            await self.layer.group_add(run_group(viewer.run_id), self.channel)
-            self.viewers.setdefault(viewer.run_id, set()).add(viewer)
+            await self.layer.group_add(group, self.channel)
+            self.viewers.setdefault(group, set()).add(viewer)
 
-    async def leave(self, viewer: RunConsumer) -> None:
-        """Stop handing `viewer` messages; leave its run's group when it was the last viewer here."""
+    async def leave(self, viewer: ReconnectingConsumer, group: str) -> None:
+        """Stop handing `viewer` messages; leave `group` when it was its last viewer here, and
+        the channel layer when nothing is watched here any more."""
         async with self._joining:
-            viewers = self.viewers.get(viewer.run_id)
+            viewers = self.viewers.get(group)
             if viewers is None or viewer not in viewers:
                 return
             viewers.discard(viewer)
             if not viewers:
-                del self.viewers[viewer.run_id]
+                del self.viewers[group]
                 with contextlib.suppress(RedisError, OSError):
-                    await self.layer.group_discard(run_group(viewer.run_id), self.channel)
+                    await self.layer.group_discard(group, self.channel)
+            if not self.viewers:
+                channel = self.channel
+                self.reset()
+                with contextlib.suppress(RedisError, OSError):
+                    await self.layer.group_discard(self._canary_group(channel), channel)
+
+    def reset(self) -> None:
+        """Forget the channel, its groups and viewers (the layer was lost); the next join starts afresh."""
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._tasks, self.channel, self.viewers = [], None, {}
+
+    @staticmethod
+    def _canary_group(channel: str) -> str:
+        return "hub-" + channel.rsplit("!", 1)[-1]
 
     async def _listen(self, channel: str) -> None:
         try:
             while True:
                 message = await self.layer.receive(channel)
+                kind = message.get("type")
+                if kind == "hub.canary":
+                    self._canary_back.set()
+                    continue
                 try:
-                    run_id = int(message["run_id"])
+                    group = RUNS_GROUP if kind == "runs.changed" else run_group(int(message["run_id"]))
                 except (KeyError, TypeError, ValueError):
                     continue
-                for viewer in list(self.viewers.get(run_id, ())):
+                for viewer in list(self.viewers.get(group, ())):
                     viewer.deliver(message)
+        except asyncio.CancelledError:
+            raise
         except Exception as error:  # noqa: BLE001 — RedisError, OSError, or any other end of listening: never silently
-            log.warning("the viewers of runs lost the channel layer (%s: %s); their pages reconnect", type(error).__name__, error)
-            viewers = [v for group in self.viewers.values() for v in group]
-            self.channel, self.viewers = None, {}
-            for viewer in viewers:
-                with contextlib.suppress(Exception):  # the socket may be gone already
-                    await viewer.close(code=RECONNECT_CLOSE_CODE)
+            if channel == self.channel:
+                await lose_layer(self.layer, "the viewers of runs", error)
+
+    async def _watch(self, channel: str) -> None:
+        """Renew the groups and send the canary every CANARY_SECONDS (see the class docstring)."""
+        try:
+            while True:
+                await asyncio.sleep(CANARY_SECONDS)
+                self._canary_back.clear()
+                for group in list(self.viewers):
+                    await self.layer.group_add(group, channel)
+                await self.layer.group_send(self._canary_group(channel), {"type": "hub.canary"})
+                try:
+                    await asyncio.wait_for(self._canary_back.wait(), CANARY_WAIT)
+                except TimeoutError:
+                    if channel == self.channel:
+                        await lose_layer(self.layer, "the viewers of runs", f"no canary came back within {CANARY_WAIT:g} s")
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 — as _listen
+            if channel == self.channel:
+                await lose_layer(self.layer, "the viewers of runs", error)
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # {channel layer: its RunHub}
@@ -168,7 +239,7 @@ class RunConsumer(ReconnectingConsumer):
         self._changed_at = time.monotonic()  # when the viewer was last told the run changed
         self._sending = asyncio.Lock()  # one computation and its messages at a time, in order
         self._handling: set[asyncio.Task] = set()  # messages of the run being handled (deliver)
-        await hub_for(self.channel_layer).join(self)
+        await hub_for(self.channel_layer).join(self, run_group(self.run_id))
         await self.accept()
         async with self._sending:
             for message in await database_sync_to_async(self.view.snapshot)():
@@ -195,7 +266,7 @@ class RunConsumer(ReconnectingConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "view"):
-            await hub_for(self.channel_layer).leave(self)
+            await hub_for(self.channel_layer).leave(self, run_group(self.run_id))
 
     def deliver(self, message: dict) -> None:
         """Handle `message`, one of the run's group (RunHub), in its own task: "run.changed",
@@ -319,15 +390,17 @@ class RunsConsumer(ReconnectingConsumer):
         self.query = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
         self._sent = ""
         self._pending: asyncio.Task | None = None
-        await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
+        await hub_for(self.channel_layer).join(self, RUNS_GROUP)
         await self.accept()
         await self._push()  # what changed between the page's render and now
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "query"):
-            await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
+            await hub_for(self.channel_layer).leave(self, RUNS_GROUP)
 
-    async def runs_changed(self, event: dict) -> None:
+    def deliver(self, message: dict) -> None:
+        """A run was created or changed ("runs.changed", from the RunHub): render the list
+        again after LIST_COALESCE_SECONDS, unless that is already planned."""
         if self._pending is None or self._pending.done():
             self._pending = asyncio.create_task(self._later())
 

@@ -300,3 +300,86 @@ async def test_a_viewer_of_a_run_deleted_while_watched_is_told_so_without_an_err
         outputs.append(await viewers[1].receive_output(timeout=5))
     assert outputs[-1] == {"type": "websocket.close", "code": 4404}
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def closed_with(ws: WebsocketCommunicator, deadline: float) -> int | None:
+    """The close code `ws` is sent before `deadline` (event-loop time), skipping text messages;
+    None when it is not closed by then."""
+    loop = asyncio.get_running_loop()
+    while (left := deadline - loop.time()) > 0:
+        try:
+            output = await ws.receive_output(timeout=left)
+        except asyncio.TimeoutError:
+            return None
+        if output["type"] == "websocket.close":
+            return output.get("code")
+    return None
+
+
+async def watched_pages(user) -> list[WebsocketCommunicator]:
+    """Three run pages (two of one run) and the runs list, connected."""
+    cookie = await sync_to_async(session_cookie)(user)
+    pages = [*await viewers_of(await new_run(), cookie, 1), *await viewers_of(await new_run(), cookie, 2)]
+    runs_list = WebsocketCommunicator(application, "/ws/runs/", headers=[(b"origin", b"http://testserver"),
+                                                                         (b"host", b"testserver"), (b"cookie", cookie)])
+    assert (await runs_list.connect())[0]
+    return [*pages, runs_list]
+
+
+@pytest.fixture
+def redis_layer(settings, tmp_path):
+    """A Redis channel layer on a redis-server of the test's own (tests.redis_server.RedisServer)."""
+    from tests.redis_server import RedisServer
+
+    redis = RedisServer(tmp_path, "unix")
+    redis.start()
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis.url]}}}
+    yield redis
+    redis.stop()
+
+
+@pytest.mark.parametrize("harm", ["restart", "forget"])
+async def test_every_page_watched_in_the_process_reconnects_when_redis_restarts_or_forgets_the_groups(user, redis_layer, harm, monkeypatch):
+    # channels_redis hands a lost connection's error to one receiver of the process only; the
+    # others go on listening to the restarted Redis, which knows none of their groups. A Redis
+    # that restarts between two reads (here: forgets everything) raises nothing at all. Either
+    # way a page that stayed open would never change again.
+    import redis
+
+    from orchestration import consumers
+
+    monkeypatch.setattr(consumers, "CANARY_SECONDS", 0.5)
+    pages = await watched_pages(user)
+    if harm == "restart":
+        await asyncio.to_thread(redis_layer.kill)
+        await asyncio.to_thread(redis_layer.start)
+    else:
+        await asyncio.to_thread(redis.Redis.from_url(redis_layer.url).flushall)
+    deadline = asyncio.get_running_loop().time() + 60
+    codes = [await closed_with(ws, deadline) for ws in pages]
+    assert codes == [consumers.RECONNECT_CLOSE_CODE] * len(pages), f"close codes of the 3 run pages and the runs list: {codes}"
+
+
+async def test_a_run_page_and_the_runs_list_in_one_process_share_one_channel_and_both_get_the_news(user, redis_layer):
+    from orchestration.consumers import hub_for
+
+    cookie = await sync_to_async(session_cookie)(user)
+    run = await new_run()
+    [page] = await viewers_of(run, cookie, 1)
+    runs_list = WebsocketCommunicator(application, "/ws/runs/", headers=[(b"origin", b"http://testserver"),
+                                                                         (b"host", b"testserver"), (b"cookie", cookie)])
+    assert (await runs_list.connect())[0]
+    await runs_list.receive_from(timeout=5)  # the list as it is now
+    from channels.layers import get_channel_layer
+
+    hub = hub_for(get_channel_layer())
+    assert set(hub.viewers) == {f"run-{run.pk}", "runs"}, hub.viewers
+
+    await run_to_end(run.pk)
+    seen = ""
+    while 'data-state="succeeded"' not in seen:
+        seen += await page.receive_from(timeout=10)
+    assert "succeeded" in (await runs_list.receive_from(timeout=10)).lower()
+    await page.disconnect()
+    await runs_list.disconnect()
+    assert hub.channel is None and not hub.viewers, "the hub left the channel layer with its last viewer"

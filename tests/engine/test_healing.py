@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,11 +14,11 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from orchestration import embedded_redis
 from orchestration.engine.scheduler import start_run
 from orchestration.models import Run, StateChange, TaskRun
 from tests.conftest import children_of, make_plan, process_alive, wait_until
 from tests.engine.conftest import ROOT, test_database_url
+from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,28 +37,6 @@ def gated_chain(ledger: Path, gate: Path, length: int = 4) -> str:
 
 def middle_task_running(run: Run, length: int = 4) -> bool:
     return TaskRun.objects.filter(run=run, task_id=f"t{length // 2}", state="running").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of our own that can be killed and started again on the same address: a
-    unix socket like the embedded one, or TCP like an external one."""
-
-    def __init__(self, directory: Path, kind: str) -> None:
-        self.directory, self.proc = directory, None
-        self.url = f"unix://{directory / 'redis.sock'}" if kind == "unix" else f"redis://127.0.0.1:{free_port()}/0"
-
-    def start(self) -> None:
-        self.proc = embedded_redis.spawn(self.url, self.directory, timeout=30)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.mark.parametrize("kind", ["unix", "tcp"], ids=["embedded-redis", "external-redis"])
@@ -89,8 +66,7 @@ def test_workers_survive_redis_dying_and_coming_back_and_the_run_finishes_with_n
         wait_until(lambda: Run.objects.get(pk=second.pk).is_finished, 120, "a run started after Redis came back to finish")
         assert Run.objects.get(pk=second.pk).state == "succeeded"
     finally:
-        if redis.proc and redis.proc.poll() is None:
-            redis.kill()
+        redis.stop()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql",
