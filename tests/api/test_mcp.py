@@ -1,6 +1,6 @@
 """Magic Box as an MCP server: a session through the SDK's own client validates, starts and
 follows a plan and reads its results; over stdio (`manage.py mcp`) too; and the real claude CLI,
-configured with the server, connects to it."""
+configured with the server, is offered its tools and calls one."""
 from __future__ import annotations
 
 import json
@@ -75,15 +75,43 @@ async def test_over_stdio_manage_py_mcp_serves_the_same_tools(django_user_model)
     assert checked["valid"] and checked["tasks"] == ["greet"]
 
 
+def tool_results(body: dict) -> list[str]:
+    """The text of every tool result in an Anthropic Messages request body."""
+    found = []
+    for message in body.get("messages") or []:
+        for block in message.get("content") if isinstance(message.get("content"), list) else ():
+            if block.get("type") == "tool_result":
+                content = block.get("content")
+                found += [content] if isinstance(content, str) else [c.get("text", "") for c in content or []]
+    return found
+
+
 @pytest.mark.cli
-def test_the_claude_cli_configured_with_the_server_connects_to_it(agent_clis, django_user_model, tmp_path):
+def test_the_claude_cli_configured_with_the_server_lists_its_tools_and_validates_a_plan_with_them(agent_clis, model_server,
+                                                                                                 django_user_model, tmp_path):
+    from tests.fakes.model_server import CallTool
+
     user_in(django_user_model, "cli", "Viewers")
-    env = {**mcp_env(), "HOME": str(tmp_path)}
+    # MCP_CONNECTION_NONBLOCKING=0: claude -p connects its MCP servers before the first request
+    # (by default it may ask the model while they still connect, and offer their tools later).
+    env = {**mcp_env(), "HOME": str(tmp_path), **model_server.client_env("claude"), "MCP_CONNECTION_NONBLOCKING": "0"}
     claude = str(agent_clis / "claude")
     subprocess.run([claude, "mcp", "add", "magicbox", "--", sys.executable, str(ROOT / "manage.py"), "mcp", "--user", "cli"],
                    env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
     listed = subprocess.run([claude, "mcp", "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "magicbox" in listed.stdout and "Connected" in listed.stdout, listed.stdout + listed.stderr
+
+    model_server.reply(CallTool("mcp__magicbox__validate_plan", {"text": PLAN.replace('"shell"', '"shel"')}, then="It has a problem."))
+    done = subprocess.run([claude, "-p", "Check my plan with Magic Box", "--output-format", "json",
+                           "--allowedTools", "mcp__magicbox__validate_plan"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    turns = [r.body for r in model_server.requests if r.provider == "anthropic" and (r.body or {}).get("tools")]
+    offered = {tool.get("name") for tool in turns[0]["tools"]}
+    assert {f"mcp__magicbox__{name}" for name in ("validate_plan", "start_plan", "run_status", "run_results", "cancel_run")} <= offered, offered
+    results = tool_results(turns[-1])
+    assert any("unknown worker 'shel'" in text for text in results), results
+    assert json.loads(done.stdout)["result"] == "It has a problem."
 
 
 @pytest.mark.asyncio

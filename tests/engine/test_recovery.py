@@ -2,17 +2,20 @@
 
 Real `runworker` processes on the test database (the SQLite file, or PostgreSQL and Redis in
 CI's second pass): one of them is stopped (SIGTERM, a deploy) or killed (SIGKILL, a crash)
-while it runs a task, a check, a plan draft or an integration. The work must be queued again
+while it runs a task, a check, a plan draft, an integration or a webhook delivery. The work must be queued again
 within the lease, be taken up by the other process, and end by itself, with the lost attempt
 not counted against the work and its processes gone.
 """
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import pathlib
 import signal
 import sqlite3
 import sys
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -21,8 +24,8 @@ from django.utils import timezone
 
 from orchestration.engine.integration import request_integration
 from orchestration.engine.scheduler import cancel_task, start_run
-from orchestration.models import Integration, PlanDraft, Run, StateChange, TaskRun, Verdict, WorkerSetting
-from tests.conftest import processes_with, children_of, git, make_plan, process_alive, wait_until
+from orchestration.models import Integration, PlanDraft, Run, StateChange, TaskRun, Verdict, Webhook, WebhookDelivery, WorkerSetting
+from tests.conftest import processes_with, children_of, git, local_http_server, make_plan, process_alive, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,10 +52,12 @@ def block_once(marks, answer: str = "done") -> list[str]:
 
 @dataclass
 class Started:
-    """Work of one kind, started as a user would; `row()` reads it afresh."""
+    """Work of one kind, started as a user would; `row()` reads it afresh. has_process: whether
+    an attempt runs a process of its own (a webhook delivery is a request the worker makes)."""
 
     model: type
     pk: int
+    has_process: bool = True
 
     def row(self):
         return self.model.objects.get(pk=self.pk)
@@ -91,17 +96,57 @@ def start_integration(marks, repo_path) -> Started:
     return Started(Integration, request_integration(Run.objects.get(pk=run.pk)).pk)
 
 
-STARTS = {"task run": start_task_run, "check": start_check, "draft": start_draft, "integration": start_integration}
-ENDED_WELL = {"task run": "succeeded", "check": "passed", "draft": "succeeded", "integration": "succeeded"}
+class HangOnce(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that marks each delivery attempt (marks/attempt-<n>) as BLOCK_ONCE does;
+    the first one it never answers (until the test ends), a later one gets 200 at once."""
+
+    marks: pathlib.Path
+    released = threading.Event()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        n = len(list(self.marks.glob("attempt-*")))
+        (self.marks / f"attempt-{n}").write_text("0")
+        if n == 0:
+            self.released.wait(300)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    """A HangOnce receiver on 127.0.0.1; its URL."""
+    HangOnce.marks = tmp_path / "marks"
+    HangOnce.marks.mkdir()
+    HangOnce.released.clear()
+    with local_http_server(HangOnce) as server:
+        yield f"http://127.0.0.1:{server.server_port}/hook"
+        HangOnce.released.set()
+
+
+def start_delivery(marks, repo_path, receiver) -> Started:
+    Webhook.objects.create(name="ci", url=receiver, events=["run.started"])
+    start_run(make_plan(json.dumps({"name": "announced", "parallel_execution": {"tasks": [
+        {"id": "a", "worker": "shell", "command": ["true"]}]}})))
+    return Started(WebhookDelivery, WebhookDelivery.objects.get().pk, has_process=False)
+
+
+STARTS = {"task run": start_task_run, "check": start_check, "draft": start_draft, "integration": start_integration,
+          "webhook delivery": start_delivery}
+ENDED_WELL = {"task run": "succeeded", "check": "passed", "draft": "succeeded", "integration": "succeeded",
+              "webhook delivery": "succeeded"}
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 @pytest.mark.parametrize("kind", list(STARTS))
 @pytest.mark.usefixtures("unsandboxed")  # pids from inside a sandbox mean nothing here
-def test_work_whose_worker_process_stops_or_dies_is_taken_up_by_another_and_ends(kind, how, spawn_worker, tmp_path, repo):
+def test_work_whose_worker_process_stops_or_dies_is_taken_up_by_another_and_ends(kind, how, spawn_worker, tmp_path, repo, receiver):
     marks = tmp_path / "marks"
     workers = [spawn_worker(MAGICBOX_LEASE_SECONDS=LEASE) for _ in range(2)]
-    work = STARTS[kind](marks, repo)
+    work = STARTS[kind](marks, repo, *([receiver] if kind == "webhook delivery" else []))
     first_attempt = int(wait_until(lambda: (marks / "attempt-0").exists() and (marks / "attempt-0").read_text(), 120,
                                    f"the {kind} to start"))
     holder_pid = int(work.row().claimed_by.split(":")[1])
@@ -120,7 +165,8 @@ def test_work_whose_worker_process_stops_or_dies_is_taken_up_by_another_and_ends
     assert row.state == ENDED_WELL[kind], (row.state, row.state_reason, [w.log.read_text()[-2000:] for w in workers])
     assert row.attempt == 2 and row.attempts_used == 1, "the lost attempt does not count against the work"
     assert (row.interruptions, row.worker_losses) == ((1, 0) if how == signal.SIGTERM else (0, 1))
-    wait_until(lambda: not process_alive(first_attempt), 10, "the lost attempt's process to be killed")
+    if work.has_process:
+        wait_until(lambda: not process_alive(first_attempt), 10, "the lost attempt's process to be killed")
     if kind in ("task run", "check"):
         run = wait_until(lambda: (r := Run.objects.get(pk=row.run_id)).is_finished and r, 60, "the run to end")
         assert run.state == "succeeded", run.state_reason

@@ -114,7 +114,18 @@ class Fail:
         return {}
 
 
-Reply = Text | WriteFile | RunCommand | Fail
+@dataclass(frozen=True)
+class CallTool:
+    """The model calls the tool `name` the CLI offered (claude only: an MCP server's tools are
+    offered as ``mcp__<server>__<tool>``) with `arguments`, then says `then`. The tool's result
+    goes back to the server in the next request (see ``ModelServer.requests``)."""
+
+    name: str
+    arguments: dict
+    then: str = "I called the tool."
+
+
+Reply = Text | WriteFile | RunCommand | Fail | CallTool
 
 
 @dataclass
@@ -435,14 +446,20 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"type": "error", "error": {"type": "api_error", "message": message}}
             self._json(500, error, {"x-should-retry": "false"})
             return
-        if isinstance(reply, WriteFile) and not tool_done:
-            block = {"type": "tool_use", "id": f"toolu_fake{n}", "name": "Write", "input": {}}
-            inputs = {"file_path": _absolute_for_claude(body, reply.path), "content": reply.content}
+        if isinstance(reply, CallTool) and not tool_done and reply.name not in tools:
+            message = f"claude offered no {reply.name} tool to the fake model server: {sorted(map(str, tools))}"
+            self._json(500, {"type": "error", "error": {"type": "api_error", "message": message}}, {"x-should-retry": "false"})
+            return
+        if isinstance(reply, (WriteFile, CallTool)) and not tool_done:
+            name = reply.name if isinstance(reply, CallTool) else "Write"
+            block = {"type": "tool_use", "id": f"toolu_fake{n}", "name": name, "input": {}}
+            inputs = (reply.arguments if isinstance(reply, CallTool) else
+                      {"file_path": _absolute_for_claude(body, reply.path), "content": reply.content})
             delta = [{"type": "input_json_delta", "partial_json": json.dumps(inputs)}]
             stop_reason = "tool_use"
             final_content = [{**block, "input": inputs}]
         else:
-            text = reply.then if isinstance(reply, WriteFile) else reply.text
+            text = reply.then if isinstance(reply, (WriteFile, CallTool)) else reply.text
             block = {"type": "text", "text": ""}
             delta = [{"type": "text_delta", "text": piece} for piece in _split(text, _pacing(reply)[0])]
             stop_reason = "end_turn"
