@@ -176,11 +176,25 @@ class WorkerSettingAdmin(admin.ModelAdmin):
         forget_overrides()
 
 
+class WebhookForm(forms.ModelForm):
+    """A webhook's events as checkboxes (none ticked: every event)."""
+
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="http:// or https://")
+    events = forms.TypedMultipleChoiceField(choices=[(e, e) for e in Webhook.EVENTS], required=False,
+                                            widget=forms.CheckboxSelectMultiple,
+                                            help_text="None ticked: every event.")
+
+    class Meta:
+        model = Webhook
+        fields = ["name", "url", "kind", "plan", "events", "secret", "active"]
+
+
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     """Webhooks (engine.webhooks): administrators add the URLs called on run events; the secret
     that signs each delivery is made when left empty, and shown here to configure the receiver."""
 
+    form = WebhookForm
     list_display = ("name", "url", "kind", "plan", "events", "active")
     list_filter = ("kind", "active")
 

@@ -58,10 +58,14 @@ class RunStartForm(forms.Form):
                  inputs: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         for name, declared in (inputs or {}).items():  # the plan's inputs (plans.spec.Input), first
+            # Required for the browser only: a value left out is refused by plans.inputs.resolve,
+            # with the same message the API and the MCP tools give.
+            needed = declared.required and declared.default is None
             self.fields[f"input_{name}"] = forms.CharField(
-                label=name, required=declared.required and declared.default is None, initial=declared.default,
+                label=name, required=False, initial=declared.default,
                 help_text=declared.description, max_length=100_000, strip=False,
-                widget=forms.TextInput(attrs={"placeholder": declared.default or ("required" if declared.required else "")}))
+                widget=forms.TextInput(attrs={"placeholder": declared.default or ("required" if declared.required else ""),
+                                              **({"required": True} if needed else {})}))
         for worker in plan_workers:
             kind = kinds.get(worker)
             peers = [w for w in sorted(kinds) if kinds[w] == kind]

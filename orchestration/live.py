@@ -205,8 +205,9 @@ def detail_context(run: Run, task_run: TaskRun, task_runs: list[TaskRun], with_o
         attach_output([task_run])
     spec_task = run.revision.spec.by_id.get(task_run.task_id)
     command = spec_task.command if spec_task else None
-    if command:  # a shell task: its command (the prompt it is also given is for programs that read one)
-        sent, kind = (command if isinstance(command, str) else shlex.join(command)), "command"
+    if command:  # a shell task: its command as run, references filled in (the prompt it is also given is for programs that read one)
+        ran = task_run.command or command  # before its first attempt: as the plan writes it
+        sent, kind = (ran if isinstance(ran, str) else shlex.join(ran)), "command"
     else:
         sent, kind = task_run.prompt, "prompt"
     changes = list(StateChange.objects.filter(task_run=task_run).order_by("-id")[:ATTEMPT_HISTORY])

@@ -301,6 +301,9 @@ class TaskRun(LeasedWork):
     max_attempts = models.PositiveIntegerField(default=1)
     timeout = models.FloatField(null=True, blank=True)
     prompt = models.TextField(blank=True)
+    # The argv a shell task's attempt ran: its command with references and inputs filled in
+    # ([] for an agent task, or before its first attempt begins).
+    command = models.JSONField(default=list, blank=True)
     result = models.TextField(blank=True)
     error = models.TextField(blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
@@ -580,6 +583,34 @@ class AuditEvent(models.Model):
         return f"{self.actor_name} {self.get_action_display()} ({self.at:%Y-%m-%d %H:%M})"
 
 
+def validate_webhook_events(value) -> None:
+    """Webhook.events: a list of Webhook.EVENTS (empty: all). Raises ValidationError naming what is not."""
+    from django.core.exceptions import ValidationError
+
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise ValidationError('Give a list of event names, e.g. ["run.failed", "run.waiting"] (empty: every event).')
+    unknown = [e for e in value if e not in Webhook.EVENTS]
+    if unknown:
+        raise ValidationError(f"Unknown event {', '.join(map(repr, unknown))}: the events are {', '.join(Webhook.EVENTS)}.")
+
+
+def validate_webhook_url(value: str) -> None:
+    """Webhook.url: http or https, with a port a connection can use. Raises ValidationError."""
+    from urllib.parse import urlsplit
+
+    from django.core.exceptions import ValidationError
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("A webhook URL starts with http:// or https://.")
+    try:
+        parts.port
+    except ValueError:
+        raise ValidationError("The URL's port must be a number from 1 to 65535.") from None
+    if parts.port == 0:
+        raise ValidationError("The URL's port must be a number from 1 to 65535.")
+
+
 class Webhook(models.Model):
     """A URL Magic Box calls when a run starts, ends or waits at a gate (orchestration.webhooks).
 
@@ -592,11 +623,11 @@ class Webhook(models.Model):
     KINDS = (("json", "JSON, signed"), ("slack", "Slack message"))
 
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=2000)
+    url = models.URLField(max_length=2000, validators=[validate_webhook_url])
     kind = models.CharField(max_length=10, choices=KINDS, default="json")
     plan = models.ForeignKey(Plan, null=True, blank=True, on_delete=models.CASCADE, related_name="webhooks",
                              help_text="Only this plan's runs; empty: every plan's.")
-    events = models.JSONField(default=list, blank=True, help_text='A JSON list of events, e.g. ["run.failed", "run.waiting"]; '
+    events = models.JSONField(default=list, blank=True, validators=[validate_webhook_events], help_text='A JSON list of events, e.g. ["run.failed", "run.waiting"]; '
                                                                   'empty: all of run.started, run.succeeded, run.failed, '
                                                                   'run.cancelled, run.waiting.')
     secret = models.CharField(max_length=100, blank=True, help_text="Signs each delivery (HMAC-SHA256); made for you when empty.")

@@ -16,6 +16,7 @@ from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import HttpBearer
 
 from orchestration.api import tokens
@@ -46,9 +47,17 @@ class TokenAuth(HttpBearer):
         return found
 
 
-api = NinjaAPI(title="Magic Box API", version="1", auth=TokenAuth(), urls_namespace="api",
+class _Parser(Parser):
+    """JSON bodies, where an empty body is an empty object (`curl -X POST` with no `-d`)."""
+
+    def parse_body(self, request: HttpRequest):
+        return super().parse_body(request) if request.body.strip() else {}
+
+
+api = NinjaAPI(title="Magic Box API", version="1", auth=TokenAuth(), urls_namespace="api", parser=_Parser(),
                description="Plans, runs, outputs and diffs. Authenticate with a personal token from /account/tokens/ "
-                           "(Authorize, then `Bearer mbx_…`).")
+                           "(Authorize, then paste the token itself, `mbx_…`: the page adds `Bearer`). Every operation "
+                           "answers 401 without a valid token, with a JSON `{\"message\", \"field\"}` like every error.")
 
 
 class Problem(Schema):
@@ -66,9 +75,7 @@ class Error(Schema):
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request, exc):
-    return api.create_response(request, {"message": "send a valid token: `Authorization: Bearer mbx_…` (make one on "
-                                                     "/account/tokens/; revoked or expired tokens are refused)", "field": ""},
-                               status=401)
+    return api.create_response(request, {"message": tokens.UNAUTHENTICATED, "field": ""}, status=401)
 
 
 @api.exception_handler(HttpError)
@@ -188,11 +195,12 @@ class RerunIn(Schema):
 
 
 @api.post("/plans/{plan_id}/runs", response={201: dict, 400: Error, 404: Error}, tags=["runs"])
-def start(request, plan_id: int, body: StartIn):
+def start(request, plan_id: int, body: StartIn | None = None):
     """Start a run of the plan's latest revision with its `inputs` ({name: value}; a required
     one missing is refused, naming it) and a worker_map ({"gemini": "claude"} runs its gemini
-    tasks with claude). 201 with the run as GET /api/runs/{id} shows it."""
+    tasks with claude); no body at all is {}. 201 with the run as GET /api/runs/{id} shows it."""
     _require(request, OPERATOR, "start runs")
+    body = body or StartIn()
     plan = Plan.objects.filter(pk=plan_id).first()
     if plan is None:
         raise _refuse(404, f"no plan {plan_id}", "plan_id")
@@ -233,10 +241,11 @@ def cancel(request, run_id: int):
 
 
 @api.post("/runs/{run_id}/rerun", response={201: dict, 400: Error, 404: Error}, tags=["runs"])
-def rerun_run(request, run_id: int, body: RerunIn):
+def rerun_run(request, run_id: int, body: RerunIn | None = None):
     """A new run redoing the failed and skipped tasks and what waits for them (or, with `task`,
     that task and what waits for it), keeping the rest. 400 while the run has not ended."""
     _require(request, OPERATOR, "re-run runs")
+    body = body or RerunIn()
     try:
         new = rerun(_run(run_id), request.user, body.task, via=_via(request))
     except ValueError as error:
@@ -245,7 +254,7 @@ def rerun_run(request, run_id: int, body: RerunIn):
 
 
 def _task_run(run_id: int, task_id: str) -> TaskRun:
-    task_run = TaskRun.objects.filter(run_id=run_id, task_id=task_id).first()
+    task_run = _run(run_id).task_runs.filter(task_id=task_id).first()  # an id no run can have is "no run", as elsewhere
     if task_run is None:
         raise _refuse(404, f"run {run_id} has no task {task_id!r}", "task_id")
     return task_run
@@ -264,20 +273,28 @@ class OutputOut(Schema):
 def task_output(request, run_id: int, task_id: str, after: int = 0, tail: int = 0):
     """A task's stored output, in pages: the chunks after seq `after` (0: from the start) up to
     OUTPUT_PAGE characters, with `next` (the seq to ask after) and `more`; or, with `tail`, its
-    last `tail` characters (at most OUTPUT_PAGE)."""
+    last `tail` characters (at most OUTPUT_PAGE), the end of what follows chunk `after`. 422 for
+    a negative `after` or `tail`, or both given."""
     _require(request, VIEWER, "read runs")
+    for name, value in (("after", after), ("tail", tail)):
+        if value < 0:
+            raise _refuse(422, f"{name} must be 0 or more", name)
+    if tail and after:
+        raise _refuse(422, "give either after (a page after that chunk) or tail (the last characters), not both", "tail")
     task_run = _task_run(run_id, task_id)
     chunks = task_run.output_chunks.order_by("seq")
     if tail > 0:
         tail = min(tail, OUTPUT_PAGE)
-        pieces, size = [], 0
+        pieces, size, first = [], 0, 1
         for seq, text in chunks.order_by("-seq").values_list("seq", "text").iterator(chunk_size=100):
             pieces.append(text)
             size += len(text)
+            first = seq
             if size >= tail:
                 break
         text = "".join(reversed(pieces))[-tail:]
-        return {"task": task_id, "text": text, "after": 0, "next": task_run.output_seq, "more": False, "bytes": task_run.output_bytes}
+        return {"task": task_id, "text": text, "after": first - 1 if pieces else task_run.output_seq, "next": task_run.output_seq,
+                "more": False, "bytes": task_run.output_bytes}
     pieces, size, last = [], 0, after
     rows = chunks.filter(seq__gt=after).values_list("seq", "text").iterator(chunk_size=100)
     more = False

@@ -12,6 +12,7 @@ Each tool checks the acting user's role as the browser does (orchestration.roles
 from __future__ import annotations
 
 import contextvars
+import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -85,7 +86,7 @@ def _start(text: str, plan: str, inputs: dict[str, str]) -> dict[str, Any]:
             return {"started": False, "problems": [{"line": p.line, "field": p.field, "message": p.message} for p in error.problems]}
         stored = revision.plan
     else:
-        stored = Plan.objects.filter(name=plan).first() or (Plan.objects.filter(pk=int(plan)).first() if plan.isdigit() else None)
+        stored = Plan.objects.filter(name=plan).first() or (Plan.objects.filter(pk=int(plan)).first() if plan.isdecimal() else None)
         if stored is None:
             return {"started": False, "problems": [{"field": "plan", "message": f"no plan named {plan!r}: give `text` or a stored plan's name"}]}
     try:
@@ -122,6 +123,8 @@ def _results(run_id: int) -> dict[str, Any]:
 
 def _cancel(run_id: int) -> dict[str, Any]:
     user = _user(OPERATOR, "cancel runs")
+    if not Run.objects.filter(pk=run_id).exists():
+        raise Refused(f"no run {run_id}")
     ended = cancel(run_id, f"cancelled by {user.get_username()} via {acting_via.get()}", user, via=acting_via.get())
     return {"cancelled": ended, "run_id": run_id}
 
@@ -179,7 +182,7 @@ class TokenGate:
         secret = header[7:].strip() if header.lower().startswith("bearer ") else ""
         token = await sync_to_async(tokens.authenticate)(secret) if secret else None
         if token is None:
-            body = b'{"message": "send a valid token: Authorization: Bearer mbx_... (make one on /account/tokens/)", "field": ""}'
+            body = json.dumps({"message": tokens.UNAUTHENTICATED, "field": ""}).encode()
             await send({"type": "http.response.start", "status": 401,
                         "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
             return await send({"type": "http.response.body", "body": body})

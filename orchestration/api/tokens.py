@@ -15,6 +15,9 @@ from django.utils import timezone
 from orchestration.models import ApiToken
 
 PREFIX = "mbx_"
+# What a request without a usable token is told, by the HTTP API and the MCP endpoint alike.
+UNAUTHENTICATED = ("send a valid token: `Authorization: Bearer mbx_…` (make one on /account/tokens/; "
+                   "revoked or expired tokens are refused)")
 MAX_TOKENS = 50  # active tokens a user may hold
 MAX_DAYS = 3650
 

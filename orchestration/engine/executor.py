@@ -125,17 +125,19 @@ def _load(task_run_id: int, claimed: TaskRun | None = None) -> AttemptPlan:
     )
 
 
-def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, str]:
-    """(adapter, base environment, prompt, warning) of the attempt, in one call to the database
-    thread: the worker's setup (workers.environment.worker_setup), the prompt composed (with
-    the task's prompt_file, whose problem is `warning`) and recorded on the task run. Raises
-    UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
+def _setup(plan: AttemptPlan) -> tuple[WorkerAdapter, dict[str, str], str, list[str] | None, str]:
+    """(adapter, base environment, prompt, command, warning) of the attempt, in one call to the
+    database thread: the worker's setup (workers.environment.worker_setup), the prompt composed
+    (with the task's prompt_file, whose problem is `warning`) and a shell task's command argv with
+    its references and inputs filled in (None for an agent task), both recorded on the task run.
+    Raises UnknownWorker, and references.ReferenceError_ for a reference that cannot be filled in."""
     adapter, env = worker_setup(plan.worker)
     template, warning = resolve_prompt(plan.task.prompt_file) if plan.task.prompt_file else ("", "")
     prompt = compose_prompt(plan.task, plan.spec, plan.upstream_results, template, plan.results, plan.findings,
                             plan.candidates_brief, plan.inputs)
-    direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt)})
-    return adapter, env, prompt, warning
+    command = [references.fill(arg, plan.results, plan.spec.ids, plan.inputs) for arg in plan.task.command] if plan.task.command else None
+    direct_sql.update_where(TaskRun, {"pk": plan.task_run_id}, {"prompt": storable(prompt), "command": [storable(a) for a in command or ()]})
+    return adapter, env, prompt, command, warning
 
 
 _SETUP_ERRORS = (UnknownWorker, WorkerUnavailable, GitError, references.ReferenceError_, ValueError)  # fail the attempt, saying why
@@ -366,7 +368,7 @@ async def execute(task_run_id: int, lease: Lease) -> None:
     try:
         if isinstance(setup, Exception):
             raise setup
-        adapter, env, prompt, warning = setup
+        adapter, env, prompt, command, warning = setup
         if warning:
             output.add([f"[Magic Box] {warning}"])
         if isinstance(made, OSError):
@@ -380,7 +382,6 @@ async def execute(task_run_id: int, lease: Lease) -> None:
             task_start = await worktrees.start_task(repository, prefix, plan.task_id, dirs.workdir, base, plan.upstream_heads,
                                                     still_holder=lease.check, continue_from=plan.own_head)
             output.add([f"[Magic Box] worktree on branch {task_start.branch} at {task_start.start_commit[:10]}"])
-        command = [references.fill(arg, plan.results, plan.spec.ids, plan.inputs) for arg in plan.task.command] if plan.task.command else None
         if reason := adapter.unavailable_reason(env):
             raise WorkerUnavailable(reason)
         context = TaskContext(task_id=plan.task_id, prompt=prompt, command=command, output_schema=plan.task.output_schema,

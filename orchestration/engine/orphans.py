@@ -29,7 +29,7 @@ def marker(installation: str, owner: str, item: str, attempt: int) -> str:
 def parse_marker(value: str) -> tuple[str, str, str, int] | None:
     """(installation, owner, item, attempt) of a MAGICBOX_ATTEMPT value; None if it is not one."""
     parts = value.split("/")
-    if len(parts) != 4 or not parts[3].isdigit():
+    if len(parts) != 4 or not parts[3].isdecimal():
         return None
     return parts[0], parts[1], parts[2], int(parts[3])
 

@@ -142,7 +142,10 @@ class Engine:
         async with self._lock:
             if advance_runs:
                 for run_id in await db(scheduler.active_run_ids):
-                    await db(scheduler.advance_run, run_id)
+                    try:
+                        await db(scheduler.advance_run, run_id)
+                    except Exception:  # noqa: BLE001 — one run's fault must not stop the others'
+                        log.exception("run %s could not be advanced; the next sweep tries again", run_id)
             # Asked before claiming: a retry that comes due while this wake claims is not
             # missed by both (too early for the claim, no longer "later" for the timer).
             delay = await db(scheduler.next_retry_in)

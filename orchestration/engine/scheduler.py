@@ -43,6 +43,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
 
     worker_map: {"gemini": "claude"} runs the plan's gemini tasks with the claude worker.
     The start is audited as `user`'s (or the command `via` names). Raises UnknownWorker if the map names a worker that is not configured,
+    or maps a worker none of the plan's tasks has,
     and plans.repositories.RepositoryRefused (a ValueError) if neither `user` nor the revision's author may use its local
     repository path (it is outside MAGICBOX_REPOSITORY_ROOTS: a plan stored before the check, or since the roots changed).
     inputs: {name: value} for the plan's `inputs:`; raises plans.inputs.InputsRefused (a ValueError) for a required one
@@ -54,6 +55,10 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
     for target in worker_map.values():
         worker_config(target)
+    used = {row["worker"] for row in task_run_fields(revision.spec, {})}
+    if unused := sorted(set(worker_map) - used):
+        raise UnknownWorker(f"the plan has no {', '.join(map(repr, unused))} tasks to map to another worker "
+                            f"(its workers: {', '.join(sorted(used))})")
     with transaction.atomic():
         run = Run.objects.create(plan=plan, revision=revision, started_by=user, worker_map=worker_map, inputs=values)
         TaskRun.objects.bulk_create([TaskRun(run=run, **fields) for fields in task_run_fields(revision.spec, worker_map)])

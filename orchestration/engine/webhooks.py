@@ -40,8 +40,9 @@ RETRY_DELAYS = (5, 30, 120, 600, 1800)  # seconds before the 2nd, 3rd, … attem
 def enqueue(run: Run, event: str, task_id: str = "", detail: str = "") -> int:
     """Queue a delivery of `event` (Webhook.EVENTS) about `run` to every active webhook that wants
     it, in the caller's transaction. Returns how many were queued."""
+    # events stored before they were validated may be anything: only a list names events.
     hooks = [h for h in Webhook.objects.filter(Q(plan__isnull=True) | Q(plan_id=run.plan_id), active=True)
-             if not h.events or event in h.events]
+             if not h.events or (isinstance(h.events, list) and event in h.events)]
     if not hooks:
         return 0
     inputs = {name: mask(value) for name, value in run.inputs.items()}  # a secret given as an input stays here
@@ -118,7 +119,11 @@ async def execute(delivery_id: int, lease: Lease) -> None:
         return
     except asyncio.TimeoutError:
         error = f"no complete answer within {TIMEOUT:g} s"
-    except httpx.HTTPError as failure:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError, ExceptionGroup) as failure:
+        # Whatever the URL or the receiver did (a port out of range reaches here as an
+        # ExceptionGroup from the connection layer): recorded, and retried like a 500.
+        while isinstance(failure, ExceptionGroup) and failure.exceptions:
+            failure = failure.exceptions[0]  # the cause, not the task group that carried it
         error = f"{type(failure).__name__}: {failure}"[:500]
     await db(_record, delivery, lease, code, answer, error)
 

@@ -68,7 +68,7 @@ def kill_orphans() -> int:
         _, owner, item, attempt = orphans.parse_marker(value) or ("", "", "", 0)
         kind, _, pk = item.rpartition("-")
         model = kinds.get(kind)
-        held = (model is not None and pk.isdigit() and not orphans.owner_gone(owner)
+        held = (model is not None and pk.isdecimal() and not orphans.owner_gone(owner)
                 and model.objects.filter(pk=int(pk), state=model.RUNNING, claimed_by=owner, attempt=attempt).exists())
         if not held:
             log.warning("killing %d leftover process(es) of %s (attempt %s, by %s): nobody holds that attempt any more",

@@ -58,10 +58,11 @@ Rules:
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 from typing import Any
 
+from orchestration.plans import references
+from orchestration.plans.names import short_name
 from orchestration.plans.errors import PlanProblem
 from orchestration.plans.phased import slug
 
@@ -71,7 +72,6 @@ EXECUTION_KEYS = ("parallel_groups", "quality_gates")
 GATE_KEYS = ("after_task", "check")
 SUBTASK_KEYS = ("id", "name", "worker", "type", "description", "dependencies", "estimated_complexity",
                 "context_needed", "output_expected", "prompt")
-MAX_NAME = 200
 
 KNOWN_TOOLS = frozenset({
     "pytest", "python", "python3", "tox", "nox", "ruff", "mypy", "pyright", "flake8", "pyflakes", "black", "isort",
@@ -136,7 +136,7 @@ _SHELL_REASON = ("it is a shell command line (&&, |, ;, >, $(…) or several lin
 
 def _split(line: str) -> list[str]:
     try:
-        return shlex.split(line)
+        return references.split_command(line)
     except ValueError:
         return []
 
@@ -223,7 +223,7 @@ class DecompositionPlan:
                                      "depends_on and messages name the tasks by these ids."))
         document = {k: v for k, v in data.items() if k not in FORM_KEYS}
         if "name" not in data and goal:
-            document["name"] = _short_name(goal)
+            document["name"] = short_name(goal)
         if "description" not in data and goal:
             document["description"] = goal
         document["parallel_execution"] = {"tasks": tasks}
@@ -611,17 +611,6 @@ class DecompositionPlan:
                 return [*gate, "check"], True
             return gate, not more
         return [*origin, *rest], True
-
-
-def _short_name(goal: str) -> str:
-    """The goal's first line, whitespace collapsed, cut at a word to at most MAX_NAME characters."""
-    line = " ".join(goal.strip().splitlines()[0].split())
-    if len(line) <= MAX_NAME:
-        return line
-    cut = line[: MAX_NAME - 1]
-    if " " in cut[MAX_NAME // 2:]:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,;:.-") + "…"
 
 
 def _located(found: list[tuple[list, str]], locate) -> list[PlanProblem]:

@@ -21,13 +21,13 @@ import functools
 import json
 import math
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from orchestration.plans import repositories, schema_refs
+from orchestration.plans import references, repositories, schema_refs
+from orchestration.plans.names import short_name
 from orchestration.plans.decomposition import DecompositionPlan, decomposition_problems, decomposition_warnings, is_decomposition
 from orchestration.plans.errors import PlanInvalid, PlanProblem
 from orchestration.plans.phased import PhasedPlan, is_phased, phase_problems
@@ -197,6 +197,9 @@ def _schema_problems(doc: LocatedYaml) -> list[PlanProblem]:
             message = f"missing required key {error.message.split(' is a required')[0]}"
         elif error.validator == "pattern" and error.validator_value == "\\S":
             message = "must not be blank"
+        elif error.validator == "pattern" and path and path[0] == "inputs":
+            message = (f"{error.instance!r} is not a valid input name: start with a letter or '_', then letters, digits or '_' "
+                       "(at most 64 characters), as {{ inputs.<name> }} is written")
         elif error.validator == "pattern" and path and path[-1] == "phase":
             message = f"{error.instance!r} is not a phase name: write phase_1, phase_2, …"
         elif error.validator == "pattern":
@@ -334,7 +337,7 @@ def _describe(value: Any) -> str:
 
 
 def _argv(command: str | list[str]) -> list[str]:
-    return shlex.split(command) if isinstance(command, str) else list(command)
+    return references.split_command(command) if isinstance(command, str) else list(command)
 
 
 def _criterion(criterion: str | dict[str, Any]) -> Criterion:
@@ -397,7 +400,7 @@ def _normalise(data: dict[str, Any], source: str, base_dir: Path | None, notices
         workspace = Workspace(repository=repository, base=workspace.get("base", "HEAD"),
                               keep_worktrees=bool(workspace.get("keep_worktrees", False)), push=bool(workspace.get("push", False)),
                               check=_argv(check) if check is not None else None, check_timeout=workspace.get("check_timeout"))
-    stem = Path(source).stem
+    stem = short_name(Path(source).stem)  # a file name (or an API's `source`) may hold anything
     return PlanSpec(
         name=data.get("name") or pe.get("name") or pe.get("id") or stem,
         description=data.get("description") or pe.get("description", ""),

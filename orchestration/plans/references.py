@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,22 @@ REFERENCE = re.compile(r"\{\{\s*tasks\.([^\s{}]+?)\s*\}\}")
 INPUT = re.compile(r"\{\{\s*inputs\.([^\s{}]*?)\s*\}\}")  # {{ inputs.<name> }}: a value given at the run's start
 ANY = re.compile(REFERENCE.pattern + "|" + INPUT.pattern)
 FENCED_JSON = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
+_BRACED = re.compile(r"\{\{.*?\}\}")  # any {{ … }}: a reference, or a mistyped one the checks report
+_HELD = re.compile("\x00[0-9]+\x00")
+
+
+def split_command(line: str) -> list[str]:
+    """A command line as argv, split as a POSIX shell splits words (shlex), except that each
+    `{{ … }}` stays whole inside the argument it is part of: `echo {{ tasks.a.result }}` is two
+    arguments, not four. Raises ValueError for unbalanced quotes (as shlex.split)."""
+    held: dict[str, str] = {}
+
+    def hold(match: re.Match) -> str:
+        key = f"\x00{len(held)}\x00"
+        held[key] = match.group(0)
+        return key
+
+    return [_HELD.sub(lambda m: held.get(m.group(0), m.group(0)), arg) for arg in shlex.split(_BRACED.sub(hold, line))]
 
 
 class ReferenceError_(Exception):

@@ -21,7 +21,8 @@ def _seconds(value: float | None) -> float | None:
 def summary(run: Run) -> dict:
     """The run as JSON-ready data: {"version", "run": {...}, "tasks": [...], "checks": [...],
     "collisions": [...], "integration": {...} | None}. Durations in seconds, costs in dollars; a
-    task's cli_version and model are its agent CLI's (None when unknown or a shell command)."""
+    task's cli_version and model are its agent CLI's (None when unknown or a shell command); its
+    command, the argv a shell task ran with references and inputs filled in (None otherwise)."""
     task_runs = list(run.task_runs.order_by("position"))
     changes = {c.task_run_id: c for c in TaskChange.objects.filter(task_run__run=run).defer("patch")}
     total = cost.total(task_runs)
@@ -34,7 +35,7 @@ def summary(run: Run) -> dict:
             "state": t.state, "reason": t.state_reason, "attempts": t.attempt,
             "upstream": t.upstream, "started_at": t.started_at.isoformat() if t.started_at else None,
             "finished_at": t.finished_at.isoformat() if t.finished_at else None, "duration_seconds": _seconds(t.duration),
-            "exit_code": t.exit_code, "cost_usd": task_cost.usd, "cost_estimated": task_cost.estimated,
+            "command": t.command or None, "exit_code": t.exit_code, "cost_usd": task_cost.usd, "cost_estimated": task_cost.estimated,
             "input_tokens": t.input_tokens, "output_tokens": t.output_tokens, "error": t.error, "result": t.result,
             "change": None if change is None else {
                 "branch": change.branch, "start_commit": change.start_commit, "head_commit": change.head_commit,

@@ -41,7 +41,7 @@ def draft_new(request: HttpRequest) -> HttpResponse:
     """GET/POST /plans/draft/[?from=<draft id>]: ask the orchestrator for a plan (with `from`,
     the goal and worker of that earlier draft filled in, to try again). Lists past drafts."""
     initial = {}
-    if request.method == "GET" and (earlier := request.GET.get("from", "")).isdigit():
+    if request.method == "GET" and (earlier := request.GET.get("from", "")).isdecimal():
         if found := PlanDraft.objects.filter(pk=int(earlier)).values("goal", "worker").first():
             initial = found
     form = DraftForm(request.POST or None, initial=initial)

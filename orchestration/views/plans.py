@@ -93,7 +93,7 @@ def plan_export(request: HttpRequest, plan_id: int) -> HttpResponse:
     """GET /plans/<id>/export.yaml[?revision=N]: the plan as YAML that imports back to it."""
     plan = get_object_or_404(Plan, pk=plan_id)
     number = request.GET.get("revision")
-    revision = plan.revisions.filter(number=number).first() if number and number.isdigit() else plan.latest_revision
+    revision = plan.revisions.filter(number=number).first() if number and number.isdecimal() else plan.latest_revision
     if revision is None:
         raise Http404("No such revision of this plan")
     schema_url = request.build_absolute_uri("/schema/plan.json")

@@ -47,7 +47,7 @@ def run_start(request: HttpRequest, plan_id: int) -> HttpResponse:
     try:
         run = start_run(plan, request.user, form.worker_map(), inputs=form.inputs())
     except (UnknownWorker, RepositoryRefused, InputsRefused) as error:
-        messages.error(request, str(error))
+        messages.error(request, ("The run was not started. " if isinstance(error, InputsRefused) else "") + str(error))
         return redirect("plan-detail", plan_id=plan.pk)
     return redirect("run-detail", run_id=run.pk)
 

@@ -54,7 +54,8 @@
     }
     Notification.requestPermission().then(function (permission) {
       if (permission === "granted") { sessionStorage.setItem(key, "on"); enabled(); }
-      else say("Notifications are blocked for this site: allow them in the browser's site settings, then try again.");
+      else if (permission === "denied") say("Notifications are blocked for this site: allow them in the browser's site settings, then try again.");
+      else say("The browser did not get an answer: click Notify me again and choose Allow.");
     });
   });
   if (sessionStorage.getItem(key) === "on" && "Notification" in window && Notification.permission === "granted") {

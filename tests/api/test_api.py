@@ -165,3 +165,39 @@ def test_a_tasks_diff_is_served_to_every_role_and_a_task_without_one_says_why(cl
         diff = call(client, "get", f"/api/runs/{started}/tasks/edit/diff", auth)
         assert diff.status_code == 200 and "+new" in diff.content.decode()
     assert call(client, "get", f"/api/runs/{started}/tasks/nope/diff", bearer["Viewers"]).status_code == 404
+
+
+def test_odd_paging_ids_beyond_any_run_maps_and_numbers_are_refused_in_json_and_an_empty_body_starts(client, bearer):
+    plan = make_plan(PLAN)
+    started = client.generic("POST", f"/api/plans/{plan.pk}/runs", b"", HTTP_AUTHORIZATION=bearer["Operators"])  # curl -X POST: no body
+    assert started.status_code == 201, started.content
+    run_id = started.json()["run"]["id"]
+    async_to_sync(drain_engine)()
+    for path in (f"/api/runs/{10**30}/tasks/hello/output", f"/api/runs/{2**63}/tasks/hello/diff"):
+        answer = call(client, "get", path, bearer["Viewers"])
+        assert answer.status_code == 404 and answer.json() == {"message": f"no run {path.split('/')[3]}", "field": "run_id"}
+    for query, field in (("tail=-5", "tail"), ("after=-1", "after"), ("tail=5&after=2", "tail")):
+        answer = call(client, "get", f"/api/runs/{run_id}/tasks/hello/output?{query}", bearer["Viewers"])
+        assert answer.status_code == 422 and answer.json()["field"] == field, (query, answer.content)
+    tailed = call(client, "get", f"/api/runs/{run_id}/tasks/hello/output?tail=5", bearer["Viewers"]).json()
+    whole = call(client, "get", f"/api/runs/{run_id}/tasks/hello/output?after={tailed['after']}", bearer["Viewers"]).json()
+    assert whole["text"].endswith(tailed["text"]), "tail's `after` is the chunk its text follows"
+    mapped = call(client, "post", f"/api/plans/{plan.pk}/runs", bearer["Operators"], {"worker_map": {"gemini": "claude"}})
+    assert mapped.status_code == 400 and mapped.json()["field"] == "worker_map" and "no 'gemini' tasks" in mapped.json()["message"]
+    inputs_plan = make_plan(json.dumps({"name": "Numbers", "inputs": {"n": {"default": 1}},
+                                        "parallel_execution": {"tasks": [{"id": "a", "worker": "shell", "command": ["echo", "{{ inputs.n }}"]}]}}))
+    for number in ("NaN", "Infinity", "1e400"):
+        answer = client.post(f"/api/plans/{inputs_plan.pk}/runs", data='{"inputs": {"n": %s}}' % number,
+                             content_type="application/json", HTTP_AUTHORIZATION=bearer["Operators"])
+        assert answer.status_code == 400 and answer.json()["field"] == "inputs.n" and "finite" in answer.json()["message"], answer.content
+
+
+def test_a_plan_named_after_its_source_gets_a_name_that_exports_and_imports_back(client, bearer):
+    text = "parallel_execution:\n  tasks:\n    - {id: a, worker: shell, command: 'true'}\n"
+    for source, name in (("a\u0000b.yaml", "ab"), ("s" * 100_000 + ".yaml", "s" * 199 + "…"), ("../../../etc/passwd", "passwd"),
+                         ("\u200b\n.yaml", "Untitled plan")):
+        made = call(client, "post", "/api/plans", bearer["Authors"], {"text": text, "source": source})
+        assert made.status_code == 201 and made.json()["name"] == name, (source[:20], made.content[:300])
+        exported = client.get(f"/api/plans/{made.json()['id']}/export", HTTP_AUTHORIZATION=bearer["Viewers"]).content.decode()
+        again = call(client, "post", "/api/plans", bearer["Authors"], {"text": exported, "source": "again.yaml"})
+        assert again.status_code in (200, 201) and again.json()["name"] == name, again.content[:300]

@@ -110,3 +110,4 @@ def test_the_page_showing_a_new_tokens_secret_is_not_stored(client, django_user_
     response = client.post("/account/tokens/", {"action": "create", "name": "laptop"})
     assert b"mbx_" in response.content
     assert "no-store" in (response.get("Cache-Control") or ""), response.get("Cache-Control")
+

@@ -97,3 +97,31 @@ async def test_a_huge_answer_is_not_read_whole_into_memory():
     delivery = await sync_to_async(WebhookDelivery.objects.get)()
     assert delivery.state == "succeeded"
     assert Huge.sent < 16 * 1024 * 1024, f"the receiver could send {Huge.sent >> 20} MiB: the client read it all"
+
+
+def test_the_admin_refuses_events_that_are_not_a_list_of_known_ones_and_a_port_out_of_range(admin_client):
+    def add(**fields):
+        data = {"name": "h", "url": "http://127.0.0.1:9/", "kind": "json", "secret": "", "active": "on", **fields}
+        return admin_client.post("/admin/orchestration/webhook/add/", data)
+
+    assert "Select a valid choice. run.finished is not one of the available choices." in add(events=["run.finished"]).content.decode()
+    assert "port must be a number from 1 to 65535" in add(url="http://127.0.0.1:99999/").content.decode()
+    assert not Webhook.objects.exists()
+    assert add(events=["run.failed", "run.waiting"]).status_code == 302
+    assert Webhook.objects.get().events == ["run.failed", "run.waiting"]
+
+
+@pytest.mark.asyncio
+async def test_a_webhook_stored_with_malformed_events_or_an_unusable_url_harms_no_run(caplog):
+    """Rows stored before validation existed (or written by hand): events that are not a list
+    match nothing, and a URL no connection can use fails its delivery with the reason; the run
+    itself ends as it should."""
+    await sync_to_async(Webhook.objects.bulk_create)([Webhook(name="odd", url="http://127.0.0.1:9/", events=5, secret="s"),
+                                                      Webhook(name="port", url="http://127.0.0.1:99999/", events=["run.started"], secret="s")])
+    run = await sync_to_async(start_run)(await sync_to_async(make_plan)(json.dumps({"name": "T", "parallel_execution": {"tasks": [
+        {"id": "a", "worker": "shell", "command": py("print(1)")}]}})))
+    await drain_engine()
+    run = await sync_to_async(type(run).objects.get)(pk=run.pk)
+    assert run.state == "succeeded", run.state_reason
+    delivery = await WebhookDelivery.objects.aget()  # only the URL hook's run.started
+    assert "port" in delivery.state_reason.lower() and "internal error" not in delivery.state_reason, delivery.state_reason

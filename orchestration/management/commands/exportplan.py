@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--schema-url", default="/schema/plan.json", help="URL put in the $schema comment")
 
     def handle(self, *args, plan: str, revision: int | None, schema_url: str, **options):
-        found = Plan.objects.filter(name=plan).first() or (Plan.objects.filter(pk=plan).first() if plan.isdigit() else None)
+        found = Plan.objects.filter(name=plan).first() or (Plan.objects.filter(pk=plan).first() if plan.isdecimal() else None)
         if found is None:
             raise CommandError(f"No plan named or numbered '{plan}'. See /plans/ or `manage.py importplan`.")
         rev = found.revisions.filter(number=revision).first() if revision else found.latest_revision

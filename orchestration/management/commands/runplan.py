@@ -99,7 +99,7 @@ class Command(BaseCommand):
                 raise CommandError(f"the plan was rejected:\n{error.report()}") from None
             self.stdout.write(f"{path}: {'imported' if created else 'reusing'} '{revision.plan.name}' r{revision.number}")
             return revision.plan
-        found = Plan.objects.filter(name=ref).first() or (Plan.objects.filter(pk=ref).first() if ref.isdigit() else None)
+        found = Plan.objects.filter(name=ref).first() or (Plan.objects.filter(pk=ref).first() if ref.isdecimal() else None)
         if found is None:
             raise CommandError(f"'{ref}' is neither a plan file nor a stored plan's name or id.")
         return found

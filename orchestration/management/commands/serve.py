@@ -126,6 +126,9 @@ class Command(BaseCommand):
         except embedded_redis.EmbeddedRedisError as error:
             raise CommandError(str(error)) from None
         env = dict(os.environ)
+        # Links in webhook messages point at this server unless told otherwise (behind a proxy).
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        env.setdefault("MAGICBOX_PUBLIC_URL", f"http://{shown_host}:{port}")
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = []
         if redis is not None:

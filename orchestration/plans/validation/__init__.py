@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestration.plans.errors import PlanProblem
-from orchestration.plans.validation import constructs, contracts, criteria, graph, tasks, workspace
+from orchestration.plans.validation import constructs, contracts, criteria, graph, inputs, tasks, workspace
 from orchestration.plans.validation.findings import Findings
 from orchestration.plans.yaml_source import LocatedYaml
 
@@ -19,6 +19,6 @@ def semantic_problems(doc: LocatedYaml, workers: list[str], base_dir: Path | Non
     """
     found = Findings(doc, workers, base_dir, any_repository)
     if tasks.check(found):
-        for section in (graph, criteria, contracts, constructs, workspace):
+        for section in (graph, criteria, contracts, constructs, workspace, inputs):
             section.check(found)
     return found.problems, found.notices

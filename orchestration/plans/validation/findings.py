@@ -3,12 +3,11 @@ the list of problems (fatal) and notices (warnings) found, each located in the s
 from __future__ import annotations
 
 import difflib
-import shlex
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from orchestration.plans import graph, schema_refs
+from orchestration.plans import graph, references, schema_refs
 from orchestration.plans.errors import PlanProblem
 from orchestration.plans.phased import PHASE_KEY
 from orchestration.plans.yaml_source import LocatedYaml
@@ -125,7 +124,7 @@ class Findings:
         """Report a command (a string split like a shell would, or an argv list) that cannot run."""
         if isinstance(command, str):
             try:
-                empty = not shlex.split(command)
+                empty = not references.split_command(command)
             except ValueError as error:
                 self.add(path, f"cannot split the command into arguments: {error}. Check its quotes, or write it as a list.")
                 return
