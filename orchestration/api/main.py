@@ -21,7 +21,7 @@ from ninja.security import HttpBearer
 
 from orchestration.api import tokens
 from orchestration.engine.scheduler import cancel_run, rerun, start_run
-from orchestration.models import Plan, Run, TaskChange, TaskRun
+from orchestration.models import Plan, Run, RunState, TaskChange, TaskRun
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.exporter import spec_to_yaml
 from orchestration.plans.inputs import InputsRefused
@@ -180,7 +180,8 @@ def export_plan(request, plan_id: int):
     plan = Plan.objects.filter(pk=plan_id).first()
     if plan is None:
         raise _refuse(404, f"no plan {plan_id}", "plan_id")
-    return HttpResponse(spec_to_yaml(plan.latest_revision.spec), content_type="application/yaml; charset=utf-8")
+    schema_url = request.build_absolute_uri("/schema/plan.json")  # as the browser's export: editors can fetch it
+    return HttpResponse(spec_to_yaml(plan.latest_revision.spec, schema_url), content_type="application/yaml; charset=utf-8")
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -213,6 +214,42 @@ def start(request, plan_id: int, body: StartIn | None = None):
     except RepositoryRefused as error:
         raise _refuse(400, str(error), "") from None
     return Status(201, export.summary(Run.objects.select_related("plan", "revision", "started_by").get(pk=run.pk)))
+
+
+class RunOut(Schema):
+    id: int
+    plan: str
+    plan_id: int
+    state: str
+    reason: str
+    started_by: str | None
+    created_at: str
+    finished_at: str | None
+    rerun_of: int | None
+
+
+RUNS_PAGE = 100  # runs listed at most in one answer
+
+
+@api.get("/runs", response={200: list[RunOut], 422: Error}, tags=["runs"])
+def list_runs(request, plan: int | None = None, state: str = "", before: int | None = None, limit: int = 50):
+    """Runs, newest first: of one plan (`plan`, its id) and/or in one state, `limit` at most
+    (1 to 100); the next page is the runs `before` the last id listed."""
+    _require(request, VIEWER, "read runs")
+    if state and state not in RunState.values:
+        raise _refuse(422, f"no run state {state!r}: the states are {', '.join(RunState.values)}", "state")
+    if not 1 <= limit <= RUNS_PAGE:
+        raise _refuse(422, f"limit must be from 1 to {RUNS_PAGE}", "limit")
+    runs = Run.objects.select_related("plan", "started_by").order_by("-pk")
+    if plan is not None:
+        runs = runs.filter(plan_id=plan) if 0 < plan < 2**63 else runs.none()
+    if state:
+        runs = runs.filter(state=state)
+    if before is not None:
+        runs = runs.filter(pk__lt=min(max(before, 0), 2**63 - 1))
+    return [{"id": r.pk, "plan": r.plan.name, "plan_id": r.plan_id, "state": r.state, "reason": r.state_reason,
+             "started_by": r.started_by.get_username() if r.started_by else None, "created_at": r.created_at.isoformat(),
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None, "rerun_of": r.rerun_of_id} for r in runs[:limit]]
 
 
 def _run(run_id: int) -> Run:

@@ -4,8 +4,9 @@ Field names: name, description, criteria (one per line); tasks-N-<field> for tas
 worker, description, prompt, prompt_file, output_format, integration, command, timeout,
 retries, phase, writes, resources, and depends_on: the *positions* of the upstream tasks, so
 renaming a task keeps its edges); contracts-N-<field> (name, provider, consumer,
-specification as JSON or YAML); points-N-between (positions) and points-N-contract.
-Counts: tasks-count, contracts-count, points-count.
+specification as JSON or YAML); points-N-between (positions) and points-N-contract;
+inputs-N-<field> (name, default, description, required).
+Counts: tasks-count, contracts-count, points-count, inputs-count.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from orchestration.plans.exporter import contract_document, inputs_document, workspace_document
+from orchestration.plans.exporter import contract_document, workspace_document
 from orchestration.plans.errors import PlanInvalid
 from orchestration.plans.loader import load_document
 from orchestration.plans.validation.tasks import MAX_TASKS
@@ -88,6 +89,16 @@ class PointRow:
 
 
 @dataclass
+class InputRow:
+    """One of the plan's `inputs:`. default: as typed ("" for none); required: "on" or ""."""
+
+    name: str = ""
+    default: str = ""
+    description: str = ""
+    required: str = ""
+
+
+@dataclass
 class EditorState:
     """Everything the editor form holds."""
 
@@ -100,7 +111,7 @@ class EditorState:
     base_revision: str = ""
     criteria_checks: str = ""  # JSON of the criteria with a command or review task, carried through
     workspace_options: str = ""  # JSON of the workspace's keep_worktrees / check / check_timeout / push, carried through
-    inputs: str = ""  # JSON of the plan's inputs, carried through (edited in YAML)
+    inputs: list[InputRow] = field(default_factory=list)
     tasks: list[TaskRow] = field(default_factory=list)
     contracts: list[ContractRow] = field(default_factory=list)
     points: list[PointRow] = field(default_factory=list)
@@ -120,7 +131,9 @@ def _positions(values: list[str]) -> list[int]:
 def state_from_post(data) -> EditorState:
     """Read a posted editor form (a QueryDict) into an EditorState. Never raises."""
     state = EditorState(**{f: data.get(f, "") for f in ("name", "description", "criteria", "source_id", "repository", "base",
-                                                         "base_revision", "criteria_checks", "workspace_options", "inputs")})
+                                                         "base_revision", "criteria_checks", "workspace_options")})
+    for n in range(_count(data, "inputs-count")):
+        state.inputs.append(InputRow(**{f: data.get(f"inputs-{n}-{f}", "") for f in ("name", "default", "description", "required")}))
     for n in range(_count(data, "tasks-count", MAX_TASKS)):
         row = TaskRow(**{f: data.get(f"tasks-{n}-{f}", "") for f in (*TASK_TEXT_FIELDS, "command", "timeout", "retries", "offline", "writes",
                                                                      "resources", "output_schema", *CONSTRUCT_FIELDS)})
@@ -147,7 +160,9 @@ def state_from_spec(spec: PlanSpec) -> EditorState:
                         source_id=spec.source_id, repository=workspace.repository if workspace else "",
                         base=workspace.base if workspace else "",
                         workspace_options=json.dumps(options) if options else "",
-                        inputs=json.dumps(inputs_document(spec)) if spec.inputs else "")
+                        inputs=[InputRow(name=name, default="" if i.default is None else str(i.default).lower() if isinstance(i.default, bool)
+                                         else str(i.default), description=i.description, required="on" if i.required else "")
+                                for name, i in spec.inputs.items()])
     for task in spec.tasks:
         row = TaskRow(**{f: str(getattr(task, f) or "") for f in TASK_TEXT_FIELDS})
         row.command = readable_join(task.command) if task.command else ""
@@ -247,18 +262,18 @@ def _constructs_from_row(row: TaskRow, n: int, faults: dict[str, list[str]]) -> 
 
 def apply_action(state: EditorState, action: str) -> None:
     """Apply a structural edit: add-task, remove-task-N, up-task-N, down-task-N, add-contract,
-    remove-contract-N, add-point, remove-point-N. Unknown actions do nothing. Dependencies and
+    remove-contract-N, add-point, remove-point-N, add-input, remove-input-N. Unknown actions do nothing. Dependencies and
     integration points keep pointing at the same tasks when tasks move or go."""
-    match = re.fullmatch(r"(add|remove|up|down)-(task|contract|point)(?:-(\d+))?", action or "")
+    match = re.fullmatch(r"(add|remove|up|down)-(task|contract|point|input)(?:-(\d+))?", action or "")
     if not match:
         return
     verb, kind, index = match.group(1), match.group(2), int(match.group(3) or -1)
-    rows = {"task": state.tasks, "contract": state.contracts, "point": state.points}[kind]
+    rows = {"task": state.tasks, "contract": state.contracts, "point": state.points, "input": state.inputs}[kind]
     if verb == "add" and len(rows) < (MAX_TASKS if kind == "task" else MAX_ROWS):
         if kind == "task":  # a new task starts with the worker of the one above it
             rows.append(TaskRow(worker=state.tasks[-1].worker if state.tasks else "shell"))
         else:
-            rows.append({"contract": ContractRow, "point": PointRow}[kind]())
+            rows.append({"contract": ContractRow, "point": PointRow, "input": InputRow}[kind]())
         return
     if not 0 <= index < len(rows):
         return
@@ -358,12 +373,20 @@ def document(state: EditorState) -> tuple[dict[str, Any], dict[str, list[str]]]:
     if state.source_id.strip():
         execution["id"] = state.source_id.strip()
     doc: dict[str, Any] = {"name": state.name.strip(), "parallel_execution": execution}
-    try:
-        carried_inputs = json.loads(state.inputs) if state.inputs.strip() else None
-    except (ValueError, RecursionError):
-        carried_inputs = None
-    if isinstance(carried_inputs, dict) and carried_inputs:
-        doc["inputs"] = carried_inputs
+    inputs: dict[str, Any] = {}
+    for n, row in enumerate(state.inputs):
+        name = row.name.strip()
+        if not name:
+            if row.default.strip() or row.description.strip():
+                faults.setdefault(f"inputs-{n}-name", []).append("give the input a name, as {{ inputs.<name> }} uses it")
+            continue
+        if name in inputs:
+            faults.setdefault(f"inputs-{n}-name", []).append(f"another input is already named '{name}'")
+        inputs[name] = {**({"default": row.default} if row.default != "" else {}),
+                        **({"description": row.description.strip()} if row.description.strip() else {}),
+                        **({"required": True} if row.required else {})}
+    if inputs:
+        doc["inputs"] = inputs
     if state.description.strip():
         doc["description"] = state.description.strip()
     if state.repository.strip():
@@ -439,6 +462,10 @@ def field_key(path: tuple, doc: dict[str, Any]) -> str:
             index = list(doc.get("contracts", {})).index(name) if name in doc.get("contracts", {}) else -1
             part = rest[0] if rest and rest[0] in ("provider", "consumer", "phase", "specification") else "name"
             return f"contracts-{index}-{part}" if index >= 0 else ""
+        case ("inputs", str(name), *rest):
+            index = list(doc.get("inputs", {})).index(name) if name in doc.get("inputs", {}) else -1
+            part = rest[0] if rest and rest[0] in ("default", "description", "required") else "name"
+            return f"inputs-{index}-{part}" if index >= 0 else ""
         case ("name" | "description" as name, *_):
             return name
         case ("workspace", *_):
@@ -475,4 +502,5 @@ def slot_keys(state: EditorState) -> list[str]:
     keys += [f"tasks-{n}-{f}" for n in range(len(state.tasks)) for f in TASK_FIELDS]
     keys += [f"contracts-{n}-{f}" for n in range(len(state.contracts)) for f in ("name", "provider", "consumer", "phase", "specification")]
     keys += [f"points-{n}-{f}" for n in range(len(state.points)) for f in ("between", "contract")]
+    keys += [f"inputs-{n}-{f}" for n in range(len(state.inputs)) for f in ("name", "default", "description", "required")]
     return keys

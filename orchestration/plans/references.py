@@ -82,7 +82,7 @@ def find_inputs(text: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
         else:
             listed = ", ".join(sorted(known)) or "none"
             problems.append(f"{match.group(0)} names no input of this plan (its inputs: {listed}): declare it under "
-                            f"`inputs:`, e.g. `inputs: {{{name or 'name'}: {{default: …}}}}`.")
+                            f"`inputs:` (in the editor: + Add input), e.g. `inputs: {{{name or 'name'}: {{default: …}}}}`.")
     return used, problems
 
 

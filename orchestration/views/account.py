@@ -34,5 +34,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
         except ValueError as error:  # tokens.TokenRefused, or days that are no number
             messages.error(request, str(error) if isinstance(error, tokens.TokenRefused) else "Days must be a whole number.")
             status = 400
-    return render(request, "account/tokens.html", {"tokens": ApiToken.objects.filter(user=request.user), "new_secret": new_secret},
+    typed = request.POST if status == 400 else {}  # a refused form comes back as it was typed
+    return render(request, "account/tokens.html", {"tokens": ApiToken.objects.filter(user=request.user), "new_secret": new_secret,
+                                                   "typed_name": typed.get("name", ""), "typed_days": typed.get("days", "")},
                   status=status)

@@ -114,6 +114,8 @@ def _render(request, plan, state: EditorState, errors: dict | None, part: str = 
         ],
         "contracts": [{"n": n, "key": f"contracts-{n}", "row": row, "errors": by_row.get(("contracts", n), {})}
                       for n, row in enumerate(state.contracts)],
+        "inputs": [{"n": n, "key": f"inputs-{n}", "row": row, "errors": by_row.get(("inputs", n), {})}
+                   for n, row in enumerate(state.inputs)],
         "points": [
             {"n": n, "key": f"points-{n}", "row": row, "errors": by_row.get(("points", n), {}),
              "members": [(m, ids[m]) for m in row.between if m < len(ids)]}
@@ -155,7 +157,7 @@ def _errors_by_row(errors: dict[str, list[str]]) -> dict[tuple[str, int], dict[s
     """{"tasks-2-id": [...]} -> {("tasks", 2): {"id": [...]}} (keys of other shapes are left out)."""
     rows: dict[tuple[str, int], dict[str, list[str]]] = {}
     for key, messages_ in errors.items():
-        match = re.fullmatch(r"(tasks|contracts|points)-(\d+)-(\w+)", key)
+        match = re.fullmatch(r"(tasks|contracts|points|inputs)-(\d+)-(\w+)", key)
         if match:
             rows.setdefault((match.group(1), int(match.group(2))), {})[match.group(3)] = messages_
     return rows

@@ -139,6 +139,8 @@ def test_a_user_makes_and_revokes_tokens_on_their_page_and_sees_the_secret_once(
     stored = ApiToken.objects.get(name="laptop")
     assert stored.digest != secret and secret not in stored.digest and stored.expires_at is not None
     assert "already have a token named" in client.post("/account/tokens/", {"action": "create", "name": "laptop"}).content.decode()
+    refused = client.post("/account/tokens/", {"action": "create", "name": "nightly", "days": "abc"}).content.decode()
+    assert "Days must be a whole number." in refused and 'value="nightly"' in refused and 'value="abc"' in refused, "typed, kept"
     client.post("/account/tokens/", {"action": "revoke", "token": str(stored.pk)})
     assert tokens.authenticate(secret) is None
     assert not Plan.objects.exists()
@@ -199,5 +201,25 @@ def test_a_plan_named_after_its_source_gets_a_name_that_exports_and_imports_back
         made = call(client, "post", "/api/plans", bearer["Authors"], {"text": text, "source": source})
         assert made.status_code == 201 and made.json()["name"] == name, (source[:20], made.content[:300])
         exported = client.get(f"/api/plans/{made.json()['id']}/export", HTTP_AUTHORIZATION=bearer["Viewers"]).content.decode()
+        assert exported.startswith("# yaml-language-server: $schema=http://testserver/schema/plan.json\n"), "a URL editors can fetch"
         again = call(client, "post", "/api/plans", bearer["Authors"], {"text": exported, "source": "again.yaml"})
         assert again.status_code in (200, 201) and again.json()["name"] == name, again.content[:300]
+
+
+def test_runs_are_listed_newest_first_by_plan_and_state_in_pages(client, bearer):
+    from orchestration.engine.scheduler import cancel_run, start_run
+
+    one, other = make_plan(PLAN), make_plan(PLAN.replace('"name": "', '"name": "Other ', 1))
+    runs = [start_run(one), start_run(other), start_run(one)]
+    cancel_run(runs[0].pk, "stop")
+    listed = call(client, "get", f"/api/runs?plan={one.pk}", bearer["Viewers"]).json()
+    assert [r["id"] for r in listed] == [runs[2].pk, runs[0].pk] and listed[1]["state"] == "cancelled"
+    assert [r["id"] for r in call(client, "get", "/api/runs?state=cancelled", bearer["Viewers"]).json()] == [runs[0].pk]
+    page = call(client, "get", "/api/runs?limit=2", bearer["Viewers"]).json()
+    rest = call(client, "get", f"/api/runs?limit=2&before={page[-1]['id']}", bearer["Viewers"]).json()
+    assert [r["id"] for r in page + rest] == [r.pk for r in reversed(runs)]
+    for query, field in (("state=done", "state"), ("limit=0", "limit"), ("limit=1000", "limit")):
+        answer = call(client, "get", f"/api/runs?{query}", bearer["Viewers"])
+        assert answer.status_code == 422 and answer.json()["field"] == field
+    assert call(client, "get", f"/api/runs?plan={10**30}&before={-5}", bearer["Viewers"]).json() == []
+    assert call(client, "get", "/api/runs", None).status_code == 401

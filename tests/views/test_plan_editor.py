@@ -247,3 +247,27 @@ def test_a_tasks_network_setting_survives_the_editor_and_can_be_turned_off_there
     plan.refresh_from_db()
     assert [t.network for t in plan.latest_revision.spec.tasks] == [False, False]
     assert "network: false" in logged_in_client.get(f"/plans/{plan.pk}/export.yaml").content.decode()
+
+
+def test_inputs_are_written_in_the_editor_used_by_tasks_and_kept_on_a_save(logged_in_client):
+    task = dict(BUILD, command="echo {{ inputs.branch }} {{ inputs.ticket }}")
+    added = logged_in_client.post("/plans/new/", form(tasks=[task], action="add-input")).content.decode()
+    assert 'name="inputs-0-name"' in added and "echo {{ inputs.branch }}" in added, "what was typed comes back"
+    undeclared = logged_in_client.post("/plans/new/", form(tasks=[task], action="validate")).content.decode()
+    assert "names no input of this plan" in undeclared and "+ Add input" in undeclared
+    inputs = {"inputs-count": "3", "inputs-0-name": "branch", "inputs-0-default": "main", "inputs-0-description": "to build",
+              "inputs-1-name": "ticket", "inputs-1-required": "on", "inputs-2-name": "branch"}
+    twice = logged_in_client.post("/plans/new/", form(tasks=[task], action="validate", **inputs)).content.decode()
+    start = twice.index('id="err-inputs-2-name"')
+    assert "another input is already named &#x27;branch&#x27;" in twice[start:twice.index("</ul>", start)]
+    inputs["inputs-count"] = "2"
+    response = logged_in_client.post("/plans/new/", form(tasks=[task], action="save", **inputs))
+    plan = Plan.objects.get(name="Pipeline")
+    assert response.status_code == 302
+    spec = plan.latest_revision.spec
+    assert (spec.inputs["branch"].default, spec.inputs["branch"].description, spec.inputs["ticket"].required) == ("main", "to build", True)
+    page = logged_in_client.get(f"/plans/{plan.pk}/edit/").content.decode()
+    data = scrape_form(page)
+    assert data["inputs-0-name"] == "branch" and data["inputs-1-required"] == ["on"]
+    data["action"] = "save"
+    assert "Nothing changed" in logged_in_client.post(f"/plans/{plan.pk}/edit/", data, follow=True).content.decode()
