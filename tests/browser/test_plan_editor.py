@@ -141,7 +141,9 @@ def test_a_gate_and_a_review_loop_are_built_in_the_editor_and_run(page, stack):
     page.wait_for_selector("body[data-socket=open]")
     page.locator(".task-row[data-task=review][data-state=waiting]").wait_for(timeout=60_000)
     page.click(".task-row[data-task=review]")
-    assert "2 rounds" in page.inner_text("#loop-rounds") and "REQUEST_CHANGES" in page.inner_text("#loop-rounds")
+    # The row and the task's detail are live updates of their own: the second round shows a moment later.
+    page.locator("#loop-rounds", has_text="2 rounds").wait_for()
+    assert "REQUEST_CHANGES" in page.inner_text("#loop-rounds")
     page.click("#gate-approve")
     page.locator("#run-header[data-state=succeeded]").wait_for()
 
