@@ -123,7 +123,7 @@ class RunHub:
             if self.channel is None:
                 self.channel = channel = await self.layer.new_channel()
                 await self.layer.group_add(self._canary_group(channel), channel)
-                self._tasks = [asyncio.create_task(self._listen(channel)), asyncio.create_task(self._watch(channel))]
+                self._tasks = [asyncio.create_task(self._while_held(channel, work)) for work in (self._listen, self._watch)]
             # Every time: a group membership expires (channels_redis's group_expiry), a join renews it.
             await self.layer.group_add(group, self.channel)
             self.viewers.setdefault(group, set()).add(viewer)
@@ -157,46 +157,42 @@ class RunHub:
     def _canary_group(channel: str) -> str:
         return "hub-" + channel.rsplit("!", 1)[-1]
 
-    async def _listen(self, channel: str) -> None:
+    async def _while_held(self, channel: str, work) -> None:
+        """Run `work(channel)` (_listen or _watch) until it ends; whatever ends it (RedisError,
+        OSError, a lost canary, anything: never silently) loses the layer, unless the hub has
+        moved on to another channel meanwhile."""
         try:
-            while True:
-                message = await self.layer.receive(channel)
-                kind = message.get("type")
-                if kind == "hub.canary":
-                    self._canary_back.set()
-                    continue
-                try:
-                    group = RUNS_GROUP if kind == "runs.changed" else run_group(int(message["run_id"]))
-                except (KeyError, TypeError, ValueError):
-                    continue
-                for viewer in list(self.viewers.get(group, ())):
-                    viewer.deliver(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 — RedisError, OSError, or any other end of listening: never silently
+            await work(channel)
+        except Exception as error:  # noqa: BLE001 — see the docstring
             if channel == self.channel:
                 await lose_layer(self.layer, "the viewers of runs", error)
 
+    async def _listen(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            kind = message.get("type")
+            if kind == "hub.canary":
+                self._canary_back.set()
+                continue
+            try:
+                group = RUNS_GROUP if kind == "runs.changed" else run_group(int(message["run_id"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            for viewer in list(self.viewers.get(group, ())):
+                viewer.deliver(message)
+
     async def _watch(self, channel: str) -> None:
         """Renew the groups and send the canary every CANARY_SECONDS (see the class docstring)."""
-        try:
-            while True:
-                await asyncio.sleep(CANARY_SECONDS)
-                self._canary_back.clear()
-                for group in list(self.viewers):
-                    await self.layer.group_add(group, channel)
-                await self.layer.group_send(self._canary_group(channel), {"type": "hub.canary"})
-                try:
-                    await asyncio.wait_for(self._canary_back.wait(), CANARY_WAIT)
-                except TimeoutError:
-                    if channel == self.channel:
-                        await lose_layer(self.layer, "the viewers of runs", f"no canary came back within {CANARY_WAIT:g} s")
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 — as _listen
-            if channel == self.channel:
-                await lose_layer(self.layer, "the viewers of runs", error)
+        while True:
+            await asyncio.sleep(CANARY_SECONDS)
+            self._canary_back.clear()
+            for group in list(self.viewers):
+                await self.layer.group_add(group, channel)
+            await self.layer.group_send(self._canary_group(channel), {"type": "hub.canary"})
+            try:
+                await asyncio.wait_for(self._canary_back.wait(), CANARY_WAIT)
+            except TimeoutError:
+                raise ConnectionError(f"no canary came back within {CANARY_WAIT:g} s") from None
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # {channel layer: its RunHub}

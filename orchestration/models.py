@@ -604,10 +604,10 @@ def validate_webhook_url(value: str) -> None:
     if parts.scheme not in ("http", "https"):
         raise ValidationError("A webhook URL starts with http:// or https://.")
     try:
-        parts.port
-    except ValueError:
-        raise ValidationError("The URL's port must be a number from 1 to 65535.") from None
-    if parts.port == 0:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = 0
+    if port == 0:
         raise ValidationError("The URL's port must be a number from 1 to 65535.")
 
 

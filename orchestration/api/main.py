@@ -16,7 +16,6 @@ from django.db.models import Max
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.parser import Parser
 from ninja.security import HttpBearer
 
 from orchestration.api import tokens
@@ -47,14 +46,7 @@ class TokenAuth(HttpBearer):
         return found
 
 
-class _Parser(Parser):
-    """JSON bodies, where an empty body is an empty object (`curl -X POST` with no `-d`)."""
-
-    def parse_body(self, request: HttpRequest):
-        return super().parse_body(request) if request.body.strip() else {}
-
-
-api = NinjaAPI(title="Magic Box API", version="1", auth=TokenAuth(), urls_namespace="api", parser=_Parser(),
+api = NinjaAPI(title="Magic Box API", version="1", auth=TokenAuth(), urls_namespace="api",
                description="Plans, runs, outputs and diffs. Authenticate with a personal token from /account/tokens/ "
                            "(Authorize, then paste the token itself, `mbx_…`: the page adds `Bearer`). Every operation "
                            "answers 401 without a valid token, with a JSON `{\"message\", \"field\"}` like every error.")

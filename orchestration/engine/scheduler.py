@@ -55,7 +55,7 @@ def start_run(plan: Plan, user: AbstractBaseUser | None = None, worker_map: dict
     worker_map = {k: v for k, v in (worker_map or {}).items() if k != v}
     for target in worker_map.values():
         worker_config(target)
-    used = {row["worker"] for row in task_run_fields(revision.spec, {})}
+    used = {row["worker"] for row in task_run_fields(revision.spec, {})} if worker_map else set()
     if unused := sorted(set(worker_map) - used):
         raise UnknownWorker(f"the plan has no {', '.join(map(repr, unused))} tasks to map to another worker "
                             f"(its workers: {', '.join(sorted(used))})")

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import os
 import logging
+import math
 import signal
 import sys
 import tempfile
@@ -219,21 +220,19 @@ async def exited(child: _Child) -> int:
     proc = child.proc
     if proc.returncode is not None:
         return proc.returncode
-    if child.pidfd is None:
-        while proc.returncode is None:
-            await asyncio.sleep(0.001)
-        return proc.returncode
     loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-    loop.add_reader(child.pidfd, lambda: gone.done() or gone.set_result(None))
-    try:
-        await gone
-    finally:
-        loop.remove_reader(child.pidfd)
-    status = _exit_status(child.pidfd)
-    if status is not None:
-        return status
-    deadline = loop.time() + REPORT_WAIT
+    deadline = math.inf  # without a pidfd the exit is not known: wait for the watcher however long
+    if child.pidfd is not None:
+        gone = loop.create_future()
+        loop.add_reader(child.pidfd, lambda: gone.done() or gone.set_result(None))
+        try:
+            await gone
+        finally:
+            loop.remove_reader(child.pidfd)
+        status = _exit_status(child.pidfd)
+        if status is not None:
+            return status
+        deadline = loop.time() + REPORT_WAIT
     while proc.returncode is None:  # the watcher sets it a moment after it reaped the process
         if loop.time() > deadline:
             logging.getLogger(__name__).warning("process %d ended but its exit status was never reported "

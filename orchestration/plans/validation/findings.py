@@ -3,6 +3,7 @@ the list of problems (fatal) and notices (warnings) found, each located in the s
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,16 @@ class Findings:
     def path(self, index: int, *rest: Any) -> list:
         """The path of task `index` (and of a field inside it)."""
         return [*TASKS, index, *rest]
+
+    def texts(self) -> Iterator[tuple[int, list, str]]:
+        """(task index, path, text) of every text a reference may appear in: each task's
+        description, prompt, and command (a string, or each argument of a list)."""
+        for index, task in enumerate(self.tasks):
+            for key in ("description", "prompt", "command"):
+                values = task.get(key)
+                for position, text in enumerate(values if isinstance(values, list) else [values]):
+                    if isinstance(text, str):
+                        yield index, self.path(index, key, *([position] if isinstance(values, list) else [])), text
 
     def unknown(self, name: str) -> str:
         """The message for `name`, which names no task (nor phase) of the plan, with a suggestion."""

@@ -13,17 +13,12 @@ def check(f: Findings) -> None:
                                            "remove one of these depends_on entries.")
     if not f.is_dag:
         return
-    for index, task in enumerate(f.tasks):
-        for key in ("description", "prompt", "command"):
-            values = task.get(key)
-            for position, text in enumerate(values if isinstance(values, list) else [values]):
-                if not isinstance(text, str):
-                    continue
-                path = f.path(index, key, *([position] if isinstance(values, list) else []))
-                found, unknown_refs = references.find(text, f.first_seen)
-                for message in [*unknown_refs, *references.find_inputs(text, f.data.get("inputs") or {})[1]]:
-                    f.add(path, message)
-                for reference in found:
-                    if reference.task not in f.waits_for[task["id"]]:
-                        f.add(path, f"{reference.text} refers to {reference.task}, which is not upstream of {task['id']}: "
-                                    f"add {reference.task} to depends_on, or remove the reference.")
+    for index, path, text in f.texts():
+        task = f.tasks[index]
+        found, unknown_refs = references.find(text, f.first_seen)
+        for message in [*unknown_refs, *references.find_inputs(text, f.data.get("inputs") or {})[1]]:
+            f.add(path, message)
+        for reference in found:
+            if reference.task not in f.waits_for[task["id"]]:
+                f.add(path, f"{reference.text} refers to {reference.task}, which is not upstream of {task['id']}: "
+                            f"add {reference.task} to depends_on, or remove the reference.")

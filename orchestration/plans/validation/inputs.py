@@ -9,13 +9,7 @@ def check(f: Findings) -> None:
     """Warn of an input both required and with a default (a run never lacks it, so `required`
     does nothing), and of an input no task uses."""
     declared = f.data.get("inputs") or {}
-    used: set[str] = set()
-    for task in f.tasks:
-        for key in ("description", "prompt", "command"):
-            values = task.get(key)
-            for text in values if isinstance(values, list) else [values]:
-                if isinstance(text, str):
-                    used.update(references.INPUT.findall(text))
+    used = {name for _, _, text in f.texts() for name in references.INPUT.findall(text)}
     for name, declaration in declared.items():
         if declaration.get("required") and "default" in declaration:
             f.warn(["inputs", name, "required"], f"input {name!r} has a default, so a run never lacks it: `required` does "
